@@ -1,0 +1,42 @@
+"""Transfer metrics: the negative transfer gap and the gain over source-only.
+
+NTG (Wang et al., "Characterizing and Avoiding Negative Transfer", CVPR 2019):
+``NTG = acc(target-only) - acc(with source)``, in points; positive means the source hurt.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def negative_transfer_gap(target_only_acc: float, with_source_acc: float) -> float:
+    """Points by which using the source is worse than the target-only reference."""
+    return float(target_only_acc) - float(with_source_acc)
+
+
+def gain(method_acc: float, baseline_acc: float) -> float:
+    """Points gained over a baseline (e.g. source-only)."""
+    return float(method_acc) - float(baseline_acc)
+
+
+def transfer_gaps(results: pd.DataFrame, metric: str = "target_acc",
+                  target_only: str = "target-only", source_only: str = "source-only",
+                  ) -> pd.DataFrame:
+    """Rows ``ntg`` and ``gain_over_source_only`` for every method of every scenario and seed
+    where the reference ran, from a tidy table (``scenario, method, seed, metric, value``;
+    other columns are carried from the method's own row)."""
+    acc = results[results["metric"] == metric]
+    keys = ["scenario", "seed"] + (["suite"] if "suite" in results else [])
+    out = []
+    for ref, name, fn in ((target_only, "ntg", lambda m, r: negative_transfer_gap(r, m)),
+                          (source_only, "gain_over_source_only", gain)):
+        base = acc[acc["method"] == ref][keys + ["value"]].rename(columns={"value": "_ref"})
+        rows = acc[acc["method"] != ref].merge(base, on=keys)
+        if rows.empty:
+            continue
+        rows = rows.assign(metric=name,
+                           value=[fn(m, r) for m, r in zip(rows["value"], rows["_ref"])])
+        out.append(rows.drop(columns="_ref"))
+    if not out:
+        return results.iloc[0:0]
+    return pd.concat(out, ignore_index=True)[list(results.columns)]

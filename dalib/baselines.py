@@ -1,0 +1,29 @@
+"""Supervised baselines: one class trains on whichever labelled data it is pointed at.
+
+Transfer: ``source-only`` (source labels), ``target-only`` (the k labelled target samples per
+class: the reference for the negative transfer gap of Wang et al. 2019), ``target-oracle`` (all
+target train labels: an upper bound, never a method). Streams: ``naive`` fine-tuning, task
+after task, and ``joint`` training on all tasks at once (the upper bound of continual learning).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dalib.engine import Batch
+from dalib.method import Method
+
+
+class Supervised(Method):
+    """Cross-entropy on one labelled feed, with the shared augmentation."""
+
+    def __init__(self, model, *, data: str, name: str, joint: bool = False, **optim) -> None:
+        super().__init__(model, **optim)
+        self.needs = (data,)
+        self.name = name
+        self.joint = joint
+
+    def update(self, batch: dict[str, Batch]) -> dict[str, torch.Tensor]:
+        loss = self.classification_loss(batch[self.needs[0]])
+        self.step(loss)
+        return {"loss": loss.detach()}

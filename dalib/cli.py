@@ -1,0 +1,151 @@
+"""The ``dalib`` command: ``run``, ``report``, ``list`` and ``data``.
+
+Exit codes: 0 success, 1 some runs failed, 2 bad input (nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from scenarios.errors import InputError
+
+TRANSFER_METRICS = ["target_acc", "source_acc", "target_train_acc", "ntg", "gain_over_source_only"]
+STREAM_METRICS = ["acc", "bwt", "fwt", "forgetting", "intransigence"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dalib", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a suite (a built-in name or a .toml path)")
+    run.add_argument("suite")
+    run.add_argument("--out", required=True, help="output directory (records, results.csv)")
+    run.add_argument("--seeds", type=int, help="run seeds 0..N-1 instead of the suite's")
+    run.add_argument("--methods", help="comma-separated subset of the suite's methods")
+    run.add_argument("--device", help="auto, cpu or cuda (default: the suite's)")
+    run.add_argument("--data-root", help="where dataset files are (else $DALIB_DATA, ~/.cache/dalib)")
+    rep = sub.add_parser("report", help="rebuild results.csv from the run records and summarise")
+    rep.add_argument("out")
+    sub.add_parser("list", help="list datasets, shifts, methods and built-in suites")
+    data = sub.add_parser("data", help="show where dataset files are searched and what is found")
+    data.add_argument("--data-root")
+    return p
+
+
+def print_summary(table: pd.DataFrame) -> None:
+    from analysis.stats import summary_table
+
+    ok = table[table["status"] == "ok"]
+    for title, metrics in (("transfer", TRANSFER_METRICS), ("stream", STREAM_METRICS)):
+        part = ok[ok["metric"].isin(metrics)]
+        if part.empty:
+            continue
+        print(f"\n{title} scenarios (mean ± std over seeds, accuracy in %):")
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(summary_table(part, metrics).to_string())
+    failed = table[table["status"] != "ok"]
+    if not failed.empty:
+        print(f"\n{failed['run_id'].nunique()} run(s) failed: "
+              + ", ".join(sorted(failed["run_id"].unique())))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dalib.runner import expand, run_suite, validate
+    from scenarios.suite import load_suite
+
+    suite = load_suite(args.suite)
+    if args.seeds is not None and args.seeds < 1:
+        raise InputError("--seeds", f"is {args.seeds}", expected="a positive count")
+    seeds = list(range(args.seeds)) if args.seeds else None
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    runs = expand(suite, seeds, methods)
+    validate(suite, runs, args.data_root)
+    device = args.device or suite.device
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise InputError("--device", f"is {device!r}", expected="auto, cpu or cuda")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(suite.path, out / "suite.toml")
+    total = len(runs)
+    done = [0]
+
+    def on_run(run, record) -> None:
+        done[0] += 1
+        status = record["status"]
+        detail = record.get("error", "") if status != "ok" else " ".join(
+            f"{k}={v:.2f}" for k, v in record["metrics"].items())
+        print(f"[{done[0]}/{total}] {run.scenario.name} {run.method.label} seed={run.seed} "
+              f"{status} {detail}", flush=True)
+
+    print(f"suite {suite.name}: {total} runs -> {out}")
+    table = run_suite(suite, out, runs=runs, device=device, data_root=args.data_root,
+                      on_run=on_run)
+    print_summary(table)
+    print(f"\nresults: {out / 'results.csv'}")
+    return 1 if (table["status"] != "ok").any() else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from dalib.runner import rebuild_results
+
+    out = Path(args.out)
+    if not (out / "runs").is_dir():
+        raise InputError("out", f"{str(out)!r} has no runs/ folder",
+                         expected="a directory written by dalib run")
+    print_summary(rebuild_results(out))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from dalib.registry import REGISTRY
+    from scenarios.datasets import DATASETS
+    from scenarios.shifts import SHIFTS
+    from scenarios.suite import builtin_suites
+
+    print("datasets:")
+    for name, fn in DATASETS.items():
+        print(f"  {name:<14} {(fn.__doc__ or '').splitlines()[0]}")
+    print("shifts:")
+    for name, shift in SHIFTS.items():
+        opts = ", ".join(shift.options) or "-"
+        print(f"  {name:<14} options: {opts}{'  (training data only)' if shift.train_only else ''}")
+    print("methods:")
+    for name, e in REGISTRY.items():
+        print(f"  {name:<14} [{e.kind}] {e.description}")
+        print(f"  {'':<14} hyperparameters: "
+              + ", ".join(f"{k}={v}" for k, v in e.hyperparameters().items()))
+    print("suites:")
+    for name, desc in builtin_suites().items():
+        print(f"  {name:<14} {desc}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from scenarios.datasets import check_data, data_roots
+
+    print("data roots searched, in order:")
+    for r in data_roots(args.data_root):
+        print(f"  {r}")
+    for name, status in check_data(args.data_root).items():
+        print(f"{name}: {status}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "data": cmd_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except InputError as exc:
+        print(f"dalib: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""The training engine: seeds, devices, tensor-resident batches, evaluation and the step loops.
+
+Batches are index gathers into tensors already on the device: no DataLoader, no per-sample
+Python, no host sync inside the step loop (losses are read back every ``log_every`` steps).
+The engine knows no method by name: it feeds each method the data it ``needs``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from scenarios.domain import Domain, concat
+from scenarios.stream import Stream
+from scenarios.transfer import TransferScenario
+
+
+class Batch(NamedTuple):
+    x: torch.Tensor
+    y: torch.Tensor | None
+    task: torch.Tensor | None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available; asking for CUDA without it is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {device}: CUDA is not available on this machine "
+                           "(use --device cpu or auto)")
+    return torch.device(device)
+
+
+class Sampler:
+    """Endless shuffled mini-batches of a device-resident domain (a new permutation each epoch)."""
+
+    def __init__(self, domain: Domain, batch_size: int, generator: torch.Generator,
+                 labelled: bool = True) -> None:
+        self.x, self.task = domain.x, domain.task
+        self.y = domain.y if labelled else None
+        self.n = len(domain)
+        self.batch_size = min(batch_size, self.n)
+        self.generator = generator
+        self._perm = torch.empty(0, dtype=torch.long)
+        self._pos = self.n
+
+    def next(self) -> Batch:
+        if self._pos + self.batch_size > self.n:
+            self._perm = torch.randperm(self.n, generator=self.generator).to(self.x.device)
+            self._pos = 0
+        idx = self._perm[self._pos:self._pos + self.batch_size]
+        self._pos += self.batch_size
+
+        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[idx]
+
+        return Batch(self.x[idx], pick(self.y), pick(self.task))
+
+
+def progress(total: int, desc: str) -> tqdm:
+    """A progress bar on a terminal, silent otherwise."""
+    return tqdm(total=total, desc=desc, leave=False, disable=not sys.stdout.isatty())
+
+
+@torch.inference_mode()
+def accuracy(method, domain: Domain, task_id: int | None = None, batch_size: int = 4096,
+             ) -> float:
+    """Accuracy (%) of ``method.predict`` on a labelled domain, in large batches."""
+    device = next(method.model.parameters()).device
+    correct = 0
+    was_training = method.model.training
+    method.model.eval()
+    for start in range(0, len(domain), batch_size):
+        x = domain.x[start:start + batch_size].to(device)
+        y = domain.y[start:start + batch_size].to(device)
+        task = None if task_id is None else torch.full_like(y, task_id)
+        correct += (method.predict(x, task).argmax(1) == y).sum()
+    method.model.train(was_training)
+    return 100.0 * float(correct) / len(domain)
+
+
+@dataclass
+class Budget:
+    """Training length: ``steps``, or ``epochs`` over a reference set, and the batch size."""
+
+    epochs: float | None = None
+    steps: int | None = None
+    batch_size: int = 64
+
+    def steps_for(self, n: int) -> int:
+        if self.steps is not None:
+            return self.steps
+        return max(1, math.ceil((self.epochs or 1) * n / self.batch_size))
+
+
+class Trace:
+    """Losses kept as device tensors every ``log_every`` steps, read back once at the end."""
+
+    def __init__(self, log_every: int = 50) -> None:
+        self.log_every = log_every
+        self.steps: list[int] = []
+        self.values: dict[str, list[torch.Tensor]] = {}
+
+    def log(self, step: int, logs: dict[str, torch.Tensor]) -> None:
+        if step % self.log_every:
+            return
+        self.steps.append(step)
+        for k, v in logs.items():
+            self.values.setdefault(k, []).append(v.detach().float())
+        loss = logs.get("loss")
+        if loss is not None and not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {float(loss)} at step {step}: the run diverged")
+
+    def to_dict(self) -> dict[str, list[float]]:
+        out: dict[str, list] = {"step": self.steps}
+        for k, v in self.values.items():
+            out[k] = torch.stack(v).cpu().tolist()
+        return out
+
+
+def _train(method, samplers: dict[str, Sampler], steps: int, trace: Trace, offset: int,
+           desc: str) -> None:
+    method.model.train()
+    with progress(steps, desc) as bar:
+        for step in range(steps):
+            logs = method.update({name: s.next() for name, s in samplers.items()})
+            trace.log(offset + step, logs)
+            bar.update()
+
+
+def fit_transfer(method, scenario: TransferScenario, budget: Budget, device: torch.device,
+                 seed: int, trace: Trace) -> int:
+    """Train ``method`` on what it needs of the scenario; every method gets the same number of
+    steps (``epochs`` count passes over the source). Returns the number of steps."""
+    feeds = {"source": (scenario.source, True), "target": (scenario.target_train, False),
+             "target_labelled": (scenario.target_labelled, True),
+             "target_oracle": (scenario.target_train, True)}
+    generator = torch.Generator().manual_seed(seed)
+    samplers = {}
+    for need in method.needs:
+        domain, labelled = feeds[need]
+        if domain is None:
+            raise ValueError(f"{method.name} needs labelled target samples: set k >= 1")
+        samplers[need] = Sampler(domain.to(device), budget.batch_size, generator, labelled)
+    steps = budget.steps_for(len(scenario.source))
+    _train(method, samplers, steps, trace, 0, method.name)
+    return steps
+
+
+def fit_stream(method, stream: Stream, budget: Budget, device: torch.device, seed: int,
+               trace: Trace) -> np.ndarray:
+    """Train task after task and return the accuracy matrix ``R`` (percent).
+
+    ``R[0, j]`` is the accuracy on task ``j`` before training; ``R[i, j]`` after training
+    tasks ``0 .. i-1``. A ``joint`` method trains once on all tasks (with the summed budget),
+    so its matrix has two rows: before and after.
+    """
+    method.class_mask = None if stream.class_mask() is None else stream.class_mask().to(device)
+    generator = torch.Generator().manual_seed(seed)
+    tasks = stream.tasks
+    task_ids = [t.id for t in tasks] if stream.protocol == "task-il" else [None] * len(tasks)
+
+    def row() -> list[float]:
+        return [accuracy(method, t.test, tid) for t, tid in zip(tasks, task_ids)]
+
+    rows = [row()]
+    if getattr(method, "joint", False):
+        data = concat([t.train for t in tasks], f"{stream.name}/joint").to(device)
+        steps = sum(budget.steps_for(len(t.train)) for t in tasks)
+        _train(method, {"train": Sampler(data, budget.batch_size, generator)}, steps, trace, 0,
+               method.name)
+        rows.append(row())
+        return np.array(rows)
+    offset = 0
+    for task in tasks:
+        method.before_task(task)
+        steps = budget.steps_for(len(task.train))
+        _train(method, {"train": Sampler(task.train.to(device), budget.batch_size, generator)},
+               steps, trace, offset, f"{method.name} task {task.id}")
+        offset += steps
+        method.after_task(task)
+        rows.append(row())
+    return np.array(rows)

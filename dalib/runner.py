@@ -1,0 +1,255 @@
+"""Expand a suite into runs (scenario x method x seed), execute them, store records and results.
+
+Each run writes one JSON record, atomically (temp file + rename), to ``OUT/runs/``; the tidy
+``OUT/results.csv`` is rebuilt from the records alone. A run that raises or diverges is recorded
+as failed with its reason and the sweep goes on; finished runs are skipped on a re-run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from analysis.continual import intransigence, summarize
+from analysis.transfer import transfer_gaps
+from dalib.engine import Budget, Trace, accuracy, fit_stream, fit_transfer, resolve_device, \
+    seed_everything
+from dalib.models import build_model
+from dalib.registry import check_method
+from scenarios.errors import InputError
+from scenarios.stream import Stream
+from scenarios.suite import MethodSpec, ScenarioSpec, Suite
+
+RESULT_COLUMNS = ["suite", "scenario", "method", "seed", "metric", "value", "run_id",
+                  "config_hash", "status"]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    suite: str
+    scenario: ScenarioSpec
+    method: MethodSpec
+    seed: int
+
+    def config(self) -> dict:
+        """Everything that determines the run's numbers (its hash is the run's identity)."""
+        return {"suite": self.suite, "scenario": self.scenario.name, "kind": self.scenario.kind,
+                "data": self.scenario.options, "budget": self.scenario.budget,
+                "model": self.scenario.model, "method": self.method.name,
+                "params": self.method.params, "seed": self.seed}
+
+    @property
+    def config_hash(self) -> str:
+        blob = json.dumps(self.config(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def run_id(self) -> str:
+        slug = re.sub(r"[^A-Za-z0-9.+-]+", "_", f"{self.scenario.name}-{self.method.label}")
+        return f"{slug}-s{self.seed}-{self.config_hash[:8]}"
+
+
+def expand(suite: Suite, seeds: list[int] | None = None, methods: list[str] | None = None,
+           ) -> list[RunSpec]:
+    """All runs of a suite, ordered scenario -> seed -> method (so data is built once per seed)."""
+    seeds = list(seeds) if seeds is not None else list(suite.seeds)
+    if methods is not None:
+        known = {m.name for s in suite.scenarios for m in s.methods} | \
+                {m.label for s in suite.scenarios for m in s.methods}
+        unknown = [m for m in methods if m not in known]
+        if unknown:
+            raise InputError("--methods", f"{unknown[0]!r} is not in suite {suite.name!r}",
+                             expected=f"some of {', '.join(sorted(known))}")
+    runs = []
+    for sc in suite.scenarios:
+        chosen = [m for m in sc.methods if methods is None or m.name in methods
+                  or m.label in methods]
+        runs += [RunSpec(suite.name, sc, m, seed) for seed in seeds for m in chosen]
+    return runs
+
+
+def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> None:
+    """Check methods, hyperparameters, data and models before anything is written."""
+    for i, sc in enumerate(suite.scenarios):
+        try:
+            for m in sc.methods:
+                check_method(m.name, m.params, sc.kind)
+            data = sc.build(runs[0].seed if runs else 0, data_root)
+            build_model(data.input_shape, data.num_classes, **sc.model)
+            if sc.kind == "transfer" and data.target_labelled is None:
+                needing = [m.name for m in sc.methods
+                           if "target_labelled" in check_method(m.name, m.params, sc.kind).needs]
+                if needing:
+                    raise InputError("k", f"is 0 but {needing[0]!r} trains on labelled target "
+                                     "samples", expected="k >= 1 labelled target samples per class")
+        except InputError as exc:
+            raise exc.within(suite.path, f"scenario[{i}]") from None
+
+
+def _write_json_atomic(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(record, fh, indent=1, default=float)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _versions() -> dict[str, str]:
+    from dalib import __version__
+
+    return {"dalib": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "numpy": np.__version__}
+
+
+def execute(run: RunSpec, data, device: torch.device) -> dict:
+    """Run one method on one scenario's data for one seed; returns its record (no I/O)."""
+    seed_everything(run.seed)
+    sc = run.scenario
+    entry = check_method(run.method.name, run.method.params, sc.kind)
+    model = build_model(data.input_shape, data.num_classes, **sc.model).to(device)
+    method = entry.build(model, run.method.params)
+    budget = Budget(**{"batch_size": 64, **sc.budget})
+    if "epochs" not in sc.budget and "steps" not in sc.budget:
+        budget.epochs = 10
+    trace = Trace()
+    start = time.perf_counter()
+    record: dict = {}
+    if isinstance(data, Stream):
+        R = fit_stream(method, data, budget, device, run.seed, trace)
+        train_s = time.perf_counter() - start
+        joint = getattr(method, "joint", False)
+        metrics = {"acc": float(np.mean(R[-1]))} if joint else summarize(R)
+        record["accuracy_matrix"] = R.tolist()
+        record["protocol"] = data.protocol
+    else:
+        steps = fit_transfer(method, data, budget, device, run.seed, trace)
+        train_s = time.perf_counter() - start
+        metrics = {"target_acc": accuracy(method, data.target_test),
+                   "source_acc": accuracy(method, data.source_test),
+                   "target_train_acc": accuracy(method, data.target_train)}
+        record["steps"] = steps
+    record.update(metrics=metrics, curves=trace.to_dict(),
+                  timings={"train_s": train_s, "total_s": time.perf_counter() - start})
+    return record
+
+
+def _record_path(out: Path, run: RunSpec) -> Path:
+    return out / "runs" / f"{run.run_id}.json"
+
+
+def _finished(path: Path, run: RunSpec) -> bool:
+    """A complete, successful record of this exact configuration exists."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return record.get("config_hash") == run.config_hash and record.get("status") == "ok"
+
+
+def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str = "auto",
+              data_root: str | None = None,
+              on_run: Callable[[RunSpec, dict], None] | None = None) -> pd.DataFrame:
+    """Execute ``runs`` (skipping finished ones), write their records, rebuild ``results.csv``."""
+    out = Path(out)
+    dev = resolve_device(device)
+    built: dict[tuple[str, int], object] = {}
+    for run in runs:
+        path = _record_path(out, run)
+        if _finished(path, run):
+            if on_run:
+                on_run(run, json.loads(path.read_text()))
+            continue
+        record = {"run_id": run.run_id, "config_hash": run.config_hash, "config": run.config(),
+                  "suite": suite.name, "scenario": run.scenario.name, "kind": run.scenario.kind,
+                  "method": run.method.label, "seed": run.seed, "device": str(dev),
+                  "versions": _versions()}
+        try:
+            key = (run.scenario.name, run.seed)
+            if key not in built:
+                built.clear()
+                built[key] = run.scenario.build(run.seed, data_root)
+            record.update(execute(run, built[key], dev), status="ok")
+        except Exception as exc:  # a failing run is recorded and the sweep goes on
+            record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                          traceback=traceback.format_exc(limit=8))
+        _write_json_atomic(path, record)
+        if on_run:
+            on_run(run, record)
+    return rebuild_results(out)
+
+
+def load_records(out: str | Path) -> list[dict]:
+    """Every readable run record under ``OUT/runs`` (unreadable ones are skipped)."""
+    records = []
+    for path in sorted(Path(out, "runs").glob("*.json")):
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return records
+
+
+def results_from_records(records: list[dict]) -> pd.DataFrame:
+    """The tidy long table of all records, with derived metrics (NTG, gain over source-only,
+    intransigence against the ``joint`` run of the same scenario and seed)."""
+    rows = []
+    for r in records:
+        base = {"suite": r["suite"], "scenario": r["scenario"], "method": r["method"],
+                "seed": r["seed"], "run_id": r["run_id"], "config_hash": r["config_hash"],
+                "status": r["status"]}
+        if r["status"] != "ok":
+            rows.append({**base, "metric": "failed", "value": float("nan")})
+            continue
+        rows += [{**base, "metric": k, "value": v} for k, v in r["metrics"].items()]
+    rows += _intransigence_rows(records)
+    table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    ok = table[table["status"] == "ok"]
+    if not ok.empty:
+        table = pd.concat([table, transfer_gaps(ok)], ignore_index=True)
+    return table
+
+
+def _intransigence_rows(records: list[dict]) -> list[dict]:
+    joint = {(r["scenario"], r["seed"]): r["accuracy_matrix"][-1] for r in records
+             if r["status"] == "ok" and r["config"]["method"] == "joint"}
+    rows = []
+    for r in records:
+        ref = joint.get((r["scenario"], r["seed"]))
+        if r["status"] != "ok" or ref is None or r["config"]["method"] == "joint" \
+                or "accuracy_matrix" not in r:
+            continue
+        rows.append({"suite": r["suite"], "scenario": r["scenario"], "method": r["method"],
+                     "seed": r["seed"], "metric": "intransigence", "run_id": r["run_id"],
+                     "config_hash": r["config_hash"], "status": "ok",
+                     "value": intransigence(r["accuracy_matrix"], ref)})
+    return rows
+
+
+def rebuild_results(out: str | Path) -> pd.DataFrame:
+    """Rebuild ``OUT/results.csv`` (and Parquet when pyarrow is present) from the records."""
+    out = Path(out)
+    table = results_from_records(load_records(out))
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=".tmp-", suffix=".csv")
+    os.close(fd)
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, out / "results.csv")
+    try:
+        table.to_parquet(out / "results.parquet", index=False)
+    except ImportError:
+        pass
+    return table

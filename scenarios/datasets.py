@@ -1,0 +1,137 @@
+"""Built-in datasets and the data root: each loader returns a :class:`Domain`.
+
+Data root resolution (first that is set): the ``data_root`` argument (``--data-root``), the
+``DALIB_DATA`` environment variable, then the user cache directory ``~/.cache/dalib``. Nothing
+is downloaded at run time: missing files give an error naming the files and the paths searched.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scenarios.domain import Domain, from_arrays, load_npz
+from scenarios.errors import InputError
+
+DIGIT_CLASSES = tuple(str(i) for i in range(10))
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def data_roots(data_root: str | Path | None = None) -> list[Path]:
+    """The directories searched for dataset files, in order."""
+    roots = []
+    if data_root:
+        roots.append(Path(data_root))
+    if os.environ.get("DALIB_DATA"):
+        roots.append(Path(os.environ["DALIB_DATA"]))
+    roots.append(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dalib")
+    return roots
+
+
+def load_uci_digits(data_root: str | Path | None = None) -> Domain:
+    """UCI optical digits (1,797 samples, 8 x 8, values 0..16 scaled to [0, 1]).
+
+    Embedded in scikit-learn, so always available offline.
+    """
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.as_tensor(d.images, dtype=torch.float32)[:, None] / 16.0
+    return Domain(name="uci-digits", x=x, y=torch.as_tensor(d.target, dtype=torch.long),
+                  classes=DIGIT_CLASSES)
+
+
+def load_mnist(data_root: str | Path | None = None, split: str = "all") -> Domain:
+    """MNIST read by torchvision's own loader from ``ROOT/MNIST/raw`` (``download=False``).
+
+    ``split``: ``train``, ``test`` or ``all`` (both, with the ``t10k`` part marked as the
+    dataset's test split so scenarios keep it as their test set).
+    """
+    if split not in ("train", "test", "all"):
+        raise InputError("split", f"is {split!r}", expected="'train', 'test' or 'all'")
+    from torchvision.datasets import MNIST
+
+    roots = data_roots(data_root)
+    root = next((r for r in roots if all((r / "MNIST" / "raw" / f).is_file() for f in MNIST_FILES)),
+                None)
+    if root is None:
+        searched = ", ".join(str(r / "MNIST" / "raw") for r in roots)
+        raise InputError("mnist", f"files not found; searched {searched}",
+                         expected=f"{', '.join(MNIST_FILES)} in DIR/MNIST/raw, with DIR given by "
+                                  "--data-root or DALIB_DATA (nothing is downloaded)")
+    parts = []
+    for train in (True, False):
+        if split == ("test" if train else "train"):
+            continue
+        ds = MNIST(str(root), train=train, download=False)
+        parts.append((ds.data, ds.targets, torch.full((len(ds.targets),), not train)))
+    x = torch.cat([p[0] for p in parts]).float()[:, None] / 255.0
+    return Domain(name="mnist", x=x, y=torch.cat([p[1] for p in parts]).long(),
+                  classes=DIGIT_CLASSES,
+                  test_mask=torch.cat([p[2] for p in parts]) if split == "all" else None)
+
+
+DATASETS: dict[str, Callable[..., Domain]] = {
+    "uci-digits": load_uci_digits,
+    "mnist": load_mnist,
+}
+
+
+def load_dataset(spec: dict, *, data_root: str | Path | None = None,
+                 base_dir: Path | None = None) -> Domain:
+    """A domain from a data spec: ``{dataset = NAME, ...options}`` or ``{npz = PATH}``.
+
+    ``npz`` paths are relative to ``base_dir`` (the suite file's folder).
+    """
+    spec = dict(spec)
+    if "npz" in spec:
+        path = Path(spec.pop("npz"))
+        if spec:
+            raise InputError(", ".join(sorted(spec)), "unknown key beside npz",
+                             expected="only npz (and shifts)")
+        if base_dir is not None and not path.is_absolute():
+            path = base_dir / path
+        return load_npz(path)
+    if "dataset" not in spec:
+        raise InputError("dataset", "missing", expected="dataset = NAME or npz = PATH")
+    name = spec.pop("dataset")
+    if name not in DATASETS:
+        raise InputError("dataset", f"unknown dataset {name!r}",
+                         expected=f"one of {', '.join(sorted(DATASETS))}")
+    loader = DATASETS[name]
+    allowed = set(inspect.signature(loader).parameters) - {"data_root"}
+    unknown = set(spec) - allowed
+    if unknown:
+        raise InputError(", ".join(sorted(unknown)), f"unknown option of dataset {name!r}",
+                         expected=f"options {sorted(allowed) or 'none'}")
+    return loader(data_root=data_root, **spec)
+
+
+def check_data(data_root: str | Path | None = None) -> dict[str, str]:
+    """For each built-in dataset, 'ok (N samples)' or the error that loading it gives."""
+    status = {}
+    for name, loader in DATASETS.items():
+        try:
+            status[name] = f"ok ({len(loader(data_root=data_root))} samples)"
+        except InputError as exc:
+            status[name] = f"missing: {exc}"
+    return status
+
+
+def stratified_split(y: np.ndarray, fraction: float, rng: np.random.Generator,
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (rest, part) with ``fraction`` of every class in ``part`` (at least one each)."""
+    part = []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n = max(1, int(round(fraction * len(idx)))) if len(idx) > 1 else 0
+        part.append(idx[:n])
+    part = np.sort(np.concatenate(part)) if part else np.array([], dtype=np.int64)
+    rest = np.setdiff1d(np.arange(len(y)), part)
+    return rest, part

@@ -1,0 +1,169 @@
+"""A tensor-resident domain: all samples of one data distribution, ready for index gathers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scenarios.errors import InputError
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Samples ``x`` (float32 in [0, 1], shape ``(N, C, H, W)`` or ``(N, D)``) and labels ``y``.
+
+    ``y`` is ``None`` for unlabelled data. ``task`` optionally gives each sample's task id (for
+    streams read from arrays); ``test_mask`` marks the dataset's own test split where it has one
+    (MNIST's ``t10k`` files), so scenarios keep official test sets as test sets.
+    """
+
+    name: str
+    x: torch.Tensor
+    y: torch.Tensor | None
+    classes: tuple[str, ...]
+    task: torch.Tensor | None = None
+    test_mask: torch.Tensor | None = None
+    meta: dict = field(default_factory=dict, compare=False)
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def subset(self, index: torch.Tensor | np.ndarray, name: str | None = None) -> Domain:
+        """The samples at ``index`` (every per-sample field follows)."""
+        index = torch.as_tensor(index, dtype=torch.long)
+
+        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[index]
+
+        return replace(self, name=name or self.name, x=self.x[index], y=pick(self.y),
+                       task=pick(self.task), test_mask=pick(self.test_mask))
+
+    def with_(self, **changes) -> Domain:
+        """A copy with some fields replaced."""
+        return replace(self, **changes)
+
+    def unlabelled(self) -> Domain:
+        return replace(self, y=None)
+
+    def class_counts(self) -> np.ndarray:
+        if self.y is None:
+            raise ValueError(f"domain {self.name!r} has no labels")
+        return np.bincount(self.y.numpy(), minlength=self.num_classes)
+
+    def to(self, device: torch.device | str) -> Domain:
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return replace(self, x=move(self.x), y=move(self.y), task=move(self.task))
+
+
+def concat(domains: list[Domain], name: str) -> Domain:
+    """One domain holding the samples of several (labels required, classes must agree)."""
+    first = domains[0]
+    for d in domains[1:]:
+        if d.input_shape != first.input_shape:
+            raise InputError(name, f"domain {d.name!r} has input shape {d.input_shape}",
+                             expected=f"the shape of {first.name!r}, {first.input_shape}")
+    tasks = None
+    if all(d.task is not None for d in domains):
+        tasks = torch.cat([d.task for d in domains])
+    return Domain(name=name, x=torch.cat([d.x for d in domains]),
+                  y=torch.cat([d.y for d in domains]), classes=first.classes, task=tasks)
+
+
+def from_arrays(x, y=None, *, name: str = "arrays", task=None, classes=None,
+                source: str | None = None) -> Domain:
+    """Validate user arrays and build a domain.
+
+    ``x``: N x D, N x H x W or N x C x H x W, numeric, finite. Integer images (uint8) are
+    scaled to [0, 1] by 255; float data is kept as given. ``y``: N integers in [0, C).
+    ``task``: N non-negative integers. Errors name ``source`` (a file) and the field.
+    """
+    where = source or name
+    x = np.asarray(x)
+    if x.ndim < 2:
+        raise InputError("x", f"has shape {x.shape}", expected="N x D, N x H x W or N x C x H x W",
+                         source=where)
+    if x.shape[0] == 0:
+        raise InputError("x", "is empty", expected="at least one sample", source=where)
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise InputError("x", f"has dtype {x.dtype}", expected="numbers", source=where)
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).reshape(len(x), -1).any(1).sum())
+        raise InputError("x", f"has NaN or inf values in {bad} samples",
+                         expected="finite numbers", source=where)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim > 4:
+        raise InputError("x", f"has {x.ndim} dimensions",
+                         expected="N x D, N x H x W or N x C x H x W", source=where)
+    xt = torch.as_tensor(x.astype(np.float32))
+    if x.dtype == np.uint8:
+        xt = xt / 255.0
+    yt = None
+    if y is not None:
+        yt = _int_field(y, "y", len(x), where)
+        n_classes = len(classes) if classes is not None else int(yt.max()) + 1
+        if classes is not None and int(yt.max()) >= n_classes:
+            raise InputError("y", f"has label {int(yt.max())}",
+                             expected=f"labels in [0, {n_classes})", source=where)
+        classes = tuple(classes) if classes is not None else tuple(str(c) for c in range(n_classes))
+    else:
+        classes = tuple(classes or ())
+    tt = None if task is None else _int_field(task, "task", len(x), where)
+    return Domain(name=name, x=xt, y=yt, classes=classes, task=tt)
+
+
+def _int_field(values, field_name: str, n: int, where: str) -> torch.Tensor:
+    arr = np.asarray(values)
+    if arr.ndim != 1 or len(arr) != n:
+        raise InputError(field_name, f"has shape {arr.shape} but x has {n} samples",
+                         expected=f"a vector of length {n}", source=where)
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
+            raise InputError(field_name, "has non-integer values", expected="integers",
+                             source=where)
+    elif arr.dtype.kind not in "iub":
+        raise InputError(field_name, f"has dtype {arr.dtype}", expected="integers", source=where)
+    arr = arr.astype(np.int64)
+    if (arr < 0).any():
+        raise InputError(field_name, f"has negative value {int(arr.min())}",
+                         expected="integers >= 0", source=where)
+    return torch.as_tensor(arr)
+
+
+def load_npz(path: str | Path, name: str | None = None) -> Domain:
+    """Read ``x``, optional ``y``, optional ``task`` and optional ``classes`` from an ``.npz``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("npz", f"file {str(path)!r} does not exist", expected="an .npz file",
+                         source=str(path))
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except Exception as exc:  # zipfile, pickle and format errors all mean the same to a user
+        raise InputError("npz", f"cannot be read ({exc})", expected="a NumPy .npz archive",
+                         source=str(path)) from exc
+    unknown = set(arrays) - {"x", "y", "task", "classes", "domain"}
+    if unknown:
+        raise InputError(", ".join(sorted(unknown)), "unknown array",
+                         expected="only x, y, task, classes, domain", source=str(path))
+    if "x" not in arrays:
+        raise InputError("x", "missing", expected="an array named x", source=str(path))
+    if "y" not in arrays:
+        raise InputError("y", "missing", expected="an array named y (integer labels)",
+                         source=str(path))
+    classes = [str(c) for c in arrays["classes"]] if "classes" in arrays else None
+    return from_arrays(arrays["x"], arrays["y"], name=name or path.stem, task=arrays.get("task"),
+                       classes=classes, source=str(path))

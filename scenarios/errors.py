@@ -1,0 +1,30 @@
+"""The one error type for bad user input: it names the file, the field and what was expected."""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """Bad input from a user: a suite file, an ``.npz`` file or a dataset option.
+
+    The message reads ``FILE: FIELD: PROBLEM (expected EXPECTATION)`` so the command line can
+    print it on one line and exit with code 2.
+    """
+
+    def __init__(self, field: str, problem: str, *, expected: str | None = None,
+                 source: str | None = None) -> None:
+        self.field = field
+        self.problem = problem
+        self.expected = expected
+        self.source = source
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        tail = f" (expected {self.expected})" if self.expected else ""
+        return f"{where}{self.field}: {self.problem}{tail}"
+
+    def within(self, source: str, prefix: str = "") -> InputError:
+        """The same error, located in ``source`` and under the field path ``prefix``."""
+        field = f"{prefix}.{self.field}" if prefix and self.field else (prefix or self.field)
+        return InputError(field, self.problem, expected=self.expected,
+                          source=self.source or source)

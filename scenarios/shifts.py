@@ -1,0 +1,155 @@
+"""Shifts applied to a domain: each takes a domain, a seeded generator and its options.
+
+A suite names them as ``shifts = [{name = "rotate", degrees = 45}, ...]``; they apply in order.
+Shifts marked ``train_only`` (label noise) corrupt only the training part of a domain: test
+labels always stay clean.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from scenarios.domain import Domain
+from scenarios.errors import InputError
+
+
+def _images(domain: Domain, shift: str) -> torch.Tensor:
+    if domain.x.dim() != 4:
+        raise InputError("shifts", f"{shift!r} needs images but {domain.name!r} has samples of "
+                         f"shape {domain.input_shape}", expected="N x C x H x W data")
+    return domain.x
+
+
+def rotate(domain: Domain, rng: np.random.Generator, degrees: float) -> Domain:
+    """Rotate every image by ``degrees`` (counter-clockwise, bilinear, zero fill)."""
+    x = _images(domain, "rotate")
+    theta = np.deg2rad(degrees)
+    c, s = float(np.cos(theta)), float(np.sin(theta))
+    mat = torch.tensor([[c, -s, 0.0], [s, c, 0.0]], dtype=x.dtype).expand(len(x), 2, 3)
+    grid = F.affine_grid(mat, list(x.shape), align_corners=False)
+    return domain.with_(x=F.grid_sample(x, grid, align_corners=False).clamp_(0, 1))
+
+
+def noise(domain: Domain, rng: np.random.Generator, std: float) -> Domain:
+    """Add Gaussian noise of standard deviation ``std`` and clip to [0, 1]."""
+    g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    eps = torch.randn(domain.x.shape, generator=g) * std
+    return domain.with_(x=(domain.x + eps).clamp_(0, 1))
+
+
+def invert(domain: Domain, rng: np.random.Generator) -> Domain:
+    """Swap ink and background: ``x -> 1 - x``."""
+    return domain.with_(x=1.0 - domain.x)
+
+
+def resize(domain: Domain, rng: np.random.Generator, size: int | list[int], crop: int = 0,
+           ) -> Domain:
+    """Crop ``crop`` pixels from every border, then resize to ``size`` (area-averaging when
+    shrinking, bilinear when growing).
+
+    MNIST -> 8 x 8 with ``crop = 4`` mirrors how UCI digits were made: MNIST digits sit in a
+    20 x 20 box inside 28 x 28, and UCI digits count ink in 4 x 4 blocks of a 32 x 32 bitmap.
+    """
+    x = _images(domain, "resize")
+    if crop:
+        if 2 * crop >= min(x.shape[-2:]):
+            raise InputError("shifts.crop", f"{crop} leaves no pixels of {tuple(x.shape[-2:])}",
+                             expected="a crop smaller than half the image")
+        x = x[..., crop:-crop, crop:-crop]
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    mode = "area" if hw[0] <= x.shape[-2] and hw[1] <= x.shape[-1] else "bilinear"
+    kwargs = {} if mode == "area" else {"align_corners": False}
+    return domain.with_(x=F.interpolate(x, size=hw, mode=mode, **kwargs).clamp_(0, 1))
+
+
+def permute(domain: Domain, rng: np.random.Generator, seed: int | None = None) -> Domain:
+    """Shuffle the pixels with one fixed permutation (drawn from ``seed`` or the run's seed)."""
+    x = domain.x
+    flat = x.reshape(len(x), -1)
+    perm_rng = np.random.default_rng(seed) if seed is not None else rng
+    perm = torch.as_tensor(perm_rng.permutation(flat.shape[1]))
+    return domain.with_(x=flat[:, perm].reshape(x.shape))
+
+
+def label_noise(domain: Domain, rng: np.random.Generator, rate: float) -> Domain:
+    """Replace a fraction ``rate`` of the labels with a uniformly drawn *wrong* class."""
+    if not 0.0 <= rate <= 1.0:
+        raise InputError("shifts.rate", f"is {rate}", expected="a fraction in [0, 1]")
+    y = domain.y.clone()
+    flip = torch.as_tensor(rng.random(len(y)) < rate)
+    offset = torch.as_tensor(rng.integers(1, domain.num_classes, len(y)))
+    y[flip] = (y[flip] + offset[flip]) % domain.num_classes
+    return domain.with_(y=y)
+
+
+def class_subset(domain: Domain, rng: np.random.Generator, classes: list[int]) -> Domain:
+    """Keep only the samples of ``classes`` (labels keep their original indices)."""
+    bad = [c for c in classes if not 0 <= c < domain.num_classes]
+    if bad or not classes:
+        raise InputError("shifts.classes", f"is {classes}",
+                         expected=f"a non-empty list of labels in [0, {domain.num_classes})")
+    keep = torch.isin(domain.y, torch.as_tensor(classes))
+    return domain.subset(torch.nonzero(keep).flatten())
+
+
+@dataclass(frozen=True)
+class Shift:
+    fn: Callable[..., Domain]
+    train_only: bool = False
+
+    @property
+    def options(self) -> list[str]:
+        return list(inspect.signature(self.fn).parameters)[2:]
+
+
+SHIFTS: dict[str, Shift] = {
+    "rotate": Shift(rotate),
+    "noise": Shift(noise),
+    "invert": Shift(invert),
+    "resize": Shift(resize),
+    "permute": Shift(permute),
+    "label-noise": Shift(label_noise, train_only=True),
+    "class-subset": Shift(class_subset),
+}
+
+
+def validate_shift(spec: dict) -> tuple[Shift, dict]:
+    """The shift a spec names and its options, or an error naming the unknown parts."""
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise InputError("shifts", f"entry {spec!r} has no name",
+                         expected="a table like {name = 'rotate', degrees = 30}")
+    options = {k: v for k, v in spec.items() if k != "name"}
+    shift = SHIFTS.get(spec["name"])
+    if shift is None:
+        raise InputError("shifts.name", f"unknown shift {spec['name']!r}",
+                         expected=f"one of {', '.join(sorted(SHIFTS))}")
+    params = inspect.signature(shift.fn).parameters
+    unknown = set(options) - set(shift.options)
+    if unknown:
+        raise InputError("shifts", f"unknown option {', '.join(sorted(unknown))} of "
+                         f"{spec['name']!r}", expected=f"options {shift.options or 'none'}")
+    missing = [p for p in shift.options if params[p].default is inspect.Parameter.empty
+               and p not in options]
+    if missing:
+        raise InputError("shifts", f"{spec['name']!r} misses option {', '.join(missing)}",
+                         expected=f"options {shift.options}")
+    return shift, options
+
+
+def apply_shifts(domain: Domain, specs: list[dict], rng: np.random.Generator, *,
+                 train: bool = True) -> Domain:
+    """Apply ``specs`` in order; ``train=False`` skips train-only shifts (label noise)."""
+    for spec in specs:
+        shift, options = validate_shift(spec)
+        if shift.train_only and not train:
+            continue
+        if shift.fn in (label_noise, class_subset) and domain.y is None:
+            raise InputError("shifts", f"{spec['name']!r} needs labels but {domain.name!r} has none")
+        domain = shift.fn(domain, rng, **options)
+    return domain

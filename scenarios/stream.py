@@ -1,0 +1,181 @@
+"""Streams of tasks for continual learning, under the task-, domain- or class-incremental protocol.
+
+* ``split``: the classes are cut into groups, one task each (Split MNIST: 5 x 2 classes).
+* ``permuted``: task 0 is the data as is, every later task a fixed pixel permutation of it.
+* ``rotated``: one task per angle.
+* ``domains``: one task per domain (classes stay, the domain moves).
+* ``task-array``: the ``task`` field of an ``.npz`` file says which task a sample is in.
+
+Protocols (van de Ven & Tolias 2019): ``task-il`` gives the task id at test time (the model's
+outputs are masked to the task's classes, equivalent to one head per task); ``class-il`` asks
+for the class among all seen; ``domain-il`` keeps the output space fixed across tasks (for a
+``split`` stream the label becomes the class's position within its task, e.g. odd / even).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from scenarios.domain import Domain
+from scenarios.errors import InputError
+from scenarios.datasets import stratified_split
+from scenarios.shifts import permute, rotate
+from scenarios.transfer import shifted_split
+
+PROTOCOLS = ("task-il", "domain-il", "class-il")
+STREAMS = ("split", "permuted", "rotated", "domains", "task-array")
+
+
+@dataclass(frozen=True)
+class Task:
+    id: int
+    train: Domain
+    test: Domain
+    classes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Stream:
+    name: str
+    tasks: tuple[Task, ...]
+    protocol: str
+    classes: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.tasks[0].train.input_shape
+
+    def class_mask(self) -> torch.Tensor | None:
+        """(tasks x classes) bool: the outputs each task may use (task-IL only, else None)."""
+        if self.protocol != "task-il":
+            return None
+        mask = torch.zeros(len(self.tasks), self.num_classes, dtype=torch.bool)
+        for t in self.tasks:
+            mask[t.id, list(t.classes)] = True
+        return mask
+
+    def to_avalanche(self):
+        """This stream as an Avalanche benchmark (imports avalanche lazily)."""
+        from dalib.continual.avalanche import stream_to_benchmark
+
+        return stream_to_benchmark(self)
+
+
+def _tagged(domain: Domain, task_id: int) -> Domain:
+    return domain.with_(task=torch.full((len(domain),), task_id, dtype=torch.long))
+
+
+def _task(task_id: int, train: Domain, test: Domain, stream: str) -> Task:
+    for part in (train, test):
+        if len(part) == 0:
+            raise InputError("tasks", f"task {task_id} of the {stream!r} stream has an empty "
+                             f"{'train' if part is train else 'test'} set",
+                             expected="samples in every task")
+    classes = tuple(int(c) for c in torch.unique(torch.cat([train.y, test.y])).tolist())
+    return Task(task_id, _tagged(train, task_id), _tagged(test, task_id), classes)
+
+
+def class_groups(num_classes: int, tasks: int | None, classes: list[list[int]] | None,
+                 ) -> list[list[int]]:
+    if classes is not None:
+        flat = [c for g in classes for c in g]
+        if len(set(flat)) != len(flat) or not all(0 <= c < num_classes for c in flat) or \
+                not all(classes):
+            raise InputError("classes", f"is {classes}",
+                             expected=f"disjoint non-empty groups of labels in [0, {num_classes})")
+        return [list(g) for g in classes]
+    tasks = tasks or 5
+    if not 1 <= tasks <= num_classes:
+        raise InputError("tasks", f"is {tasks}", expected=f"1..{num_classes} for a split stream")
+    return [list(g) for g in np.array_split(np.arange(num_classes), tasks)]
+
+
+def build_stream(name: str, kind: str, domains: list[Domain], *, seed: int, protocol: str | None = None,
+                 tasks: int | None = None, classes: list[list[int]] | None = None,
+                 angles: list[float] | None = None, shifts: list[list[dict]] | None = None,
+                 test_fraction: float = 0.2) -> Stream:
+    """Build a stream for one seed.
+
+    ``domains`` holds one domain, or one per task for the ``domains`` kind; ``shifts`` holds
+    one list of shift specs per domain.
+    """
+    if kind not in STREAMS:
+        raise InputError("stream", f"is {kind!r}", expected=f"one of {', '.join(STREAMS)}")
+    protocol = protocol or ("class-il" if kind == "split" else "domain-il")
+    if protocol not in PROTOCOLS:
+        raise InputError("protocol", f"is {protocol!r}", expected=f"one of {', '.join(PROTOCOLS)}")
+    rng = np.random.default_rng(seed)
+    if kind != "domains" and len(domains) != 1:
+        raise InputError("data", f"{kind!r} streams take one data table",
+                         expected="data = {dataset = ...} (domains = [...] is for kind 'domains')")
+    splitter = split_by_task if kind == "task-array" else None
+    shifts = shifts or [[] for _ in domains]
+    parts = [shifted_split(d, list(s), test_fraction, rng, splitter) for d, s in zip(domains, shifts)]
+    class_names = domains[0].classes
+    out: list[Task] = []
+    if kind == "split":
+        train, test = parts[0]
+        groups = class_groups(train.num_classes, tasks, classes)
+        for i, group in enumerate(groups):
+            sel = [torch.nonzero(torch.isin(d.y, torch.as_tensor(group))).flatten()
+                   for d in (train, test)]
+            tr, te = train.subset(sel[0]), test.subset(sel[1])
+            if protocol == "domain-il":
+                lookup = torch.full((train.num_classes,), -1, dtype=torch.long)
+                lookup[torch.as_tensor(group)] = torch.arange(len(group))
+                tr, te = tr.with_(y=lookup[tr.y]), te.with_(y=lookup[te.y])
+            out.append(_task(i, tr, te, kind))
+        if protocol == "domain-il":
+            width = max(len(g) for g in groups)
+            class_names = tuple(f"position {j}" for j in range(width))
+            out = [Task(t.id, t.train.with_(classes=class_names),
+                        t.test.with_(classes=class_names), t.classes) for t in out]
+    elif kind == "permuted":
+        train, test = parts[0]
+        for i in range(tasks or 10):
+            if i == 0:
+                out.append(_task(0, train, test, kind))
+                continue
+            perm_seed = int(rng.integers(2**31))
+            out.append(_task(i, permute(train, rng, perm_seed), permute(test, rng, perm_seed), kind))
+    elif kind == "rotated":
+        train, test = parts[0]
+        for i, angle in enumerate(angles if angles is not None else [0, 30, 60, 90, 120, 150]):
+            out.append(_task(i, rotate(train, rng, angle), rotate(test, rng, angle), kind))
+    elif kind == "domains":
+        if len(domains) < 2:
+            raise InputError("domains", f"has {len(domains)} entry", expected="two or more domains")
+        for i, (train, test) in enumerate(parts):
+            if train.input_shape != parts[0][0].input_shape or train.num_classes != len(class_names):
+                raise InputError(f"domains[{i}]", f"{domains[i].name!r} has shape "
+                                 f"{train.input_shape} and {train.num_classes} classes",
+                                 expected=f"shape {parts[0][0].input_shape} and "
+                                          f"{len(class_names)} classes, like domains[0]")
+            out.append(_task(i, train, test, kind))
+    else:  # task-array
+        train, test = parts[0]
+        ids = torch.unique(domains[0].task).tolist()
+        for i, t in enumerate(ids):
+            out.append(_task(i, train.subset(torch.nonzero(train.task == t).flatten()),
+                             test.subset(torch.nonzero(test.task == t).flatten()), kind))
+    if kind in ("permuted", "rotated") and len(out) < 2:
+        raise InputError("tasks", f"gives {len(out)} task", expected="two or more tasks")
+    return Stream(name=name, tasks=tuple(out), protocol=protocol, classes=class_names)
+
+
+def split_by_task(domain: Domain, test_fraction: float, rng: np.random.Generator,
+                  ) -> tuple[Domain, Domain]:
+    """Train/test split stratified by (task, class), for streams given by a task array."""
+    if domain.task is None:
+        raise InputError("task", "missing", expected="an array named task in the .npz file "
+                                                      "(one task id per sample)")
+    strata = (domain.task * domain.num_classes + domain.y).numpy()
+    train, test = stratified_split(strata, test_fraction, rng)
+    return domain.subset(train), domain.subset(test)

@@ -1,0 +1,295 @@
+"""Suite files (TOML): load, validate every key, and build each scenario's data for a seed.
+
+A suite is data, never code. Unknown keys are errors naming the file and the field. Method
+names and hyperparameters are checked by ``dalib`` (this package knows no method).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from scenarios.datasets import DATASETS, load_dataset
+from scenarios.domain import Domain
+from scenarios.errors import InputError
+from scenarios.shifts import validate_shift
+from scenarios.stream import STREAMS, Stream, build_stream
+from scenarios.transfer import TransferScenario, build_transfer
+
+BUILTIN_DIR = Path(__file__).parent / "suites"
+
+SUITE_KEYS = {"name", "description", "seeds", "device", "budget", "model", "scenario"}
+BUDGET_KEYS = {"epochs", "steps", "batch_size"}
+COMMON_KEYS = {"name", "kind", "methods", "budget", "model"}
+TRANSFER_KEYS = COMMON_KEYS | {"source", "target", "k", "source_test_fraction",
+                               "target_test_fraction"}
+STREAM_KEYS = COMMON_KEYS | {"data", "domains", "stream", "protocol", "tasks", "classes",
+                             "angles", "test_fraction"}
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    params: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The name a method has in results: its name, or ``name[key=value,...]`` when tuned."""
+        if not self.params:
+            return self.name
+        return f"{self.name}[{','.join(f'{k}={v}' for k, v in sorted(self.params.items()))}]"
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    """One ``[[scenario]]`` table, validated; :meth:`build` makes its data for a seed."""
+
+    name: str
+    kind: str
+    methods: tuple[MethodSpec, ...]
+    budget: dict
+    model: dict
+    options: dict
+    base_dir: Path | None = None
+
+    def build(self, seed: int, data_root: str | None = None) -> TransferScenario | Stream:
+        o = self.options
+        if self.kind == "transfer":
+            source = _load(o["source"], data_root, self.base_dir)
+            target = _load(o["target"], data_root, self.base_dir)
+            same = _data_key(o["source"]) == _data_key(o["target"])
+            return build_transfer(self.name, source, target, seed=seed, k=o.get("k", 0),
+                                  source_shifts=o["source"].get("shifts", []),
+                                  target_shifts=o["target"].get("shifts", []), disjoint=same,
+                                  source_test_fraction=o.get("source_test_fraction", 0.2),
+                                  target_test_fraction=o.get("target_test_fraction", 0.3))
+        specs = o["domains"] if "domains" in o else [o["data"]]
+        domains = [_load(s, data_root, self.base_dir) for s in specs]
+        return build_stream(self.name, o.get("stream", "domains" if "domains" in o else "split"),
+                            domains, seed=seed, protocol=o.get("protocol"), tasks=o.get("tasks"),
+                            classes=o.get("classes"), angles=o.get("angles"),
+                            shifts=[s.get("shifts", []) for s in specs],
+                            test_fraction=o.get("test_fraction", 0.2))
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    seeds: tuple[int, ...]
+    device: str
+    budget: dict
+    model: dict
+    scenarios: tuple[ScenarioSpec, ...]
+    path: str
+
+
+def _data_key(spec: dict) -> str:
+    return json.dumps({k: v for k, v in spec.items() if k != "shifts"}, sort_keys=True)
+
+
+@lru_cache(maxsize=16)
+def _load_cached(key: str, data_root: str | None, base_dir: str | None) -> Domain:
+    return load_dataset(json.loads(key), data_root=data_root,
+                        base_dir=Path(base_dir) if base_dir else None)
+
+
+def _load(spec: dict, data_root: str | None, base_dir: Path | None) -> Domain:
+    return _load_cached(_data_key(spec), data_root, str(base_dir) if base_dir else None)
+
+
+def _check_keys(table: dict, allowed: set[str], field_name: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise InputError(f"{field_name}.{unknown[0]}" if field_name else unknown[0],
+                         "unknown key", expected=f"one of {', '.join(sorted(allowed))}")
+
+
+def _check_type(value, types, field_name: str, expected: str) -> None:
+    if not isinstance(value, types) or isinstance(value, bool) and bool not in (
+            types if isinstance(types, tuple) else (types,)):
+        raise InputError(field_name, f"is {value!r}", expected=expected)
+
+
+def _check_data(spec, field_name: str) -> None:
+    _check_type(spec, dict, field_name, "a table like {dataset = 'mnist'} or {npz = 'file.npz'}")
+    if "npz" in spec:
+        _check_keys(spec, {"npz", "shifts"}, field_name)
+        _check_type(spec["npz"], str, f"{field_name}.npz", "a path to an .npz file")
+    elif "dataset" in spec:
+        name = spec["dataset"]
+        if name not in DATASETS:
+            raise InputError(f"{field_name}.dataset", f"unknown dataset {name!r}",
+                             expected=f"one of {', '.join(sorted(DATASETS))}")
+        options = set(inspect.signature(DATASETS[name]).parameters) - {"data_root"}
+        _check_keys(spec, {"dataset", "shifts"} | options, field_name)
+    else:
+        raise InputError(field_name, "names no data", expected="dataset = NAME or npz = PATH")
+    shifts = spec.get("shifts", [])
+    _check_type(shifts, list, f"{field_name}.shifts", "a list of shift tables")
+    for i, s in enumerate(shifts):
+        try:
+            validate_shift(s)
+        except InputError as exc:
+            raise exc.within("", f"{field_name}.shifts[{i}]") from None
+
+
+def _check_budget(budget, field_name: str) -> dict:
+    _check_type(budget, dict, field_name, "a table with epochs or steps, and batch_size")
+    _check_keys(budget, BUDGET_KEYS, field_name)
+    for key in BUDGET_KEYS & set(budget):
+        _check_type(budget[key], (int, float) if key == "epochs" else int, f"{field_name}.{key}",
+                    "a positive number")
+        if budget[key] <= 0:
+            raise InputError(f"{field_name}.{key}", f"is {budget[key]}", expected="a positive number")
+    if "epochs" in budget and "steps" in budget:
+        raise InputError(field_name, "gives both epochs and steps", expected="one of them")
+    return budget
+
+
+def _check_methods(methods, field_name: str) -> tuple[MethodSpec, ...]:
+    _check_type(methods, list, field_name, "a list of method names or {name = ..., ...} tables")
+    if not methods:
+        raise InputError(field_name, "is empty", expected="at least one method")
+    out = []
+    for i, m in enumerate(methods):
+        if isinstance(m, str):
+            out.append(MethodSpec(m))
+        elif isinstance(m, dict) and isinstance(m.get("name"), str):
+            out.append(MethodSpec(m["name"], {k: v for k, v in m.items() if k != "name"}))
+        else:
+            raise InputError(f"{field_name}[{i}]", f"is {m!r}",
+                             expected="a method name or a table with a name")
+    labels = [m.label for m in out]
+    dup = {x for x in labels if labels.count(x) > 1}
+    if dup:
+        raise InputError(field_name, f"lists {sorted(dup)[0]!r} twice", expected="distinct methods")
+    return tuple(out)
+
+
+def _check_fraction(options: dict, key: str, field_name: str) -> None:
+    if key in options:
+        value = options[key]
+        _check_type(value, (int, float), f"{field_name}.{key}", "a fraction in (0, 1)")
+        if not 0 < value < 1:
+            raise InputError(f"{field_name}.{key}", f"is {value}", expected="a fraction in (0, 1)")
+
+
+def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: dict,
+                    ) -> ScenarioSpec:
+    f = f"scenario[{i}]"
+    _check_type(table, dict, f, "a [[scenario]] table")
+    kind = table.get("kind")
+    if kind not in ("transfer", "stream"):
+        raise InputError(f"{f}.kind", f"is {kind!r}", expected="'transfer' or 'stream'")
+    _check_keys(table, TRANSFER_KEYS if kind == "transfer" else STREAM_KEYS, f)
+    name = table.get("name", f"{kind}-{i}")
+    _check_type(name, str, f"{f}.name", "a string")
+    if kind == "transfer":
+        for role in ("source", "target"):
+            if role not in table:
+                raise InputError(f"{f}.{role}", "missing", expected="a data table")
+            _check_data(table[role], f"{f}.{role}")
+        k = table.get("k", 0)
+        _check_type(k, int, f"{f}.k", "an integer >= 0 (labelled target samples per class)")
+        if k < 0:
+            raise InputError(f"{f}.k", f"is {k}", expected="an integer >= 0")
+        for key in ("source_test_fraction", "target_test_fraction"):
+            _check_fraction(table, key, f)
+    else:
+        if ("data" in table) == ("domains" in table):
+            raise InputError(f, "needs exactly one of data and domains",
+                             expected="data = {...} or domains = [{...}, ...]")
+        if "data" in table:
+            _check_data(table["data"], f"{f}.data")
+        else:
+            _check_type(table["domains"], list, f"{f}.domains", "a list of data tables")
+            for j, d in enumerate(table["domains"]):
+                _check_data(d, f"{f}.domains[{j}]")
+        stream = table.get("stream", "domains" if "domains" in table else "split")
+        if stream not in STREAMS:
+            raise InputError(f"{f}.stream", f"is {stream!r}", expected=f"one of {', '.join(STREAMS)}")
+        _check_fraction(table, "test_fraction", f)
+    if "methods" not in table:
+        raise InputError(f"{f}.methods", "missing", expected="a list of methods")
+    methods = _check_methods(table["methods"], f"{f}.methods")
+    own_budget = _check_budget(table.get("budget", {}), f"{f}.budget")
+    own_model = table.get("model", {})
+    _check_type(own_model, dict, f"{f}.model", "a table of model options")
+    options = {k: v for k, v in table.items() if k not in COMMON_KEYS}
+    return ScenarioSpec(name=name, kind=kind, methods=methods, budget={**budget, **own_budget},
+                        model={**model, **own_model}, options=options, base_dir=base_dir)
+
+
+def resolve_suite_path(name_or_path: str) -> Path:
+    """A path as given, or the built-in suite of that name."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise InputError("suite", f"file {name_or_path!r} does not exist",
+                             expected="a suite .toml file or a built-in suite name", source=None)
+        return path
+    builtin = BUILTIN_DIR / f"{name_or_path}.toml"
+    if not builtin.is_file():
+        names = ", ".join(sorted(p.stem for p in BUILTIN_DIR.glob("*.toml")))
+        raise InputError("suite", f"no file or built-in suite named {name_or_path!r}",
+                         expected=f"a .toml path or one of {names}")
+    return builtin
+
+
+def builtin_suites() -> dict[str, str]:
+    """Built-in suite names and their descriptions."""
+    out = {}
+    for p in sorted(BUILTIN_DIR.glob("*.toml")):
+        with open(p, "rb") as fh:
+            out[p.stem] = tomllib.load(fh).get("description", "")
+    return out
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """Read and validate a suite; errors name the file and the field."""
+    path = resolve_suite_path(name_or_path)
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError("toml", f"malformed ({exc})", expected="valid TOML", source=str(path))
+    try:
+        return parse_suite(raw, path)
+    except InputError as exc:
+        raise exc.within(str(path)) from None
+
+
+def parse_suite(raw: dict, path: Path) -> Suite:
+    _check_keys(raw, SUITE_KEYS, "")
+    seeds = raw.get("seeds", 3)
+    if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds > 0:
+        seeds = list(range(seeds))
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)
+            and len(set(seeds)) == len(seeds)):
+        raise InputError("seeds", f"is {seeds!r}",
+                         expected="a positive count or a list of distinct integers >= 0")
+    device = raw.get("device", "auto")
+    if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise InputError("device", f"is {device!r}", expected="auto, cpu or cuda")
+    budget = _check_budget(raw.get("budget", {}), "budget")
+    model = raw.get("model", {})
+    _check_type(model, dict, "model", "a table of model options")
+    tables = raw.get("scenario")
+    if not isinstance(tables, list) or not tables:
+        raise InputError("scenario", "missing or empty", expected="one or more [[scenario]] tables")
+    base_dir = path.parent.resolve()
+    scenarios = tuple(_check_scenario(t, i, base_dir, budget, model) for i, t in enumerate(tables))
+    names = [s.name for s in scenarios]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise InputError("scenario.name", f"{sorted(dup)[0]!r} is used twice",
+                         expected="distinct scenario names")
+    name = raw.get("name", path.stem)
+    _check_type(name, str, "name", "a string")
+    return Suite(name=name, description=str(raw.get("description", "")), seeds=tuple(seeds),
+                 device=device, budget=budget, model=model, scenarios=scenarios, path=str(path))

@@ -1,0 +1,128 @@
+"""TransferScenario: a labelled source and a target split into unlabelled train and labelled test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from scenarios.datasets import stratified_split
+from scenarios.domain import Domain
+from scenarios.errors import InputError
+from scenarios.shifts import SHIFTS, apply_shifts
+
+
+@dataclass(frozen=True)
+class TransferScenario:
+    """Source -> target data for one seed.
+
+    ``target_train`` keeps its labels only so that the ``target-oracle`` upper bound can use
+    them; the engine hands methods its unlabelled view. ``target_labelled`` holds the ``k``
+    labelled target samples per class (a subset of ``target_train``), or ``None`` when k = 0.
+    """
+
+    name: str
+    source: Domain
+    source_test: Domain
+    target_train: Domain
+    target_test: Domain
+    target_labelled: Domain | None
+    k: int
+
+    @property
+    def num_classes(self) -> int:
+        return self.source.num_classes
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.source.input_shape
+
+
+def split_train_test(domain: Domain, test_fraction: float, rng: np.random.Generator,
+                     ) -> tuple[Domain, Domain]:
+    """The dataset's own test split where it has one, else a stratified random split."""
+    if domain.test_mask is not None:
+        test = torch.nonzero(domain.test_mask).flatten()
+        train = torch.nonzero(~domain.test_mask).flatten()
+    else:
+        train, test = stratified_split(domain.y.numpy(), test_fraction, rng)
+    return (domain.subset(train, f"{domain.name}/train").with_(test_mask=None),
+            domain.subset(test, f"{domain.name}/test").with_(test_mask=None))
+
+
+def shifted_split(domain: Domain, shifts: list[dict], test_fraction: float,
+                  rng: np.random.Generator, splitter=None) -> tuple[Domain, Domain]:
+    """Apply data shifts to the whole domain, split it, then corrupt only the train part.
+
+    ``splitter(domain, test_fraction, rng)`` defaults to :func:`split_train_test`.
+    """
+    data_shifts = [s for s in shifts if not SHIFTS[s["name"]].train_only]
+    train_shifts = [s for s in shifts if SHIFTS[s["name"]].train_only]
+    domain = apply_shifts(domain, data_shifts, rng)
+    train, test = (splitter or split_train_test)(domain, test_fraction, rng)
+    return apply_shifts(train, train_shifts, rng), test
+
+
+def disjoint_halves(domain: Domain, rng: np.random.Generator) -> tuple[Domain, Domain]:
+    """Two stratified halves of one dataset, so source and target share no sample."""
+    strata = domain.y.numpy() * 2 + (0 if domain.test_mask is None else domain.test_mask.numpy())
+    a, b = stratified_split(strata, 0.5, rng)
+    return domain.subset(a), domain.subset(b)
+
+
+def pick_per_class(domain: Domain, k: int, rng: np.random.Generator, field: str = "k",
+                   ) -> np.ndarray:
+    """Indices of ``k`` random samples of every class present in ``domain``."""
+    y = domain.y.numpy()
+    picked = []
+    for c in range(domain.num_classes):
+        idx = np.flatnonzero(y == c)
+        if len(idx) == 0:
+            continue
+        if len(idx) < k:
+            raise InputError(field, f"is {k} but class {domain.classes[c]!r} has only {len(idx)} "
+                             f"samples in {domain.name!r}",
+                             expected=f"k <= {int(min(np.bincount(y)[np.bincount(y) > 0]))}")
+        picked.append(rng.choice(idx, k, replace=False))
+    return np.sort(np.concatenate(picked))
+
+
+def build_transfer(name: str, source: Domain, target: Domain, *, seed: int, k: int = 0,
+                   source_shifts: list[dict] = (), target_shifts: list[dict] = (),
+                   disjoint: bool = False, source_test_fraction: float = 0.2,
+                   target_test_fraction: float = 0.3) -> TransferScenario:
+    """Build the scenario for one seed (splits, shifts and the k labelled picks all follow it).
+
+    ``disjoint``: source and target come from one dataset, so split it into two halves first.
+    """
+    rng = np.random.default_rng(seed)
+    for role, d in (("source", source), ("target", target)):
+        if d.y is None:
+            raise InputError(role, f"{d.name!r} has no labels", expected="labelled data (y)")
+        if len(d) == 0:
+            raise InputError(role, f"{d.name!r} is empty", expected="at least one sample")
+    if source.num_classes != target.num_classes:
+        raise InputError("target", f"{target.name!r} has {target.num_classes} classes but the "
+                         f"source has {source.num_classes}", expected="the same label space")
+    if disjoint:
+        source, target = disjoint_halves(source, rng)
+        source, target = source.with_(name=f"{source.name}/A"), target.with_(name=f"{target.name}/B")
+    src_train, src_test = shifted_split(source, list(source_shifts), source_test_fraction, rng)
+    tgt_train, tgt_test = shifted_split(target, list(target_shifts), target_test_fraction, rng)
+    if src_train.input_shape != tgt_train.input_shape:
+        raise InputError("target", f"samples have shape {tgt_train.input_shape} but source samples "
+                         f"have {src_train.input_shape}",
+                         expected="one input shape (add a resize shift, e.g. "
+                                  "{name = 'resize', size = 8, crop = 4} for MNIST -> UCI)")
+    for part in (src_train, src_test, tgt_train, tgt_test):
+        if len(part) == 0:
+            raise InputError("scenario", f"{part.name!r} is empty after shifts and splits",
+                             expected="samples in every part")
+    labelled = None
+    if k > 0:
+        labelled = tgt_train.subset(pick_per_class(tgt_train, k, rng),
+                                    f"{tgt_train.name}/k={k}")
+    return TransferScenario(name=name, source=src_train, source_test=src_test,
+                            target_train=tgt_train, target_test=tgt_test,
+                            target_labelled=labelled, k=k)
