@@ -20,7 +20,7 @@ def summary_table(results: pd.DataFrame, metrics: list[str] | None = None) -> pd
     if metrics is not None:
         agg = agg[agg["metric"].isin(metrics)]
     agg = agg.assign(cell=[f"{m:.2f} ± {0.0 if pd.isna(s) else s:.2f}"
-                           for m, s in zip(agg["mean"], agg["std"])])
+                           for m, s in zip(agg["mean"], agg["std"], strict=True)])
     table = agg.pivot_table(index=["scenario", "method"], columns="metric", values="cell",
                             aggfunc="first", sort=False)
     order = [m for m in (metrics or list(dict.fromkeys(agg["metric"]))) if m in table.columns]

@@ -35,7 +35,7 @@ def transfer_gaps(results: pd.DataFrame, metric: str = "target_acc",
         if rows.empty:
             continue
         rows = rows.assign(metric=name,
-                           value=[fn(m, r) for m, r in zip(rows["value"], rows["_ref"])])
+                           value=[fn(m, r) for m, r in zip(rows["value"], rows["_ref"], strict=True)])
         out.append(rows.drop(columns="_ref"))
     if not out:
         return results.iloc[0:0]

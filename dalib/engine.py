@@ -175,7 +175,7 @@ def fit_stream(method, stream: Stream, budget: Budget, device: torch.device, see
     task_ids = [t.id for t in tasks] if stream.protocol == "task-il" else [None] * len(tasks)
 
     def row() -> list[float]:
-        return [accuracy(method, t.test, tid) for t, tid in zip(tasks, task_ids)]
+        return [accuracy(method, t.test, tid) for t, tid in zip(tasks, task_ids, strict=True)]
 
     rows = [row()]
     if getattr(method, "joint", False):

@@ -25,8 +25,15 @@ import torch
 
 from analysis.continual import intransigence, summarize
 from analysis.transfer import transfer_gaps
-from dalib.engine import Budget, Trace, accuracy, fit_stream, fit_transfer, resolve_device, \
-    seed_everything
+from dalib.engine import (
+    Budget,
+    Trace,
+    accuracy,
+    fit_stream,
+    fit_transfer,
+    resolve_device,
+    seed_everything,
+)
 from dalib.models import build_model
 from dalib.registry import check_method
 from scenarios.errors import InputError

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scenarios.domain import Domain, from_arrays, load_npz
+from scenarios.domain import Domain, load_npz
 from scenarios.errors import InputError
 
 DIGIT_CLASSES = tuple(str(i) for i in range(10))

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from scenarios.datasets import stratified_split
 from scenarios.domain import Domain
 from scenarios.errors import InputError
-from scenarios.datasets import stratified_split
 from scenarios.shifts import permute, rotate
 from scenarios.transfer import shifted_split
 
@@ -117,7 +117,8 @@ def build_stream(name: str, kind: str, domains: list[Domain], *, seed: int, prot
                          expected="data = {dataset = ...} (domains = [...] is for kind 'domains')")
     splitter = split_by_task if kind == "task-array" else None
     shifts = shifts or [[] for _ in domains]
-    parts = [shifted_split(d, list(s), test_fraction, rng, splitter) for d, s in zip(domains, shifts)]
+    parts = [shifted_split(d, list(s), test_fraction, rng, splitter)
+             for d, s in zip(domains, shifts, strict=True)]
     class_names = domains[0].classes
     out: list[Task] = []
     if kind == "split":

@@ -257,7 +257,7 @@ def load_suite(name_or_path: str) -> Suite:
         with open(path, "rb") as fh:
             raw = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
-        raise InputError("toml", f"malformed ({exc})", expected="valid TOML", source=str(path))
+        raise InputError("toml", f"malformed ({exc})", expected="valid TOML", source=str(path)) from None
     try:
         return parse_suite(raw, path)
     except InputError as exc:
