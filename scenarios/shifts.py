@@ -21,7 +21,7 @@ from scenarios.errors import InputError
 
 def _images(domain: Domain, shift: str) -> torch.Tensor:
     if domain.x.dim() != 4:
-        raise InputError("shifts", f"{shift!r} needs images but {domain.name!r} has samples of "
+        raise InputError("name", f"{shift!r} needs images but {domain.name!r} has samples of "
                          f"shape {domain.input_shape}", expected="N x C x H x W data")
     return domain.x
 
@@ -59,7 +59,7 @@ def resize(domain: Domain, rng: np.random.Generator, size: int | list[int], crop
     x = _images(domain, "resize")
     if crop:
         if 2 * crop >= min(x.shape[-2:]):
-            raise InputError("shifts.crop", f"{crop} leaves no pixels of {tuple(x.shape[-2:])}",
+            raise InputError("crop", f"{crop} leaves no pixels of {tuple(x.shape[-2:])}",
                              expected="a crop smaller than half the image")
         x = x[..., crop:-crop, crop:-crop]
     hw = (size, size) if isinstance(size, int) else tuple(size)
@@ -80,7 +80,7 @@ def permute(domain: Domain, rng: np.random.Generator, seed: int | None = None) -
 def label_noise(domain: Domain, rng: np.random.Generator, rate: float) -> Domain:
     """Replace a fraction ``rate`` of the labels with a uniformly drawn *wrong* class."""
     if not 0.0 <= rate <= 1.0:
-        raise InputError("shifts.rate", f"is {rate}", expected="a fraction in [0, 1]")
+        raise InputError("rate", f"is {rate}", expected="a fraction in [0, 1]")
     y = domain.y.clone()
     flip = torch.as_tensor(rng.random(len(y)) < rate)
     offset = torch.as_tensor(rng.integers(1, domain.num_classes, len(y)))
@@ -92,7 +92,7 @@ def class_subset(domain: Domain, rng: np.random.Generator, classes: list[int]) -
     """Keep only the samples of ``classes`` (labels keep their original indices)."""
     bad = [c for c in classes if not 0 <= c < domain.num_classes]
     if bad or not classes:
-        raise InputError("shifts.classes", f"is {classes}",
+        raise InputError("classes", f"is {classes}",
                          expected=f"a non-empty list of labels in [0, {domain.num_classes})")
     keep = torch.isin(domain.y, torch.as_tensor(classes))
     return domain.subset(torch.nonzero(keep).flatten())
@@ -122,22 +122,22 @@ SHIFTS: dict[str, Shift] = {
 def validate_shift(spec: dict) -> tuple[Shift, dict]:
     """The shift a spec names and its options, or an error naming the unknown parts."""
     if not isinstance(spec, dict) or "name" not in spec:
-        raise InputError("shifts", f"entry {spec!r} has no name",
+        raise InputError("", f"entry {spec!r} has no name",
                          expected="a table like {name = 'rotate', degrees = 30}")
     options = {k: v for k, v in spec.items() if k != "name"}
     shift = SHIFTS.get(spec["name"])
     if shift is None:
-        raise InputError("shifts.name", f"unknown shift {spec['name']!r}",
+        raise InputError("name", f"unknown shift {spec['name']!r}",
                          expected=f"one of {', '.join(sorted(SHIFTS))}")
     params = inspect.signature(shift.fn).parameters
     unknown = set(options) - set(shift.options)
     if unknown:
-        raise InputError("shifts", f"unknown option {', '.join(sorted(unknown))} of "
+        raise InputError(sorted(unknown)[0], f"unknown option of "
                          f"{spec['name']!r}", expected=f"options {shift.options or 'none'}")
     missing = [p for p in shift.options if params[p].default is inspect.Parameter.empty
                and p not in options]
     if missing:
-        raise InputError("shifts", f"{spec['name']!r} misses option {', '.join(missing)}",
+        raise InputError(missing[0], f"{spec['name']!r} misses option {', '.join(missing)}",
                          expected=f"options {shift.options}")
     return shift, options
 
@@ -145,11 +145,14 @@ def validate_shift(spec: dict) -> tuple[Shift, dict]:
 def apply_shifts(domain: Domain, specs: list[dict], rng: np.random.Generator, *,
                  train: bool = True) -> Domain:
     """Apply ``specs`` in order; ``train=False`` skips train-only shifts (label noise)."""
-    for spec in specs:
-        shift, options = validate_shift(spec)
-        if shift.train_only and not train:
-            continue
-        if shift.fn in (label_noise, class_subset) and domain.y is None:
-            raise InputError("shifts", f"{spec['name']!r} needs labels but {domain.name!r} has none")
-        domain = shift.fn(domain, rng, **options)
+    for i, spec in enumerate(specs):
+        try:
+            shift, options = validate_shift(spec)
+            if shift.train_only and not train:
+                continue
+            if shift.fn in (label_noise, class_subset) and domain.y is None:
+                raise InputError("name", f"{spec['name']!r} needs labels but {domain.name!r} has none")
+            domain = shift.fn(domain, rng, **options)
+        except InputError as exc:
+            raise exc.within("", f"shifts[{i}]") from None
     return domain

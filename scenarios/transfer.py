@@ -90,11 +90,12 @@ def pick_per_class(domain: Domain, k: int, rng: np.random.Generator, field: str 
 
 def build_transfer(name: str, source: Domain, target: Domain, *, seed: int, k: int = 0,
                    source_shifts: list[dict] = (), target_shifts: list[dict] = (),
-                   disjoint: bool = False, source_test_fraction: float = 0.2,
+                   disjoint: bool | None = None, source_test_fraction: float = 0.2,
                    target_test_fraction: float = 0.3) -> TransferScenario:
     """Build the scenario for one seed (splits, shifts and the k labelled picks all follow it).
 
-    ``disjoint``: source and target come from one dataset, so split it into two halves first.
+    ``disjoint``: source and target come from one dataset, so split it into two halves first
+    (default: when ``source is target``).
     """
     rng = np.random.default_rng(seed)
     for role, d in (("source", source), ("target", target)):
@@ -105,7 +106,7 @@ def build_transfer(name: str, source: Domain, target: Domain, *, seed: int, k: i
     if source.num_classes != target.num_classes:
         raise InputError("target", f"{target.name!r} has {target.num_classes} classes but the "
                          f"source has {source.num_classes}", expected="the same label space")
-    if disjoint:
+    if disjoint if disjoint is not None else source is target:
         source, target = disjoint_halves(source, rng)
         source, target = source.with_(name=f"{source.name}/A"), target.with_(name=f"{target.name}/B")
     src_train, src_test = shifted_split(source, list(source_shifts), source_test_fraction, rng)

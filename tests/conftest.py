@@ -1,0 +1,30 @@
+"""Tests read real data from ../shared/data (never download) and write only to tmp dirs."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+os.environ.setdefault("DALIB_DATA", str(SHARED_DATA))
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def digits_npz(tmp_path):
+    """Two real .npz files a user could write: UCI digits as source, and its inverted
+    copy with a task array (3 tasks) as target / stream."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images * 255 / 16).astype(np.uint8)
+    src, tgt = tmp_path / "src.npz", tmp_path / "tgt.npz"
+    np.savez(src, x=x[::2], y=d.target[::2])
+    xt, yt = 255 - x[1::2], d.target[1::2]
+    np.savez(tgt, x=xt, y=yt, task=np.minimum(yt // 4, 2))
+    return src, tgt

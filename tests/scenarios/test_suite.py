@@ -1,0 +1,74 @@
+import pytest
+
+from scenarios.errors import InputError
+from scenarios.suite import builtin_suites, load_suite
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "suite.toml"
+    path.write_text(text)
+    return path
+
+
+GOOD = """
+name = "mine"
+seeds = [0, 4]
+[budget]
+steps = 20
+[[scenario]]
+name = "a"
+kind = "transfer"
+source = { dataset = "uci-digits" }
+target = { dataset = "uci-digits", shifts = [{ name = "noise", std = 0.1 }] }
+k = 2
+methods = ["source-only", { name = "target-only", lr = 0.01 }]
+"""
+
+
+def test_builtin_quick_suite_parses():
+    assert "quick" in builtin_suites()
+    s = load_suite("quick")
+    assert [sc.kind for sc in s.scenarios] == ["transfer", "stream"]
+    assert s.seeds == (0, 1, 2)
+
+
+def test_user_suite_and_method_labels(tmp_path):
+    s = load_suite(str(_write(tmp_path, GOOD)))
+    sc = s.scenarios[0]
+    assert s.seeds == (0, 4) and sc.budget == {"steps": 20}
+    assert [m.label for m in sc.methods] == ["source-only", "target-only[lr=0.01]"]
+    data = sc.build(seed=0)
+    assert data.k == 2 and len(data.source) + len(data.target_train) > 1000
+
+
+@pytest.mark.parametrize("edit, field, expected", [
+    (lambda t: t.replace('k = 2', 'k = 2\ncolour = 1'), "scenario[0].colour", "one of"),
+    (lambda t: t.replace('seeds = [0, 4]', 'seeds = "x"'), "seeds", "positive count"),
+    (lambda t: t.replace('"uci-digits" }\ntarget', '"svhn" }\ntarget'),
+     "scenario[0].source.dataset", "one of"),
+    (lambda t: t.replace('"noise", std', '"blur", std'), "scenario[0].target.shifts[0].name",
+     "one of"),
+    (lambda t: t.replace('kind = "transfer"', 'kind = "both"'), "scenario[0].kind", "'transfer'"),
+    (lambda t: t.replace('k = 2', 'k = -1'), "scenario[0].k", ">= 0"),
+    (lambda t: t.replace('steps = 20', 'steps = 20\nepochs = 1'), "budget", "one of them"),
+    (lambda t: t.replace('methods = [', 'methods = ["source-only", '), "scenario[0].methods",
+     "distinct"),
+    (lambda t: t + '\n[[scenario]]\nname = "a"\nkind = "stream"\ndata = {dataset = "mnist"}\n'
+     'methods = ["naive"]\n', "scenario.name", "distinct"),
+    (lambda t: t.replace('[budget]', '[budjet]'), "budjet", "one of"),
+])
+def test_suite_errors_name_file_and_field(tmp_path, edit, field, expected):
+    path = _write(tmp_path, edit(GOOD))
+    with pytest.raises(InputError) as err:
+        load_suite(str(path))
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: {field}:"), msg
+    assert expected in msg
+
+
+def test_malformed_toml_and_missing_suite(tmp_path):
+    path = _write(tmp_path, "name = \n")
+    with pytest.raises(InputError, match="malformed"):
+        load_suite(str(path))
+    with pytest.raises(InputError, match="no file or built-in suite named 'nosuch'"):
+        load_suite("nosuch")
