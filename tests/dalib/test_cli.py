@@ -1,0 +1,186 @@
+"""The command line end to end: user suites over .npz files, bad input, resume."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dalib.cli import main
+
+USER_SUITE = """
+name = "user"
+seeds = 2
+[budget]
+steps = 60
+batch_size = 64
+
+[[scenario]]
+name = "npz-transfer"
+kind = "transfer"
+source = {{ npz = "{src}" }}
+target = {{ npz = "{tgt}" }}
+k = {k}
+methods = ["source-only", "target-only", "target-oracle"]
+
+[[scenario]]
+name = "npz-stream"
+kind = "stream"
+data = {{ npz = "{tgt}" }}
+stream = "task-array"
+methods = ["naive", "joint"]
+"""
+
+
+def _suite(tmp_path, digits_npz, k=3, text=USER_SUITE):
+    src, tgt = digits_npz
+    path = tmp_path / "user.toml"
+    # relative npz paths resolve against the suite file's folder
+    path.write_text(text.format(src=src.name, tgt=tgt.name, k=k))
+    return path
+
+
+def test_user_npz_suite_yields_transfer_and_stream_metrics(tmp_path, digits_npz, capsys):
+    out = tmp_path / "out"
+    assert main(["run", str(_suite(tmp_path, digits_npz)), "--out", str(out)]) == 0
+    table = pd.read_csv(out / "results.csv")
+    assert list(table.columns[:6]) == ["suite", "scenario", "method", "seed", "metric", "value"]
+    t = table[table.scenario == "npz-transfer"]
+    assert set(t.metric) >= {"target_acc", "source_acc", "ntg", "gain_over_source_only"}
+    assert sorted(t[t.metric == "target_acc"].method.unique()) == ["source-only", "target-only",
+                                                                   "target-oracle"]
+    s = table[table.scenario == "npz-stream"]
+    assert set(s[s.method == "naive"].metric) == {"acc", "bwt", "fwt", "forgetting",
+                                                  "intransigence"}
+    records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert len(records) == 10
+    naive = next(r for r in records if r["method"] == "naive")
+    assert np.array(naive["accuracy_matrix"]).shape == (4, 3)  # row 0 + 3 tasks
+    printed = capsys.readouterr().out
+    assert "target-oracle" in printed and "±" in printed
+    # every number in the table comes from the records
+    r0 = next(r for r in records if r["method"] == "source-only" and r["seed"] == 0)
+    row = t[(t.method == "source-only") & (t.seed == 0) & (t.metric == "target_acc")]
+    assert row.value.item() == pytest.approx(r0["metrics"]["target_acc"])
+
+
+def test_rerun_skips_finished_runs_and_rebuilds_the_same_table(tmp_path, digits_npz, capsys):
+    suite, out = _suite(tmp_path, digits_npz), tmp_path / "out"
+    assert main(["run", str(suite), "--out", str(out), "--seeds", "1"]) == 0
+    first = pd.read_csv(out / "results.csv")
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    assert main(["run", str(suite), "--out", str(out), "--seeds", "1"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")} == stamps
+    pd.testing.assert_frame_equal(first, pd.read_csv(out / "results.csv"))
+    assert main(["report", str(out)]) == 0
+
+
+def test_same_seed_same_numbers(tmp_path, digits_npz):
+    suite = _suite(tmp_path, digits_npz)
+    for name in ("a", "b"):
+        assert main(["run", str(suite), "--out", str(tmp_path / name), "--seeds", "1",
+                     "--methods", "source-only,naive"]) == 0
+    a, b = (pd.read_csv(tmp_path / n / "results.csv") for n in ("a", "b"))
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, digits_npz, capsys):
+    text = USER_SUITE.replace('methods = ["source-only", "target-only", "target-oracle"]',
+                              'methods = ["source-only", {{ name = "target-only", lr = 1e6, '
+                              'optimizer = "sgd" }}]')
+    out = tmp_path / "out"
+    assert main(["run", str(_suite(tmp_path, digits_npz, text=text)), "--out", str(out),
+                 "--seeds", "1"]) == 1
+    table = pd.read_csv(out / "results.csv")
+    failed = table[table.status == "failed"]
+    assert failed.method.unique().tolist() == ["target-only[lr=1000000.0,optimizer=sgd]"]
+    assert sorted(table[table.status == "ok"].method.unique()) == ["joint", "naive", "source-only"]
+    record = json.loads(next((out / "runs").glob("*target-only*.json")).read_text())
+    assert "diverged" in record["error"]
+
+
+def _bad_npz(tmp_path, **arrays):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+GOOD_X = np.random.default_rng(0).random((40, 8, 8)).astype(np.float32)
+GOOD_Y = np.arange(40) % 4
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("malformed", "malformed"),
+    ("unknown-key", "scenario[0].colour: unknown key"),
+    ("unknown-method", "scenario[0].methods: unknown method 'dann2'"),
+    ("unknown-dataset", "scenario[0].source.dataset: unknown dataset 'svhn9'"),
+    ("unknown-shift", "scenario[0].target.shifts[0].name: unknown shift 'blur'"),
+    ("bad-hyperparameter", "scenario[0].methods.momentom: unknown hyperparameter"),
+    ("npz-no-x", "x: missing"),
+    ("npz-no-y", "y: missing"),
+    ("npz-lengths", "y: has shape (39,) but x has 40 samples"),
+    ("npz-nan", "x: has NaN or inf values in 1 samples"),
+    ("npz-label-range", "y: has label 7 (expected labels in [0, 4))"),
+    ("npz-empty", "x: is empty"),
+    ("empty-task", "empty train set"),
+    ("k-too-large", "k: is 80 but class"),
+    ("k-zero-target-only", "k: is 0 but 'target-only'"),
+    ("stream-method-in-transfer", "'naive' is a stream method"),
+])
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, digits_npz, capsys, case, expected):
+    src, tgt = digits_npz
+    text, k = USER_SUITE, 3
+    if case == "malformed":
+        text = text.replace("seeds = 2", "seeds = = 2")
+    elif case == "unknown-key":
+        text = text.replace("k = {k}", "k = {k}\ncolour = 1")
+    elif case == "unknown-method":
+        text = text.replace('"source-only", "target-only"', '"dann2", "target-only"')
+    elif case == "unknown-dataset":
+        text = text.replace('source = {{ npz = "{src}" }}', 'source = {{ dataset = "svhn9" }}')
+    elif case == "unknown-shift":
+        text = text.replace('target = {{ npz = "{tgt}" }}',
+                            'target = {{ npz = "{tgt}", shifts = [{{ name = "blur" }}] }}')
+    elif case == "bad-hyperparameter":
+        text = text.replace('"target-oracle"]', '{{ name = "target-oracle", momentom = 0.5 }}]')
+    elif case == "k-too-large":
+        k = 80
+    elif case == "k-zero-target-only":
+        k = 0
+    elif case == "stream-method-in-transfer":
+        text = text.replace('"target-oracle"]', '"naive"]')
+    elif case.startswith("npz") or case == "empty-task":
+        arrays = {"npz-no-x": {"y": GOOD_Y}, "npz-no-y": {"x": GOOD_X},
+                  "npz-lengths": {"x": GOOD_X, "y": GOOD_Y[:-1]},
+                  "npz-nan": {"x": np.where(np.arange(40)[:, None, None] == 3, np.nan, GOOD_X),
+                              "y": GOOD_Y},
+                  "npz-label-range": {"x": GOOD_X, "y": np.where(GOOD_Y == 3, 7, GOOD_Y),
+                                      "classes": np.array(list("abcd"))},
+                  "npz-empty": {"x": GOOD_X[:0], "y": GOOD_Y[:0]},
+                  "empty-task": {"x": GOOD_X, "y": GOOD_Y % 3, "classes": np.array(list("abcd"))},
+                  }[case]
+        bad = _bad_npz(tmp_path, **arrays)
+        if case == "empty-task":
+            text = text.replace('stream = "task-array"', 'stream = "split"\nclasses = [[0], [3]]')
+            text = text.replace('data = {{ npz = "{tgt}" }}', f'data = {{{{ npz = "{bad.name}" }}}}')
+        else:
+            text = text.replace('source = {{ npz = "{src}" }}',
+                                f'source = {{{{ npz = "{bad.name}" }}}}')
+    suite = _suite(tmp_path, digits_npz, k=k, text=text)
+    out = tmp_path / "out"
+    assert main(["run", str(suite), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    assert expected in err, err
+    assert "bad.npz" in err if case.startswith("npz") else str(suite) in err
+    assert not out.exists()
+
+
+def test_list_and_data_commands(capsys):
+    assert main(["list"]) == 0
+    text = capsys.readouterr().out
+    for name in ("uci-digits", "mnist", "label-noise", "source-only", "target-oracle", "naive",
+                 "joint", "quick"):
+        assert name in text
+    assert main(["data"]) == 0
+    assert "mnist: ok (10000 samples)" in capsys.readouterr().out

@@ -1,0 +1,52 @@
+import torch
+
+from dalib.augment import random_shift
+from dalib.engine import Budget, Sampler, resolve_device
+from dalib.models import build_model
+from scenarios.datasets import load_uci_digits
+
+
+def test_sampler_visits_every_sample_once_per_epoch():
+    d = load_uci_digits()
+    s = Sampler(d, 100, torch.Generator().manual_seed(0))
+    seen = torch.cat([s.next().y for _ in range(len(d) // 100)])
+    assert len(seen) == 1700
+    assert torch.equal(torch.bincount(seen, minlength=10).clamp(max=1), torch.ones(10, dtype=torch.long))
+    unlabelled = Sampler(d, 32, torch.Generator().manual_seed(0), labelled=False).next()
+    assert unlabelled.y is None and unlabelled.x.shape == (32, 1, 8, 8)
+    small = Sampler(d.subset(torch.arange(10)), 64, torch.Generator().manual_seed(0))
+    assert small.next().x.shape[0] == 10
+
+
+def test_random_shift_translates_by_at_most_one_pixel():
+    x = torch.zeros(500, 1, 8, 8)
+    x[:, :, 3, 4] = 1.0
+    out = random_shift(x, 1, torch.Generator().manual_seed(0))
+    pos = out.flatten(1).argmax(1)
+    rows, cols = pos // 8, pos % 8
+    assert out.sum(dim=(1, 2, 3)).eq(1).all()
+    assert set(rows.tolist()) == {2, 3, 4} and set(cols.tolist()) == {3, 4, 5}
+    vec = torch.ones(4, 10)
+    assert random_shift(vec, 1) is vec
+
+
+def test_budget_epochs_to_steps():
+    assert Budget(epochs=2, batch_size=64).steps_for(640) == 20
+    assert Budget(steps=7).steps_for(10_000) == 7
+
+
+def test_models_by_input_shape():
+    assert build_model((1, 8, 8), 10).backbone.__class__.__name__ == "MLP"
+    lenet = build_model((1, 28, 28), 10)
+    assert lenet.backbone.__class__.__name__ == "LeNet"
+    assert lenet(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    cnn = build_model((3, 32, 32), 5, arch="cnn", bottleneck=64)
+    assert cnn(torch.zeros(2, 3, 32, 32)).shape == (2, 5) and cnn.feature_dim == 64
+    mlp = build_model((20,), 3, hidden=[16])
+    assert mlp(torch.zeros(4, 20)).shape == (4, 3)
+
+
+def test_device_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        assert resolve_device("auto").type == "cpu"
