@@ -62,7 +62,7 @@ def load_mnist(data_root: str | Path | None = None, split: str = "all") -> Domai
                 None)
     if root is None:
         searched = ", ".join(str(r / "MNIST" / "raw") for r in roots)
-        raise InputError("mnist", f"files not found; searched {searched}",
+        raise InputError("dataset", f"mnist files not found; searched {searched}",
                          expected=f"{', '.join(MNIST_FILES)} in DIR/MNIST/raw, with DIR given by "
                                   "--data-root or DALIB_DATA (nothing is downloaded)")
     parts = []

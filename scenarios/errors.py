@@ -24,7 +24,12 @@ class InputError(ValueError):
         return f"{where}{self.field}: {self.problem}{tail}"
 
     def within(self, source: str, prefix: str = "") -> InputError:
-        """The same error, located in ``source`` and under the field path ``prefix``."""
+        """The same error, located in ``source`` and under the field path ``prefix``.
+
+        An error that already names its own file (an ``.npz``) is kept as it is: its field
+        belongs to that file.
+        """
+        if self.source:
+            return self
         field = f"{prefix}.{self.field}" if prefix and self.field else (prefix or self.field)
-        return InputError(field, self.problem, expected=self.expected,
-                          source=self.source or source)
+        return InputError(field, self.problem, expected=self.expected, source=source or None)

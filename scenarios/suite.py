@@ -59,8 +59,8 @@ class ScenarioSpec:
     def build(self, seed: int, data_root: str | None = None) -> TransferScenario | Stream:
         o = self.options
         if self.kind == "transfer":
-            source = _load(o["source"], data_root, self.base_dir)
-            target = _load(o["target"], data_root, self.base_dir)
+            source = _load(o["source"], data_root, self.base_dir, "source")
+            target = _load(o["target"], data_root, self.base_dir, "target")
             same = _data_key(o["source"]) == _data_key(o["target"])
             return build_transfer(self.name, source, target, seed=seed, k=o.get("k", 0),
                                   source_shifts=o["source"].get("shifts", []),
@@ -68,7 +68,8 @@ class ScenarioSpec:
                                   source_test_fraction=o.get("source_test_fraction", 0.2),
                                   target_test_fraction=o.get("target_test_fraction", 0.3))
         specs = o["domains"] if "domains" in o else [o["data"]]
-        domains = [_load(s, data_root, self.base_dir) for s in specs]
+        roles = [f"domains[{i}]" for i in range(len(specs))] if "domains" in o else ["data"]
+        domains = [_load(s, data_root, self.base_dir, r) for s, r in zip(specs, roles, strict=True)]
         return build_stream(self.name, o.get("stream", "domains" if "domains" in o else "split"),
                             domains, seed=seed, protocol=o.get("protocol"), tasks=o.get("tasks"),
                             classes=o.get("classes"), angles=o.get("angles"),
@@ -98,8 +99,11 @@ def _load_cached(key: str, data_root: str | None, base_dir: str | None) -> Domai
                         base_dir=Path(base_dir) if base_dir else None)
 
 
-def _load(spec: dict, data_root: str | None, base_dir: Path | None) -> Domain:
-    return _load_cached(_data_key(spec), data_root, str(base_dir) if base_dir else None)
+def _load(spec: dict, data_root: str | None, base_dir: Path | None, role: str) -> Domain:
+    try:
+        return _load_cached(_data_key(spec), data_root, str(base_dir) if base_dir else None)
+    except InputError as exc:
+        raise exc.within("", role) from None
 
 
 def _check_keys(table: dict, allowed: set[str], field_name: str) -> None:
