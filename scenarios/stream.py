@@ -61,12 +61,6 @@ class Stream:
             mask[t.id, list(t.classes)] = True
         return mask
 
-    def to_avalanche(self):
-        """This stream as an Avalanche benchmark (imports avalanche lazily)."""
-        from dalib.continual.avalanche import stream_to_benchmark
-
-        return stream_to_benchmark(self)
-
 
 def _tagged(domain: Domain, task_id: int) -> Domain:
     return domain.with_(task=torch.full((len(domain),), task_id, dtype=torch.long))
