@@ -50,3 +50,12 @@ def test_device_resolution():
     assert resolve_device("cpu").type == "cpu"
     if not torch.cuda.is_available():
         assert resolve_device("auto").type == "cpu"
+
+
+def test_importing_dalib_does_not_import_avalanche():
+    import subprocess
+    import sys
+
+    code = ("import sys, dalib, dalib.cli, dalib.runner, dalib.registry; "
+            "sys.exit('avalanche' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
