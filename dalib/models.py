@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from scenarios.errors import InputError
+from scenarios.errors import InputError, reject_unknown
 
 
 class MLP(nn.Module):
@@ -140,11 +140,8 @@ def build_model(input_shape: tuple[int, ...], num_classes: int, arch: str = "aut
         raise InputError("model.arch", f"is {arch!r}",
                          expected=f"auto, {', '.join(sorted(BACKBONES))} or resnet18/34/50")
     cls = BACKBONES[arch]
-    allowed = set(inspect.signature(cls).parameters) - {"input_shape"}
-    unknown = set(options) - allowed
-    if unknown:
-        raise InputError(f"model.{sorted(unknown)[0]}", f"unknown option of {arch!r}",
-                         expected=f"one of {', '.join(sorted(allowed | {'arch', 'bottleneck'}))}")
+    allowed = set(inspect.signature(cls).parameters) - {"input_shape"} | {"arch", "bottleneck"}
+    reject_unknown(options, allowed, what=f"option of {arch!r}", field="model")
     if "hidden" in options:
         options["hidden"] = tuple(options["hidden"])
     if arch in ("lenet", "cnn", "resnet") and len(input_shape) != 3:

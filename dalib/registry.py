@@ -9,7 +9,7 @@ from torch import nn
 
 from dalib.baselines import Supervised
 from dalib.method import Method
-from scenarios.errors import InputError
+from scenarios.errors import InputError, reject_unknown
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,6 @@ def check_method(name: str, params: dict, kind: str, field_name: str = "methods"
     if entry.kind != kind:
         raise InputError(field_name, f"{name!r} is a {entry.kind} method, not for a {kind} "
                          "scenario", expected=f"a {kind} method")
-    allowed = entry.hyperparameters()
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise InputError(f"{field_name}.{unknown[0]}", f"unknown hyperparameter of {name!r}",
-                         expected=f"one of {', '.join(sorted(allowed))}")
+    reject_unknown(params, entry.hyperparameters(), what=f"hyperparameter of {name!r}",
+                   field=field_name)
     return entry

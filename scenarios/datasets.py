@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from scenarios.domain import Domain, load_npz
-from scenarios.errors import InputError
+from scenarios.errors import InputError, reject_unknown
 
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -92,25 +92,28 @@ def load_dataset(spec: dict, *, data_root: str | Path | None = None,
     spec = dict(spec)
     if "npz" in spec:
         path = Path(spec.pop("npz"))
-        if spec:
-            raise InputError(", ".join(sorted(spec)), "unknown key beside npz",
-                             expected="only npz (and shifts)")
+        reject_unknown(spec, (), what="key beside npz")
         if base_dir is not None and not path.is_absolute():
             path = base_dir / path
         return load_npz(path)
+    loader, options = dataset_loader(spec)
+    return loader(data_root=data_root, **options)
+
+
+def dataset_loader(spec: dict) -> tuple[Callable[..., Domain], dict]:
+    """The loader a ``{dataset = NAME, ...}`` spec names and its options, checked
+    (``shifts`` is left to the caller)."""
     if "dataset" not in spec:
         raise InputError("dataset", "missing", expected="dataset = NAME or npz = PATH")
-    name = spec.pop("dataset")
+    name = spec["dataset"]
     if name not in DATASETS:
         raise InputError("dataset", f"unknown dataset {name!r}",
                          expected=f"one of {', '.join(sorted(DATASETS))}")
     loader = DATASETS[name]
-    allowed = set(inspect.signature(loader).parameters) - {"data_root"}
-    unknown = set(spec) - allowed
-    if unknown:
-        raise InputError(", ".join(sorted(unknown)), f"unknown option of dataset {name!r}",
-                         expected=f"options {sorted(allowed) or 'none'}")
-    return loader(data_root=data_root, **spec)
+    options = {k: v for k, v in spec.items() if k not in ("dataset", "shifts")}
+    reject_unknown(options, set(inspect.signature(loader).parameters) - {"data_root"},
+                   what=f"option of dataset {name!r}")
+    return loader, options
 
 
 def check_data(data_root: str | Path | None = None) -> dict[str, str]:

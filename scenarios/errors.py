@@ -33,3 +33,12 @@ class InputError(ValueError):
             return self
         field = f"{prefix}.{self.field}" if prefix and self.field else (prefix or self.field)
         return InputError(field, self.problem, expected=self.expected, source=source or None)
+
+
+def reject_unknown(given, allowed, *, what: str, field: str = "") -> None:
+    """Raise an :class:`InputError` naming the first key of ``given`` that is not ``allowed``
+    (its field is ``field.key``) and listing the allowed keys."""
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise InputError(f"{field}.{unknown[0]}" if field else unknown[0], f"unknown {what}",
+                         expected=f"one of {', '.join(sorted(allowed)) or 'none'}")

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from scenarios.domain import Domain
-from scenarios.errors import InputError
+from scenarios.errors import InputError, reject_unknown
 
 
 def _images(domain: Domain, shift: str) -> torch.Tensor:
@@ -130,10 +130,7 @@ def validate_shift(spec: dict) -> tuple[Shift, dict]:
         raise InputError("name", f"unknown shift {spec['name']!r}",
                          expected=f"one of {', '.join(sorted(SHIFTS))}")
     params = inspect.signature(shift.fn).parameters
-    unknown = set(options) - set(shift.options)
-    if unknown:
-        raise InputError(sorted(unknown)[0], f"unknown option of "
-                         f"{spec['name']!r}", expected=f"options {shift.options or 'none'}")
+    reject_unknown(options, shift.options, what=f"option of {spec['name']!r}")
     missing = [p for p in shift.options if params[p].default is inspect.Parameter.empty
                and p not in options]
     if missing:

@@ -6,16 +6,15 @@ names and hyperparameters are checked by ``dalib`` (this package knows no method
 
 from __future__ import annotations
 
-import inspect
 import json
 import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from scenarios.datasets import DATASETS, load_dataset
+from scenarios.datasets import dataset_loader, load_dataset
 from scenarios.domain import Domain
-from scenarios.errors import InputError
+from scenarios.errors import InputError, reject_unknown
 from scenarios.shifts import validate_shift
 from scenarios.stream import STREAMS, Stream, build_stream
 from scenarios.transfer import TransferScenario, build_transfer
@@ -106,13 +105,6 @@ def _load(spec: dict, data_root: str | None, base_dir: Path | None, role: str) -
         raise exc.within("", role) from None
 
 
-def _check_keys(table: dict, allowed: set[str], field_name: str) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise InputError(f"{field_name}.{unknown[0]}" if field_name else unknown[0],
-                         "unknown key", expected=f"one of {', '.join(sorted(allowed))}")
-
-
 def _check_type(value, types, field_name: str, expected: str) -> None:
     if not isinstance(value, types) or isinstance(value, bool) and bool not in (
             types if isinstance(types, tuple) else (types,)):
@@ -122,15 +114,13 @@ def _check_type(value, types, field_name: str, expected: str) -> None:
 def _check_data(spec, field_name: str) -> None:
     _check_type(spec, dict, field_name, "a table like {dataset = 'mnist'} or {npz = 'file.npz'}")
     if "npz" in spec:
-        _check_keys(spec, {"npz", "shifts"}, field_name)
+        reject_unknown(spec, {"npz", "shifts"}, what="key", field=field_name)
         _check_type(spec["npz"], str, f"{field_name}.npz", "a path to an .npz file")
     elif "dataset" in spec:
-        name = spec["dataset"]
-        if name not in DATASETS:
-            raise InputError(f"{field_name}.dataset", f"unknown dataset {name!r}",
-                             expected=f"one of {', '.join(sorted(DATASETS))}")
-        options = set(inspect.signature(DATASETS[name]).parameters) - {"data_root"}
-        _check_keys(spec, {"dataset", "shifts"} | options, field_name)
+        try:
+            dataset_loader(spec)
+        except InputError as exc:
+            raise exc.within("", field_name) from None
     else:
         raise InputError(field_name, "names no data", expected="dataset = NAME or npz = PATH")
     shifts = spec.get("shifts", [])
@@ -144,7 +134,7 @@ def _check_data(spec, field_name: str) -> None:
 
 def _check_budget(budget, field_name: str) -> dict:
     _check_type(budget, dict, field_name, "a table with epochs or steps, and batch_size")
-    _check_keys(budget, BUDGET_KEYS, field_name)
+    reject_unknown(budget, BUDGET_KEYS, what="key", field=field_name)
     for key in BUDGET_KEYS & set(budget):
         _check_type(budget[key], (int, float) if key == "epochs" else int, f"{field_name}.{key}",
                     "a positive number")
@@ -190,7 +180,8 @@ def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: d
     kind = table.get("kind")
     if kind not in ("transfer", "stream"):
         raise InputError(f"{f}.kind", f"is {kind!r}", expected="'transfer' or 'stream'")
-    _check_keys(table, TRANSFER_KEYS if kind == "transfer" else STREAM_KEYS, f)
+    reject_unknown(table, TRANSFER_KEYS if kind == "transfer" else STREAM_KEYS, what="key",
+                   field=f)
     name = table.get("name", f"{kind}-{i}")
     _check_type(name, str, f"{f}.name", "a string")
     if kind == "transfer":
@@ -269,7 +260,7 @@ def load_suite(name_or_path: str) -> Suite:
 
 
 def parse_suite(raw: dict, path: Path) -> Suite:
-    _check_keys(raw, SUITE_KEYS, "")
+    reject_unknown(raw, SUITE_KEYS, what="key", field="")
     seeds = raw.get("seeds", 3)
     if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds > 0:
         seeds = list(range(seeds))
