@@ -23,7 +23,5 @@ class Supervised(Method):
         self.name = name
         self.joint = joint
 
-    def update(self, batch: dict[str, Batch]) -> dict[str, torch.Tensor]:
-        loss = self.classification_loss(batch[self.needs[0]])
-        self.step(loss)
-        return {"loss": loss.detach()}
+    def loss(self, batch: dict[str, Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.classification_loss(batch[self.needs[0]]), {}

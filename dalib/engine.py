@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import random
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -50,6 +51,7 @@ class Sampler:
 
     def __init__(self, domain: Domain, batch_size: int, generator: torch.Generator,
                  labelled: bool = True) -> None:
+        self.domain = domain if labelled else domain.unlabelled()
         self.x, self.task = domain.x, domain.task
         self.y = domain.y if labelled else None
         self.n = len(domain)
@@ -133,19 +135,24 @@ class Trace:
 
 
 def _train(method, samplers: dict[str, Sampler], steps: int, trace: Trace, offset: int,
-           desc: str) -> None:
+           desc: str, checkpoint: Callable[[int], None] | None = None, every: int = 0) -> None:
     method.model.train()
     with progress(steps, desc) as bar:
         for step in range(steps):
             logs = method.update({name: s.next() for name, s in samplers.items()})
             trace.log(offset + step, logs)
             bar.update()
+            if checkpoint is not None and ((step + 1) % every == 0 or step + 1 == steps):
+                checkpoint(step + 1)
+                method.model.train()
 
 
 def fit_transfer(method, scenario: TransferScenario, budget: Budget, device: torch.device,
-                 seed: int, trace: Trace) -> int:
+                 seed: int, trace: Trace, checkpoint: Callable[[int], None] | None = None,
+                 checkpoints: int = 10) -> int:
     """Train ``method`` on what it needs of the scenario; every method gets the same number of
-    steps (``epochs`` count passes over the source). Returns the number of steps."""
+    steps (``epochs`` count passes over the source). ``checkpoint(step)`` is called
+    ``checkpoints`` times, evenly spaced, the last after the final step. Returns the steps."""
     feeds = {"source": (scenario.source, True), "target": (scenario.target_train, False),
              "target_labelled": (scenario.target_labelled, True),
              "target_oracle": (scenario.target_train, True)}
@@ -157,7 +164,10 @@ def fit_transfer(method, scenario: TransferScenario, budget: Budget, device: tor
             raise ValueError(f"{method.name} needs labelled target samples: set k >= 1")
         samplers[need] = Sampler(domain.to(device), budget.batch_size, generator, labelled)
     steps = budget.steps_for(len(scenario.source))
-    _train(method, samplers, steps, trace, 0, method.name)
+    method.total_steps = steps
+    method.prepare({need: samplers[need].domain for need in samplers})
+    _train(method, samplers, steps, trace, 0, method.name, checkpoint,
+           max(1, steps // max(1, checkpoints)))
     return steps
 
 
@@ -178,9 +188,10 @@ def fit_stream(method, stream: Stream, budget: Budget, device: torch.device, see
         return [accuracy(method, t.test, tid) for t, tid in zip(tasks, task_ids, strict=True)]
 
     rows = [row()]
+    method.total_steps = sum(budget.steps_for(len(t.train)) for t in tasks)
     if getattr(method, "joint", False):
         data = concat([t.train for t in tasks], f"{stream.name}/joint").to(device)
-        steps = sum(budget.steps_for(len(t.train)) for t in tasks)
+        steps = method.total_steps
         _train(method, {"train": Sampler(data, budget.batch_size, generator)}, steps, trace, 0,
                method.name)
         rows.append(row())

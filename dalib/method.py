@@ -17,7 +17,9 @@ class Method:
     :class:`~dalib.engine.Batch`: ``source`` (labelled source), ``target`` (unlabelled target
     train), ``target_labelled`` (the k labelled target samples per class), ``target_oracle``
     (target train with its labels: upper bounds only), ``train`` (the current task of a stream).
-    ``update`` returns detached loss tensors (no host sync); ``predict`` returns logits.
+    Most methods define :meth:`loss`; the default :meth:`update` takes one optimizer step on it.
+    Methods with several steps per batch (MCD) override :meth:`update`. ``update`` returns
+    detached loss tensors (no host sync); ``predict`` returns logits.
     """
 
     name = "method"
@@ -28,15 +30,41 @@ class Method:
         self.model = model
         self.shift = shift
         self.class_mask: torch.Tensor | None = None
+        self.total_steps = 1
+        self.updates = 0
+        self.extra = nn.ModuleList()  # discriminators, extra heads: trained, never predicted with
+        self.device = next(model.parameters()).device
+        self.optimizer = self.make_optimizer(model.parameters(), lr=lr, weight_decay=weight_decay,
+                                             optimizer=optimizer, momentum=momentum)
+        self.generator = torch.Generator(device=self.device).manual_seed(
+            torch.initial_seed() % 2**31)
+
+    @staticmethod
+    def make_optimizer(params, *, lr: float, weight_decay: float, optimizer: str,
+                       momentum: float) -> torch.optim.Optimizer:
         if optimizer == "adam":
-            self.optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-        elif optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
-                                             weight_decay=weight_decay)
-        else:
-            raise ValueError(f"optimizer is {optimizer!r}, expected 'adam' or 'sgd'")
-        device = next(model.parameters()).device
-        self.generator = torch.Generator(device=device).manual_seed(torch.initial_seed() % 2**31)
+            return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        if optimizer == "sgd":
+            return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        raise ValueError(f"optimizer is {optimizer!r}, expected 'adam' or 'sgd'")
+
+    def attach(self, module: nn.Module) -> nn.Module:
+        """Move an auxiliary module to the device and train it with the model's optimizer."""
+        module.to(self.device)
+        self.extra.append(module)
+        params = [p for p in module.parameters() if p.requires_grad]
+        if params:
+            self.optimizer.add_param_group({"params": params})
+        return module
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the training budget done, in [0, 1]."""
+        return min(1.0, self.updates / max(1, self.total_steps))
+
+    def prepare(self, feeds: dict) -> None:
+        """Called once before training with the device-resident domains the method may see
+        (same names as ``needs``; never target test labels)."""
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         return random_shift(x, self.shift, self.generator)
@@ -51,16 +79,28 @@ class Method:
     def predict(self, x: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         return self.logits(x, task)
 
-    def step(self, loss: torch.Tensor) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer | None = None) -> None:
+        optimizer = optimizer or self.optimizer
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.optimizer.step()
+        optimizer.step()
 
     def classification_loss(self, batch: Batch) -> torch.Tensor:
         return F.cross_entropy(self.logits(self.augment(batch.x), batch.task), batch.y)
 
-    def update(self, batch: dict[str, Batch]) -> dict[str, torch.Tensor]:
+    def loss(self, batch: dict[str, Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The training loss of one batch and the detached terms to log."""
         raise NotImplementedError
+
+    def update(self, batch: dict[str, Batch]) -> dict[str, torch.Tensor]:
+        loss, logs = self.loss(batch)
+        self.step(loss)
+        self.updates += 1
+        self.after_step()
+        return {"loss": loss.detach(), **logs}
+
+    def after_step(self) -> None:
+        """Called after every optimizer update (EMA teachers)."""
 
     def before_task(self, task) -> None:
         """Called by the engine before training on a stream's task."""

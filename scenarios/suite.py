@@ -25,7 +25,7 @@ SUITE_KEYS = {"name", "description", "seeds", "device", "budget", "model", "scen
 BUDGET_KEYS = {"epochs", "steps", "batch_size"}
 COMMON_KEYS = {"name", "kind", "methods", "budget", "model"}
 TRANSFER_KEYS = COMMON_KEYS | {"source", "target", "k", "source_test_fraction",
-                               "target_test_fraction"}
+                               "target_test_fraction", "source_val_fraction", "selection"}
 STREAM_KEYS = COMMON_KEYS | {"data", "domains", "stream", "protocol", "tasks", "classes",
                              "angles", "test_fraction"}
 
@@ -65,7 +65,8 @@ class ScenarioSpec:
                                   source_shifts=o["source"].get("shifts", []),
                                   target_shifts=o["target"].get("shifts", []), disjoint=same,
                                   source_test_fraction=o.get("source_test_fraction", 0.2),
-                                  target_test_fraction=o.get("target_test_fraction", 0.3))
+                                  target_test_fraction=o.get("target_test_fraction", 0.3),
+                                  source_val_fraction=o.get("source_val_fraction", 0.1))
         specs = o["domains"] if "domains" in o else [o["data"]]
         roles = [f"domains[{i}]" for i in range(len(specs))] if "domains" in o else ["data"]
         domains = [_load(s, data_root, self.base_dir, r) for s, r in zip(specs, roles, strict=True)]
@@ -193,7 +194,7 @@ def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: d
         _check_type(k, int, f"{f}.k", "an integer >= 0 (labelled target samples per class)")
         if k < 0:
             raise InputError(f"{f}.k", f"is {k}", expected="an integer >= 0")
-        for key in ("source_test_fraction", "target_test_fraction"):
+        for key in ("source_test_fraction", "target_test_fraction", "source_val_fraction"):
             _check_fraction(table, key, f)
     else:
         if ("data" in table) == ("domains" in table):

@@ -18,12 +18,14 @@ class TransferScenario:
     """Source -> target data for one seed.
 
     ``target_train`` keeps its labels only so that the ``target-oracle`` upper bound can use
-    them; the engine hands methods its unlabelled view. ``target_labelled`` holds the ``k``
+    them; the engine hands methods its unlabelled view. ``source_val`` is a labelled part held
+    out of the source training data (with the same label noise) for model selection. ``target_labelled`` holds the ``k``
     labelled target samples per class (a subset of ``target_train``), or ``None`` when k = 0.
     """
 
     name: str
     source: Domain
+    source_val: Domain
     source_test: Domain
     target_train: Domain
     target_test: Domain
@@ -52,16 +54,24 @@ def split_train_test(domain: Domain, test_fraction: float, rng: np.random.Genera
 
 
 def shifted_split(domain: Domain, shifts: list[dict], test_fraction: float,
-                  rng: np.random.Generator, splitter=None) -> tuple[Domain, Domain]:
-    """Apply data shifts to the whole domain, split it, then corrupt only the train part.
+                  rng: np.random.Generator, splitter=None, val_fraction: float = 0.0,
+                  ) -> tuple[Domain, Domain] | tuple[Domain, Domain, Domain]:
+    """Apply data shifts to the whole domain, split it, then corrupt only the training part.
 
-    ``splitter(domain, test_fraction, rng)`` defaults to :func:`split_train_test`.
+    ``splitter(domain, test_fraction, rng)`` defaults to :func:`split_train_test`. With
+    ``val_fraction``, a stratified validation part is held out of the training part before its
+    corruption (so the split does not depend on label noise) and corrupted the same way; the
+    result is then ``(train, val, test)``.
     """
     data_shifts = [s for s in shifts if not SHIFTS[s["name"]].train_only]
     train_shifts = [s for s in shifts if SHIFTS[s["name"]].train_only]
     domain = apply_shifts(domain, data_shifts, rng)
     train, test = (splitter or split_train_test)(domain, test_fraction, rng)
-    return apply_shifts(train, train_shifts, rng), test
+    if not val_fraction:
+        return apply_shifts(train, train_shifts, rng), test
+    fit, val = stratified_split(train.y.numpy(), val_fraction, rng)
+    return (apply_shifts(train.subset(fit), train_shifts, rng),
+            apply_shifts(train.subset(val, f"{train.name}/val"), train_shifts, rng), test)
 
 
 def disjoint_halves(domain: Domain, rng: np.random.Generator) -> tuple[Domain, Domain]:
@@ -91,7 +101,8 @@ def pick_per_class(domain: Domain, k: int, rng: np.random.Generator, field: str 
 def build_transfer(name: str, source: Domain, target: Domain, *, seed: int, k: int = 0,
                    source_shifts: list[dict] = (), target_shifts: list[dict] = (),
                    disjoint: bool | None = None, source_test_fraction: float = 0.2,
-                   target_test_fraction: float = 0.3) -> TransferScenario:
+                   target_test_fraction: float = 0.3, source_val_fraction: float = 0.1,
+                   ) -> TransferScenario:
     """Build the scenario for one seed (splits, shifts and the k labelled picks all follow it).
 
     ``disjoint``: source and target come from one dataset, so split it into two halves first
@@ -109,14 +120,16 @@ def build_transfer(name: str, source: Domain, target: Domain, *, seed: int, k: i
     if disjoint if disjoint is not None else source is target:
         source, target = disjoint_halves(source, rng)
         source, target = source.with_(name=f"{source.name}/A"), target.with_(name=f"{target.name}/B")
-    src_train, src_test = shifted_split(source, list(source_shifts), source_test_fraction, rng)
+    src_train, src_val, src_test = shifted_split(source, list(source_shifts),
+                                                 source_test_fraction, rng,
+                                                 val_fraction=source_val_fraction)
     tgt_train, tgt_test = shifted_split(target, list(target_shifts), target_test_fraction, rng)
     if src_train.input_shape != tgt_train.input_shape:
         raise InputError("target", f"samples have shape {tgt_train.input_shape} but source samples "
                          f"have {src_train.input_shape}",
                          expected="one input shape (add a resize shift, e.g. "
                                   "{name = 'resize', size = 8, crop = 4} for MNIST -> UCI)")
-    for part in (src_train, src_test, tgt_train, tgt_test):
+    for part in (src_train, src_val, src_test, tgt_train, tgt_test):
         if len(part) == 0:
             raise InputError("scenario", f"{part.name!r} is empty after shifts and splits",
                              expected="samples in every part")
@@ -124,6 +137,6 @@ def build_transfer(name: str, source: Domain, target: Domain, *, seed: int, k: i
     if k > 0:
         labelled = tgt_train.subset(pick_per_class(tgt_train, k, rng),
                                     f"{tgt_train.name}/k={k}")
-    return TransferScenario(name=name, source=src_train, source_test=src_test,
+    return TransferScenario(name=name, source=src_train, source_val=src_val, source_test=src_test,
                             target_train=tgt_train, target_test=tgt_test,
                             target_labelled=labelled, k=k)

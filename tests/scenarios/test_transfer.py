@@ -17,15 +17,16 @@ def _rows(d):
 def test_same_dataset_is_split_into_disjoint_halves():
     uci = load_uci_digits()
     sc = build_transfer("t", uci, uci, seed=0, k=3)
-    assert abs(len(sc.source) + len(sc.source_test) - len(sc.target_train) - len(sc.target_test)) <= 20
-    total = len(sc.source) + len(sc.source_test) + len(sc.target_train) + len(sc.target_test)
+    src = len(sc.source) + len(sc.source_val) + len(sc.source_test)
+    assert abs(src - len(sc.target_train) - len(sc.target_test)) <= 20
+    total = src + len(sc.target_train) + len(sc.target_test)
     assert total == len(uci)
     # uci digits has a few duplicate images, so compare the sets of sample ids instead
     ids = torch.arange(len(uci), dtype=torch.float32)[:, None].expand(-1, 64).reshape(-1, 1, 8, 8)
     tagged = uci.with_(x=ids / 4096)
     sc = build_transfer("t", tagged, tagged, seed=0)
     parts = [set(p.x[:, 0, 0, 0].mul(4096).round().int().tolist())
-             for p in (sc.source, sc.source_test, sc.target_train, sc.target_test)]
+             for p in (sc.source, sc.source_val, sc.source_test, sc.target_train, sc.target_test)]
     assert sum(len(p) for p in parts) == len(set().union(*parts)) == len(uci)
 
 
@@ -56,7 +57,8 @@ def test_seed_changes_splits_and_is_reproducible():
 def test_mnist_to_uci_uses_official_test_split_and_one_shape():
     mnist, uci = load_mnist(), load_uci_digits()
     sc = build_transfer("m2u", mnist, uci, seed=0, source_shifts=MNIST_TO_8)
-    assert len(sc.source) == 8000 and len(sc.source_test) == 2000
+    assert len(sc.source) + len(sc.source_val) == 8000 and len(sc.source_test) == 2000
+    assert len(sc.source_val) == 800
     assert sc.input_shape == (1, 8, 8) == sc.target_test.input_shape
     with pytest.raises(InputError, match="resize"):
         build_transfer("m2u", mnist, uci, seed=0)
