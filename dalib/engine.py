@@ -102,6 +102,7 @@ class Budget:
     epochs: float | None = None
     steps: int | None = None
     batch_size: int = 64
+    checkpoints: int = 10
 
     def steps_for(self, n: int) -> int:
         if self.steps is not None:

@@ -28,7 +28,6 @@ from analysis.transfer import transfer_gaps
 from dalib.engine import (
     Budget,
     Trace,
-    accuracy,
     fit_stream,
     fit_transfer,
     resolve_device,
@@ -36,6 +35,7 @@ from dalib.engine import (
 )
 from dalib.models import build_model
 from dalib.registry import check_method
+from dalib.selection import CheckpointScorer, selection_metrics
 from scenarios.errors import InputError
 from scenarios.stream import Stream
 from scenarios.suite import MethodSpec, ScenarioSpec, Suite
@@ -144,12 +144,13 @@ def execute(run: RunSpec, data, device: torch.device) -> dict:
         record["accuracy_matrix"] = R.tolist()
         record["protocol"] = data.protocol
     else:
-        steps = fit_transfer(method, data, budget, device, run.seed, trace)
+        scorer = CheckpointScorer(data, run.seed)
+        steps = fit_transfer(method, data, budget, device, run.seed, trace,
+                             lambda step: scorer.score(method, step), budget.checkpoints)
         train_s = time.perf_counter() - start
-        metrics = {"target_acc": accuracy(method, data.target_test),
-                   "source_acc": accuracy(method, data.source_test),
-                   "target_train_acc": accuracy(method, data.target_train)}
-        record["steps"] = steps
+        criterion = sc.options.get("selection", "dev")
+        metrics = selection_metrics(scorer.checkpoints, criterion)
+        record.update(steps=steps, selection=criterion, checkpoints=scorer.checkpoints)
     record.update(metrics=metrics, curves=trace.to_dict(),
                   timings={"train_s": train_s, "total_s": time.perf_counter() - start})
     return record

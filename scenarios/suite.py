@@ -22,7 +22,8 @@ from scenarios.transfer import TransferScenario, build_transfer
 BUILTIN_DIR = Path(__file__).parent / "suites"
 
 SUITE_KEYS = {"name", "description", "seeds", "device", "budget", "model", "scenario"}
-BUDGET_KEYS = {"epochs", "steps", "batch_size"}
+BUDGET_KEYS = {"epochs", "steps", "batch_size", "checkpoints"}
+SELECTION_CRITERIA = ("dev", "source-val", "snd", "entropy", "last")
 COMMON_KEYS = {"name", "kind", "methods", "budget", "model"}
 TRANSFER_KEYS = COMMON_KEYS | {"source", "target", "k", "source_test_fraction",
                                "target_test_fraction", "source_val_fraction", "selection"}
@@ -196,6 +197,9 @@ def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: d
             raise InputError(f"{f}.k", f"is {k}", expected="an integer >= 0")
         for key in ("source_test_fraction", "target_test_fraction", "source_val_fraction"):
             _check_fraction(table, key, f)
+        if table.get("selection", "dev") not in SELECTION_CRITERIA:
+            raise InputError(f"{f}.selection", f"is {table['selection']!r}",
+                             expected=f"one of {', '.join(SELECTION_CRITERIA)}")
     else:
         if ("data" in table) == ("domains" in table):
             raise InputError(f, "needs exactly one of data and domains",

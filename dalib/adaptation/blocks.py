@@ -1,0 +1,114 @@
+"""Building blocks shared by the adaptation methods: gradient reversal and its warm-up schedule,
+domain discriminators, multi-kernel MMD, CORAL, entropy and the randomized multilinear map."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _ReverseGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, coeff: float) -> torch.Tensor:
+        ctx.coeff = coeff
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return -ctx.coeff * grad, None
+
+
+def reverse_grad(x: torch.Tensor, coeff: float = 1.0) -> torch.Tensor:
+    """Identity forward, gradient times ``-coeff`` backward (Ganin & Lempitsky 2015)."""
+    return _ReverseGrad.apply(x, coeff)
+
+
+def grl_schedule(progress: float, gamma: float = 10.0, high: float = 1.0) -> float:
+    """``high * (2 / (1 + exp(-gamma p)) - 1)``: rises from 0 to ``high`` as training progress
+    ``p`` goes from 0 to 1 (Ganin & Lempitsky 2015, section 5.2.2)."""
+    return high * (2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0)
+
+
+class Discriminator(nn.Module):
+    """Domain classifier ``in -> hidden -> hidden -> 1`` (logit: source = 1, target = 0)."""
+
+    def __init__(self, in_features: int, hidden: int = 1024, batch_norm: bool = True) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_features
+        for _ in range(2):
+            layers += [nn.Linear(width, hidden),
+                       nn.BatchNorm1d(hidden) if batch_norm else nn.Identity(),
+                       nn.ReLU(inplace=True)]
+            width = hidden
+        self.net = nn.Sequential(*layers, nn.Linear(width, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(1)
+
+
+def domain_loss(logits_s: torch.Tensor, logits_t: torch.Tensor,
+                weight_s: torch.Tensor | None = None, weight_t: torch.Tensor | None = None,
+                ) -> torch.Tensor:
+    """Binary cross-entropy of a discriminator: source labelled 1, target 0 (optional
+    per-sample weights, normalised to mean 1 within each domain)."""
+    def bce(logits: torch.Tensor, label: float, w: torch.Tensor | None) -> torch.Tensor:
+        loss = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, label),
+                                                  reduction="none")
+        return loss.mean() if w is None else (loss * w / w.mean().clamp_min(1e-8)).mean()
+
+    return 0.5 * (bce(logits_s, 1.0, weight_s) + bce(logits_t, 0.0, weight_t))
+
+
+def entropy(probs: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Per-sample Shannon entropy (nats) of probability rows."""
+    return -(probs * torch.log(probs + eps)).sum(1)
+
+
+def multi_kernel_mmd(xs: torch.Tensor, xt: torch.Tensor,
+                     multipliers: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)) -> torch.Tensor:
+    """Squared MMD with a sum of Gaussian kernels (Long et al. 2015, DAN).
+
+    Bandwidths are ``multipliers`` times the mean pairwise squared distance of the joint
+    batch (detached), the usual DAN heuristic. Biased estimate: exactly 0 for equal samples.
+    """
+    z = torch.cat([xs, xt])
+    d2 = torch.cdist(z, z).pow(2)
+    base = d2.detach().sum() / (len(z) ** 2 - len(z))
+    k = sum(torch.exp(-d2 / (base * m).clamp_min(1e-8)) for m in multipliers)
+    n = len(xs)
+    return k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean()
+
+
+def coral(xs: torch.Tensor, xt: torch.Tensor) -> torch.Tensor:
+    """CORAL loss: squared Frobenius distance of the feature covariances over ``4 d^2``
+    (Sun & Saenko 2016, Deep CORAL)."""
+    d = xs.shape[1]
+
+    def cov(x: torch.Tensor) -> torch.Tensor:
+        x = x - x.mean(0, keepdim=True)
+        return x.T @ x / max(len(x) - 1, 1)
+
+    return (cov(xs) - cov(xt)).pow(2).sum() / (4 * d * d)
+
+
+class RandomizedMultilinear(nn.Module):
+    """Randomized multilinear map ``(R_f f) * (R_g g) / sqrt(dim)`` with fixed Gaussian
+    matrices (Long et al. 2018, CDAN), for large ``features x classes`` products."""
+
+    def __init__(self, features: int, classes: int, dim: int = 1024) -> None:
+        super().__init__()
+        self.register_buffer("rf", torch.randn(features, dim))
+        self.register_buffer("rg", torch.randn(classes, dim))
+        self.dim = dim
+
+    def forward(self, f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return (f @ self.rf) * (g @ self.rg) / math.sqrt(self.dim)
+
+
+def multilinear(f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """The outer product ``g (x) f`` flattened per sample (CDAN's multilinear conditioning)."""
+    return torch.bmm(g.unsqueeze(2), f.unsqueeze(1)).flatten(1)
