@@ -100,6 +100,9 @@ class CheckpointScorer:
         val_logits = predict_logits(method, self.source_val)
         src_logits = predict_logits(method, self.source)
         t_logits = predict_logits(method, self.target)
+        if not (torch.isfinite(val_logits).all() and torch.isfinite(t_logits).all()):
+            raise FloatingPointError(f"model outputs are NaN or inf at step {step}: "
+                                     "the run diverged")
         val_error = (val_logits.argmax(1) != self.source_val.y).float().numpy()
         row = {"step": step,
                "source-val": 100.0 * (1.0 - float(val_error.mean())),

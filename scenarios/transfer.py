@@ -20,7 +20,8 @@ class TransferScenario:
     ``target_train`` keeps its labels only so that the ``target-oracle`` upper bound can use
     them; the engine hands methods its unlabelled view. ``source_val`` is a labelled part held
     out of the source training data (with the same label noise) for model selection.
-    ``target_labelled`` holds the ``k`` labelled target samples per class (a subset of ``target_train``), or ``None`` when k = 0.
+    ``target_labelled`` holds the ``k`` labelled target samples per class (a subset of
+    ``target_train``), or ``None`` when k = 0.
     """
 
     name: str
