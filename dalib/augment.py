@@ -21,3 +21,28 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | N
     cols = (torch.arange(w, device=x.device).view(1, 1, w) + dx).expand(n, h, w)
     batch = torch.arange(n, device=x.device).view(n, 1, 1).expand(n, h, w)
     return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+
+
+def strong_augment(x: torch.Tensor, generator: torch.Generator | None = None,
+                   max_shift: int = 2, noise: float = 0.1) -> torch.Tensor:
+    """A strong augmentation on tensors for consistency training (FixMatch-style): random
+    contrast and brightness, a larger random shift, Gaussian noise and a cutout square of a
+    quarter of the side (images; vectors get contrast, brightness and noise only)."""
+    n = len(x)
+    shape = (n,) + (1,) * (x.dim() - 1)
+    contrast = 0.6 + 0.8 * torch.rand(shape, device=x.device, generator=generator)
+    brightness = 0.2 * (torch.rand(shape, device=x.device, generator=generator) - 0.5)
+    mean = x.flatten(1).mean(1).view(shape)
+    x = (x - mean) * contrast + mean + brightness
+    x = x + noise * torch.randn(x.shape, device=x.device, generator=generator)
+    if x.dim() == 4:
+        x = random_shift(x, max_shift, generator)
+        h, w = x.shape[-2:]
+        size = max(1, min(h, w) // 4)
+        top = torch.randint(0, h - size + 1, (n, 1, 1), device=x.device, generator=generator)
+        left = torch.randint(0, w - size + 1, (n, 1, 1), device=x.device, generator=generator)
+        rows = torch.arange(h, device=x.device).view(1, h, 1)
+        cols = torch.arange(w, device=x.device).view(1, 1, w)
+        hole = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
+        x = x.masked_fill(hole[:, None], 0.0)
+    return x.clamp(0.0, 1.0)

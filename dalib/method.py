@@ -34,8 +34,9 @@ class Method:
         self.updates = 0
         self.extra = nn.ModuleList()  # discriminators, extra heads: trained, never predicted with
         self.device = next(model.parameters()).device
-        self.optimizer = self.make_optimizer(model.parameters(), lr=lr, weight_decay=weight_decay,
-                                             optimizer=optimizer, momentum=momentum)
+        self.optim_settings = {"lr": lr, "weight_decay": weight_decay, "optimizer": optimizer,
+                               "momentum": momentum}
+        self.optimizer = self.make_optimizer(model.parameters(), **self.optim_settings)
         self.generator = torch.Generator(device=self.device).manual_seed(
             torch.initial_seed() % 2**31)
 

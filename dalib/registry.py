@@ -1,4 +1,11 @@
-"""Method names -> method classes, so suites name methods as strings."""
+"""Method names -> method classes, so suites name methods as strings.
+
+Adaptation methods are built from terms (:mod:`dalib.adaptation`): ``dann`` is the source
+loss plus the DANN term, and any ``+``-joined list of term names is a method too
+(``dann+mcc+pseudo-label``). A single-term method takes the term's options directly
+(``{name = "dann", weight = 0.5}``); a combination takes one table per term
+(``{name = "dann+mcc", mcc = {weight = 0.5}}``).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +14,55 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from dalib.adaptation.adversarial import CDAN, DANN, MCD, MDD
+from dalib.adaptation.base import Adaptation, Term
+from dalib.adaptation.confusion import MCC, EntropyMin
+from dalib.adaptation.discrepancy import CORAL, MMD
+from dalib.adaptation.self_training import FixMatch, MeanTeacher, PseudoLabel
 from dalib.baselines import Supervised
 from dalib.method import Method
 from scenarios.errors import InputError, reject_unknown
+
+
+def keyword_options(cls: type, skip: set[str] = frozenset()) -> dict[str, object]:
+    """Keyword options of a class and its defaults, walking ``**kwargs`` up the MRO."""
+    params: dict[str, object] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        sig = inspect.signature(klass.__init__)
+        for p in list(sig.parameters.values())[2:]:
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in skip:
+                params.setdefault(p.name, p.default)
+        if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+            break
+    return params
+
+
+@dataclass(frozen=True)
+class TermEntry:
+    cls: type[Term]
+    description: str
+    fixed: dict = field(default_factory=dict)
+
+    def options(self) -> dict[str, object]:
+        return keyword_options(self.cls, set(self.fixed))
+
+
+TERMS: dict[str, TermEntry] = {
+    "dann": TermEntry(DANN, "adversarial: domain discriminator via gradient reversal"),
+    "cdan": TermEntry(CDAN, "adversarial: discriminator on features x predictions"),
+    "cdan-e": TermEntry(CDAN, "adversarial: CDAN with entropy conditioning", {"entropy": True}),
+    "mdd": TermEntry(MDD, "adversarial: margin disparity discrepancy"),
+    "dan": TermEntry(MMD, "discrepancy: multi-kernel MMD"),
+    "deep-coral": TermEntry(CORAL, "discrepancy: covariance alignment"),
+    "mcc": TermEntry(MCC, "confusion: minimum class confusion on target"),
+    "entmin": TermEntry(EntropyMin, "entropy minimisation on target"),
+    "pseudo-label": TermEntry(PseudoLabel, "self-training: class-balanced pseudo-label rounds"),
+    "fixmatch": TermEntry(FixMatch, "self-training: weak/strong consistency"),
+    "mean-teacher": TermEntry(MeanTeacher, "self-training: EMA teacher consistency"),
+}
+OPTIM = keyword_options(Method)
 
 
 @dataclass(frozen=True)
@@ -19,27 +72,35 @@ class Entry:
     cls: type[Method]
     description: str
     fixed: dict = field(default_factory=dict)
+    terms: tuple[str, ...] = ()
 
     def hyperparameters(self) -> dict[str, object]:
-        """Every keyword a suite may set, with its default (walks ``**kwargs`` up the MRO)."""
-        params: dict[str, object] = {}
-        for klass in self.cls.__mro__:
-            if "__init__" not in vars(klass):
-                continue
-            sig = inspect.signature(klass.__init__)
-            for p in list(sig.parameters.values())[2:]:
-                if p.kind is p.KEYWORD_ONLY and p.name not in self.fixed:
-                    params.setdefault(p.name, p.default)
-            if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-                break
-        return params
+        """Every key a suite may set, with its default (a combination's terms take tables)."""
+        if not self.terms:
+            return keyword_options(self.cls, set(self.fixed) | {"name"})
+        if len(self.terms) == 1:
+            return {**OPTIM, **TERMS[self.terms[0]].options()}
+        return {**OPTIM, **{t: {} for t in self.terms}}
 
     @property
     def needs(self) -> tuple[str, ...]:
         """The data feeds the method trains on (see :class:`~dalib.method.Method`)."""
         return (self.fixed["data"],) if "data" in self.fixed else self.cls.needs
 
+    def split(self, params: dict) -> tuple[dict, list[tuple[str, type[Term], dict]]]:
+        """Optimiser settings and (name, class, options) per term."""
+        optim = {k: v for k, v in params.items() if k in OPTIM}
+        if len(self.terms) == 1:
+            t = self.terms[0]
+            own = {k: v for k, v in params.items() if k not in OPTIM}
+            return optim, [(t, TERMS[t].cls, {**TERMS[t].fixed, **own})]
+        return optim, [(t, TERMS[t].cls, {**TERMS[t].fixed, **params.get(t, {})})
+                       for t in self.terms]
+
     def build(self, model: nn.Module, params: dict) -> Method:
+        if self.terms:
+            optim, terms = self.split(params)
+            return Adaptation(model, name=self.name, terms=terms, **optim)
         return self.cls(model, name=self.name, **self.fixed, **params)
 
 
@@ -56,20 +117,42 @@ register("target-only", "transfer", Supervised,
          data="target_labelled")
 register("target-oracle", "transfer", Supervised,
          "UPPER BOUND: train on all target train labels", data="target_oracle")
+register("mcd", "transfer", MCD, "adversarial: maximum classifier discrepancy (two heads)")
+for _name, _term in TERMS.items():
+    REGISTRY[_name] = Entry(_name, "transfer", Adaptation, _term.description, terms=(_name,))
 register("naive", "stream", Supervised, "fine-tune on each task in turn", data="train")
 register("joint", "stream", Supervised, "UPPER BOUND: train on all tasks at once", data="train",
          joint=True)
 
 
+def lookup(name: str) -> Entry | None:
+    """The entry of a registered name or of a ``+``-joined combination of terms."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    parts = tuple(name.split("+"))
+    if len(parts) > 1 and all(p in TERMS for p in parts) and len(set(parts)) == len(parts):
+        return Entry(name, "transfer", Adaptation, " + ".join(parts), terms=parts)
+    return None
+
+
 def check_method(name: str, params: dict, kind: str, field_name: str = "methods") -> Entry:
     """The registry entry for ``name``, after checking its kind and hyperparameters."""
-    entry = REGISTRY.get(name)
+    entry = lookup(name)
     if entry is None:
         names = ", ".join(sorted(n for n, e in REGISTRY.items() if e.kind == kind))
-        raise InputError(field_name, f"unknown method {name!r}", expected=f"one of {names}")
+        combos = " or a '+'-joined list of adaptation terms" if kind == "transfer" else ""
+        raise InputError(field_name, f"unknown method {name!r}", expected=f"one of {names}{combos}")
     if entry.kind != kind:
         raise InputError(field_name, f"{name!r} is a {entry.kind} method, not for a {kind} "
                          "scenario", expected=f"a {kind} method")
     reject_unknown(params, entry.hyperparameters(), what=f"hyperparameter of {name!r}",
                    field=field_name)
+    if len(entry.terms) > 1:
+        for t in entry.terms:
+            if t in params:
+                if not isinstance(params[t], dict):
+                    raise InputError(f"{field_name}.{t}", f"is {params[t]!r}",
+                                     expected=f"a table of {t!r} options")
+                reject_unknown(params[t], TERMS[t].options(), what=f"option of {t!r}",
+                               field=f"{field_name}.{t}")
     return entry

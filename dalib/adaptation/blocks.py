@@ -35,7 +35,7 @@ def grl_schedule(progress: float, gamma: float = 10.0, high: float = 1.0) -> flo
 class Discriminator(nn.Module):
     """Domain classifier ``in -> hidden -> hidden -> 1`` (logit: source = 1, target = 0)."""
 
-    def __init__(self, in_features: int, hidden: int = 1024, batch_norm: bool = True) -> None:
+    def __init__(self, in_features: int, hidden: int = 256, batch_norm: bool = True) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = in_features

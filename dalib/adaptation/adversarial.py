@@ -1,0 +1,160 @@
+"""Adversarial adaptation: features that a domain critic cannot tell apart."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dalib.adaptation.base import Outputs, Term
+from dalib.adaptation.blocks import (
+    Discriminator,
+    RandomizedMultilinear,
+    domain_loss,
+    entropy,
+    grl_schedule,
+    multilinear,
+    reverse_grad,
+)
+from dalib.engine import Batch
+from dalib.method import Method
+
+
+class DANN(Term):
+    """``dann``: a domain discriminator on the features through gradient reversal, its
+    coefficient rising from 0 to ``grl_high`` (Ganin & Lempitsky, "Unsupervised Domain
+    Adaptation by Backpropagation", ICML 2015)."""
+
+    def __init__(self, method, weight: float | None = None, hidden: int = 256,
+                 grl_high: float = 1.0) -> None:
+        super().__init__(method, weight)
+        self.discriminator = Discriminator(method.model.feature_dim, hidden)
+        self.grl_high = grl_high
+
+    def forward(self, out: Outputs) -> torch.Tensor:
+        coeff = grl_schedule(self.method.progress, high=self.grl_high)
+        d = self.discriminator(reverse_grad(torch.cat([out.feat_s, out.feat_t]), coeff))
+        n = len(out.feat_s)
+        return domain_loss(d[:n], d[n:])
+
+
+class CDAN(Term):
+    """``cdan`` / ``cdan-e``: the discriminator sees the multilinear map of features and
+    (detached) predictions, randomized when ``features x classes > 4096``; ``entropy=True``
+    weights samples by ``1 + exp(-H(p))`` (Long et al., "Conditional Adversarial Domain
+    Adaptation", NeurIPS 2018)."""
+
+    def __init__(self, method, weight: float | None = None, entropy: bool = False,
+                 hidden: int = 256, random_dim: int = 1024, grl_high: float = 1.0) -> None:
+        super().__init__(method, weight)
+        f, c = method.model.feature_dim, method.model.head.out_features
+        self.map: nn.Module | None = None
+        if f * c > 4096:
+            self.map = RandomizedMultilinear(f, c, random_dim)
+        self.discriminator = Discriminator(random_dim if self.map is not None else f * c, hidden)
+        self.entropy_weighting = entropy
+        self.grl_high = grl_high
+
+    def forward(self, out: Outputs) -> torch.Tensor:
+        f = torch.cat([out.feat_s, out.feat_t])
+        g = F.softmax(torch.cat([out.logits_s, out.logits_t]), 1).detach()
+        h = self.map(f, g) if self.map is not None else multilinear(f, g)
+        d = self.discriminator(reverse_grad(h, grl_schedule(self.method.progress,
+                                                            high=self.grl_high)))
+        n = len(out.feat_s)
+        if not self.entropy_weighting:
+            return domain_loss(d[:n], d[n:])
+        w = 1.0 + torch.exp(-entropy(g))
+        return domain_loss(d[:n], d[n:], w[:n], w[n:])
+
+
+class MDD(Term):
+    """``mdd``: margin disparity discrepancy (Zhang et al., "Bridging Theory and Algorithm
+    for Domain Adaptation", ICML 2019). An adversarial head, behind gradient reversal, learns
+    to agree with the main head on source (weighted by the margin ``margin``) and to disagree
+    on target (``-log(1 - p)``); the features learn the opposite."""
+
+    def __init__(self, method, weight: float | None = None, margin: float = 4.0,
+                 grl_high: float = 0.1) -> None:
+        super().__init__(method, weight)
+        self.adversary = nn.Linear(method.model.feature_dim, method.model.head.out_features)
+        self.margin = margin
+        self.grl_high = grl_high
+
+    def forward(self, out: Outputs) -> torch.Tensor:
+        coeff = grl_schedule(self.method.progress, high=self.grl_high)
+        adv = self.adversary(reverse_grad(torch.cat([out.feat_s, out.feat_t]), coeff))
+        n = len(out.feat_s)
+        pred_s, pred_t = out.logits_s.argmax(1).detach(), out.logits_t.argmax(1).detach()
+        agree = F.cross_entropy(adv[:n], pred_s)
+        p_t = F.softmax(adv[n:], 1).gather(1, pred_t[:, None]).squeeze(1)
+        disagree = -torch.log((1.0 - p_t).clamp_min(1e-6)).mean()
+        return self.margin * agree + disagree
+
+
+def _discrepancy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (F.softmax(a, 1) - F.softmax(b, 1)).abs().mean()
+
+
+class MCD(Method):
+    """``mcd``: maximum classifier discrepancy (Saito et al., CVPR 2018). Two heads on one
+    feature extractor; each batch takes three steps: (A) both heads and the features fit the
+    source; (B) the heads, features fixed, fit the source while disagreeing on the target;
+    (C) the features, ``num_k`` times, make the heads agree on the target. Predictions
+    average the two heads' probabilities."""
+
+    needs = ("source", "target")
+
+    def __init__(self, model: nn.Module, *, name: str, num_k: int = 4, **optim) -> None:
+        super().__init__(model, **optim)
+        self.name = name
+        self.num_k = num_k
+        self.head2 = copy.deepcopy(model.head)
+        self.head2.reset_parameters()
+        self.head2.to(self.device)
+        extractor = list(model.backbone.parameters()) + list(model.bottleneck.parameters())
+        self.optimizer = self.make_optimizer(extractor, **self.optim_settings)
+        self.head_optimizer = self.make_optimizer(
+            list(model.head.parameters()) + list(self.head2.parameters()), **self.optim_settings)
+
+    def _zero(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.head_optimizer.zero_grad(set_to_none=True)
+
+    def update(self, batch: dict[str, Batch]) -> dict[str, torch.Tensor]:
+        s, t = batch["source"], batch["target"]
+        xs, xt = self.augment(s.x), self.augment(t.x)
+        m = self.model
+        # (A) fit the source with both heads
+        f = m.features(xs)
+        loss_a = F.cross_entropy(m.head(f), s.y) + F.cross_entropy(self.head2(f), s.y)
+        self._zero()
+        loss_a.backward()
+        self.optimizer.step()
+        self.head_optimizer.step()
+        # (B) heads disagree on the target, features fixed
+        with torch.no_grad():
+            f = m.features(torch.cat([xs, xt]))
+        n = len(xs)
+        l1, l2 = m.head(f), self.head2(f)
+        disc_b = _discrepancy(l1[n:], l2[n:])
+        loss_b = F.cross_entropy(l1[:n], s.y) + F.cross_entropy(l2[:n], s.y) - disc_b
+        self._zero()
+        loss_b.backward()
+        self.head_optimizer.step()
+        # (C) features make the heads agree on the target
+        for _ in range(self.num_k):
+            ft = m.features(xt)
+            disc_c = _discrepancy(m.head(ft), self.head2(ft))
+            self._zero()
+            disc_c.backward()
+            self.optimizer.step()
+        self.updates += 1
+        return {"loss": loss_a.detach(), "discrepancy": disc_c.detach()}
+
+    def predict(self, x: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        f = self.model.features(x)
+        p = 0.5 * (F.softmax(self.model.head(f), 1) + F.softmax(self.head2(f), 1))
+        return torch.log(p.clamp_min(1e-12))

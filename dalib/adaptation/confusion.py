@@ -1,0 +1,36 @@
+"""Target-prediction regularisers: class confusion and entropy minimisation."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from dalib.adaptation.base import Outputs, Term
+from dalib.adaptation.blocks import entropy
+
+
+class MCC(Term):
+    """``mcc``: minimum class confusion (Jin et al., ECCV 2020). Temperature-scaled target
+    probabilities, samples weighted by ``1 + exp(-entropy)``, the class correlation matrix
+    row-normalised; the loss is its off-diagonal mass over the number of classes."""
+
+    def __init__(self, method, weight: float | None = None, temperature: float = 2.5) -> None:
+        super().__init__(method, weight)
+        self.temperature = temperature
+
+    def forward(self, out: Outputs) -> torch.Tensor:
+        p = F.softmax(out.logits_t / self.temperature, 1)
+        w = 1.0 + torch.exp(-entropy(p.detach()))
+        w = len(p) * w / w.sum()
+        confusion = (p * w[:, None]).T @ p
+        confusion = confusion / confusion.sum(1, keepdim=True)
+        return (confusion.sum() - confusion.trace()) / p.shape[1]
+
+
+class EntropyMin(Term):
+    """``entmin``: mean entropy of the target predictions (Grandvalet & Bengio, NeurIPS 2004)."""
+
+    default_weight = 0.1
+
+    def forward(self, out: Outputs) -> torch.Tensor:
+        return entropy(F.softmax(out.logits_t, 1)).mean()

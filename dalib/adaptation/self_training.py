@@ -1,0 +1,125 @@
+"""Self-training: the model teaches itself on the unlabelled target.
+
+Each is a term, so it may start from any other method's training (``dann+pseudo-label``).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+
+from dalib.adaptation.base import Outputs, Term
+from dalib.augment import strong_augment
+
+
+class PseudoLabel(Term):
+    """``pseudo-label``: iterative class-balanced self-training (Zou et al., "Unsupervised
+    Domain Adaptation for Semantic Segmentation via Class-Balanced Self-Training", ECCV 2018).
+
+    Training is cut into ``rounds + 1`` equal phases. The first trains the base method alone;
+    at the start of round ``r`` the whole unlabelled target set is relabelled: for each class,
+    the ``portion_r`` most confident of the samples predicted as that class are kept (so rare
+    classes are not crowded out), ``portion_r = min(start + (r - 1) * step, 1)``. Later steps
+    add the cross-entropy on a batch of the kept samples and their pseudo-labels.
+    """
+
+    def __init__(self, method, weight: float | None = None, rounds: int = 3,
+                 start: float = 0.2, step: float = 0.2, batch_size: int = 0) -> None:
+        super().__init__(method, weight)
+        self.rounds, self.start, self.step = rounds, start, step
+        self.batch_size = batch_size
+        self.round = 0
+        self.x: torch.Tensor | None = None
+        self.kept = torch.empty(0, dtype=torch.long)
+        self.labels = torch.empty(0, dtype=torch.long)
+
+    def prepare(self, feeds: dict) -> None:
+        self.x = feeds["target"].x
+
+    @torch.no_grad()
+    def relabel(self, portion: float) -> None:
+        """Class-balanced selection of confident pseudo-labels over the whole target set."""
+        m = self.method
+        was_training = m.model.training
+        m.model.eval()
+        probs = torch.cat([F.softmax(m.predict(self.x[i:i + 4096]), 1)
+                           for i in range(0, len(self.x), 4096)])
+        m.model.train(was_training)
+        conf, pred = probs.max(1)
+        kept = []
+        for c in pred.unique():
+            idx = torch.nonzero(pred == c).flatten()
+            n = max(1, int(round(portion * len(idx))))
+            kept.append(idx[conf[idx].topk(n).indices])
+        self.kept = torch.cat(kept)
+        self.labels = pred[self.kept]
+
+    def forward(self, out: Outputs) -> torch.Tensor:
+        current = min(self.rounds, int(self.method.progress * (self.rounds + 1)))
+        if current > self.round:
+            self.round = current
+            self.relabel(min(1.0, self.start + (current - 1) * self.step))
+        if self.round == 0 or len(self.kept) == 0:
+            return out.logits_s.new_zeros(())
+        m = self.method
+        n = self.batch_size or len(out.xt)
+        pick = torch.randint(0, len(self.kept), (n,), device=self.kept.device,
+                             generator=m.generator)
+        idx = self.kept[pick]
+        return F.cross_entropy(m.model(m.augment(self.x[idx])), self.labels[pick])
+
+
+class FixMatch(Term):
+    """``fixmatch``: predictions on weakly augmented target images (the shared 1-pixel shift)
+    whose confidence passes ``threshold`` become labels for a strongly augmented view (Sohn
+    et al., "FixMatch", NeurIPS 2020; strong augmentation on tensors: contrast, brightness,
+    noise, a 2-pixel shift and cutout)."""
+
+    def __init__(self, method, weight: float | None = None, threshold: float = 0.95) -> None:
+        super().__init__(method, weight)
+        self.threshold = threshold
+
+    def forward(self, out: Outputs) -> torch.Tensor:
+        conf, pseudo = F.softmax(out.logits_t.detach(), 1).max(1)
+        strong = self.method.model(strong_augment(out.xt_raw, self.method.generator))
+        loss = F.cross_entropy(strong, pseudo, reduction="none")
+        return (loss * (conf >= self.threshold).float()).mean()
+
+
+class MeanTeacher(Term):
+    """``mean-teacher``: a teacher whose weights are an exponential moving average
+    (``ema``) of the student's gives targets on another augmentation of the target batch;
+    the consistency is the squared difference of the probabilities where the teacher's
+    confidence passes ``threshold`` (Tarvainen & Valpola, NeurIPS 2017; for domain
+    adaptation French et al., "Self-ensembling for visual domain adaptation", ICLR 2018).
+    The teacher makes the predictions."""
+
+    default_weight = 3.0
+
+    def __init__(self, method, weight: float | None = None, ema: float = 0.99,
+                 threshold: float = 0.968) -> None:
+        super().__init__(method, weight)
+        self.ema = ema
+        self.threshold = threshold
+        teacher = copy.deepcopy(method.model)
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        self.predictor = teacher
+
+    def forward(self, out: Outputs) -> torch.Tensor:
+        with torch.no_grad():
+            self.predictor.train()
+            teacher = F.softmax(self.predictor(self.method.augment(out.xt_raw)), 1)
+        student = F.softmax(out.logits_t, 1)
+        mask = (teacher.max(1).values >= self.threshold).float()
+        return (((student - teacher) ** 2).sum(1) * mask).mean()
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        student = self.method.model
+        for t, s in zip(self.predictor.parameters(), student.parameters(), strict=True):
+            t.mul_(self.ema).add_(s.detach(), alpha=1.0 - self.ema)
+        for t, s in zip(self.predictor.buffers(), student.buffers(), strict=True):
+            t.copy_(s)
