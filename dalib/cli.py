@@ -14,7 +14,8 @@ import pandas as pd
 
 from scenarios.errors import InputError
 
-TRANSFER_METRICS = ["target_acc", "source_acc", "target_train_acc", "ntg", "gain_over_source_only"]
+TRANSFER_METRICS = ["target_acc", "source_acc", "target_train_acc", "target_acc_oracle", "ntg",
+                    "gain_over_source_only"]
 STREAM_METRICS = ["acc", "bwt", "fwt", "forgetting", "intransigence"]
 
 
@@ -77,7 +78,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         done[0] += 1
         status = record["status"]
         detail = record.get("error", "") if status != "ok" else " ".join(
-            f"{k}={v:.2f}" for k, v in record["metrics"].items())
+            f"{k}={v:.2f}" for k, v in record["metrics"].items()
+            if k in TRANSFER_METRICS + STREAM_METRICS)
         print(f"[{done[0]}/{total}] {run.scenario.name} {run.method.label} seed={run.seed} "
               f"{status} {detail}", flush=True)
 

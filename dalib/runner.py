@@ -176,7 +176,7 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
     out = Path(out)
     dev = resolve_device(device)
     built: dict[tuple[str, int], object] = {}
-    for run in runs:
+    for index, run in enumerate(runs):
         path = _record_path(out, run)
         if _finished(path, run):
             if on_run:
@@ -184,7 +184,8 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
             continue
         record = {"run_id": run.run_id, "config_hash": run.config_hash, "config": run.config(),
                   "suite": suite.name, "scenario": run.scenario.name, "kind": run.scenario.kind,
-                  "method": run.method.label, "seed": run.seed, "device": str(dev),
+                  "method": run.method.label, "seed": run.seed, "index": index,
+                  "device": str(dev),
                   "versions": _versions()}
         try:
             key = (run.scenario.name, run.seed)
@@ -202,14 +203,15 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
 
 
 def load_records(out: str | Path) -> list[dict]:
-    """Every readable run record under ``OUT/runs`` (unreadable ones are skipped)."""
+    """Every readable run record under ``OUT/runs`` (unreadable ones are skipped), in the
+    order of the suite (scenario, seed, method)."""
     records = []
     for path in sorted(Path(out, "runs").glob("*.json")):
         try:
             records.append(json.loads(path.read_text()))
         except (OSError, ValueError):
             continue
-    return records
+    return sorted(records, key=lambda r: r.get("index", len(records)))
 
 
 def results_from_records(records: list[dict]) -> pd.DataFrame:

@@ -1,0 +1,82 @@
+"""Every adaptation method trains on real digits: finite losses, usable predictions, and its
+own parameters (discriminators, heads, teachers) handled as documented."""
+
+import pytest
+import torch
+
+from dalib.engine import Budget, Trace, accuracy, fit_transfer, seed_everything
+from dalib.models import build_model
+from dalib.registry import REGISTRY, check_method
+from scenarios.datasets import load_uci_digits
+from scenarios.errors import InputError
+from scenarios.transfer import build_transfer
+
+ADAPTATION = sorted(n for n, e in REGISTRY.items() if e.kind == "transfer"
+                    and "target_labelled" not in e.needs and "target_oracle" not in e.needs)
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    uci = load_uci_digits()
+    return build_transfer("t", uci, uci, seed=0, target_shifts=[{"name": "rotate", "degrees": 20}])
+
+
+@pytest.mark.parametrize("name", ADAPTATION + ["dann+mcc+pseudo-label"])
+def test_method_trains_and_predicts(scenario, name):
+    seed_everything(0)
+    model = build_model(scenario.input_shape, scenario.num_classes, bottleneck=64)
+    # a fast teacher, so that 40 steps move it away from the random init
+    params = {"ema": 0.8} if name == "mean-teacher" else {}
+    method = check_method(name, params, "transfer").build(model, params)
+    trace = Trace(log_every=10)
+    fit_transfer(method, scenario, Budget(steps=40, batch_size=64), torch.device("cpu"), 0, trace)
+    curves = trace.to_dict()
+    assert all(torch.isfinite(torch.tensor(v)).all() for k, v in curves.items() if k != "step")
+    assert method.updates == 40
+    # far above chance on the (unrotated) source after 40 steps
+    assert accuracy(method, scenario.source_test) > 50
+
+
+def test_terms_train_their_own_parameters(scenario):
+    model = build_model(scenario.input_shape, scenario.num_classes)
+    method = check_method("dann", {}, "transfer").build(model, {})
+    disc = method.terms["dann"].discriminator
+    before = [p.clone() for p in disc.parameters()]
+    fit_transfer(method, scenario, Budget(steps=5), torch.device("cpu"), 0, Trace())
+    assert any(not torch.equal(a, b) for a, b in zip(before, disc.parameters(), strict=True))
+
+
+def test_mean_teacher_is_an_average_of_the_student(scenario):
+    model = build_model(scenario.input_shape, scenario.num_classes)
+    method = check_method("mean-teacher", {"ema": 0.5}, "transfer").build(model, {"ema": 0.5})
+    teacher = method.terms["mean-teacher"].predictor
+    old = [p.clone() for p in teacher.parameters()]
+    fit_transfer(method, scenario, Budget(steps=1), torch.device("cpu"), 0, Trace())
+    for o, t, s in zip(old, teacher.parameters(), model.parameters(), strict=True):
+        assert torch.allclose(t, 0.5 * o + 0.5 * s)
+        assert not t.requires_grad
+
+
+def test_pseudo_labels_are_class_balanced():
+    uci = load_uci_digits()
+    sc = build_transfer("t", uci, uci, seed=0)
+    model = build_model(sc.input_shape, sc.num_classes)
+    method = check_method("pseudo-label", {}, "transfer").build(model, {"rounds": 1,
+                                                                        "start": 0.5})
+    fit_transfer(method, sc, Budget(steps=60), torch.device("cpu"), 0, Trace())
+    term = method.terms["pseudo-label"]
+    counts = torch.bincount(term.labels, minlength=10)
+    # half of each predicted class is kept: every class present, none crowding out the rest
+    assert (counts > 0).all() and counts.max() < 3 * counts.min()
+    assert len(term.kept) == pytest.approx(0.5 * len(sc.target_train), rel=0.05)
+
+
+def test_combination_options_are_checked():
+    entry = check_method("dann+mcc", {"mcc": {"temperature": 2.0}, "lr": 1e-3}, "transfer")
+    assert entry.terms == ("dann", "mcc")
+    with pytest.raises(InputError, match="methods.mcc.temp: unknown option of 'mcc'"):
+        check_method("dann+mcc", {"mcc": {"temp": 2.0}}, "transfer")
+    with pytest.raises(InputError, match="unknown hyperparameter of 'dann'"):
+        check_method("dann", {"temperature": 2.0}, "transfer")
+    with pytest.raises(InputError, match="unknown method 'dann\\+mcd'"):
+        check_method("dann+mcd", {}, "transfer")
