@@ -116,7 +116,7 @@ def _write_json_atomic(path: Path, record: dict) -> None:
     os.replace(tmp, path)
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
     from dalib import __version__
 
     return {"dalib": __version__, "torch": torch.__version__, "python": platform.python_version(),
@@ -186,7 +186,7 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
                   "suite": suite.name, "scenario": run.scenario.name, "kind": run.scenario.kind,
                   "method": run.method.label, "seed": run.seed, "index": index,
                   "device": str(dev),
-                  "versions": _versions()}
+                  "versions": versions()}
         try:
             key = (run.scenario.name, run.seed)
             if key not in built:
