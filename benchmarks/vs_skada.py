@@ -97,10 +97,11 @@ def theirs(name: str, sc, epochs: int, batch: int, seed: int) -> tuple[float, fl
     elif name == "deep-coral":
         est = sd.DeepCoral(ForSkada(model(sc)), layer_name="net.head", reg=1, **common)
     elif name == "dann (skada default critic)":
-        est = sd.DANN(ForSkada(model(sc)), layer_name="net.bottleneck", reg=1, num_features=128, **common)
-    else:
-        est = sd.DANN(ForSkada(model(sc)), layer_name="net.bottleneck", reg=1, domain_classifier=SigmoidCritic(),
+        est = sd.DANN(ForSkada(model(sc)), layer_name="net.bottleneck", reg=1, num_features=128,
                       **common)
+    else:
+        est = sd.DANN(ForSkada(model(sc)), layer_name="net.bottleneck", reg=1,
+                      domain_classifier=SigmoidCritic(), **common)
     start = time.perf_counter()
     est.fit(x, y, domain)
     fit_s = time.perf_counter() - start
