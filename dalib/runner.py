@@ -148,7 +148,9 @@ def execute(run: RunSpec, data, device: torch.device) -> dict:
         steps = fit_transfer(method, data, budget, device, run.seed, trace,
                              lambda step: scorer.score(method, step), budget.checkpoints)
         train_s = time.perf_counter() - start
-        criterion = sc.options.get("selection", "dev")
+        # selection criteria judge training on the source; baselines trained on target labels
+        # alone (target-only, target-oracle) keep their final model
+        criterion = sc.options.get("selection", "dev") if "source" in method.needs else "last"
         metrics = selection_metrics(scorer.checkpoints, criterion)
         record.update(steps=steps, selection=criterion, checkpoints=scorer.checkpoints)
     record.update(metrics=metrics, curves=trace.to_dict(),
