@@ -19,23 +19,32 @@ def gain(method_acc: float, baseline_acc: float) -> float:
     return float(method_acc) - float(baseline_acc)
 
 
-def transfer_gaps(results: pd.DataFrame, metric: str = "target_acc",
-                  target_only: str = "target-only", source_only: str = "source-only",
-                  ) -> pd.DataFrame:
-    """Rows ``ntg`` and ``gain_over_source_only`` for every method of every scenario and seed
-    where the reference ran, from a tidy table (``scenario, method, seed, metric, value``;
-    other columns are carried from the method's own row)."""
-    acc = results[results["metric"] == metric]
+def source_drop(source_only_acc: float, method_acc: float) -> float:
+    """Points of held-out source accuracy lost against the source-only model of the same seed:
+    how much adapting to the target made the model forget the source."""
+    return float(source_only_acc) - float(method_acc)
+
+
+def transfer_gaps(results: pd.DataFrame, target_only: str = "target-only",
+                  source_only: str = "source-only") -> pd.DataFrame:
+    """Rows ``ntg`` (from ``target_acc`` against ``target_only``), ``gain_over_source_only``
+    (``target_acc`` against ``source_only``) and ``source_drop`` (``source_acc`` against
+    ``source_only``) for every method of every scenario and seed where the reference ran,
+    from a tidy table (``scenario, method, seed, metric, value``; other columns are carried
+    from the method's own row)."""
     keys = ["scenario", "seed"] + (["suite"] if "suite" in results else [])
     out = []
-    for ref, name, fn in ((target_only, "ntg", lambda m, r: negative_transfer_gap(r, m)),
-                          (source_only, "gain_over_source_only", gain)):
+    for metric, ref, name, fn in (
+            ("target_acc", target_only, "ntg", lambda m, r: negative_transfer_gap(r, m)),
+            ("target_acc", source_only, "gain_over_source_only", gain),
+            ("source_acc", source_only, "source_drop", lambda m, r: source_drop(r, m))):
+        acc = results[results["metric"] == metric]
         base = acc[acc["method"] == ref][keys + ["value"]].rename(columns={"value": "_ref"})
         rows = acc[acc["method"] != ref].merge(base, on=keys)
         if rows.empty:
             continue
-        rows = rows.assign(metric=name,
-                           value=[fn(m, r) for m, r in zip(rows["value"], rows["_ref"], strict=True)])
+        rows = rows.assign(metric=name, value=[fn(m, r) for m, r in
+                                               zip(rows["value"], rows["_ref"], strict=True)])
         out.append(rows.drop(columns="_ref"))
     if not out:
         return results.iloc[0:0]

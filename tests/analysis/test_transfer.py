@@ -33,6 +33,14 @@ def test_transfer_gaps_per_seed():
     assert not ((gaps.method == "target-only") & (gaps.metric == "ntg")).any()
 
 
+def test_source_drop_against_source_only():
+    rows = _table()
+    src = rows.assign(metric="source_acc", value=[95.0, 97.0, 90.0, 94.0, 96.0, 91.0])
+    gaps = transfer_gaps(pd.concat([rows, src]))
+    drop = gaps[(gaps.metric == "source_drop") & (gaps.method == "dann")].sort_values("seed")
+    assert drop["value"].tolist() == [97 - 90, 96 - 91]
+
+
 def test_aggregate_mean_std():
     agg = aggregate(_table())
     row = agg[agg.method == "dann"].iloc[0]
