@@ -111,16 +111,18 @@ def register(name: str, kind: str, cls: type[Method], description: str, **fixed)
     REGISTRY[name] = Entry(name, kind, cls, description, fixed)
 
 
-register("source-only", "transfer", Supervised, "train on labelled source only", data="source")
+register("source-only", "transfer", Supervised, "train on labelled source only", data="source",
+         joint=False)
 register("target-only", "transfer", Supervised,
          "train on the k labelled target samples per class only (NTG reference)",
-         data="target_labelled")
+         data="target_labelled", joint=False)
 register("target-oracle", "transfer", Supervised,
-         "UPPER BOUND: train on all target train labels", data="target_oracle")
+         "UPPER BOUND: train on all target train labels", data="target_oracle", joint=False)
 register("mcd", "transfer", MCD, "adversarial: maximum classifier discrepancy (two heads)")
 for _name, _term in TERMS.items():
     REGISTRY[_name] = Entry(_name, "transfer", Adaptation, _term.description, terms=(_name,))
-register("naive", "stream", Supervised, "fine-tune on each task in turn", data="train")
+register("naive", "stream", Supervised, "fine-tune on each task in turn", data="train",
+         joint=False)
 register("joint", "stream", Supervised, "UPPER BOUND: train on all tasks at once", data="train",
          joint=True)
 

@@ -80,3 +80,11 @@ def test_combination_options_are_checked():
         check_method("dann", {"temperature": 2.0}, "transfer")
     with pytest.raises(InputError, match="unknown method 'dann\\+mcd'"):
         check_method("dann+mcd", {}, "transfer")
+
+
+def test_structural_flags_are_not_hyperparameters():
+    for name in ("source-only", "target-only", "target-oracle"):
+        with pytest.raises(InputError, match="unknown hyperparameter"):
+            check_method(name, {"joint": True}, "transfer")
+    with pytest.raises(InputError, match="unknown hyperparameter"):
+        check_method("naive", {"data": "source"}, "stream")
