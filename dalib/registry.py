@@ -20,6 +20,10 @@ from dalib.adaptation.confusion import MCC, EntropyMin
 from dalib.adaptation.discrepancy import CORAL, MMD
 from dalib.adaptation.self_training import FixMatch, MeanTeacher, PseudoLabel
 from dalib.baselines import Supervised
+from dalib.continual.distillation import LwF
+from dalib.continual.gem import AGEM
+from dalib.continual.regularization import EWC, MAS, SI
+from dalib.continual.replay import DER, Cumulative, Replay
 from dalib.method import Method
 from scenarios.errors import InputError, reject_unknown
 
@@ -125,6 +129,15 @@ register("naive", "stream", Supervised, "fine-tune on each task in turn", data="
          joint=False)
 register("joint", "stream", Supervised, "UPPER BOUND: train on all tasks at once", data="train",
          joint=True)
+register("cumulative", "stream", Cumulative, "retrain on all tasks seen so far")
+register("ewc", "stream", EWC, "elastic weight consolidation (mode = separate | online)")
+register("si", "stream", SI, "synaptic intelligence", mode="online")
+register("mas", "stream", MAS, "memory-aware synapses")
+register("lwf", "stream", LwF, "learning without forgetting (distillation)")
+register("replay", "stream", Replay, "experience replay (reservoir or class-balanced buffer)")
+register("agem", "stream", AGEM, "averaged gradient episodic memory")
+register("der", "stream", DER, "dark experience replay (logit matching)")
+register("der++", "stream", DER, "dark experience replay with label replay", beta=0.5)
 
 
 def lookup(name: str) -> Entry | None:

@@ -1,0 +1,37 @@
+"""Continual-learning strategies: cross-entropy on the current task plus what each adds."""
+
+from __future__ import annotations
+
+import torch
+
+from dalib.engine import Batch
+from dalib.method import Method
+
+
+class Continual(Method):
+    """Base of the strategies: trains on the ``train`` feed (the current task); subclasses add
+    :meth:`extra_loss` (penalties, replay, distillation) and use the task hooks."""
+
+    needs = ("train",)
+
+    def __init__(self, model, *, name: str, **optim) -> None:
+        super().__init__(model, **optim)
+        self.name = name
+        self.cpu_generator = torch.Generator().manual_seed(torch.initial_seed() % 2**31)
+
+    def extra_loss(self, batch: Batch) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+        return None, {}
+
+    def loss(self, batch: dict[str, Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        current = batch["train"]
+        ce = self.classification_loss(current)
+        extra, logs = self.extra_loss(current)
+        if extra is None:
+            return ce, logs
+        return ce + extra, {"ce": ce.detach(), **logs}
+
+    def task_batches(self, task, batch_size: int = 256):
+        """The task's training data on the device, in batches (for importance estimates)."""
+        x, y, t = (v.to(self.device) for v in (task.train.x, task.train.y, task.train.task))
+        for i in range(0, len(x), batch_size):
+            yield Batch(x[i:i + batch_size], y[i:i + batch_size], t[i:i + batch_size])

@@ -1,0 +1,91 @@
+"""Replay buffers held on the device as tensors."""
+
+from __future__ import annotations
+
+import torch
+
+
+class Buffer:
+    """A fixed-size memory of ``(x, y, task[, logits])`` rows on the device.
+
+    ``policy="reservoir"``: every sample seen has the same chance ``size / seen`` of being
+    stored (Vitter 1985; the buffer of Chaudhry et al. 2019 and Buzzega et al. 2020).
+    ``policy="class-balanced"``: when full, a new sample replaces a random sample of the
+    class that holds most slots, so classes end up with equal shares.
+    """
+
+    def __init__(self, size: int, policy: str = "reservoir",
+                 generator: torch.Generator | None = None) -> None:
+        if policy not in ("reservoir", "class-balanced"):
+            raise ValueError(f"policy is {policy!r}, expected 'reservoir' or 'class-balanced'")
+        self.size, self.policy, self.generator = size, policy, generator
+        self.seen = 0
+        self.x: torch.Tensor | None = None
+        self.y = self.task = self.logits = None
+        self.count = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def _allocate(self, x, y, task, logits) -> None:
+        def empty(t):
+            return None if t is None else t.new_zeros((self.size, *t.shape[1:]))
+
+        self.x, self.y, self.task, self.logits = empty(x), empty(y), empty(task), empty(logits)
+
+    def _rand(self, high: int) -> int:
+        return int(torch.randint(0, high, (1,), generator=self.generator))
+
+    def _slot(self, label: int) -> int | None:
+        """Class-balanced policy: a free slot, a slot of the largest class, or None."""
+        if self.count < self.size:
+            self.count += 1
+            return self.count - 1
+        counts = torch.bincount(self.y[:self.count].cpu())
+        biggest = int(counts.argmax())
+        if label < len(counts) and counts[label] >= counts[biggest]:
+            return None  # this sample's class already has the largest share
+        idx = torch.nonzero(self.y[:self.count] == biggest).flatten()
+        return int(idx[self._rand(len(idx))])
+
+    @torch.no_grad()
+    def add(self, x: torch.Tensor, y: torch.Tensor, task: torch.Tensor,
+            logits: torch.Tensor | None = None) -> None:
+        """Offer a batch to the buffer. Reservoir slots are drawn for the whole batch at once
+        (a later sample wins a slot drawn twice, as in sequential reservoir sampling); the
+        class-balanced policy decides sample by sample on the host."""
+        if self.x is None:
+            self._allocate(x, y, task, logits)
+        n = len(y)
+        if self.policy == "reservoir":
+            fill = min(max(self.size - self.count, 0), n)
+            seen = torch.arange(self.seen + fill + 1, self.seen + n + 1, dtype=torch.float64)
+            j = (torch.rand(n - fill, generator=self.generator, dtype=torch.float64)
+                 * seen).long()
+            keep = j < self.size
+            slots = torch.cat([torch.arange(self.count, self.count + fill), j[keep]])
+            src = torch.cat([torch.arange(fill), torch.arange(fill, n)[keep]])
+            owner = torch.full((self.size,), -1, dtype=torch.long).scatter_reduce(
+                0, slots, src, reduce="amax")
+            self.count += fill
+            self.seen += n
+            dest = torch.nonzero(owner >= 0).flatten()
+            self._write(dest.to(x.device), owner[dest].to(x.device), x, y, task, logits)
+            return
+        for i, label in enumerate(y.tolist()):
+            self.seen += 1
+            slot = self._slot(label)
+            if slot is not None:
+                self._write(torch.tensor([slot], device=x.device),
+                            torch.tensor([i], device=x.device), x, y, task, logits)
+
+    def _write(self, dest, src, x, y, task, logits) -> None:
+        self.x[dest], self.y[dest], self.task[dest] = x[src], y[src], task[src]
+        if logits is not None:
+            self.logits[dest] = logits[src]
+
+    def sample(self, n: int) -> tuple[torch.Tensor, ...]:
+        """``n`` rows drawn uniformly with replacement: (x, y, task[, logits])."""
+        idx = torch.randint(0, self.count, (n,), generator=self.generator).to(self.x.device)
+        out = (self.x[idx], self.y[idx], self.task[idx])
+        return out if self.logits is None else (*out, self.logits[idx])

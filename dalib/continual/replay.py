@@ -1,0 +1,95 @@
+"""Rehearsal: keep some past samples (and logits) on the device and train on them again."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from dalib.continual.base import Continual
+from dalib.continual.buffers import Buffer
+from dalib.engine import Batch
+
+
+class Replay(Continual):
+    """``replay``: experience replay (Chaudhry et al. 2019, "On Tiny Episodic Memories"):
+    every step adds the current batch to a buffer of ``memory`` samples (``policy`` reservoir
+    or class-balanced) and adds the cross-entropy of an equally large batch drawn from it."""
+
+    def __init__(self, model, *, name: str, memory: int = 500, policy: str = "reservoir",
+                 **optim) -> None:
+        super().__init__(model, name=name, **optim)
+        self.buffer = Buffer(memory, policy, self.cpu_generator)
+
+    def replay_batch(self, n: int):
+        return self.buffer.sample(n) if len(self.buffer) else None
+
+    def extra_loss(self, batch: Batch):
+        past = self.replay_batch(len(batch.y))
+        self.buffer.add(batch.x, batch.y, batch.task)
+        if past is None:
+            return None, {}
+        x, y, t = past[:3]
+        ce = F.cross_entropy(self.logits(self.augment(x), t), y)
+        return ce, {"replay": ce.detach()}
+
+
+class DER(Replay):
+    """``der`` / ``der++``: dark experience replay (Buzzega et al., NeurIPS 2020). The buffer
+    also keeps the logits the model gave each sample when stored; replayed logits are matched
+    by mean squared error (weight ``alpha``), and ``der++`` (``beta > 0``) adds the
+    cross-entropy on a second replayed batch."""
+
+    def __init__(self, model, *, name: str, alpha: float = 0.3, beta: float = 0.0,
+                 **kw) -> None:
+        super().__init__(model, name=name, **kw)
+        self.alpha, self.beta = alpha, beta
+
+    def extra_loss(self, batch: Batch):
+        n = len(batch.y)
+        loss, logs = None, {}
+        if len(self.buffer):
+            x, _, t, z = self.buffer.sample(n)
+            mse = F.mse_loss(self.model(self.augment(x)), z)
+            loss, logs = self.alpha * mse, {"logit_mse": mse.detach()}
+            if self.beta > 0:
+                x2, y2, t2, _ = self.buffer.sample(n)
+                ce = F.cross_entropy(self.logits(self.augment(x2), t2), y2)
+                loss, logs = loss + self.beta * ce, {**logs, "replay": ce.detach()}
+        with torch.no_grad():
+            z_now = self.model(batch.x)
+        self.buffer.add(batch.x, batch.y, batch.task, z_now.float())
+        return loss, logs
+
+
+class Cumulative(Continual):
+    """``cumulative``: retrain on everything seen so far (an upper-bound-like reference).
+    Past tasks' training data stay on the device; each batch is drawn uniformly from the
+    union of past and current data (a binomial share of it from the past)."""
+
+    def __init__(self, model, *, name: str, **optim) -> None:
+        super().__init__(model, name=name, **optim)
+        self.past: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.current_size = 1
+
+    def before_task(self, task) -> None:
+        self.current_size = len(task.train)
+
+    def after_task(self, task) -> None:
+        d = task.train
+        self.past.append((d.x.to(self.device), d.y.to(self.device), d.task.to(self.device)))
+        if len(self.past) > 1:
+            self.past = [tuple(torch.cat(parts) for parts in zip(*self.past, strict=True))]
+
+    def loss(self, batch: dict[str, Batch]):
+        current = batch["train"]
+        if not self.past:
+            return super().loss(batch)
+        x, y, t = self.past[0]
+        n = len(current.y)
+        share = len(y) / (len(y) + self.current_size)
+        k = int(torch.binomial(torch.tensor(float(n)), torch.tensor(share),
+                               generator=self.cpu_generator))
+        idx = torch.randint(0, len(y), (k,), generator=self.cpu_generator).to(self.device)
+        mixed = Batch(torch.cat([current.x[k:], x[idx]]), torch.cat([current.y[k:], y[idx]]),
+                      torch.cat([current.task[k:], t[idx]]))
+        return self.classification_loss(mixed), {}
