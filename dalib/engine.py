@@ -198,11 +198,15 @@ def fit_stream(method, stream: Stream, budget: Budget, device: torch.device, see
         rows.append(row())
         return np.array(rows)
     offset = 0
-    for task in tasks:
+    for index, task in enumerate(tasks):
         method.before_task(task)
         steps = budget.steps_for(len(task.train))
-        _train(method, {"train": Sampler(task.train.to(device), budget.batch_size, generator)},
-               steps, trace, offset, f"{method.name} task {task.id}")
+        if hasattr(method, "train_task"):  # a bridge that trains whole tasks itself
+            method.train_task(stream, index, steps, budget.batch_size)
+        else:
+            _train(method, {"train": Sampler(task.train.to(device), budget.batch_size,
+                                             generator)},
+                   steps, trace, offset, f"{method.name} task {task.id}")
         offset += steps
         method.after_task(task)
         rows.append(row())

@@ -20,6 +20,7 @@ from dalib.adaptation.confusion import MCC, EntropyMin
 from dalib.adaptation.discrepancy import CORAL, MMD
 from dalib.adaptation.self_training import FixMatch, MeanTeacher, PseudoLabel
 from dalib.baselines import Supervised
+from dalib.continual.avalanche import AvalancheStrategy
 from dalib.continual.distillation import LwF
 from dalib.continual.gem import AGEM
 from dalib.continual.regularization import EWC, MAS, SI
@@ -138,6 +139,10 @@ register("replay", "stream", Replay, "experience replay (reservoir or class-bala
 register("agem", "stream", AGEM, "averaged gradient episodic memory")
 register("der", "stream", DER, "dark experience replay (logit matching)")
 register("der++", "stream", DER, "dark experience replay with label replay", beta=0.5)
+for _name in ("naive", "ewc", "replay", "lwf", "si", "agem"):
+    register(f"avalanche:{_name}", "stream", AvalancheStrategy,
+             f"Avalanche's own {_name} strategy on the same model, optimizer and budget",
+             strategy=_name)
 
 
 def lookup(name: str) -> Entry | None:

@@ -102,3 +102,23 @@ def test_cumulative_sees_past_tasks():
     assert len(cum.past[0][1]) == len(stream.tasks[0].train)
     assert np.isclose(len(stream.tasks[0].train) / (len(stream.tasks[0].train)
                       + len(stream.tasks[1].train)), 0.5, atol=0.1)
+
+
+def test_avalanche_bridge_same_tasks_and_runs_its_strategies():
+    pytest.importorskip("avalanche", reason="avalanche-lib is a dependency; absent only on "
+                                            "the GPU machine")
+    from dalib.continual.avalanche import stream_to_benchmark
+    from dalib.engine import Budget, Trace, fit_stream
+
+    uci = load_uci_digits()
+    stream = build_stream("s", "split", [uci], seed=0, tasks=3)
+    bench = stream_to_benchmark(stream)
+    assert len(bench.train_stream) == 3 == len(bench.test_stream)
+    for task, exp in zip(stream.tasks, bench.train_stream, strict=True):
+        assert len(exp.dataset) == len(task.train)
+        assert sorted(exp.classes_in_this_experience) == list(task.classes)
+    model = build_model(stream.input_shape, stream.num_classes)
+    method = check_method("avalanche:naive", {}, "stream").build(model, {})
+    R = fit_stream(method, stream, Budget(epochs=1, batch_size=64), torch.device("cpu"), 0,
+                   Trace())
+    assert R.shape == (4, 3) and R[1, 0] > 80  # it learned the first task
