@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", help="where dataset files are (else $DALIB_DATA, ~/.cache/dalib)")
     rep = sub.add_parser("report", help="rebuild results.csv from the run records and summarise")
     rep.add_argument("out")
+    rep.add_argument("--markdown", action="store_true",
+                     help="print transfer tables in Markdown with paired 95%% CIs of the gains")
     sub.add_parser("list", help="list datasets, shifts, methods and built-in suites")
     data = sub.add_parser("data", help="show where dataset files are searched and what is found")
     data.add_argument("--data-root")
@@ -98,7 +100,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not (out / "runs").is_dir():
         raise InputError("out", f"{str(out)!r} has no runs/ folder",
                          expected="a directory written by dalib run")
-    print_summary(rebuild_results(out))
+    table = rebuild_results(out)
+    if args.markdown:
+        from analysis.stats import transfer_markdown
+
+        print(transfer_markdown(table))
+    else:
+        print_summary(table)
     return 0
 
 
