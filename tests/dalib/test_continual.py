@@ -122,3 +122,18 @@ def test_avalanche_bridge_same_tasks_and_runs_its_strategies():
     R = fit_stream(method, stream, Budget(epochs=1, batch_size=64), torch.device("cpu"), 0,
                    Trace())
     assert R.shape == (4, 3) and R[1, 0] > 80  # it learned the first task
+
+
+@pytest.mark.parametrize("name", ["ewc", "si", "mas", "lwf", "replay", "agem", "der++",
+                                  "cumulative"])
+def test_strategies_run_under_task_il_masks(name):
+    from dalib.engine import Budget, Trace, fit_stream
+
+    uci = load_uci_digits()
+    stream = build_stream("s", "split", [uci], seed=0, tasks=3, protocol="task-il")
+    model = build_model(stream.input_shape, stream.num_classes)
+    method = check_method(name, {}, "stream").build(model, {})
+    R = fit_stream(method, stream, Budget(steps=30, batch_size=64), torch.device("cpu"), 0,
+                   Trace())
+    # with the task id given, every task stays far above its 1-in-3 or 1-in-4 chance level
+    assert R.shape == (4, 3) and (R[-1] > 60).all()
