@@ -7,6 +7,7 @@ as failed with its reason and the sweep goes on; finished runs are skipped on a 
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -64,9 +65,14 @@ class RunSpec:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
+    def slug(self) -> str:
+        """The run's name without its configuration hash."""
+        name = re.sub(r"[^A-Za-z0-9.+-]+", "_", f"{self.scenario.name}-{self.method.label}")
+        return f"{name}-s{self.seed}"
+
+    @property
     def run_id(self) -> str:
-        slug = re.sub(r"[^A-Za-z0-9.+-]+", "_", f"{self.scenario.name}-{self.method.label}")
-        return f"{slug}-s{self.seed}-{self.config_hash[:8]}"
+        return f"{self.slug}-{self.config_hash[:8]}"
 
 
 def expand(suite: Suite, seeds: list[int] | None = None, methods: list[str] | None = None,
@@ -162,6 +168,16 @@ def _record_path(out: Path, run: RunSpec) -> Path:
     return out / "runs" / f"{run.run_id}.json"
 
 
+def _retire_stale(out: Path, run: RunSpec) -> None:
+    """Move records of the same scenario, method and seed made under another configuration
+    (an edited suite) to ``OUT/stale/``, so results never mix configurations; nothing is
+    deleted."""
+    for old in (out / "runs").glob(f"{glob.escape(run.slug)}-*.json"):
+        if old.name != f"{run.run_id}.json" and old.stem[len(run.slug) + 1:].isalnum():
+            (out / "stale").mkdir(exist_ok=True)
+            os.replace(old, out / "stale" / old.name)
+
+
 def _finished(path: Path, run: RunSpec) -> bool:
     """A complete, successful record of this exact configuration exists."""
     try:
@@ -180,6 +196,7 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
     built: dict[tuple[str, int], object] = {}
     for index, run in enumerate(runs):
         path = _record_path(out, run)
+        _retire_stale(out, run)
         if _finished(path, run):
             if on_run:
                 on_run(run, json.loads(path.read_text()))

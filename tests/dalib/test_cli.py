@@ -184,3 +184,14 @@ def test_list_and_data_commands(capsys):
         assert name in text
     assert main(["data"]) == 0
     assert "mnist: ok (10000 samples)" in capsys.readouterr().out
+
+
+def test_editing_a_suite_retires_records_of_the_old_configuration(tmp_path, digits_npz):
+    suite, out = _suite(tmp_path, digits_npz), tmp_path / "out"
+    args = ["run", str(suite), "--out", str(out), "--seeds", "1", "--methods", "source-only"]
+    assert main(args) == 0
+    suite.write_text(suite.read_text().replace("steps = 60", "steps = 30"))
+    assert main(args) == 0
+    table = pd.read_csv(out / "results.csv")
+    assert len(table[(table.metric == "target_acc") & (table.method == "source-only")]) == 1
+    assert len(list((out / "stale").glob("*.json"))) == 1
