@@ -13,6 +13,13 @@ from scenarios.stream import build_stream
 from scenarios.suite import parse_suite
 
 
+def _strategy(name: str, kind: str, params: dict | None = None, **stream_options):
+    """A UCI-digits stream and a strategy built on the library's default model for it."""
+    stream = build_stream("s", kind, [load_uci_digits()], seed=0, **stream_options)
+    model = build_model(stream.input_shape, stream.num_classes)
+    return stream, model, check_method(name, params or {}, "stream").build(model, params or {})
+
+
 def test_reservoir_never_exceeds_size_and_keeps_a_uniform_sample():
     buf = Buffer(500, "reservoir", torch.Generator().manual_seed(0))
     ids = torch.arange(10_000)
@@ -41,10 +48,7 @@ def test_class_balanced_buffer_balances_an_imbalanced_stream():
 
 
 def test_ewc_penalty_zero_at_anchor_positive_away():
-    uci = load_uci_digits()
-    stream = build_stream("s", "permuted", [uci], seed=0, tasks=2)
-    model = build_model(stream.input_shape, stream.num_classes)
-    ewc = check_method("ewc", {}, "stream").build(model, {})
+    stream, model, ewc = _strategy("ewc", "permuted", tasks=2)
     ewc.after_task(stream.tasks[0])
     assert float(ewc.penalty()) == 0.0
     assert sum(float(w.sum()) for w in ewc.importances[0]) > 0
@@ -55,11 +59,7 @@ def test_ewc_penalty_zero_at_anchor_positive_away():
 
 
 def test_online_ewc_keeps_one_decayed_importance():
-    uci = load_uci_digits()
-    stream = build_stream("s", "permuted", [uci], seed=0, tasks=2)
-    model = build_model(stream.input_shape, stream.num_classes)
-    ewc = check_method("ewc", {"mode": "online", "decay": 0.5}, "stream").build(
-        model, {"mode": "online", "decay": 0.5})
+    stream, _, ewc = _strategy("ewc", "permuted", {"mode": "online", "decay": 0.5}, tasks=2)
     ewc.after_task(stream.tasks[0])
     first = [w.clone() for w in ewc.importances[0]]
     ewc.after_task(stream.tasks[0])  # same data, same weights: new importance == first
@@ -92,10 +92,7 @@ def test_strategies_forget_less_than_naive_on_a_domain_il_stream(permuted_forget
 
 
 def test_cumulative_sees_past_tasks():
-    uci = load_uci_digits()
-    stream = build_stream("s", "split", [uci], seed=0, tasks=2)
-    model = build_model(stream.input_shape, stream.num_classes)
-    cum = check_method("cumulative", {}, "stream").build(model, {})
+    stream, _, cum = _strategy("cumulative", "split", tasks=2)
     cum.before_task(stream.tasks[0])
     cum.after_task(stream.tasks[0])
     cum.before_task(stream.tasks[1])
@@ -110,15 +107,12 @@ def test_avalanche_bridge_same_tasks_and_runs_its_strategies():
     from dalib.continual.avalanche import stream_to_benchmark
     from dalib.engine import Budget, Trace, fit_stream
 
-    uci = load_uci_digits()
-    stream = build_stream("s", "split", [uci], seed=0, tasks=3)
+    stream, _, method = _strategy("avalanche:naive", "split", tasks=3)
     bench = stream_to_benchmark(stream)
     assert len(bench.train_stream) == 3 == len(bench.test_stream)
     for task, exp in zip(stream.tasks, bench.train_stream, strict=True):
         assert len(exp.dataset) == len(task.train)
         assert sorted(exp.classes_in_this_experience) == list(task.classes)
-    model = build_model(stream.input_shape, stream.num_classes)
-    method = check_method("avalanche:naive", {}, "stream").build(model, {})
     R = fit_stream(method, stream, Budget(epochs=1, batch_size=64), torch.device("cpu"), 0,
                    Trace())
     assert R.shape == (4, 3) and R[1, 0] > 80  # it learned the first task
@@ -129,10 +123,7 @@ def test_avalanche_bridge_same_tasks_and_runs_its_strategies():
 def test_strategies_run_under_task_il_masks(name):
     from dalib.engine import Budget, Trace, fit_stream
 
-    uci = load_uci_digits()
-    stream = build_stream("s", "split", [uci], seed=0, tasks=3, protocol="task-il")
-    model = build_model(stream.input_shape, stream.num_classes)
-    method = check_method(name, {}, "stream").build(model, {})
+    stream, _, method = _strategy(name, "split", tasks=3, protocol="task-il")
     R = fit_stream(method, stream, Budget(steps=30, batch_size=64), torch.device("cpu"), 0,
                    Trace())
     # with the task id given, every task stays far above its 1-in-3 or 1-in-4 chance level
