@@ -150,10 +150,11 @@ def _train(method, samplers: dict[str, Sampler], steps: int, trace: Trace, offse
 
 def fit_transfer(method, scenario: TransferScenario, budget: Budget, device: torch.device,
                  seed: int, trace: Trace, checkpoint: Callable[[int], None] | None = None,
-                 checkpoints: int = 10) -> int:
+                 ) -> int:
     """Train ``method`` on what it needs of the scenario; every method gets the same number of
     steps (``epochs`` count passes over the source). ``checkpoint(step)`` is called
-    ``checkpoints`` times, evenly spaced, the last after the final step. Returns the steps."""
+    ``budget.checkpoints`` times, evenly spaced, the last after the final step. Returns the
+    steps."""
     feeds = {"source": (scenario.source, True), "target": (scenario.target_train, False),
              "target_labelled": (scenario.target_labelled, True),
              "target_oracle": (scenario.target_train, True)}
@@ -168,7 +169,7 @@ def fit_transfer(method, scenario: TransferScenario, budget: Budget, device: tor
     method.total_steps = steps
     method.prepare({need: samplers[need].domain for need in samplers})
     _train(method, samplers, steps, trace, 0, method.name, checkpoint,
-           max(1, steps // max(1, checkpoints)))
+           max(1, steps // max(1, budget.checkpoints)))
     return steps
 
 

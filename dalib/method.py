@@ -32,7 +32,6 @@ class Method:
         self.class_mask: torch.Tensor | None = None
         self.total_steps = 1
         self.updates = 0
-        self.extra = nn.ModuleList()  # discriminators, extra heads: trained, never predicted with
         self.device = next(model.parameters()).device
         self.optim_settings = {"lr": lr, "weight_decay": weight_decay, "optimizer": optimizer,
                                "momentum": momentum}
@@ -52,7 +51,6 @@ class Method:
     def attach(self, module: nn.Module) -> nn.Module:
         """Move an auxiliary module to the device and train it with the model's optimizer."""
         module.to(self.device)
-        self.extra.append(module)
         params = [p for p in module.parameters() if p.requires_grad]
         if params:
             self.optimizer.add_param_group({"params": params})
@@ -80,11 +78,10 @@ class Method:
     def predict(self, x: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         return self.logits(x, task)
 
-    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer | None = None) -> None:
-        optimizer = optimizer or self.optimizer
-        optimizer.zero_grad(set_to_none=True)
+    def step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        self.optimizer.step()
 
     def classification_loss(self, batch: Batch) -> torch.Tensor:
         return F.cross_entropy(self.logits(self.augment(batch.x), batch.task), batch.y)

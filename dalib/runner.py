@@ -152,7 +152,7 @@ def execute(run: RunSpec, data, device: torch.device) -> dict:
     else:
         scorer = CheckpointScorer(data, run.seed)
         steps = fit_transfer(method, data, budget, device, run.seed, trace,
-                             lambda step: scorer.score(method, step), budget.checkpoints)
+                             lambda step: scorer.score(method, step))
         train_s = time.perf_counter() - start
         # selection criteria judge training on the source; baselines trained on target labels
         # alone (target-only, target-oracle) keep their final model

@@ -36,11 +36,9 @@ class AGEM(Continual):
                           for p in self.model.parameters()])
 
     def update(self, batch: dict[str, Batch]) -> dict[str, torch.Tensor]:
-        loss, logs = self.loss(batch)
         if not self.stored:
-            self.step(loss)
-            self.updates += 1
-            return {"loss": loss.detach(), **logs}
+            return super().update(batch)
+        loss, _ = self.loss(batch)
         x, y, t = (torch.cat(parts) for parts in zip(*self.stored, strict=True))
         idx = torch.randint(0, len(y), (min(self.sample_size, len(y)),),
                             generator=self.cpu_generator).to(self.device)

@@ -113,8 +113,8 @@ class SI(ImportancePenalty):
         self.start = [p.detach().clone() for p in self.params()]
         self.previous = [p.detach().clone() for p in self.params()]
 
-    def step(self, loss: torch.Tensor, optimizer=None) -> None:
-        super().step(loss, optimizer)
+    def step(self, loss: torch.Tensor) -> None:
+        super().step(loss)
         with torch.no_grad():
             for w, p, prev in zip(self.path, self.params(), self.previous, strict=True):
                 if p.grad is not None:

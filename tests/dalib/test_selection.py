@@ -40,8 +40,8 @@ def _run_with_scorer(scenario, seed=0):
     model = build_model(scenario.input_shape, scenario.num_classes)
     method = check_method("dann", {}, "transfer").build(model, {})
     scorer = CheckpointScorer(scenario, seed)
-    fit_transfer(method, scenario, Budget(steps=60, batch_size=64), torch.device("cpu"), seed,
-                 Trace(), lambda step: scorer.score(method, step), checkpoints=6)
+    fit_transfer(method, scenario, Budget(steps=60, batch_size=64, checkpoints=6),
+                 torch.device("cpu"), seed, Trace(), lambda step: scorer.score(method, step))
     return scorer.checkpoints
 
 
