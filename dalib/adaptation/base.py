@@ -20,10 +20,9 @@ from dalib.method import Method
 
 @dataclass
 class Outputs:
-    """One joint forward pass: augmented inputs, bottleneck features and logits per domain;
-    ``xt_raw`` is the target batch before augmentation."""
+    """One joint forward pass: source labels, the augmented target inputs and the target batch
+    before augmentation, bottleneck features and logits per domain."""
 
-    xs: torch.Tensor
     ys: torch.Tensor
     xt: torch.Tensor
     xt_raw: torch.Tensor
@@ -74,7 +73,6 @@ class Adaptation(Method):
         super().__init__(model, **optim)
         self.name = name
         self.terms = {n: self.attach(cls(self, **params)) for n, cls, params in terms}
-        self.num_classes = model.head.out_features
 
     def forward(self, batch: dict[str, Batch]) -> Outputs:
         s, t = batch["source"], batch["target"]
@@ -82,7 +80,7 @@ class Adaptation(Method):
         feats = self.model.features(torch.cat([xs, xt]))
         logits = self.model.head(feats)
         n = len(xs)
-        return Outputs(xs, s.y, xt, t.x, feats[:n], feats[n:], logits[:n], logits[n:])
+        return Outputs(s.y, xt, t.x, feats[:n], feats[n:], logits[:n], logits[n:])
 
     def loss(self, batch: dict[str, Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out = self.forward(batch)
