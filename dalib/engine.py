@@ -79,20 +79,28 @@ def progress(total: int, desc: str) -> tqdm:
 
 
 @torch.inference_mode()
-def accuracy(method, domain: Domain, task_id: int | None = None, batch_size: int = 4096,
-             ) -> float:
-    """Accuracy (%) of ``method.predict`` on a labelled domain, in large batches."""
+def predict_logits(method, domain: Domain, task_id: int | None = None,
+                   batch_size: int = 4096) -> torch.Tensor:
+    """Logits of ``method.predict`` on a domain (every sample of task ``task_id`` when given),
+    in eval mode and large batches, returned on the CPU."""
     device = next(method.model.parameters()).device
-    correct = 0
     was_training = method.model.training
     method.model.eval()
+    logits = []
     for start in range(0, len(domain), batch_size):
         x = domain.x[start:start + batch_size].to(device)
-        y = domain.y[start:start + batch_size].to(device)
-        task = None if task_id is None else torch.full_like(y, task_id)
-        correct += (method.predict(x, task).argmax(1) == y).sum()
+        task = None if task_id is None else torch.full((len(x),), task_id, device=device)
+        logits.append(method.predict(x, task).float().cpu())
     method.model.train(was_training)
-    return 100.0 * float(correct) / len(domain)
+    return torch.cat(logits)
+
+
+def accuracy(method, domain: Domain, task_id: int | None = None, batch_size: int = 4096,
+             ) -> float:
+    """Accuracy (%) of ``method.predict`` on a labelled domain."""
+    correct = int((predict_logits(method, domain, task_id, batch_size).argmax(1)
+                   == domain.y.cpu()).sum())
+    return 100.0 * correct / len(domain)
 
 
 @dataclass

@@ -28,23 +28,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from dalib.adaptation.blocks import entropy
-from scenarios.domain import Domain
+from dalib.engine import predict_logits
 from scenarios.suite import SELECTION_CRITERIA
 from scenarios.transfer import TransferScenario
 
 HIGHER_IS_BETTER = {"source-val": True, "dev": False, "snd": True, "entropy": False, "last": True}
 assert set(HIGHER_IS_BETTER) == set(SELECTION_CRITERIA)
-
-
-@torch.inference_mode()
-def predict_logits(method, domain: Domain, batch_size: int = 4096) -> torch.Tensor:
-    """Logits of ``method`` on a domain, in eval mode, on the CPU."""
-    was_training = method.model.training
-    method.model.eval()
-    logits = [method.predict(domain.x[start:start + batch_size].to(method.device)).float().cpu()
-              for start in range(0, len(domain), batch_size)]
-    method.model.train(was_training)
-    return torch.cat(logits)
 
 
 def dev_risk(feat_train_s: np.ndarray, feat_t: np.ndarray, feat_val: np.ndarray,

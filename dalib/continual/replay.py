@@ -20,11 +20,8 @@ class Replay(Continual):
         super().__init__(model, name=name, **optim)
         self.buffer = Buffer(memory, policy, self.cpu_generator)
 
-    def replay_batch(self, n: int):
-        return self.buffer.sample(n) if len(self.buffer) else None
-
     def extra_loss(self, batch: Batch):
-        past = self.replay_batch(len(batch.y))
+        past = self.buffer.sample(len(batch.y)) if len(self.buffer) else None
         self.buffer.add(batch.x, batch.y, batch.task)
         if past is None:
             return None, {}
