@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from dalib.adaptation.base import Outputs, Term
 from dalib.augment import strong_augment
+from dalib.engine import predict_logits
 
 
 class PseudoLabel(Term):
@@ -31,22 +32,19 @@ class PseudoLabel(Term):
         self.rounds, self.start, self.step = rounds, start, step
         self.batch_size = batch_size
         self.round = 0
+        self.target = None
         self.x: torch.Tensor | None = None
         self.kept = torch.empty(0, dtype=torch.long)
         self.labels = torch.empty(0, dtype=torch.long)
 
     def prepare(self, feeds: dict) -> None:
-        self.x = feeds["target"].x
+        self.target = feeds["target"]
+        self.x = self.target.x
 
     @torch.no_grad()
     def relabel(self, portion: float) -> None:
         """Class-balanced selection of confident pseudo-labels over the whole target set."""
-        m = self.method
-        was_training = m.model.training
-        m.model.eval()
-        probs = torch.cat([F.softmax(m.predict(self.x[i:i + 4096]), 1)
-                           for i in range(0, len(self.x), 4096)])
-        m.model.train(was_training)
+        probs = F.softmax(predict_logits(self.method, self.target), 1).to(self.x.device)
         conf, pred = probs.max(1)
         kept = []
         for c in pred.unique():
