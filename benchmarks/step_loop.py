@@ -19,17 +19,18 @@ import torch
 import torch.nn.functional as F
 
 from dalib.augment import random_shift
-from dalib.engine import Budget, Trace, fit_transfer, resolve_device, seed_everything
+from dalib.engine import Budget, Trace, fit_transfer, resolve_device, seed_everything, versions
 from dalib.models import build_model
 from dalib.registry import check_method
-from dalib.runner import versions
 from scenarios.datasets import load_mnist, load_uci_digits
 from scenarios.transfer import build_transfer
 
 
-def bare_loop(scenario, steps: int, batch_size: int, device: torch.device) -> float:
+def bare_loop(scenario, steps: int, batch_size: int, device: torch.device,
+              model_options: dict | None = None) -> float:
     seed_everything(0)
-    model = build_model(scenario.input_shape, scenario.num_classes, bottleneck=128).to(device)
+    model = build_model(scenario.input_shape, scenario.num_classes,
+                        **(model_options or {"bottleneck": 128})).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=5e-4)
     x, y = scenario.source.x.to(device), scenario.source.y.to(device)
     g = torch.Generator().manual_seed(0)
@@ -53,10 +54,12 @@ def bare_loop(scenario, steps: int, batch_size: int, device: torch.device) -> fl
     return time.perf_counter() - start
 
 
-def our_loop(scenario, steps: int, batch_size: int, device: torch.device) -> float:
+def our_loop(scenario, steps: int, batch_size: int, device: torch.device,
+             model_options: dict | None = None, method: str = "source-only") -> float:
     seed_everything(0)
-    model = build_model(scenario.input_shape, scenario.num_classes, bottleneck=128).to(device)
-    method = check_method("source-only", {}, "transfer").build(model, {})
+    model = build_model(scenario.input_shape, scenario.num_classes,
+                        **(model_options or {"bottleneck": 128})).to(device)
+    method = check_method(method, {}, "transfer").build(model, {})
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()

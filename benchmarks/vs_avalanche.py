@@ -24,10 +24,17 @@ import torch.nn.functional as F
 
 from analysis.continual import average_accuracy, forgetting
 from dalib.continual.buffers import Buffer
-from dalib.engine import Budget, Trace, accuracy, fit_stream, resolve_device, seed_everything
+from dalib.engine import (
+    Budget,
+    Trace,
+    accuracy,
+    fit_stream,
+    resolve_device,
+    seed_everything,
+    versions,
+)
 from dalib.models import build_model
 from dalib.registry import check_method
-from dalib.runner import versions
 from scenarios.datasets import load_mnist
 from scenarios.stream import build_stream
 
@@ -53,7 +60,8 @@ def run_method(name: str, stream, device, seed: int) -> tuple[float, np.ndarray]
                                     device, seed, Trace()))
 
 
-def bare(stream, device, seed: int, replay: bool) -> tuple[float, np.ndarray]:
+def bare(stream, device, seed: int, replay: bool, epochs: int = EPOCHS,
+         ) -> tuple[float, np.ndarray]:
     """Naive or reservoir replay in plain PyTorch; evaluation outside the timer."""
     seed_everything(seed)
     model = model_for(stream).to(device)
@@ -73,7 +81,7 @@ def bare(stream, device, seed: int, replay: bool) -> tuple[float, np.ndarray]:
     for task in stream.tasks:
         x, y = task.train.x.to(device), task.train.y.to(device)
         tid = task.train.task.to(device)
-        steps = Budget(epochs=EPOCHS, batch_size=BATCH).steps_for(len(y))
+        steps = Budget(epochs=epochs, batch_size=BATCH).steps_for(len(y))
         start = time.perf_counter()
         perm, pos = None, len(y)
         for _ in range(steps):

@@ -24,10 +24,9 @@ import torch
 from torch import nn
 
 from dalib.adaptation.blocks import Discriminator
-from dalib.engine import Budget, Trace, accuracy, fit_transfer, seed_everything
+from dalib.engine import Budget, Trace, accuracy, fit_transfer, seed_everything, versions
 from dalib.models import build_model
 from dalib.registry import check_method
-from dalib.runner import versions
 from scenarios.datasets import load_mnist, load_uci_digits
 from scenarios.transfer import build_transfer
 

@@ -8,6 +8,7 @@ The engine knows no method by name: it feeds each method the data it ``needs``.
 from __future__ import annotations
 
 import math
+import platform
 import random
 import sys
 from collections.abc import Callable
@@ -34,6 +35,14 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def versions() -> dict[str, str]:
+    """Library versions a result depends on."""
+    from dalib import __version__
+
+    return {"dalib": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "numpy": np.__version__}
 
 
 def resolve_device(device: str = "auto") -> torch.device:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dalib.augment import random_shift
 from dalib.engine import Batch
+
+SCHEDULES = {
+    "constant": lambda p: 1.0,
+    "anneal": lambda p: (1.0 + 10.0 * p) ** -0.75,
+    "cosine": lambda p: 0.5 * (1.0 + math.cos(math.pi * p)),
+}
 
 
 class Method:
@@ -20,14 +28,21 @@ class Method:
     Most methods define :meth:`loss`; the default :meth:`update` takes one optimizer step on it.
     Methods with several steps per batch (MCD) override :meth:`update`. ``update`` returns
     detached loss tensors (no host sync); ``predict`` returns logits.
+
+    ``schedule`` sets the learning rate over the run's budget: ``constant``, ``anneal``
+    (lr / (1 + 10 p)^0.75 at progress p, Ganin & Lempitsky 2015) or ``cosine`` (to 0 at the end).
     """
 
     name = "method"
     needs: tuple[str, ...] = ("source",)
 
     def __init__(self, model: nn.Module, *, lr: float = 1e-3, weight_decay: float = 5e-4,
-                 optimizer: str = "adam", momentum: float = 0.9, shift: int = 1) -> None:
+                 optimizer: str = "adam", momentum: float = 0.9, shift: int = 1,
+                 schedule: str = "constant") -> None:
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule is {schedule!r}, expected one of {', '.join(SCHEDULES)}")
         self.model = model
+        self.schedule = schedule
         self.shift = shift
         self.class_mask: torch.Tensor | None = None
         self.total_steps = 1
@@ -78,9 +93,17 @@ class Method:
     def predict(self, x: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         return self.logits(x, task)
 
+    def schedule_lr(self, *optimizers: torch.optim.Optimizer) -> None:
+        """Set every parameter group's learning rate for the current progress."""
+        factor = SCHEDULES[self.schedule](self.progress)
+        for opt in optimizers:
+            for group in opt.param_groups:
+                group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
+
     def step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.schedule_lr(self.optimizer)
         self.optimizer.step()
 
     def classification_loss(self, batch: Batch) -> torch.Tensor:

@@ -11,7 +11,6 @@ import glob
 import hashlib
 import json
 import os
-import platform
 import re
 import tempfile
 import time
@@ -33,11 +32,12 @@ from dalib.engine import (
     fit_transfer,
     resolve_device,
     seed_everything,
+    versions,
 )
 from dalib.models import build_model
-from dalib.registry import check_method
+from dalib.registry import OPTIM, check_method
 from dalib.selection import CheckpointScorer, selection_metrics
-from scenarios.errors import InputError
+from scenarios.errors import InputError, reject_unknown
 from scenarios.stream import Stream
 from scenarios.suite import MethodSpec, ScenarioSpec, Suite
 
@@ -52,12 +52,17 @@ class RunSpec:
     method: MethodSpec
     seed: int
 
+    @property
+    def params(self) -> dict:
+        """The method's hyperparameters over the scenario's ``optim`` defaults."""
+        return {**self.scenario.optim, **self.method.params}
+
     def config(self) -> dict:
         """Everything that determines the run's numbers (its hash is the run's identity)."""
         return {"suite": self.suite, "scenario": self.scenario.name, "kind": self.scenario.kind,
                 "data": self.scenario.options, "budget": self.scenario.budget,
                 "model": self.scenario.model, "method": self.method.name,
-                "params": self.method.params, "seed": self.seed}
+                "params": self.params, "seed": self.seed}
 
     @property
     def config_hash(self) -> str:
@@ -98,13 +103,14 @@ def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> None:
     """Check methods, hyperparameters, data and models before anything is written."""
     for i, sc in enumerate(suite.scenarios):
         try:
+            reject_unknown(sc.optim, OPTIM, what="optimizer setting", field="optim")
             for m in sc.methods:
-                check_method(m.name, m.params, sc.kind)
+                check_method(m.name, {**sc.optim, **m.params}, sc.kind)
             data = sc.build(runs[0].seed if runs else 0, data_root)
             build_model(data.input_shape, data.num_classes, **sc.model)
             if sc.kind == "transfer" and data.target_labelled is None:
                 needing = [m.name for m in sc.methods
-                           if "target_labelled" in check_method(m.name, m.params, sc.kind).needs]
+                           if "target_labelled" in check_method(m.name, {}, sc.kind).needs]
                 if needing:
                     raise InputError("k", f"is 0 but {needing[0]!r} trains on labelled target "
                                      "samples", expected="k >= 1 labelled target samples per class")
@@ -122,20 +128,13 @@ def _write_json_atomic(path: Path, record: dict) -> None:
     os.replace(tmp, path)
 
 
-def versions() -> dict[str, str]:
-    from dalib import __version__
-
-    return {"dalib": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "numpy": np.__version__}
-
-
 def execute(run: RunSpec, data, device: torch.device) -> dict:
     """Run one method on one scenario's data for one seed; returns its record (no I/O)."""
     seed_everything(run.seed)
     sc = run.scenario
-    entry = check_method(run.method.name, run.method.params, sc.kind)
+    entry = check_method(run.method.name, run.params, sc.kind)
     model = build_model(data.input_shape, data.num_classes, **sc.model).to(device)
-    method = entry.build(model, run.method.params)
+    method = entry.build(model, run.params)
     budget = Budget(**{"batch_size": 64, **sc.budget})
     if "epochs" not in sc.budget and "steps" not in sc.budget:
         budget.epochs = 10

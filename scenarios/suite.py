@@ -21,10 +21,10 @@ from scenarios.transfer import TransferScenario, build_transfer
 
 BUILTIN_DIR = Path(__file__).parent / "suites"
 
-SUITE_KEYS = {"name", "description", "seeds", "device", "budget", "model", "scenario"}
+SUITE_KEYS = {"name", "description", "seeds", "device", "budget", "model", "optim", "scenario"}
 BUDGET_KEYS = {"epochs", "steps", "batch_size", "checkpoints"}
 SELECTION_CRITERIA = ("dev", "source-val", "snd", "entropy", "last")
-COMMON_KEYS = {"name", "kind", "methods", "budget", "model"}
+COMMON_KEYS = {"name", "kind", "methods", "budget", "model", "optim"}
 TRANSFER_KEYS = COMMON_KEYS | {"source", "target", "k", "source_test_fraction",
                                "target_test_fraction", "source_val_fraction", "selection"}
 STREAM_KEYS = COMMON_KEYS | {"data", "domains", "stream", "protocol", "tasks", "classes",
@@ -55,6 +55,7 @@ class ScenarioSpec:
     model: dict
     options: dict
     base_dir: Path | None = None
+    optim: dict = field(default_factory=dict)  # optimizer settings every method starts from
 
     def build(self, seed: int, data_root: str | None = None) -> TransferScenario | Stream:
         o = self.options
@@ -86,6 +87,7 @@ class Suite:
     device: str
     budget: dict
     model: dict
+    optim: dict
     scenarios: tuple[ScenarioSpec, ...]
     path: str
 
@@ -176,7 +178,7 @@ def _check_fraction(options: dict, key: str, field_name: str) -> None:
 
 
 def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: dict,
-                    ) -> ScenarioSpec:
+                    optim: dict) -> ScenarioSpec:
     f = f"scenario[{i}]"
     _check_type(table, dict, f, "a [[scenario]] table")
     kind = table.get("kind")
@@ -220,9 +222,12 @@ def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: d
     own_budget = _check_budget(table.get("budget", {}), f"{f}.budget")
     own_model = table.get("model", {})
     _check_type(own_model, dict, f"{f}.model", "a table of model options")
+    own_optim = table.get("optim", {})
+    _check_type(own_optim, dict, f"{f}.optim", "a table of optimizer settings")
     options = {k: v for k, v in table.items() if k not in COMMON_KEYS}
     return ScenarioSpec(name=name, kind=kind, methods=methods, budget={**budget, **own_budget},
-                        model={**model, **own_model}, options=options, base_dir=base_dir)
+                        model={**model, **own_model}, options=options, base_dir=base_dir,
+                        optim={**optim, **own_optim})
 
 
 def resolve_suite_path(name_or_path: str) -> Path:
@@ -279,11 +284,13 @@ def parse_suite(raw: dict, path: Path) -> Suite:
     budget = _check_budget(raw.get("budget", {}), "budget")
     model = raw.get("model", {})
     _check_type(model, dict, "model", "a table of model options")
+    optim = raw.get("optim", {})
+    _check_type(optim, dict, "optim", "a table of optimizer settings")
     tables = raw.get("scenario")
     if not isinstance(tables, list) or not tables:
         raise InputError("scenario", "missing or empty", expected="one or more [[scenario]] tables")
     base_dir = path.parent.resolve()
-    scenarios = tuple(_check_scenario(t, i, base_dir, budget, model) for i, t in enumerate(tables))
+    scenarios = tuple(_check_scenario(t, i, base_dir, budget, model, optim) for i, t in enumerate(tables))
     names = [s.name for s in scenarios]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
@@ -292,4 +299,4 @@ def parse_suite(raw: dict, path: Path) -> Suite:
     name = raw.get("name", path.stem)
     _check_type(name, str, "name", "a string")
     return Suite(name=name, description=str(raw.get("description", "")), seeds=tuple(seeds),
-                 device=device, budget=budget, model=model, scenarios=scenarios, path=str(path))
+                 device=device, budget=budget, model=model, optim=optim, scenarios=scenarios, path=str(path))

@@ -127,6 +127,7 @@ class MCD(Method):
         s, t = batch["source"], batch["target"]
         xs, xt = self.augment(s.x), self.augment(t.x)
         m = self.model
+        self.schedule_lr(self.optimizer, self.head_optimizer)
         # (A) fit the source with both heads
         f = m.features(xs)
         loss_a = F.cross_entropy(m.head(f), s.y) + F.cross_entropy(self.head2(f), s.y)

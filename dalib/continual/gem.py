@@ -55,6 +55,7 @@ class AGEM(Continual):
             n = p.numel()
             p.grad = g[offset:offset + n].view_as(p).clone()
             offset += n
+        self.schedule_lr(self.optimizer)
         self.optimizer.step()
         self.updates += 1
         return {"loss": loss.detach(), "projected": (dot < 0).float()}

@@ -126,6 +126,8 @@ GOOD_Y = np.arange(40) % 4
     ("k-too-large", "k: is 80 but class"),
     ("k-zero-target-only", "k: is 0 but 'target-only'"),
     ("stream-method-in-transfer", "'naive' is a stream method"),
+    ("unknown-optim", "scenario[0].optim.colour: unknown optimizer setting"),
+    ("bad-schedule", "scenario[0].methods.schedule: is 'linear' (expected one of constant"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, digits_npz, capsys, case, expected):
     src, tgt = digits_npz
@@ -147,6 +149,10 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, digits_npz, capsys, case
         k = 80
     elif case == "k-zero-target-only":
         k = 0
+    elif case == "unknown-optim":
+        text = text.replace("[budget]", "[optim]\ncolour = 1\n[budget]")
+    elif case == "bad-schedule":
+        text = text.replace("[budget]", '[optim]\nschedule = "linear"\n[budget]')
     elif case == "stream-method-in-transfer":
         text = text.replace('"target-oracle"]', '"naive"]')
     elif case.startswith("npz") or case == "empty-task":

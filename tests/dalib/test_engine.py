@@ -1,7 +1,10 @@
+import math
+
+import pytest
 import torch
 
 from dalib.augment import random_shift
-from dalib.engine import Budget, Sampler, resolve_device
+from dalib.engine import Batch, Budget, Sampler, resolve_device
 from dalib.models import build_model
 from scenarios.datasets import load_uci_digits
 
@@ -59,3 +62,30 @@ def test_importing_dalib_does_not_import_avalanche():
     code = ("import sys, dalib, dalib.cli, dalib.runner, dalib.registry; "
             "sys.exit('avalanche' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.parametrize("schedule, at_end", [
+    ("constant", 1.0), ("anneal", 11.0 ** -0.75), ("cosine", 0.0)])
+def test_lr_schedule_follows_progress_for_every_parameter_group(schedule, at_end):
+    """Ganin & Lempitsky's annealing lr (1 + 10 p)^-0.75 and cosine decay, on the model's and
+    the discriminator's parameter groups alike."""
+    from dalib.registry import check_method
+
+    model = build_model((1, 8, 8), 10, bottleneck=16)
+    method = check_method("dann", {"schedule": schedule, "lr": 0.01}, "transfer").build(
+        model, {"schedule": schedule, "lr": 0.01})
+    method.total_steps = 10
+    batch = {k: Batch(torch.rand(8, 1, 8, 8), torch.arange(8) % 10, None)
+             for k in ("source", "target")}
+    seen = []
+    for _ in range(10):
+        method.update(batch)
+        seen.append([g["lr"] for g in method.optimizer.param_groups])
+    assert len(seen[0]) == 2  # the model and the domain discriminator
+    for lrs, p in ((seen[5], 0.5), (seen[9], 0.9)):
+        want = 0.01 * {"constant": 1.0, "anneal": (1 + 10 * p) ** -0.75,
+                       "cosine": 0.5 * (1 + math.cos(math.pi * p))}[schedule]
+        assert lrs == pytest.approx([want, want])
+    method.updates = 10
+    method.schedule_lr(method.optimizer)
+    assert method.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * at_end, abs=1e-12)

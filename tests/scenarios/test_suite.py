@@ -41,7 +41,15 @@ def test_user_suite_and_method_labels(tmp_path):
     assert data.k == 2 and len(data.source) + len(data.target_train) > 1000
 
 
+def test_optim_defaults_reach_every_method_and_scenarios_override_them(tmp_path):
+    text = GOOD.replace("[budget]", '[optim]\nschedule = "cosine"\nlr = 0.01\n[budget]')
+    text += 'optim = { lr = 0.1 }\n'
+    sc = load_suite(str(_write(tmp_path, text))).scenarios[0]
+    assert sc.optim == {"schedule": "cosine", "lr": 0.1}
+
+
 @pytest.mark.parametrize("edit, field, expected", [
+    (lambda t: t.replace('[budget]', 'optim = 3\n[budget]'), "optim", "a table"),
     (lambda t: t.replace('k = 2', 'k = 2\ncolour = 1'), "scenario[0].colour", "one of"),
     (lambda t: t.replace('seeds = [0, 4]', 'seeds = "x"'), "seeds", "positive count"),
     (lambda t: t.replace('"uci-digits" }\ntarget', '"svhn" }\ntarget'),
