@@ -8,7 +8,8 @@ same device-resident tensors (``step_loop.py`` and ``vs_avalanche.py``); transfe
 training only, stream loops include dalib's evaluation after each task (the floor's does
 not). Samples/s counts the labelled batch (source, or the current task) per step.
 
-    .venv/bin/python benchmarks/gpu.py [--devices cpu cuda] [--steps 1000] [--json OUT.json]
+    .venv/bin/python benchmarks/gpu.py [--devices cpu cuda] [--steps 1000] [--only NAME]
+                                       [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ def main() -> None:
     p.add_argument("--devices", nargs="+", default=["cpu", "cuda"])
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--only", default="", help="run the cases whose name contains this")
     p.add_argument("--json", help="also write the numbers to this file")
     args = p.parse_args()
     devices = [resolve_device(d) for d in args.devices
@@ -91,6 +93,8 @@ def main() -> None:
     print(f"{versions()} torch threads {torch.get_num_threads()} GPU {gpu}")
     rows = []
     for name, samples, ours, floor in cases(args.steps):
+        if args.only not in name:
+            continue
         for device in devices:
             ours(device)  # warm-up: CUDA context, kernels, allocator
             t = min(ours(device) for _ in range(args.repeats))

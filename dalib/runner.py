@@ -51,6 +51,7 @@ class RunSpec:
     scenario: ScenarioSpec
     method: MethodSpec
     seed: int
+    order: tuple[int, int, int] = (0, 0, 0)  # (scenario, seed, method) position in the suite
 
     @property
     def params(self) -> dict:
@@ -92,10 +93,11 @@ def expand(suite: Suite, seeds: list[int] | None = None, methods: list[str] | No
             raise InputError("--methods", f"{unknown[0]!r} is not in suite {suite.name!r}",
                              expected=f"some of {', '.join(sorted(known))}")
     runs = []
-    for sc in suite.scenarios:
-        chosen = [m for m in sc.methods if methods is None or m.name in methods
-                  or m.label in methods]
-        runs += [RunSpec(suite.name, sc, m, seed) for seed in seeds for m in chosen]
+    for i, sc in enumerate(suite.scenarios):
+        chosen = [(j, m) for j, m in enumerate(sc.methods) if methods is None
+                  or m.name in methods or m.label in methods]
+        runs += [RunSpec(suite.name, sc, m, seed, (i, seed, j)) for seed in seeds
+                 for j, m in chosen]
     return runs
 
 
@@ -193,7 +195,7 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
     out = Path(out)
     dev = resolve_device(device)
     built: dict[tuple[str, int], object] = {}
-    for index, run in enumerate(runs):
+    for run in runs:
         path = _record_path(out, run)
         _retire_stale(out, run)
         if _finished(path, run):
@@ -202,7 +204,7 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
             continue
         record = {"run_id": run.run_id, "config_hash": run.config_hash, "config": run.config(),
                   "suite": suite.name, "scenario": run.scenario.name, "kind": run.scenario.kind,
-                  "method": run.method.label, "seed": run.seed, "index": index,
+                  "method": run.method.label, "seed": run.seed, "index": list(run.order),
                   "device": str(dev),
                   "versions": versions()}
         try:
@@ -222,14 +224,15 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
 
 def load_records(out: str | Path) -> list[dict]:
     """Every readable run record under ``OUT/runs`` (unreadable ones are skipped), in the
-    order of the suite (scenario, seed, method)."""
+    order of the suite (scenario, seed, method), whichever subset or process wrote them."""
     records = []
     for path in sorted(Path(out, "runs").glob("*.json")):
         try:
             records.append(json.loads(path.read_text()))
         except (OSError, ValueError):
             continue
-    return sorted(records, key=lambda r: r.get("index", len(records)))
+    return sorted(records, key=lambda r: r["index"] if isinstance(r.get("index"), list)
+                  else [len(records)])
 
 
 def results_from_records(records: list[dict]) -> pd.DataFrame:
