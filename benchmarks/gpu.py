@@ -16,36 +16,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import torch
 from step_loop import bare_loop, our_loop
 from vs_avalanche import BATCH as STREAM_BATCH
-from vs_avalanche import OPTIM, bare, model_for
+from vs_avalanche import bare, run_method
 
-from dalib.engine import Budget, Trace, fit_stream, resolve_device, seed_everything, versions
-from dalib.registry import check_method
+from dalib.engine import Budget, resolve_device, versions
 from scenarios.datasets import load_mnist, load_uci_digits
 from scenarios.stream import build_stream
 from scenarios.transfer import build_transfer
 
 STREAM_EPOCHS = 1
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def stream_loop(name: str, stream, device: torch.device) -> float:
-    seed_everything(0)
-    method = check_method(name, OPTIM, "stream").build(model_for(stream).to(device), OPTIM)
-    _sync(device)
-    start = time.perf_counter()
-    fit_stream(method, stream, Budget(epochs=STREAM_EPOCHS, batch_size=STREAM_BATCH), device, 0,
-               Trace())
-    _sync(device)
-    return time.perf_counter() - start
 
 
 def cases(steps: int):
@@ -74,7 +56,7 @@ def cases(steps: int):
                     for t in split.tasks) * STREAM_BATCH
     for m in ("naive", "replay"):
         out.append((f"split-mnist class-IL MLP {m}", per_epoch,
-                    lambda d, m=m: stream_loop(m, split, d),
+                    lambda d, m=m: run_method(m, split, d, 0, STREAM_EPOCHS)[0],
                     lambda d, m=m: bare(split, d, 0, m == "replay", STREAM_EPOCHS)[0]))
     return out
 

@@ -26,6 +26,12 @@ from scenarios.datasets import load_mnist, load_uci_digits
 from scenarios.transfer import build_transfer
 
 
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so that the clock reads finished work only."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def bare_loop(scenario, steps: int, batch_size: int, device: torch.device,
               model_options: dict | None = None) -> float:
     seed_everything(0)
@@ -36,8 +42,7 @@ def bare_loop(scenario, steps: int, batch_size: int, device: torch.device,
     g = torch.Generator().manual_seed(0)
     gen = torch.Generator(device=device).manual_seed(0)
     n = len(x)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    sync(device)
     start = time.perf_counter()
     perm, pos = None, n
     for _ in range(steps):
@@ -49,8 +54,7 @@ def bare_loop(scenario, steps: int, batch_size: int, device: torch.device,
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    sync(device)
     return time.perf_counter() - start
 
 
@@ -60,12 +64,10 @@ def our_loop(scenario, steps: int, batch_size: int, device: torch.device,
     model = build_model(scenario.input_shape, scenario.num_classes,
                         **(model_options or {"bottleneck": 128})).to(device)
     method = check_method(method, {}, "transfer").build(model, {})
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    sync(device)
     start = time.perf_counter()
     fit_transfer(method, scenario, Budget(steps=steps, batch_size=batch_size), device, 0, Trace())
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    sync(device)
     return time.perf_counter() - start
 
 

@@ -21,6 +21,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from step_loop import sync
 
 from analysis.continual import average_accuracy, forgetting
 from dalib.continual.buffers import Buffer
@@ -47,17 +48,15 @@ def model_for(stream):
                        batch_norm=False)
 
 
-def timed(fn) -> tuple[float, object]:
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
-
-
-def run_method(name: str, stream, device, seed: int) -> tuple[float, np.ndarray]:
+def run_method(name: str, stream, device, seed: int, epochs: int = EPOCHS,
+               ) -> tuple[float, np.ndarray]:
     seed_everything(seed)
     method = check_method(name, OPTIM, "stream").build(model_for(stream).to(device), OPTIM)
-    return timed(lambda: fit_stream(method, stream, Budget(epochs=EPOCHS, batch_size=BATCH),
-                                    device, seed, Trace()))
+    sync(device)
+    start = time.perf_counter()
+    R = fit_stream(method, stream, Budget(epochs=epochs, batch_size=BATCH), device, seed, Trace())
+    sync(device)
+    return time.perf_counter() - start, R
 
 
 def bare(stream, device, seed: int, replay: bool, epochs: int = EPOCHS,
@@ -98,6 +97,7 @@ def bare(stream, device, seed: int, replay: bool, epochs: int = EPOCHS,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+        sync(device)
         total += time.perf_counter() - start
         rows.append([accuracy(Probe(model), t.test) for t in stream.tasks])
     return total, np.array(rows)
