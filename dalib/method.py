@@ -11,6 +11,7 @@ from torch import nn
 from dalib.augment import random_shift
 from dalib.engine import Batch
 
+OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = {
     "constant": lambda p: 1.0,
     "anneal": lambda p: (1.0 + 10.0 * p) ** -0.75,
@@ -61,7 +62,7 @@ class Method:
             return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
         if optimizer == "sgd":
             return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-        raise ValueError(f"optimizer is {optimizer!r}, expected 'adam' or 'sgd'")
+        raise ValueError(f"optimizer is {optimizer!r}, expected one of {', '.join(OPTIMIZERS)}")
 
     def attach(self, module: nn.Module) -> nn.Module:
         """Move an auxiliary module to the device and train it with the model's optimizer."""

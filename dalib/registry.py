@@ -25,7 +25,7 @@ from dalib.continual.distillation import LwF
 from dalib.continual.gem import AGEM
 from dalib.continual.regularization import EWC, MAS, SI
 from dalib.continual.replay import DER, Cumulative, Replay
-from dalib.method import SCHEDULES, Method
+from dalib.method import OPTIMIZERS, SCHEDULES, Method
 from scenarios.errors import InputError, reject_unknown
 
 
@@ -167,7 +167,7 @@ def check_method(name: str, params: dict, kind: str, field_name: str = "methods"
                          "scenario", expected=f"a {kind} method")
     reject_unknown(params, entry.hyperparameters(), what=f"hyperparameter of {name!r}",
                    field=field_name)
-    for key, allowed in (("optimizer", ("adam", "sgd")), ("schedule", tuple(SCHEDULES))):
+    for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", tuple(SCHEDULES))):
         if key in params and params[key] not in allowed:
             raise InputError(f"{field_name}.{key}", f"is {params[key]!r}",
                              expected=f"one of {', '.join(allowed)}")

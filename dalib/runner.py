@@ -56,7 +56,7 @@ class RunSpec:
     @property
     def params(self) -> dict:
         """The method's hyperparameters over the scenario's ``optim`` defaults."""
-        return {**self.scenario.optim, **self.method.params}
+        return self.scenario.method_params(self.method)
 
     def config(self) -> dict:
         """Everything that determines the run's numbers (its hash is the run's identity)."""
@@ -107,7 +107,7 @@ def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> None:
         try:
             reject_unknown(sc.optim, OPTIM, what="optimizer setting", field="optim")
             for m in sc.methods:
-                check_method(m.name, {**sc.optim, **m.params}, sc.kind)
+                check_method(m.name, sc.method_params(m), sc.kind)
             data = sc.build(runs[0].seed if runs else 0, data_root)
             build_model(data.input_shape, data.num_classes, **sc.model)
             if sc.kind == "transfer" and data.target_labelled is None:

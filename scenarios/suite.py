@@ -57,6 +57,10 @@ class ScenarioSpec:
     base_dir: Path | None = None
     optim: dict = field(default_factory=dict)  # optimizer settings every method starts from
 
+    def method_params(self, method: MethodSpec) -> dict:
+        """A method's hyperparameters over the scenario's ``optim`` defaults."""
+        return {**self.optim, **method.params}
+
     def build(self, seed: int, data_root: str | None = None) -> TransferScenario | Stream:
         o = self.options
         if self.kind == "transfer":
@@ -85,9 +89,6 @@ class Suite:
     description: str
     seeds: tuple[int, ...]
     device: str
-    budget: dict
-    model: dict
-    optim: dict
     scenarios: tuple[ScenarioSpec, ...]
     path: str
 
@@ -299,4 +300,4 @@ def parse_suite(raw: dict, path: Path) -> Suite:
     name = raw.get("name", path.stem)
     _check_type(name, str, "name", "a string")
     return Suite(name=name, description=str(raw.get("description", "")), seeds=tuple(seeds),
-                 device=device, budget=budget, model=model, optim=optim, scenarios=scenarios, path=str(path))
+                 device=device, scenarios=scenarios, path=str(path))

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from dalib.adaptation.base import Outputs, Term
 from dalib.augment import strong_augment
 from dalib.engine import predict_logits
+from scenarios.domain import Domain
 
 
 class PseudoLabel(Term):
@@ -32,19 +33,17 @@ class PseudoLabel(Term):
         self.rounds, self.start, self.step = rounds, start, step
         self.batch_size = batch_size
         self.round = 0
-        self.target = None
-        self.x: torch.Tensor | None = None
+        self.target: Domain | None = None
         self.kept = torch.empty(0, dtype=torch.long)
         self.labels = torch.empty(0, dtype=torch.long)
 
     def prepare(self, feeds: dict) -> None:
         self.target = feeds["target"]
-        self.x = self.target.x
 
     @torch.no_grad()
     def relabel(self, portion: float) -> None:
         """Class-balanced selection of confident pseudo-labels over the whole target set."""
-        probs = F.softmax(predict_logits(self.method, self.target), 1).to(self.x.device)
+        probs = F.softmax(predict_logits(self.method, self.target), 1).to(self.target.x.device)
         conf, pred = probs.max(1)
         kept = []
         for c in pred.unique():
@@ -66,7 +65,7 @@ class PseudoLabel(Term):
         pick = torch.randint(0, len(self.kept), (n,), device=self.kept.device,
                              generator=m.generator)
         idx = self.kept[pick]
-        return F.cross_entropy(m.model(m.augment(self.x[idx])), self.labels[pick])
+        return F.cross_entropy(m.model(m.augment(self.target.x[idx])), self.labels[pick])
 
 
 class FixMatch(Term):
