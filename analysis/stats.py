@@ -1,22 +1,89 @@
-"""Aggregation over seeds."""
+"""Statistics over seeds: aggregation with confidence intervals, paired comparisons, ranks.
+
+Every function works on a tidy long table with the columns ``scenario, method, seed, metric,
+value`` (``suite`` optional; a ``status`` column, when present, keeps only ``ok`` rows), made
+by dalib or by hand.
+
+Intervals are 95% by default. ``bootstrap`` is the expanded percentile bootstrap of the mean
+(Hesterberg, "What Teachers Should Know About the Bootstrap", The American Statistician 2015):
+the percentile interval of resampled means, its tail probability widened to
+``Phi(-sqrt(n / (n - 1)) t_{n-1})`` so that small samples are not covered too narrowly. With
+``n <= 3`` no resampling interval can be wider than the range of the values; read such
+intervals with care. ``t`` is the Student-t interval.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 GROUP = ["suite", "scenario", "method", "metric"]
+CI_METHODS = ("bootstrap", "t")
+RESAMPLES = 10_000
+SEED = 0
+LOWER_IS_BETTER = {"forgetting", "intransigence", "ntg", "source_drop"}
 
 
-def aggregate(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean, sample std (ddof = 1) and n over seeds for every suite, scenario, method, metric."""
+def _values(values) -> np.ndarray:
+    v = np.asarray(pd.Series(values, dtype=float).dropna(), dtype=float)
+    return v
+
+
+def t_interval(values, level: float = 0.95) -> tuple[float, float]:
+    """Student-t confidence interval of the mean of ``values`` (NaNs for fewer than 2)."""
+    from scipy import stats
+
+    v = _values(values)
+    if len(v) < 2:
+        return float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / len(v) ** 0.5
+    return float(v.mean() - half), float(v.mean() + half)
+
+
+def bootstrap_interval(values, level: float = 0.95, resamples: int = RESAMPLES,
+                       seed: int = SEED) -> tuple[float, float]:
+    """Expanded percentile bootstrap interval of the mean (NaNs for fewer than 2 values);
+    ``resamples`` draws with replacement from a generator seeded with ``seed``."""
+    from scipy import stats
+
+    v = _values(values)
+    n = len(v)
+    if n < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
+    tail = stats.norm.cdf(-np.sqrt(n / (n - 1)) * stats.t.ppf(0.5 + level / 2, n - 1))
+    lo, hi = np.quantile(means, [tail, 1 - tail])
+    return float(lo), float(hi)
+
+
+def interval(values, method: str = "bootstrap", level: float = 0.95) -> tuple[float, float]:
+    """The ``method`` (``bootstrap`` or ``t``) confidence interval of the mean of ``values``."""
+    if method not in CI_METHODS:
+        raise ValueError(f"interval method is {method!r}, expected one of {', '.join(CI_METHODS)}")
+    return bootstrap_interval(values, level) if method == "bootstrap" else t_interval(values, level)
+
+
+def ok_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """Rows of successful runs with a value."""
+    ok = results[results["status"] == "ok"] if "status" in results else results
+    return ok.dropna(subset=["value"])
+
+
+def aggregate(results: pd.DataFrame, ci: str = "bootstrap", level: float = 0.95) -> pd.DataFrame:
+    """Mean, sample std (ddof = 1), n and the ``ci`` interval (``ci_low``, ``ci_high``) over
+    seeds for every suite, scenario, method and metric, in order of first appearance."""
     keys = [k for k in GROUP if k in results]
-    g = results.dropna(subset=["value"]).groupby(keys, sort=False)["value"]
-    return g.agg(mean="mean", std="std", n="count").reset_index()
+    rows = []
+    for key, g in ok_rows(results).groupby(keys, sort=False)["value"]:
+        lo, hi = interval(g, ci, level)
+        rows.append((*key, g.mean(), g.std(ddof=1), len(g), lo, hi))
+    return pd.DataFrame(rows, columns=[*keys, "mean", "std", "n", "ci_low", "ci_high"])
 
 
 def summary_table(results: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
-    """One row per scenario and method, one column per metric, cells ``mean ± std (n)``."""
-    agg = aggregate(results)
+    """One row per scenario and method, one column per metric, cells ``mean ± std``."""
+    agg = aggregate(results, ci="t")
     if metrics is not None:
         agg = agg[agg["metric"].isin(metrics)]
     agg = agg.assign(cell=[f"{m:.2f} ± {0.0 if pd.isna(s) else s:.2f}"
@@ -27,46 +94,78 @@ def summary_table(results: pd.DataFrame, metrics: list[str] | None = None) -> pd
     return table[order].fillna("")
 
 
-def t_interval(values, level: float = 0.95) -> tuple[float, float]:
-    """Student-t confidence interval of the mean of ``values`` (NaNs for fewer than 2)."""
+def paired_differences(results: pd.DataFrame, scenario: str, metric: str, method: str,
+                       baseline: str) -> pd.Series:
+    """``method - baseline`` on ``metric`` for each seed where both ran, indexed by seed."""
+    ok = ok_rows(results)
+    ok = ok[(ok["scenario"] == scenario) & (ok["metric"] == metric)]
+
+    def by_seed(name: str) -> pd.Series:
+        return ok[ok["method"] == name].groupby("seed")["value"].mean()
+
+    a, b = by_seed(method), by_seed(baseline)
+    common = a.index.intersection(b.index)
+    return (a[common] - b[common]).sort_index()
+
+
+def wilcoxon_p(differences) -> float:
+    """Two-sided Wilcoxon signed-rank p-value (exact for small n) of paired differences; NaN
+    when fewer than 2 are non-zero. With n pairs it cannot fall below ``2 / 2**n``: 6 seeds
+    are needed to reach p < 0.05."""
     from scipy import stats
 
-    v = pd.Series(values, dtype=float).dropna()
-    if len(v) < 2:
-        return float("nan"), float("nan")
-    half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / len(v) ** 0.5
-    return float(v.mean() - half), float(v.mean() + half)
+    d = _values(differences)
+    if np.count_nonzero(d) < 2:
+        return float("nan")
+    return float(stats.wilcoxon(d, zero_method="wilcox").pvalue)
 
 
-def transfer_markdown(results: pd.DataFrame) -> str:
-    """One Markdown table per transfer scenario: target accuracy at the selected checkpoint,
-    the gain over source-only with its paired 95% t-interval over seeds (``*`` where it
-    excludes 0), source accuracy and the oracle pick (an upper bound)."""
-    ok = results[results["status"] == "ok"] if "status" in results else results
-    agg = aggregate(ok)
-    out = []
-    for scenario in dict.fromkeys(agg["scenario"]):
-        a = agg[agg["scenario"] == scenario]
-        if not (a["metric"] == "target_acc").any():
-            continue
+def compare(results: pd.DataFrame, scenario: str, metric: str, method: str, baseline: str,
+            ci: str = "bootstrap", level: float = 0.95) -> dict:
+    """Paired comparison of ``method`` against ``baseline`` on the same seeds: the mean
+    difference, its ``ci`` interval, the Wilcoxon p-value, n, and ``significant`` (the
+    interval excludes 0)."""
+    d = paired_differences(results, scenario, metric, method, baseline)
+    lo, hi = interval(d, ci, level)
+    return {"scenario": scenario, "metric": metric, "method": method, "baseline": baseline,
+            "n": len(d), "diff": float(d.mean()) if len(d) else float("nan"),
+            "ci_low": lo, "ci_high": hi, "p_wilcoxon": wilcoxon_p(d),
+            "significant": bool(lo > 0 or hi < 0)}
 
-        def cell(method: str, metric: str, a: pd.DataFrame = a) -> str:
-            r = a[(a["method"] == method) & (a["metric"] == metric)]
-            if r.empty:
-                return ""
-            std = r["std"].iloc[0]
-            return f"{r['mean'].iloc[0]:.1f} ± {0.0 if pd.isna(std) else std:.1f}"
 
-        out += [f"**{scenario}** (n = {int(a['n'].max())} seeds)", "",
-                "| method | target acc | gain over source-only | gain 95% CI | source acc "
-                "| oracle pick (upper bound) |", "| --- | --- | --- | --- | --- | --- |"]
-        for method in dict.fromkeys(a["method"]):
-            gains = ok[(ok["scenario"] == scenario) & (ok["method"] == method)
-                       & (ok["metric"] == "gain_over_source_only")]["value"]
-            lo, hi = t_interval(gains)
-            ci = "" if pd.isna(lo) else f"[{lo:.1f}, {hi:.1f}]{' *' if lo > 0 else ''}"
-            out.append(f"| {method} | {cell(method, 'target_acc')} | "
-                       f"{cell(method, 'gain_over_source_only')} | {ci} | "
-                       f"{cell(method, 'source_acc')} | {cell(method, 'target_acc_oracle')} |")
-        out.append("")
-    return "\n".join(out)
+def comparisons(results: pd.DataFrame, metric: str, baseline: str, ci: str = "bootstrap",
+                level: float = 0.95) -> pd.DataFrame:
+    """:func:`compare` of every other method against ``baseline`` in every scenario where
+    both ran."""
+    ok = ok_rows(results)
+    ok = ok[ok["metric"] == metric]
+    rows = [compare(results, sc, metric, m, baseline, ci, level)
+            for sc, g in ok.groupby("scenario", sort=False) if baseline in set(g["method"])
+            for m in dict.fromkeys(g["method"]) if m != baseline]
+    cols = ["scenario", "metric", "method", "baseline", "n", "diff", "ci_low", "ci_high",
+            "p_wilcoxon", "significant"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def ranks(results: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Rank of each method's mean ``metric`` within each scenario (1 = best, ties share the
+    average rank; lower is better for the metrics in ``LOWER_IS_BETTER``)."""
+    agg = aggregate(results[results["metric"] == metric], ci="t")
+    if agg.empty:
+        return pd.DataFrame(columns=["scenario", "method", "mean", "rank"])
+    asc = metric in LOWER_IS_BETTER
+    agg["rank"] = agg.groupby("scenario", sort=False)["mean"].rank(ascending=asc, method="average")
+    return agg[["scenario", "method", "mean", "rank"]]
+
+
+def average_rank(results: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Average rank of each method over the scenarios it ran in (Demšar, JMLR 2006), with the
+    number of scenarios, best first."""
+    r = ranks(results, metric)
+    out = r.groupby("method", sort=False)["rank"].agg(average_rank="mean", scenarios="count")
+    return out.reset_index().sort_values(["average_rank", "method"], ignore_index=True)
+
+
+def better(metric: str, a: float, b: float) -> bool:
+    """``a`` is better than ``b`` for ``metric``."""
+    return a < b if metric in LOWER_IS_BETTER else a > b

@@ -29,10 +29,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--methods", help="comma-separated subset of the suite's methods")
     run.add_argument("--device", help="auto, cpu or cuda (default: the suite's)")
     run.add_argument("--data-root", help="where dataset files are (else $DALIB_DATA, ~/.cache/dalib)")
-    rep = sub.add_parser("report", help="rebuild results.csv from the run records and summarise")
-    rep.add_argument("out")
-    rep.add_argument("--markdown", action="store_true",
-                     help="print transfer tables in Markdown with paired 95%% CIs of the gains")
+    run.add_argument("--no-report", action="store_true",
+                     help="skip writing OUT/report.md and OUT/report.html at the end")
+    run.add_argument("--save-features", action="store_true",
+                     help="save each transfer run's source/target test features (for t-SNE)")
+    rep = sub.add_parser("report", help="write report.md and report.html from one or more "
+                         "result directories (or results tables) and print the summary")
+    rep.add_argument("dirs", nargs="+", metavar="DIR",
+                     help="a dalib run directory, a directory with results.csv, or a CSV file")
+    rep.add_argument("--out", help="where the report goes (default: DIR for one run directory, "
+                     "./dalib-report otherwise)")
+    rep.add_argument("--ci", choices=["bootstrap", "t"], default="bootstrap",
+                     help="confidence intervals over seeds (default: bootstrap)")
+    rep.add_argument("--markdown", action="store_true", help="also print report.md")
     sub.add_parser("list", help="list datasets, shifts, methods and built-in suites")
     data = sub.add_parser("data", help="show where dataset files are searched and what is found")
     data.add_argument("--data-root")
@@ -87,24 +96,88 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     print(f"suite {suite.name}: {total} runs -> {out}")
     table = run_suite(suite, out, runs=runs, device=device, data_root=args.data_root,
-                      on_run=on_run)
+                      on_run=on_run, save_features=args.save_features)
     print_summary(table)
     print(f"\nresults: {out / 'results.csv'}")
+    if not args.no_report:
+        write_report([out], out)
     return 1 if (table["status"] != "ok").any() else 0
 
 
+def load_results(path: Path) -> tuple[pd.DataFrame, list[dict], dict]:
+    """The results table, run records and saved features of a run directory (records
+    rebuilt into results.csv), a directory holding results.csv, or a CSV file."""
+    from dalib.runner import load_features, load_records, rebuild_results
+
+    if (path / "runs").is_dir():
+        return rebuild_results(path), load_records(path), load_features(path)
+    csv = path / "results.csv" if path.is_dir() else path
+    if not csv.is_file():
+        raise InputError("DIR", f"{str(path)!r} is neither a run directory (with runs/) nor a "
+                         "results table", expected="a dalib run directory, a directory with "
+                         "results.csv or a .csv file")
+    try:
+        return pd.read_csv(csv), [], {}
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise InputError("table", f"cannot be read as CSV: {exc}", source=str(csv)) from None
+
+
+def merge(parts: list[tuple[str, pd.DataFrame, list[dict], dict]]
+          ) -> tuple[pd.DataFrame, list[dict], dict]:
+    """One table from several result directories. Where two hold the same scenario, method
+    and seed, every method name is suffixed with its directory's name (``dann @ v1``) so
+    both stay apart."""
+    from analysis.report import prepare
+
+    tables = []
+    for name, table, _, _ in parts:
+        try:
+            tables.append(prepare(table))
+        except ValueError as exc:
+            raise InputError("table", str(exc), source=name) from None
+    keys = [set(zip(t["scenario"], t["method"], t["seed"].astype(str), strict=True))
+            for t in tables]
+    clash = any(keys[i] & keys[j] for i in range(len(keys)) for j in range(i + 1, len(keys)))
+    records, features, merged = [], {}, []
+    for (name, _, recs, feats), table in zip(parts, tables, strict=True):
+        label = Path(name).name if Path(name).name != "results.csv" else Path(name).parent.name
+
+        def rename(method: str, label: str = label) -> str:
+            return f"{method} @ {label}" if clash else method
+
+        merged.append(table.assign(method=table["method"].map(rename)))
+        records += [{**r, "method": rename(r["method"])} for r in recs]
+        features.update({(sc, rename(m), seed): f for (sc, m, seed), f in feats.items()})
+    return pd.concat(merged, ignore_index=True), records, features
+
+
+def write_report(paths: list[Path], out: Path, ci: str = "bootstrap") -> pd.DataFrame:
+    """Write ``OUT/report.md`` and ``OUT/report.html`` from result directories or tables;
+    returns the (merged) results table."""
+    from analysis.report import build_report
+
+    parts = [(str(p), *load_results(p)) for p in paths]
+    table, records, features = merge(parts) if len(parts) > 1 else parts[0][1:]
+    try:
+        files = build_report(table, out, records=records, features=features, ci=ci,
+                             sources=[str(p) for p in paths])
+    except ValueError as exc:
+        raise InputError("table", str(exc), source=str(paths[0])) from None
+    print(f"report: {files['html']} ({len(files['figures']) // 2} figures)")
+    return table
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    from dalib.runner import rebuild_results
-
-    out = Path(args.out)
-    if not (out / "runs").is_dir():
-        raise InputError("out", f"{str(out)!r} has no runs/ folder",
-                         expected="a directory written by dalib run")
-    table = rebuild_results(out)
+    paths = [Path(d) for d in args.dirs]
+    if args.out:
+        out = Path(args.out)
+    elif len(paths) == 1 and paths[0].is_dir():
+        out = paths[0]
+    else:
+        out = Path("dalib-report")
+    table = write_report(paths, out, args.ci)
     if args.markdown:
-        from analysis.stats import transfer_markdown
-
-        print(transfer_markdown(table))
+        print((out / "report.md").read_text())
     else:
         print_summary(table)
     return 0

@@ -130,8 +130,25 @@ def _write_json_atomic(path: Path, record: dict) -> None:
     os.replace(tmp, path)
 
 
-def execute(run: RunSpec, data, device: torch.device) -> dict:
-    """Run one method on one scenario's data for one seed; returns its record (no I/O)."""
+def feature_sample(method, data, limit: int = 500) -> dict[str, np.ndarray]:
+    """The model's features (``model.features``, eval mode) of up to ``limit`` samples of the
+    source and target test sets, with their labels (for plots only, never for selection)."""
+    device = next(method.model.parameters()).device
+    was_training = method.model.training
+    method.model.eval()
+    out = {}
+    with torch.no_grad():
+        for name, domain in (("source", data.source_test), ("target", data.target_test)):
+            x = domain.x[:limit].to(device)
+            out[name] = method.model.features(x).float().cpu().numpy()
+            out[f"y_{name}"] = domain.y[:limit].cpu().numpy()
+    method.model.train(was_training)
+    return out
+
+
+def execute(run: RunSpec, data, device: torch.device, features: Path | None = None) -> dict:
+    """Run one method on one scenario's data for one seed; returns its record. With
+    ``features``, a transfer run also saves :func:`feature_sample` of its final model there."""
     seed_everything(run.seed)
     sc = run.scenario
     entry = check_method(run.method.name, run.params, sc.kind)
@@ -160,6 +177,11 @@ def execute(run: RunSpec, data, device: torch.device) -> dict:
         criterion = sc.options.get("selection", "dev") if "source" in method.needs else "last"
         metrics = selection_metrics(scorer.checkpoints, criterion)
         record.update(steps=steps, selection=criterion, checkpoints=scorer.checkpoints)
+        if features is not None and hasattr(method.model, "features"):
+            features.parent.mkdir(parents=True, exist_ok=True)
+            tmp = features.with_name(f".tmp-{features.name}")
+            np.savez_compressed(tmp, **feature_sample(method, data))
+            os.replace(tmp, features)
     record.update(metrics=metrics, curves=trace.to_dict(),
                   timings={"train_s": train_s, "total_s": time.perf_counter() - start})
     return record
@@ -190,8 +212,10 @@ def _finished(path: Path, run: RunSpec) -> bool:
 
 def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str = "auto",
               data_root: str | None = None,
-              on_run: Callable[[RunSpec, dict], None] | None = None) -> pd.DataFrame:
-    """Execute ``runs`` (skipping finished ones), write their records, rebuild ``results.csv``."""
+              on_run: Callable[[RunSpec, dict], None] | None = None,
+              save_features: bool = False) -> pd.DataFrame:
+    """Execute ``runs`` (skipping finished ones), write their records, rebuild ``results.csv``.
+    With ``save_features``, transfer runs save test-set features to ``OUT/features/``."""
     out = Path(out)
     dev = resolve_device(device)
     built: dict[tuple[str, int], object] = {}
@@ -212,10 +236,12 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
             if key not in built:
                 built.clear()
                 built[key] = run.scenario.build(run.seed, data_root)
-            record.update(execute(run, built[key], dev), status="ok")
+            feats = out / "features" / f"{run.run_id}.npz" if save_features else None
+            record.update(execute(run, built[key], dev, feats), status="ok")
         except Exception as exc:  # a failing run is recorded and the sweep goes on
             record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                           traceback=traceback.format_exc(limit=8))
+        record["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
         _write_json_atomic(path, record)
         if on_run:
             on_run(run, record)
@@ -233,6 +259,17 @@ def load_records(out: str | Path) -> list[dict]:
             continue
     return sorted(records, key=lambda r: r["index"] if isinstance(r.get("index"), list)
                   else [len(records)])
+
+
+def load_features(out: str | Path) -> dict[tuple[str, str, str], dict[str, np.ndarray]]:
+    """Saved test-set features of the runs under ``OUT``, keyed by (scenario, method, seed)."""
+    feats = {}
+    for r in load_records(out):
+        path = Path(out, "features", f"{r['run_id']}.npz")
+        if r.get("status") == "ok" and path.is_file():
+            with np.load(path) as f:
+                feats[(r["scenario"], r["method"], str(r["seed"]))] = dict(f)
+    return feats
 
 
 def results_from_records(records: list[dict]) -> pd.DataFrame:

@@ -49,18 +49,3 @@ def test_aggregate_mean_std():
     assert row["n"] == 2
     table = summary_table(_table(), ["target_acc"])
     assert table.loc[("a", "dann"), "target_acc"] == "73.00 ± 2.83"
-
-
-def test_t_interval_by_hand_and_markdown_table():
-    from analysis.stats import t_interval, transfer_markdown
-
-    lo, hi = t_interval([1.0, 2.0, 3.0])
-    half = 4.302652729911275 * 1.0 / 3 ** 0.5  # t(0.975, 2) * sd / sqrt(n)
-    assert lo == pytest.approx(2 - half) and hi == pytest.approx(2 + half)
-    assert all(v != v for v in t_interval([1.0]))  # NaN for n < 2
-    rows = _table()
-    gaps = transfer_gaps(rows)
-    text = transfer_markdown(pd.concat([rows, gaps]))
-    assert "**a** (n = 2 seeds)" in text
-    # dann gains 15 and 13: mean 14, sd 1.414, t(0.975, 1) = 12.706 -> [1.3, 26.7], excludes 0
-    assert "| dann | 73.0 ± 2.8 | 14.0 ± 1.4 | [1.3, 26.7] * |" in text

@@ -53,9 +53,14 @@ def test_naive_forgets_in_class_il_and_joint_does_not(tmp_path):
 
 def test_quick_demo_suite(tmp_path, capsys):
     out = tmp_path / "quick"
-    assert main(["run", "quick", "--out", str(out), "--seeds", "1"]) == 0
+    assert main(["run", "quick", "--out", str(out), "--seeds", "1", "--save-features"]) == 0
     table = pd.read_csv(out / "results.csv")
     assert set(table.scenario) == {"uci-rot30", "uci-split5-class-il"}
     assert (table.status == "ok").all()
     assert "uci-rot30" in capsys.readouterr().out
     assert (out / "suite.toml").is_file()
+    # the report: t-SNE of source-only next to the best method, from the saved features
+    assert len(list((out / "features").glob("uci-rot30-*.npz"))) == 4
+    assert (out / "figures" / "uci-rot30-tsne.png").is_file()
+    assert "uci-rot30: t-SNE of source and target test features, source-only vs" in \
+        (out / "report.md").read_text()

@@ -58,6 +58,10 @@ def test_user_npz_suite_yields_transfer_and_stream_metrics(tmp_path, digits_npz,
     assert np.array(naive["accuracy_matrix"]).shape == (4, 3)  # row 0 + 3 tasks
     printed = capsys.readouterr().out
     assert "target-oracle" in printed and "±" in printed
+    # dalib run ends with the report, figures embedded in the HTML
+    html = (out / "report.html").read_text()
+    assert "npz-transfer" in html and "data:image/png;base64," in html
+    assert "Which method is best" in (out / "report.md").read_text()
     # every number in the table comes from the records
     r0 = next(r for r in records if r["method"] == "source-only" and r["seed"] == 0)
     row = t[(t.method == "source-only") & (t.seed == 0) & (t.metric == "target_acc")]
@@ -73,6 +77,37 @@ def test_rerun_skips_finished_runs_and_rebuilds_the_same_table(tmp_path, digits_
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")} == stamps
     pd.testing.assert_frame_equal(first, pd.read_csv(out / "results.csv"))
     assert main(["report", str(out)]) == 0
+
+
+def test_report_on_hand_made_tables_and_merged_directories(tmp_path, capsys):
+    rows = [(sc, m, seed, "target_acc", v + seed)
+            for seed in range(3) for sc in ("a", "b")
+            for m, v in (("source-only", 60.0), ("dann", 70.0))]
+    table = pd.DataFrame(rows, columns=["scenario", "method", "seed", "metric", "value"])
+    for name in ("v1", "v2"):
+        (tmp_path / name).mkdir()
+        table.to_csv(tmp_path / name / "results.csv", index=False)
+    assert main(["report", str(tmp_path / "v1"), "--markdown"]) == 0
+    assert "| a | dann | **71.00 [70.00, 72.00]** | 10.00 [10.00, 10.00] * |" in capsys.readouterr().out
+    assert (tmp_path / "v1" / "report.html").is_file()
+    # same scenarios, methods and seeds in both: names get the directory as suffix
+    merged = tmp_path / "merged"
+    assert main(["report", str(tmp_path / "v1"), str(tmp_path / "v2" / "results.csv"),
+                 "--out", str(merged), "--ci", "t"]) == 0
+    text = (merged / "report.md").read_text()
+    assert "| a | dann @ v1 |" in text and "| a | dann @ v2 |" in text
+    assert "Student-t" in text
+
+
+def test_report_names_the_file_and_column_of_a_bad_table(tmp_path, capsys):
+    bad = tmp_path / "mine.csv"
+    bad.write_text("scenario,method,metric,value\na,dann,target_acc,70\n")
+    assert main(["report", str(bad), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "mine.csv" in err and "seed" in err
+    assert not (tmp_path / "r" / "report.html").exists()
+    assert main(["report", str(tmp_path / "nothing-here")]) == 2
+    assert "neither a run directory" in capsys.readouterr().err
 
 
 def test_same_seed_same_numbers(tmp_path, digits_npz):

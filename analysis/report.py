@@ -1,0 +1,433 @@
+"""A report of a results table: ``report.md`` and one self-contained ``report.html``.
+
+:func:`build_report` takes the tidy table (``scenario, method, seed, metric, value``; made by
+dalib or by hand) and, when there are any, the runs' JSON records (for accuracy matrices,
+training curves, failure reasons and the environment) and saved features (for t-SNE). Every
+number comes from :mod:`analysis.stats`; the aggregated tables are also written as CSV.
+
+The first section answers "which method is best, by how much, is it significant?" for each
+scenario: the best mean of the scenario's main metric is **bold** only where the paired
+interval of its difference to the runner-up (same seeds) excludes 0.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import plots
+from analysis.stats import (
+    aggregate,
+    average_rank,
+    better,
+    compare,
+    comparisons,
+    ok_rows,
+)
+from analysis.transfer import transfer_gaps
+
+REQUIRED = ["scenario", "method", "seed", "metric", "value"]
+PRIMARY = {"transfer": "target_acc", "stream": "acc"}
+BASELINE = {"transfer": "source-only", "stream": "naive"}
+UPPER_BOUNDS = {"target-oracle", "joint", "cumulative"}  # references that see what others may not
+
+
+def base_name(label: str) -> str:
+    """A method's registry name from its label (``joint[shift=0] @ v1`` -> ``joint``)."""
+    return label.split(" @ ")[0].split("[")[0]
+
+
+def baseline_of(methods, kind: str) -> str | None:
+    """The label of the kind's baseline (``source-only``, ``naive``) among ``methods``."""
+    return next((m for m in methods if base_name(m) == BASELINE.get(kind)), None)
+COLUMNS = {"transfer": ["target_acc", "gain_over_source_only", "ntg", "source_acc",
+                        "source_drop", "target_acc_oracle"],
+           "stream": ["acc", "bwt", "fwt", "forgetting", "intransigence"]}
+DIFFERENCES = {"gain_over_source_only", "ntg", "source_drop", "bwt", "fwt"}
+NAMES = {"target_acc": "target acc", "gain_over_source_only": "gain over source-only",
+         "ntg": "NTG", "source_acc": "source acc", "source_drop": "source drop",
+         "target_acc_oracle": "oracle pick (upper bound)", "acc": "ACC", "bwt": "BWT",
+         "fwt": "FWT", "forgetting": "forgetting", "intransigence": "intransigence"}
+CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
+color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}
+td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f2f2f2}
+img{max-width:100%;height:auto}figure{margin:1em 0 2em}figcaption{color:#555;font-size:.9em}
+code{background:#f5f5f5;padding:0 .2em}"""
+
+
+class Bold(str):
+    """A table cell shown in bold."""
+
+
+class Doc:
+    """Headings, paragraphs, tables and figures, rendered to Markdown and HTML alike."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.md: list[str] = []
+        self.html: list[str] = []
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self.md += ["#" * level + " " + text, ""]
+        self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
+
+    def para(self, text: str) -> None:
+        self.md += [text, ""]
+        body = html.escape(text)
+        body = re.sub(r"`([^`]+)`", r"<code>\1</code>", body)
+        self.html.append(f"<p>{body}</p>")
+
+    def table(self, header: list[str], rows: list[list]) -> None:
+        def md(c) -> str:
+            return f"**{c}**" if isinstance(c, Bold) else str(c)
+
+        def ht(c) -> str:
+            return f"<b>{html.escape(c)}</b>" if isinstance(c, Bold) else html.escape(str(c))
+
+        self.md += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        self.md += ["| " + " | ".join(md(c) for c in r) + " |" for r in rows] + [""]
+        self.html.append("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>"
+                                                        for h in header) + "</tr></thead><tbody>"
+                         + "".join("<tr>" + "".join(f"<td>{ht(c)}</td>" for c in r) + "</tr>"
+                                   for r in rows) + "</tbody></table>")
+
+    def figure(self, png: Path, caption: str) -> None:
+        rel = png.relative_to(self.root).as_posix()
+        self.md += [f"![{caption}]({rel})", "", f"*{caption}* (also `{rel[:-4]}.svg`)", ""]
+        data = base64.b64encode(png.read_bytes()).decode()
+        self.html.append(f'<figure><img alt="{html.escape(caption)}" '
+                         f'src="data:image/png;base64,{data}"><figcaption>'
+                         f"{html.escape(caption)}</figcaption></figure>")
+
+    def render_html(self, title: str) -> str:
+        return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>\n"
+                + "\n".join(self.html) + "\n</body></html>\n")
+
+
+def prepare(results: pd.DataFrame) -> pd.DataFrame:
+    """Check the columns, default ``status`` to ``ok`` and add gain over source-only, NTG and
+    source drop when the table has ``target_acc`` but not these derived rows."""
+    missing = [c for c in REQUIRED if c not in results]
+    if missing:
+        raise ValueError(f"the results table lacks column(s) {', '.join(missing)}; expected "
+                         "columns scenario, method, seed, metric, value (suite, status optional)")
+    values = pd.to_numeric(results["value"], errors="coerce")
+    bad = values.isna() & results["value"].notna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ValueError(f"column value, row {i + 1}: {results['value'].iloc[i]!r} is not a "
+                         "number")
+    table = results.assign(value=values)
+    if "status" not in table:
+        table = table.assign(status="ok")
+    derived = {"gain_over_source_only", "ntg", "source_drop"}
+    if not derived & set(table["metric"]):
+        table = pd.concat([table, transfer_gaps(ok_rows(table))], ignore_index=True)
+    return table
+
+
+def kinds(table: pd.DataFrame) -> dict[str, list[str]]:
+    """Scenarios by kind: ``transfer`` (with ``target_acc``), ``stream`` (with ``acc``) and
+    ``other``, in order of appearance."""
+    out: dict[str, list[str]] = {"transfer": [], "stream": [], "other": []}
+    for sc, g in table.groupby("scenario", sort=False):
+        metrics = set(g["metric"])
+        kind = next((k for k, m in PRIMARY.items() if m in metrics), "other")
+        out[kind].append(sc)
+    return {k: v for k, v in out.items() if v}
+
+
+def fmt(x: float) -> str:
+    return "" if pd.isna(x) else f"{x:.2f}"
+
+
+def cell(row: pd.Series) -> str:
+    """``mean [ci_low, ci_high]`` (the mean alone for one seed)."""
+    if pd.isna(row["ci_low"]):
+        return fmt(row["mean"])
+    return f"{fmt(row['mean'])} [{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]"
+
+
+def diff_cell(c: dict) -> str:
+    ci = "" if pd.isna(c["ci_low"]) else f" [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]"
+    return f"{c['diff']:+.2f}{ci}"
+
+
+def p_cell(p: float) -> str:
+    return "n/a" if pd.isna(p) else f"{p:.3f}"
+
+
+def ranking(agg: pd.DataFrame, scenario: str, metric: str) -> list[str]:
+    """Methods of ``scenario`` from best to worst mean ``metric``, upper-bound references
+    (``target-oracle``, ``joint``, ``cumulative``) left out."""
+    a = agg[(agg["scenario"] == scenario) & (agg["metric"] == metric)
+            & ~agg["method"].map(lambda m: base_name(m) in UPPER_BOUNDS)]
+    order = sorted(zip(a["mean"], a["method"], strict=True), key=lambda t: t[0],
+                   reverse=not better(metric, 0.0, 1.0))
+    return [m for _, m in order]
+
+
+def best_of(table: pd.DataFrame, agg: pd.DataFrame, scenario: str, metric: str, ci: str
+            ) -> tuple[str | None, dict | None]:
+    """The method with the best mean and its paired comparison with the runner-up."""
+    order = ranking(agg, scenario, metric)
+    if not order:
+        return None, None
+    if len(order) == 1:
+        return order[0], None
+    return order[0], compare(table, scenario, metric, order[0], order[1], ci)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text)
+
+
+def environment(table: pd.DataFrame, records: list[dict]) -> list[list[str]]:
+    rows = [["suite(s)", ", ".join(str(s) for s in dict.fromkeys(table.get("suite", ["-"])))],
+            ["scenarios", str(table["scenario"].nunique())],
+            ["methods", str(table["method"].nunique())],
+            ["seeds", ", ".join(str(s) for s in sorted(set(table["seed"]), key=str))]]
+    runs = table.groupby(["scenario", "method", "seed"]).ngroups
+    failed = table[table["status"] != "ok"].groupby(["scenario", "method", "seed"]).ngroups
+    rows.append(["runs", f"{runs} ({failed} failed)"])
+    if records:
+        vers = {}
+        for r in records:
+            for k, v in r.get("versions", {}).items():
+                vers.setdefault(k, set()).add(str(v))
+        rows.append(["versions", "; ".join(f"{k} {', '.join(sorted(v))}"
+                                           for k, v in vers.items())])
+        rows.append(["devices", ", ".join(sorted({str(r.get("device", "?")) for r in records}))])
+        total = sum(r.get("timings", {}).get("total_s", 0.0) for r in records)
+        rows.append(["compute time", f"{total / 60:.1f} min over all runs"])
+        ends = sorted(r["finished"] for r in records if "finished" in r)
+        if ends:
+            rows.append(["finished", f"{ends[0]} .. {ends[-1]}"])
+    return rows
+
+
+def _matrices(records: list[dict], scenario: str) -> dict[str, np.ndarray]:
+    by_method: dict[str, list] = {}
+    for r in records:
+        if r.get("scenario") == scenario and r.get("status") == "ok" and "accuracy_matrix" in r:
+            by_method.setdefault(r["method"], []).append(np.asarray(r["accuracy_matrix"]))
+    return {m: np.mean(v, axis=0) for m, v in by_method.items()
+            if len({a.shape for a in v}) == 1}
+
+
+def _curves(records: list[dict], scenario: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    curves, checkpoints = [], []
+    for r in records:
+        if r.get("scenario") != scenario or r.get("status") != "ok" or "curves" not in r:
+            continue
+        c = r["curves"]
+        curves.append(pd.DataFrame({"step": c["step"], "loss": c["loss"], "method": r["method"],
+                                    "seed": r["seed"]}))
+        picked = r.get("metrics", {}).get("selected_step")
+        for ck in r.get("checkpoints", []):
+            checkpoints.append({"method": r["method"], "seed": r["seed"], "step": ck["step"],
+                                "target_acc": ck["target_acc"], "selected": ck["step"] == picked})
+    cols = ["method", "seed", "step", "target_acc", "selected"]
+    return (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(),
+            pd.DataFrame(checkpoints, columns=cols))
+
+
+def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] | None = None,
+                 features: dict[tuple[str, str, str], dict[str, np.ndarray]] | None = None,
+                 ci: str = "bootstrap", sources: list[str] | None = None,
+                 title: str | None = None) -> dict[str, Path | list[Path]]:
+    """Write ``OUT/report.md``, ``OUT/report.html``, ``OUT/figures/*.png|svg`` and
+    ``OUT/tables/*.csv``; returns their paths.
+
+    ``features`` maps ``(scenario, method, seed)`` to arrays ``source``, ``target``,
+    ``y_source``, ``y_target`` (a model's features of the source and target test sets); the
+    t-SNE figure of a transfer scenario shows ``source-only`` (before adaptation) next to the
+    method with the best mean target accuracy, for the first seed both have."""
+    out = Path(out)
+    records = records or []
+    table = prepare(results)
+    ok = ok_rows(table)
+    agg = aggregate(ok, ci=ci)
+    groups = kinds(ok) if not ok.empty else {}
+    colours = plots.palette(table["method"])
+    doc = Doc(out)
+    figures: list[Path] = []
+    suites = ", ".join(str(s) for s in dict.fromkeys(table["suite"])) if "suite" in table else ""
+    title = title or f"dalib report{': ' + suites if suites else ''}"
+    doc.heading(title, 1)
+    interval = ("expanded percentile bootstrap of the mean over seeds (10,000 resamples, "
+                "seed 0)" if ci == "bootstrap" else "Student-t interval over seeds")
+    doc.para(f"Cells are mean [95% CI], the CI is the {interval}; accuracies in %. Comparisons "
+             "pair the seeds of the two methods; `*` marks a difference whose interval "
+             "excludes 0; p is the two-sided Wilcoxon signed-rank p-value (below 0.05 only "
+             "from 6 seeds on). Model selection never reads target test labels; the oracle "
+             "pick is an upper bound.")
+    if sources:
+        doc.para("Results from: " + ", ".join(f"`{s}`" for s in sources))
+    if ci == "bootstrap" and not agg.empty and agg["n"].min() <= 4:
+        doc.para(f"Some cells rest on {int(agg['n'].min())} seeds. A resampling interval is "
+                 "then no wider than the range of the seeds: on normal data the bootstrap "
+                 "interval covers the true mean about 74% of the time with 3 seeds and 93% "
+                 "with 5, so read significance marks with care (`--ci t` gives Student-t "
+                 "intervals).")
+
+    # ---- first screen: the best method of each scenario
+    doc.heading("Which method is best")
+    rows = []
+    for kind, scenarios in groups.items():
+        for sc in scenarios:
+            metric = PRIMARY.get(kind) or str(ok[ok["scenario"] == sc]["metric"].iloc[0])
+            best, vs = best_of(ok, agg, sc, metric, ci)
+            a = agg[(agg["scenario"] == sc) & (agg["metric"] == metric)]
+            r = a[a["method"] == best].iloc[0]
+            base = baseline_of(a["method"], kind)
+            vb = compare(ok, sc, metric, best, base, ci) if base and base != best else None
+            rows.append([sc, NAMES.get(metric, metric), str(int(r["n"])),
+                         Bold(best) if vs and vs["significant"] else best, cell(r),
+                         f"{vs['baseline']}: {diff_cell(vs)}"
+                         f"{' *' if vs['significant'] else ''}, p {p_cell(vs['p_wilcoxon'])}"
+                         if vs else "",
+                         f"{base}: {diff_cell(vb)}{' *' if vb['significant'] else ''}"
+                         if vb else ""])
+    doc.table(["scenario", "metric", "seeds", "best method", "its mean [CI]",
+               "best - runner-up [CI]", "best - baseline [CI]"], rows)
+    doc.para("The best method (upper-bound references `target-oracle`, `joint` and "
+             "`cumulative` left out) is bold where it is significantly better than the runner-up.")
+
+    # ---- one table per kind of scenario
+    tables_dir = out / "tables"
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    agg.to_csv(tables_dir / "aggregate.csv", index=False)
+    comp_frames = []
+    for kind, scenarios in groups.items():
+        metrics = COLUMNS.get(kind) or list(dict.fromkeys(ok[ok["scenario"].isin(scenarios)]
+                                                          ["metric"]))
+        present = [m for m in metrics if m in set(agg["metric"])
+                   and agg[(agg["metric"] == m) & agg["scenario"].isin(scenarios)].shape[0]]
+        doc.heading(f"{kind.capitalize()} scenarios")
+        rows = []
+        for sc in scenarios:
+            a = agg[agg["scenario"] == sc]
+            primary = PRIMARY.get(kind)
+            best, vs = best_of(ok, agg, sc, primary, ci) if primary else (None, None)
+            for method in dict.fromkeys(a["method"]):
+                row = [sc, method]
+                for m in present:
+                    r = a[(a["method"] == method) & (a["metric"] == m)]
+                    if r.empty:
+                        row.append("")
+                        continue
+                    text = cell(r.iloc[0])
+                    if m in DIFFERENCES and (r["ci_low"].iloc[0] > 0 or r["ci_high"].iloc[0] < 0):
+                        text += " *"
+                    bold = m == primary and method == best and vs is not None and vs["significant"]
+                    row.append(Bold(text) if bold else text)
+                rows.append(row)
+        doc.table(["scenario", "method"] + [NAMES.get(m, m) for m in present], rows)
+        primary = PRIMARY.get(kind)
+        frames = []
+        for sc in scenarios if primary else []:
+            part = ok[ok["scenario"] == sc]
+            base = baseline_of(dict.fromkeys(part["method"]), kind)
+            for metric in [primary] + (["forgetting"] if kind == "stream" else []):
+                if base:
+                    frames.append(comparisons(part, metric, base, ci))
+        comp = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        if not comp.empty:
+            comp_frames.append(comp)
+            doc.heading(f"{kind.capitalize()}: each method against {BASELINE[kind]} (paired)", 3)
+            doc.table(["scenario", "metric", "method", "seeds", "difference [CI]",
+                       "Wilcoxon p", "significant"],
+                      [[c["scenario"], NAMES.get(c["metric"], c["metric"]), c["method"],
+                        str(c["n"]), diff_cell(c), p_cell(c["p_wilcoxon"]),
+                        "yes" if c["significant"] else "no"]
+                       for c in comp.to_dict("records")])
+        if primary and len(scenarios) > 1:
+            ar = average_rank(ok[ok["scenario"].isin(scenarios)], primary)
+            ar.to_csv(tables_dir / f"average_rank-{kind}.csv", index=False)
+            doc.heading(f"{kind.capitalize()}: average rank over scenarios ({NAMES[primary]})", 3)
+            doc.table(["method", "average rank", "scenarios"],
+                      [[m, f"{r:.2f}", str(n)] for m, r, n in
+                       zip(ar["method"], ar["average_rank"], ar["scenarios"], strict=True)])
+        figures += _kind_figures(doc, kind, scenarios, agg, colours, records, features, out)
+    if comp_frames:
+        pd.concat(comp_frames, ignore_index=True).to_csv(tables_dir / "comparisons.csv",
+                                                           index=False)
+
+    # ---- failures and environment
+    failed = table[table["status"] != "ok"].drop_duplicates(["scenario", "method", "seed"])
+    doc.heading("Failed runs")
+    if failed.empty:
+        doc.para("None.")
+    else:
+        reasons = {r.get("run_id"): r.get("error", "") for r in records}
+        doc.table(["scenario", "method", "seed", "reason"],
+                  [[r["scenario"], r["method"], str(r["seed"]),
+                    reasons.get(r.get("run_id"), "") or str(r["status"])]
+                   for r in failed.to_dict("records")])
+    doc.heading("Environment")
+    doc.table(["", ""], environment(table, records))
+
+    md, page = out / "report.md", out / "report.html"
+    md.write_text("\n".join(doc.md))
+    page.write_text(doc.render_html(title))
+    return {"markdown": md, "html": page, "figures": figures,
+            "tables": sorted(tables_dir.glob("*.csv"))}
+
+
+def _kind_figures(doc: Doc, kind: str, scenarios: list[str], agg: pd.DataFrame, colours: dict,
+                  records: list[dict], features, out: Path) -> list[Path]:
+    """The figures of one kind of scenario, added to ``doc``; returns the files written."""
+    figdir = out / "figures"
+    written: list[Path] = []
+    a = agg[agg["scenario"].isin(scenarios)]
+
+    def add(fig, name: str, caption: str) -> None:
+        paths = plots.save(fig, figdir / _slug(name))
+        written.extend(paths)
+        doc.figure(paths[0], caption)
+
+    doc.heading(f"{kind.capitalize()}: figures", 3)
+    for metric in COLUMNS.get(kind, []):
+        if metric in set(a["metric"]) and metric != "target_acc_oracle":
+            diff = metric in DIFFERENCES
+            add(plots.metric_bars(a, metric, colours, zero_line=diff,
+                                  title=f"{NAMES[metric]}: mean and 95% CI over seeds"
+                                  + (" (* interval excludes 0)" if diff else "")),
+                f"{kind}-{metric}", f"{NAMES[metric]} per method and scenario")
+    for sc in scenarios:
+        matrices = _matrices(records, sc)
+        if matrices:
+            add(plots.accuracy_heatmaps(matrices, sc), f"{sc}-accuracy-matrix",
+                f"{sc}: accuracy matrix per method")
+            if any(R.shape[0] == R.shape[1] + 1 for R in matrices.values()):
+                add(plots.task_curves(matrices, sc), f"{sc}-task-curves",
+                    f"{sc}: accuracy of each task over the stream")
+        curves, checkpoints = _curves(records, sc)
+        if not curves.empty:
+            add(plots.training_curves(curves, checkpoints, colours, f"{sc}: training"),
+                f"{sc}-training", f"{sc}: training loss and target accuracy at checkpoints "
+                "(x: selected checkpoint)")
+        chosen = _tsne_features(features or {}, agg, sc)
+        if chosen:
+            add(plots.tsne(chosen, sc), f"{sc}-tsne",
+                f"{sc}: t-SNE of source and target test features, " + " vs ".join(chosen))
+    return written
+
+
+def _tsne_features(features: dict, agg: pd.DataFrame, scenario: str) -> dict:
+    """``{source-only: arrays, best method: arrays}`` for the first seed with both saved."""
+    order = [m for m in ranking(agg, scenario, "target_acc") if m != "source-only"]
+    if not order:
+        return {}
+    seeds = sorted({k[2] for k in features if k[0] == scenario and k[1] == order[0]}
+                   & {k[2] for k in features if k[0] == scenario and k[1] == "source-only"})
+    if not seeds:
+        return {}
+    return {m: features[(scenario, m, seeds[0])] for m in ("source-only", order[0])}

@@ -1,0 +1,163 @@
+"""The report on results tables made by hand: files, numbers, figures, self-contained HTML."""
+
+import base64
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.report import build_report, cell, diff_cell, prepare
+from analysis.stats import aggregate, compare
+
+SEEDS = range(6)
+
+
+def hand_table() -> pd.DataFrame:
+    """Two transfer scenarios (dann clearly better on one, tied on the other) and a stream,
+    written the way a user of another tool would: no run ids, no status column."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in SEEDS:
+        for sc, means in (("easy", {"source-only": 80, "dann": 88, "target-oracle": 97}),
+                          ("tied", {"source-only": 70, "dann": 70.2, "target-oracle": 95})):
+            for method, mu in means.items():
+                rows.append((sc, method, seed, "target_acc", mu + rng.normal(0, 1)))
+                rows.append((sc, method, seed, "source_acc", 97 + rng.normal(0, 0.5)))
+        for method, (acc, forget) in {"naive": (20, 80), "ewc": (21, 78),
+                                      "replay": (85, 10)}.items():
+            rows.append(("split", method, seed, "acc", acc + rng.normal(0, 1)))
+            rows.append(("split", method, seed, "bwt", -forget + rng.normal(0, 1)))
+            rows.append(("split", method, seed, "forgetting", forget + rng.normal(0, 1)))
+    return pd.DataFrame(rows, columns=["scenario", "method", "seed", "metric", "value"])
+
+
+def md_rows(text: str, first_header: str) -> list[list[str]]:
+    """The rows of the first Markdown table whose header starts with ``first_header``."""
+    lines = text.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith(f"| {first_header} |"))
+    rows = []
+    for ln in lines[start + 2:]:
+        if not ln.startswith("|"):
+            break
+        rows.append([c.strip() for c in ln.strip("|").split("|")])
+    return rows
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    return out, build_report(hand_table(), out)
+
+
+def test_expected_files_tables_and_figures(report):
+    out, files = report
+    assert files["markdown"].is_file() and files["html"].is_file()
+    # transfer: target acc, gain, source acc, source drop; stream: acc, bwt, forgetting
+    assert len(files["figures"]) == 2 * 7
+    for png in (f for f in files["figures"] if f.suffix == ".png"):
+        data = png.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+        import matplotlib.image
+
+        img = matplotlib.image.imread(png)
+        assert img.shape[0] > 100 and img.shape[1] > 100
+        assert img[..., :3].std() > 0.05  # not a blank canvas
+    assert all(f.with_suffix(".svg").read_text().lstrip().startswith(("<?xml", "<svg"))
+               for f in files["figures"])
+    assert {p.name for p in files["tables"]} == {"aggregate.csv", "comparisons.csv",
+                                                 "average_rank-transfer.csv"}
+
+
+def test_every_number_equals_the_analysis_functions(report):
+    out, files = report
+    text = files["markdown"].read_text()
+    agg = aggregate(prepare(hand_table()))  # with the derived gain rows
+    table = md_rows(text, "scenario | method | target acc")
+    assert len(table) == 6
+    for sc, method, target, *_ in table:
+        row = agg[(agg.scenario == sc) & (agg.method == method) & (agg.metric == "target_acc")]
+        assert target.strip("*") == cell(row.iloc[0])
+    for sc, metric, method, n, diff, p, sig in md_rows(text, "scenario | metric | method"):
+        c = compare(hand_table(), sc, {"target acc": "target_acc", "ACC": "acc",
+                                       "forgetting": "forgetting"}[metric], method,
+                    "source-only" if sc != "split" else "naive")
+        assert (diff, p, sig, int(n)) == (diff_cell(c), f"{c['p_wilcoxon']:.3f}",
+                                          "yes" if c["significant"] else "no", c["n"])
+    csv = pd.read_csv(out / "tables" / "aggregate.csv")
+    assert np.allclose(csv["mean"], agg["mean"]) and np.allclose(csv["ci_low"], agg["ci_low"])
+
+
+def test_first_screen_names_the_best_and_bolds_it_only_when_significant(report):
+    text = report[1]["markdown"].read_text()
+    best = {r[0]: r for r in md_rows(text, "scenario | metric | seeds")}
+    assert best["easy"][3] == "**dann**"  # the oracle upper bound is not a contender
+    assert best["easy"][6].startswith("source-only: +") and best["easy"][6].endswith("*")
+    assert best["tied"][3] in ("dann", "source-only")  # not bold: no separation
+    assert best["split"][3] == "**replay**"
+    gains = md_rows(text, "scenario | method | target acc")
+    easy_dann = next(r for r in gains if r[:2] == ["easy", "dann"])
+    assert easy_dann[2].startswith("**") and easy_dann[3].endswith("*")
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.links, self.scripts, self.tables = [], [], 0, 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.images.append(a["src"])
+        self.links += [v for k, v in attrs if k in ("href", "src") and v and "://" in v]
+        self.scripts += tag == "script"
+        self.tables += tag == "table"
+
+
+def test_html_is_self_contained_with_every_figure_embedded(report):
+    out, files = report
+    page = _Page()
+    page.feed(files["html"].read_text())
+    assert page.links == [] and page.scripts == 0
+    assert len(page.images) == len(files["figures"]) // 2
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:4] == b"\x89PNG"
+    assert page.tables == len(re.findall(r"^\| --- \|", files["markdown"].read_text(), re.M))
+
+
+def test_records_add_matrices_curves_and_tsne(tmp_path):
+    rng = np.random.default_rng(0)
+    rows, records, feats = [], [], {}
+    for seed in range(2):
+        for method, a in (("naive", 20.0), ("replay", 80.0)):
+            R = np.tril(np.full((4, 3), 95.0), -1)
+            R[0] = 10.0
+            R[3, :2] = a
+            records.append({"run_id": f"s-{method}-{seed}", "scenario": "s", "method": method,
+                            "seed": seed, "status": "ok", "accuracy_matrix": R.tolist(),
+                            "curves": {"step": [0, 10], "loss": [2.0, 1.0]},
+                            "versions": {"torch": "x"}, "device": "cpu",
+                            "timings": {"total_s": 6.0}})
+            rows.append(("s", method, seed, "acc", float(R[3].mean())))
+        for method in ("source-only", "dann"):
+            rows.append(("t", method, seed, "target_acc", 70.0 + 10 * (method == "dann") + seed))
+            feats[("t", method, str(seed))] = {
+                "source": rng.normal(size=(40, 8)), "target": rng.normal(size=(40, 8)) + 1,
+                "y_source": rng.integers(0, 10, 40), "y_target": rng.integers(0, 10, 40)}
+    table = pd.DataFrame(rows, columns=["scenario", "method", "seed", "metric", "value"])
+    files = build_report(table, tmp_path, records=records, features=feats)
+    names = {p.stem for p in files["figures"]}
+    assert {"s-accuracy-matrix", "s-task-curves", "s-training", "t-tsne"} <= names
+    assert "compute time | 0.4 min" in files["markdown"].read_text()
+
+
+def test_missing_columns_and_bad_values_are_named(tmp_path):
+    with pytest.raises(ValueError, match="lacks column.*seed"):
+        build_report(hand_table().drop(columns="seed"), tmp_path)
+    bad = hand_table().astype({"value": object})
+    bad.loc[3, "value"] = "n/a%"
+    with pytest.raises(ValueError, match="column value, row 4: 'n/a%'"):
+        build_report(bad, tmp_path)
+    assert not (tmp_path / "report.html").exists()
