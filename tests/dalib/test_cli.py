@@ -132,6 +132,9 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, digits_npz, c
     assert sorted(table[table.status == "ok"].method.unique()) == ["joint", "naive", "source-only"]
     record = json.loads(next((out / "runs").glob("*target-only*.json")).read_text())
     assert "diverged" in record["error"]
+    report = (out / "report.md").read_text()
+    failures = report[report.index("## Failed runs"):report.index("## Environment")]
+    assert "target-only[lr=1000000.0,optimizer=sgd]" in failures and "diverged" in failures
 
 
 def _bad_npz(tmp_path, **arrays):
