@@ -70,10 +70,11 @@ def test_user_npz_suite_yields_transfer_and_stream_metrics(tmp_path, digits_npz,
 
 def test_rerun_skips_finished_runs_and_rebuilds_the_same_table(tmp_path, digits_npz, capsys):
     suite, out = _suite(tmp_path, digits_npz), tmp_path / "out"
-    assert main(["run", str(suite), "--out", str(out), "--seeds", "1"]) == 0
+    assert main(["run", str(suite), "--out", str(out), "--seeds", "1", "--no-report"]) == 0
+    assert not (out / "report.html").exists()
     first = pd.read_csv(out / "results.csv")
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
-    assert main(["run", str(suite), "--out", str(out), "--seeds", "1"]) == 0
+    assert main(["run", str(suite), "--out", str(out), "--seeds", "1", "--no-report"]) == 0
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")} == stamps
     pd.testing.assert_frame_equal(first, pd.read_csv(out / "results.csv"))
     assert main(["report", str(out)]) == 0
@@ -114,7 +115,7 @@ def test_same_seed_same_numbers(tmp_path, digits_npz):
     suite = _suite(tmp_path, digits_npz)
     for name in ("a", "b"):
         assert main(["run", str(suite), "--out", str(tmp_path / name), "--seeds", "1",
-                     "--methods", "source-only,naive"]) == 0
+                     "--methods", "source-only,naive", "--no-report"]) == 0
     a, b = (pd.read_csv(tmp_path / n / "results.csv") for n in ("a", "b"))
     pd.testing.assert_frame_equal(a, b)
 
