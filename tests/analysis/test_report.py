@@ -2,6 +2,8 @@
 
 import base64
 import re
+import shutil
+import subprocess
 from html.parser import HTMLParser
 
 import numpy as np
@@ -161,3 +163,25 @@ def test_missing_columns_and_bad_values_are_named(tmp_path):
     with pytest.raises(ValueError, match="column value, row 4: 'n/a%'"):
         build_report(bad, tmp_path)
     assert not (tmp_path / "report.html").exists()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (Debian package `chromium`)")
+def test_html_renders_in_headless_chromium_without_console_messages(report, tmp_path):
+    out, files = report
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
+    url = files["html"].resolve().as_uri()
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True,
+                         timeout=120)
+    assert dom.stdout.count("<img") == len(files["figures"]) // 2
+    assert "CONSOLE" not in dom.stderr, dom.stderr
+    shot = tmp_path / "page.png"
+    subprocess.run([CHROMIUM, *flags, "--window-size=1200,2000", f"--screenshot={shot}", url],
+                   capture_output=True, timeout=120)
+    import matplotlib.image
+
+    assert matplotlib.image.imread(shot)[..., :3].std() > 0.05
