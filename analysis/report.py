@@ -55,7 +55,7 @@ NAMES = {"target_acc": "target acc", "gain_over_source_only": "gain over source-
          "fwt": "FWT", "forgetting": "forgetting", "intransigence": "intransigence"}
 CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
 color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}
-td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f2f2f2}
+td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;white-space:nowrap}th{background:#f2f2f2}
 img{max-width:100%;height:auto}figure{margin:1em 0 2em}figcaption{color:#555;font-size:.9em}
 code{background:#f5f5f5;padding:0 .2em}"""
 
