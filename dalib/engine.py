@@ -168,7 +168,8 @@ def _train(method, samplers: dict[str, Sampler], steps: int, trace: Trace, offse
 def fit_transfer(method, scenario: TransferScenario, budget: Budget, device: torch.device,
                  seed: int, trace: Trace, checkpoint: Callable[[int], None] | None = None,
                  ) -> int:
-    """Train ``method`` on what it needs of the scenario; every method gets the same number of
+    """Train ``method`` on what it needs of the scenario (and on its ``optional_needs`` where
+    the scenario has them); every method gets the same number of
     steps (``epochs`` count passes over the source). ``checkpoint(step)`` is called
     ``budget.checkpoints`` times, evenly spaced, the last after the final step. Returns the
     steps."""
@@ -177,7 +178,8 @@ def fit_transfer(method, scenario: TransferScenario, budget: Budget, device: tor
              "target_oracle": (scenario.target_train, True)}
     generator = torch.Generator().manual_seed(seed)
     samplers = {}
-    for need in method.needs:
+    optional = [n for n in getattr(method, "optional_needs", ()) if feeds[n][0] is not None]
+    for need in dict.fromkeys([*method.needs, *optional]):
         domain, labelled = feeds[need]
         if domain is None:
             raise ValueError(f"{method.name} needs labelled target samples: set k >= 1")

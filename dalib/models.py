@@ -80,14 +80,19 @@ class SmallCNN(nn.Module):
 class ResNet(nn.Module):
     """A torchvision ResNet without its ``fc`` layer (grey inputs are repeated to 3 channels).
 
-    Block names ``layer1`` ... ``layer4`` are kept, so freezing by name works.
+    Block names ``layer1`` ... ``layer4`` are kept, so freezing by name works. ``weights`` is
+    a local file (a torchvision state dict, loaded with ``weights_only=True``) or the name of
+    torchvision's weights (``IMAGENET1K_V1``: from torch's hub cache, downloaded when online).
     """
 
-    def __init__(self, input_shape: tuple[int, ...], name: str = "resnet18") -> None:
+    def __init__(self, input_shape: tuple[int, ...], name: str = "resnet18",
+                 weights: str | None = None) -> None:
         super().__init__()
         import torchvision
 
         net = torchvision.models.get_model(name, weights=None)
+        if weights is not None:
+            net.load_state_dict(_resnet_weights(name, weights))
         self.out_features = net.fc.in_features
         net.fc = nn.Identity()
         self.net = net
@@ -95,6 +100,33 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.expand(-1, 3, -1, -1) if self.grey else x)
+
+
+def _resnet_weights(name: str, weights: str) -> dict:
+    """A ResNet state dict from a local file or torchvision's named weights (from the hub
+    cache; downloaded only when online), or an error saying where to put the file."""
+    from pathlib import Path
+
+    import torchvision
+
+    if Path(weights).expanduser().is_file():
+        return torch.load(Path(weights).expanduser(), map_location="cpu", weights_only=True)
+    try:
+        enum = torchvision.models.get_model_weights(name)[weights]
+    except KeyError:
+        raise InputError("model.weights", f"{weights!r} is neither a file nor a weights name "
+                         f"of {name}", expected="a path to a state dict or one of "
+                         + ", ".join(w.name for w in torchvision.models.get_model_weights(name))
+                         ) from None
+    target = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
+    if target.is_file():
+        return torch.load(target, map_location="cpu", weights_only=True)
+    try:
+        return enum.get_state_dict(progress=False, weights_only=True)
+    except OSError as exc:  # offline: URLError is an OSError
+        raise InputError("model.weights", f"cannot download {enum.url} ({exc})",
+                         expected=f"the file at {target}, or weights = 'path/to/file.pth'"
+                         ) from None
 
 
 BACKBONES = {"mlp": MLP, "lenet": LeNet, "cnn": SmallCNN, "resnet": ResNet}
@@ -120,6 +152,54 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+def blocks(model: Classifier) -> list[tuple[str, nn.Module]]:
+    """The model's trainable blocks from input to output: ``stem``, ``layer1`` ... ``layer4``
+    for a torchvision ResNet, else ``block1``, ``block2``, ... (one per Linear or Conv2d layer
+    with the layers after it); then ``bottleneck`` (when there is one) and ``head``."""
+    backbone = model.backbone
+    out: list[tuple[str, nn.Module]] = []
+    if isinstance(backbone, ResNet):
+        net = backbone.net
+        out.append(("stem", nn.ModuleList([net.conv1, net.bn1])))
+        out += [(f"layer{i}", getattr(net, f"layer{i}")) for i in range(1, 5)]
+    else:
+        groups: list[list[nn.Module]] = []
+        for m in backbone.modules():
+            if isinstance(m, nn.Linear | nn.Conv2d):
+                groups.append([m])
+            elif groups and not list(m.children()):
+                groups[-1].append(m)
+        out += [(f"block{i + 1}", nn.ModuleList(g)) for i, g in enumerate(groups)]
+    if not isinstance(model.bottleneck, nn.Identity):
+        out.append(("bottleneck", model.bottleneck))
+    return out + [("head", model.head)]
+
+
+def freeze(model: Classifier, upto: int | str) -> list[nn.Module]:
+    """Freeze the first ``upto`` blocks of :func:`blocks` (a count), every block up to and
+    including the one named ``upto``, or with ``"all"`` everything but the head: their
+    parameters stop requiring gradients. Returns the frozen blocks (keep them in eval mode
+    so batch-norm statistics stay too)."""
+    named = blocks(model)
+    names = [n for n, _ in named]
+    if upto == "all":
+        count = len(named) - 1
+    elif isinstance(upto, str):
+        if upto not in names:
+            raise InputError("freeze", f"is {upto!r}", expected=f"a count, 'all' or one of "
+                             f"{', '.join(names)}")
+        count = names.index(upto) + 1
+    else:
+        if not 0 <= upto < len(named):
+            raise InputError("freeze", f"is {upto}", expected=f"0 .. {len(named) - 1} blocks "
+                             f"({', '.join(names)})")
+        count = upto
+    frozen = [m for _, m in named[:count]]
+    for m in frozen:
+        m.requires_grad_(False)
+    return frozen
 
 
 def auto_arch(input_shape: tuple[int, ...]) -> str:

@@ -19,6 +19,7 @@ from dalib.adaptation.base import Adaptation, Term
 from dalib.adaptation.confusion import MCC, EntropyMin
 from dalib.adaptation.discrepancy import CORAL, MMD
 from dalib.adaptation.self_training import FixMatch, MeanTeacher, PseudoLabel
+from dalib.adaptation.weighting import PADA, Gate
 from dalib.baselines import Supervised
 from dalib.continual.avalanche import AvalancheStrategy
 from dalib.continual.distillation import LwF
@@ -26,6 +27,8 @@ from dalib.continual.gem import AGEM
 from dalib.continual.regularization import EWC, MAS, SI
 from dalib.continual.replay import DER, Cumulative, Replay
 from dalib.method import OPTIMIZERS, SCHEDULES, Method
+from dalib.transfer.finetune import FineTune
+from dalib.transfer.regularized import BSS, L2SP
 from scenarios.errors import InputError, reject_unknown
 
 
@@ -66,6 +69,10 @@ TERMS: dict[str, TermEntry] = {
     "pseudo-label": TermEntry(PseudoLabel, "self-training: class-balanced pseudo-label rounds"),
     "fixmatch": TermEntry(FixMatch, "self-training: weak/strong consistency"),
     "mean-teacher": TermEntry(MeanTeacher, "self-training: EMA teacher consistency"),
+    "gate": TermEntry(Gate, "negative transfer: source samples weighted by a (feature, label) "
+                      "discriminator gate (needs k >= 1)"),
+    "pada": TermEntry(PADA, "partial adaptation: DANN with source classes weighted by the "
+                      "target's predicted class mass"),
 }
 OPTIM = keyword_options(Method)
 
@@ -78,19 +85,23 @@ class Entry:
     description: str
     fixed: dict = field(default_factory=dict)
     terms: tuple[str, ...] = ()
+    defaults: dict = field(default_factory=dict)  # the class's defaults this entry changes
 
     def hyperparameters(self) -> dict[str, object]:
         """Every key a suite may set, with its default (a combination's terms take tables)."""
         if not self.terms:
-            return keyword_options(self.cls, set(self.fixed) | {"name"})
+            return {**keyword_options(self.cls, set(self.fixed) | {"name"}), **self.defaults}
         if len(self.terms) == 1:
             return {**OPTIM, **TERMS[self.terms[0]].options()}
         return {**OPTIM, **{t: {} for t in self.terms}}
 
     @property
     def needs(self) -> tuple[str, ...]:
-        """The data feeds the method trains on (see :class:`~dalib.method.Method`)."""
-        return (self.fixed["data"],) if "data" in self.fixed else self.cls.needs
+        """The data feeds the method cannot train without (see :class:`~dalib.method.Method`)."""
+        if "data" in self.fixed:
+            data = self.fixed["data"]
+            return (data,) if isinstance(data, str) else tuple(data)
+        return self.cls.needs + tuple(n for t in self.terms for n in TERMS[t].cls.needs)
 
     def split(self, params: dict) -> tuple[dict, list[tuple[str, type[Term], dict]]]:
         """Optimiser settings and (name, class, options) per term."""
@@ -106,14 +117,15 @@ class Entry:
         if self.terms:
             optim, terms = self.split(params)
             return Adaptation(model, name=self.name, terms=terms, **optim)
-        return self.cls(model, name=self.name, **self.fixed, **params)
+        return self.cls(model, name=self.name, **self.fixed, **{**self.defaults, **params})
 
 
 REGISTRY: dict[str, Entry] = {}
 
 
-def register(name: str, kind: str, cls: type[Method], description: str, **fixed) -> None:
-    REGISTRY[name] = Entry(name, kind, cls, description, fixed)
+def register(name: str, kind: str, cls: type[Method], description: str,
+             defaults: dict | None = None, **fixed) -> None:
+    REGISTRY[name] = Entry(name, kind, cls, description, fixed, defaults=defaults or {})
 
 
 register("source-only", "transfer", Supervised, "train on labelled source only", data="source",
@@ -121,11 +133,23 @@ register("source-only", "transfer", Supervised, "train on labelled source only",
 register("target-only", "transfer", Supervised,
          "train on the k labelled target samples per class only (NTG reference)",
          data="target_labelled", joint=False)
+register("source+target", "transfer", Supervised,
+         "train on labelled source and the k labelled target samples per class (the "
+         "'with source' side of the NTG)", data=("source", "target_labelled"), joint=False)
 register("target-oracle", "transfer", Supervised,
          "UPPER BOUND: train on all target train labels", data="target_oracle", joint=False)
 register("mcd", "transfer", MCD, "adversarial: maximum classifier discrepancy (two heads)")
 for _name, _term in TERMS.items():
     REGISTRY[_name] = Entry(_name, "transfer", Adaptation, _term.description, terms=(_name,))
+register("linear-probe", "transfer", FineTune, "pretrain on source, then a new head on frozen "
+         "features fitted to the k labelled target samples", freeze="all")
+register("finetune-top", "transfer", FineTune, "pretrain on source, freeze the first blocks "
+         "(freeze = count or block name), fine-tune the rest on the k target labels",
+         defaults={"freeze": 1})
+register("finetune-full", "transfer", FineTune, "pretrain on source, fine-tune everything on "
+         "the k target labels (backbone at backbone_lr x lr)", freeze=0)
+register("l2-sp", "transfer", L2SP, "fine-tuning regularised towards the pretrained weights")
+register("bss", "transfer", BSS, "fine-tuning with batch spectral shrinkage")
 register("naive", "stream", Supervised, "fine-tune on each task in turn", data="train",
          joint=False)
 register("joint", "stream", Supervised, "UPPER BOUND: train on all tasks at once", data="train",

@@ -37,6 +37,7 @@ from dalib.engine import (
 from dalib.models import build_model
 from dalib.registry import OPTIM, check_method
 from dalib.selection import CheckpointScorer, selection_metrics
+from dalib.transferability import transferability_scores
 from scenarios.errors import InputError, reject_unknown
 from scenarios.stream import Stream
 from scenarios.suite import MethodSpec, ScenarioSpec, Suite
@@ -176,6 +177,8 @@ def execute(run: RunSpec, data, device: torch.device, features: Path | None = No
         # alone (target-only, target-oracle) keep their final model
         criterion = sc.options.get("selection", "dev") if "source" in method.needs else "last"
         metrics = selection_metrics(scorer.checkpoints, criterion)
+        if entry.needs == ("source",):  # a source-trained model: score it for the target
+            metrics.update(transferability_scores(method, data, seed=run.seed))
         record.update(steps=steps, selection=criterion, checkpoints=scorer.checkpoints)
         if features is not None and hasattr(method.model, "features"):
             features.parent.mkdir(parents=True, exist_ok=True)

@@ -98,6 +98,19 @@ def class_subset(domain: Domain, rng: np.random.Generator, classes: list[int]) -
     return domain.subset(torch.nonzero(keep).flatten())
 
 
+def class_prior(domain: Domain, rng: np.random.Generator, weights: list[float]) -> Domain:
+    """Class-prior shift: keep each sample of class ``c`` with probability
+    ``weights[c] / max(weights)``, so class frequencies become proportional to
+    ``weights`` x the original ones."""
+    w = np.asarray(weights, dtype=float)
+    if w.shape != (domain.num_classes,) or (w < 0).any() or w.max() <= 0:
+        raise InputError("weights", f"is {weights}", expected=f"{domain.num_classes} "
+                         "non-negative numbers, not all 0")
+    keep_p = torch.as_tensor(w / w.max(), dtype=torch.float64)[domain.y]
+    keep = torch.as_tensor(rng.random(len(domain.y))) < keep_p
+    return domain.subset(torch.nonzero(keep).flatten())
+
+
 @dataclass(frozen=True)
 class Shift:
     fn: Callable[..., Domain]
@@ -116,6 +129,7 @@ SHIFTS: dict[str, Shift] = {
     "permute": Shift(permute),
     "label-noise": Shift(label_noise, train_only=True),
     "class-subset": Shift(class_subset),
+    "class-prior": Shift(class_prior),
 }
 
 

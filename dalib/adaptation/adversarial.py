@@ -103,9 +103,10 @@ class MCD(Method):
     feature extractor; each batch takes three steps: (A) both heads and the features fit the
     source; (B) the heads, features fixed, fit the source while disagreeing on the target;
     (C) the features, ``num_k`` times, make the heads agree on the target. Predictions
-    average the two heads' probabilities."""
+    average the two heads' probabilities. Labelled target samples (k >= 1) join step (A)."""
 
     needs = ("source", "target")
+    optional_needs = ("target_labelled",)
 
     def __init__(self, model: nn.Module, *, name: str, num_k: int = 4, **optim) -> None:
         super().__init__(model, **optim)
@@ -128,9 +129,12 @@ class MCD(Method):
         xs, xt = self.augment(s.x), self.augment(t.x)
         m = self.model
         self.schedule_lr(self.optimizer, self.head_optimizer)
-        # (A) fit the source with both heads
-        f = m.features(xs)
-        loss_a = F.cross_entropy(m.head(f), s.y) + F.cross_entropy(self.head2(f), s.y)
+        # (A) fit the source (and the labelled target) with both heads
+        lab = batch.get("target_labelled")
+        xa, ya = (xs, s.y) if lab is None else (torch.cat([xs, self.augment(lab.x)]),
+                                                 torch.cat([s.y, lab.y]))
+        f = m.features(xa)
+        loss_a = F.cross_entropy(m.head(f), ya) + F.cross_entropy(self.head2(f), ya)
         self._zero()
         loss_a.backward()
         self.optimizer.step()

@@ -1,9 +1,12 @@
-"""Unsupervised domain adaptation as source cross-entropy plus transfer loss terms.
+"""Domain adaptation as source cross-entropy plus transfer loss terms.
 
 A method such as ``dann`` is :class:`Adaptation` with one :class:`Term`; ``dann+mcc`` adds
 two terms to the same source loss, and ``dann+mcc+pseudo-label`` three. Every term sees one
 joint forward pass of the augmented source and target batches (batch norm statistics over
-both, as in the reference implementations).
+both, as in the reference implementations). Where the scenario has k labelled target samples
+per class (k >= 1), they join the forward pass and their cross-entropy joins the loss
+(semi-supervised adaptation, the setting of Wang et al.'s negative transfer gap, CVPR 2019).
+A term may weight the source samples' cross-entropy (:meth:`Term.source_weights`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from dalib.method import Method
 @dataclass
 class Outputs:
     """One joint forward pass: source labels, the augmented target inputs and the target batch
-    before augmentation, bottleneck features and logits per domain."""
+    before augmentation, bottleneck features and logits per domain (and of the labelled target
+    batch when there is one)."""
 
     ys: torch.Tensor
     xt: torch.Tensor
@@ -30,6 +34,9 @@ class Outputs:
     feat_t: torch.Tensor
     logits_s: torch.Tensor
     logits_t: torch.Tensor
+    yl: torch.Tensor | None = None  # the labelled target batch, when k >= 1
+    feat_l: torch.Tensor | None = None
+    logits_l: torch.Tensor | None = None
 
 
 class Term(nn.Module):
@@ -42,6 +49,7 @@ class Term(nn.Module):
     """
 
     default_weight = 1.0
+    needs: tuple[str, ...] = ()  # feeds the term cannot do without (e.g. target_labelled)
 
     def __init__(self, method: Adaptation, weight: float | None = None) -> None:
         super().__init__()
@@ -62,30 +70,52 @@ class Term(nn.Module):
     def after_step(self) -> None:
         """Act after each optimizer step."""
 
+    def source_weights(self, out: Outputs) -> torch.Tensor | None:
+        """Detached per-sample weights of the source cross-entropy (None: uniform)."""
+        return None
+
 
 class Adaptation(Method):
-    """Source cross-entropy plus the weighted sum of its terms."""
+    """Source cross-entropy plus the weighted sum of its terms (plus the cross-entropy of the
+    labelled target samples where the scenario has them)."""
 
     needs = ("source", "target")
+    optional_needs = ("target_labelled",)
 
     def __init__(self, model: nn.Module, *, name: str,
                  terms: list[tuple[str, type[Term], dict]], **optim) -> None:
         super().__init__(model, **optim)
         self.name = name
         self.terms = {n: self.attach(cls(self, **params)) for n, cls, params in terms}
+        self.needs = Adaptation.needs + tuple(dict.fromkeys(
+            n for t in self.terms.values() for n in t.needs))
 
     def forward(self, batch: dict[str, Batch]) -> Outputs:
-        s, t = batch["source"], batch["target"]
-        xs, xt = self.augment(s.x), self.augment(t.x)
-        feats = self.model.features(torch.cat([xs, xt]))
+        s, t, lab = batch["source"], batch["target"], batch.get("target_labelled")
+        parts = [self.augment(s.x), self.augment(t.x)]
+        if lab is not None:
+            parts.append(self.augment(lab.x))
+        feats = self.model.features(torch.cat(parts))
         logits = self.model.head(feats)
-        n = len(xs)
-        return Outputs(s.y, xt, t.x, feats[:n], feats[n:], logits[:n], logits[n:])
+        n, m = len(s.x), len(s.x) + len(t.x)
+        out = Outputs(s.y, parts[1], t.x, feats[:n], feats[n:m], logits[:n], logits[n:m])
+        if lab is not None:
+            out.yl, out.feat_l, out.logits_l = lab.y, feats[m:], logits[m:]
+        return out
 
     def loss(self, batch: dict[str, Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out = self.forward(batch)
-        cls = F.cross_entropy(out.logits_s, out.ys)
+        weights = [w for t in self.terms.values() if (w := t.source_weights(out)) is not None]
+        if weights:
+            w = torch.stack(weights).prod(0)
+            cls = (F.cross_entropy(out.logits_s, out.ys, reduction="none") * w).mean()
+        else:
+            cls = F.cross_entropy(out.logits_s, out.ys)
         total, logs = cls, {"cls": cls.detach()}
+        if out.yl is not None:
+            target_cls = F.cross_entropy(out.logits_l, out.yl)
+            total = total + target_cls
+            logs["target_cls"] = target_cls.detach()
         for name, term in self.terms.items():
             value = term(out)
             logs[name] = value.detach()
