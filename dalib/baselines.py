@@ -1,10 +1,11 @@
 """Supervised baselines: one class trains on whichever labelled data it is pointed at.
 
 Transfer: ``source-only`` (source labels), ``source+target`` (source labels and the k labelled
-target samples per class, each batch's cross-entropy summed), ``target-only`` (the k labelled target samples per
-class: the reference for the negative transfer gap of Wang et al. 2019), ``target-oracle`` (all
-target train labels: an upper bound, never a method). Streams: ``naive`` fine-tuning, task
-after task, and ``joint`` training on all tasks at once (the upper bound of continual learning).
+target samples per class, each batch's cross-entropy summed), ``target-only`` (the k labelled
+target samples per class: the reference for the negative transfer gap of Wang et al. 2019),
+``target-oracle`` (all target train labels: an upper bound, never a method). Streams:
+``naive`` fine-tuning, task after task, and ``joint`` training on all tasks at once (the upper
+bound of continual learning).
 """
 
 from __future__ import annotations
