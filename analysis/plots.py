@@ -43,7 +43,7 @@ def save(fig, stem: str | Path) -> list[Path]:
     """Write ``stem.png`` and ``stem.svg`` and close the figure."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    paths = [stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.svg"]
     fig.savefig(paths[0], dpi=110, bbox_inches="tight")
     fig.savefig(paths[1], bbox_inches="tight")
     plt.close(fig)
@@ -162,4 +162,56 @@ def tsne(features: dict[str, dict[str, np.ndarray]], title: str, seed: int = 0):
         ax.set_yticks([])
     fig.suptitle(f"{title}: t-SNE of test-set features", y=1.02)
     fig.tight_layout()
+    return fig
+
+
+def difference_heatmap(agg: pd.DataFrame, metric: str, title: str):
+    """Methods x scenarios heatmap of the mean of a difference ``metric`` (NTG: positive =
+    negative transfer), ``*`` where the interval is above 0 and ``-`` where below."""
+    a = agg[agg["metric"] == metric]
+    methods = list(dict.fromkeys(a["method"]))
+    scenarios = list(dict.fromkeys(a["scenario"]))
+    grid = a.pivot_table(index="method", columns="scenario", values="mean", sort=False)
+    grid = grid.reindex(index=methods, columns=scenarios)
+    marks = a.assign(mark=np.where(a["ci_low"] > 0, "*", np.where(a["ci_high"] < 0, "-", "")))
+    marks = marks.pivot_table(index="method", columns="scenario", values="mark",
+                              aggfunc="first", sort=False).reindex(index=methods,
+                                                                   columns=scenarios)
+    text = np.vectorize(lambda v, m: "" if pd.isna(v) else f"{v:.1f}{m if isinstance(m, str) else ''}"
+                        )(grid.to_numpy(), marks.to_numpy())
+    sns.set_theme(**STYLE)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(scenarios), 0.9 + 0.38 * len(methods)))
+    lim = float(np.nanmax(np.abs(grid.to_numpy()))) if grid.notna().any().any() else 1.0
+    sns.heatmap(grid, ax=ax, cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, annot=text, fmt="",
+                annot_kws={"fontsize": 7}, cbar_kws={"label": metric})
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def difference_vs_level(agg: pd.DataFrame, levels: pd.DataFrame, metric: str, colours: dict,
+                        xlabel: str, title: str):
+    """The mean of ``metric`` with its interval as a band against a numeric condition level
+    (``levels``: ``scenario, level, group``), one panel per group, one line per method."""
+    a = agg[agg["metric"] == metric].merge(levels, on="scenario")
+    groups = list(dict.fromkeys(a["group"]))
+    fig, axes = _grid(len(groups), ncols=2, size=(5.2, 3.8))
+    for ax, g in zip(axes, groups, strict=True):
+        part = a[a["group"] == g]
+        for method in dict.fromkeys(part["method"]):
+            m = part[part["method"] == method].sort_values("level")
+            ax.plot(m["level"], m["mean"], marker=".", color=colours[method], label=method, lw=1)
+            ax.fill_between(m["level"], m["ci_low"], m["ci_high"], color=colours[method],
+                            alpha=0.15, lw=0)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_title(str(g))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(metric)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.suptitle(title, y=1.02)
+    fig.tight_layout()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
+               frameon=False)
     return fig

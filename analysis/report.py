@@ -30,6 +30,7 @@ from analysis.stats import (
     ok_rows,
 )
 from analysis.transfer import transfer_gaps
+from analysis.transferability import SCORES, score_correlations
 
 REQUIRED = ["scenario", "method", "seed", "metric", "value"]
 PRIMARY = {"transfer": "target_acc", "stream": "acc"}
@@ -221,6 +222,21 @@ def _matrices(records: list[dict], scenario: str) -> dict[str, np.ndarray]:
             if len({a.shape for a in v}) == 1}
 
 
+def noise_levels(records: list[dict]) -> pd.DataFrame:
+    """``scenario, level, group``: the source label-noise rate of each scenario whose records
+    name one, grouped by the scenario's k (labelled target samples per class)."""
+    rows = {}
+    for r in records:
+        data = r.get("config", {}).get("data", {})
+        shifts = data.get("source", {}).get("shifts", []) if isinstance(data.get("source"),
+                                                                         dict) else []
+        rate = next((sh.get("rate") for sh in shifts if sh.get("name") == "label-noise"), None)
+        if rate is not None:
+            rows[r["scenario"]] = (float(rate), f"k = {data.get('k', 0)}")
+    return pd.DataFrame([(sc, lv, g) for sc, (lv, g) in rows.items()],
+                        columns=["scenario", "level", "group"])
+
+
 def _curves(records: list[dict], scenario: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     curves, checkpoints = [], []
     for r in records:
@@ -355,6 +371,8 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
             doc.table(["method", "average rank", "scenarios"],
                       [[m, f"{r:.2f}", str(n)] for m, r, n in
                        zip(ar["method"], ar["average_rank"], ar["scenarios"], strict=True)])
+        if kind == "transfer":
+            _transferability(doc, ok[ok["scenario"].isin(scenarios)], tables_dir)
         figures += _kind_figures(doc, kind, scenarios, agg, colours, records, features, out)
     if comp_frames:
         pd.concat(comp_frames, ignore_index=True).to_csv(tables_dir / "comparisons.csv",
@@ -381,6 +399,29 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
             "tables": sorted(tables_dir.glob("*.csv"))}
 
 
+def _transferability(doc: Doc, ok: pd.DataFrame, tables_dir: Path) -> None:
+    """Kendall's tau across scenarios between each transferability score of the source-trained
+    model and each method's target accuracy and NTG."""
+    tau = score_correlations(ok)
+    if tau.empty:
+        return
+    tau.to_csv(tables_dir / "transferability_tau.csv", index=False)
+    n = int(tau["scenarios"].max())
+    doc.heading("Transferability: do the scores predict the outcome?", 3)
+    doc.para(f"Kendall's tau across {n} scenarios between each score of the `source-only` model "
+             "(computed before any target training, from the k labelled target samples per "
+             "class; mean over seeds) and each method's mean target accuracy (first table) and "
+             "NTG (second). PAD is a distance: a good predictor of accuracy has tau < 0 there.")
+    for metric in ("target_acc", "ntg"):
+        t = tau[tau["metric"] == metric]
+        scores = [sc for sc in SCORES if sc in set(t["score"])]
+        rows = []
+        for method in dict.fromkeys(t["method"]):
+            m = t[t["method"] == method].set_index("score")["tau"]
+            rows.append([method] + [fmt(m.get(sc, float("nan"))) for sc in scores])
+        doc.table([f"tau with {NAMES[metric]}"] + scores, rows)
+
+
 def _kind_figures(doc: Doc, kind: str, scenarios: list[str], agg: pd.DataFrame, colours: dict,
                   records: list[dict], features, out: Path) -> list[Path]:
     """The figures of one kind of scenario, added to ``doc``; returns the files written."""
@@ -401,6 +442,17 @@ def _kind_figures(doc: Doc, kind: str, scenarios: list[str], agg: pd.DataFrame, 
                                   title=f"{NAMES[metric]}: mean and 95% CI over seeds"
                                   + (" (* interval excludes 0)" if diff else "")),
                 f"{kind}-{metric}", f"{NAMES[metric]} per method and scenario")
+    ntg = a[a["metric"] == "ntg"]
+    if ntg["scenario"].nunique() >= 2:
+        add(plots.difference_heatmap(a, "ntg", "NTG = acc(target-only) - acc(method), mean over "
+                                     "seeds (* interval above 0: significant negative transfer)"),
+            f"{kind}-ntg-heatmap", "NTG per method and condition; * marks significant "
+            "negative transfer, - a significant gain over target-only")
+        levels = noise_levels(records)
+        if len(levels) >= 3:
+            add(plots.difference_vs_level(a, levels, "ntg", colours, "source label noise rate",
+                                          "NTG against source label noise (band: 95% CI)"),
+                f"{kind}-ntg-vs-noise", "NTG against the source label-noise rate, per k")
     for sc in scenarios:
         matrices = _matrices(records, sc)
         if matrices:

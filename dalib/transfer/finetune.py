@@ -47,6 +47,7 @@ class FineTune(Method):
         if self.new_head:
             self.model.head.reset_parameters()
         self.frozen = freeze_blocks(self.model, self.freeze)
+        self.model.zero_grad(set_to_none=True)  # no stale source gradients on frozen blocks
         head = list(self.model.head.parameters())
         ids = {id(p) for p in head}
         body = [p for p in self.model.parameters() if p.requires_grad and id(p) not in ids]

@@ -185,3 +185,31 @@ def test_html_renders_in_headless_chromium_without_console_messages(report, tmp_
     import matplotlib.image
 
     assert matplotlib.image.imread(shot)[..., :3].std() > 0.05
+
+
+def test_negative_transfer_figures_and_transferability_tau(tmp_path):
+    rng = np.random.default_rng(0)
+    rows, records = [], []
+    for i, rate in enumerate([0.0, 0.5, 0.9, 1.0]):
+        sc = f"noise{rate}-k5"
+        records.append({"scenario": sc, "method": "source-only", "seed": 0, "status": "ok",
+                        "config": {"data": {"source": {"dataset": "mnist", "shifts": [
+                            {"name": "label-noise", "rate": rate}]}, "k": 5}}})
+        for seed in range(3):
+            rows += [(sc, "target-only", seed, "target_acc", 80 + rng.normal()),
+                     (sc, "source-only", seed, "target_acc", 85 - 20 * i + rng.normal()),
+                     (sc, "source-only", seed, "logme", 1.0 - i + 0.1 * rng.normal()),
+                     (sc, "source+target", seed, "target_acc", 90 - 5 * i + rng.normal())]
+    table = pd.DataFrame(rows, columns=["scenario", "method", "seed", "metric", "value"])
+    files = build_report(table, tmp_path, records=records)
+    names = {p.name for p in files["figures"]}
+    assert {"transfer-ntg-heatmap.png", "transfer-ntg-vs-noise.png"} <= names
+    text = files["markdown"].read_text()
+    acc = {r[0]: r[1] for r in md_rows(text, "tau with target acc")}
+    ntg = {r[0]: r[1] for r in md_rows(text, "tau with NTG")}
+    assert acc["source-only"] == acc["source+target"] == "1.00"  # accuracy falls with LogME
+    assert ntg["source-only"] == ntg["source+target"] == "-1.00"
+    from analysis.transferability import score_correlations
+
+    tau = score_correlations(prepare(table)).set_index(["method", "metric"])["tau"]
+    assert acc["target-only"] == f"{tau['target-only', 'target_acc']:.2f}"

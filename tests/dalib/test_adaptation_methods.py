@@ -88,3 +88,65 @@ def test_structural_flags_are_not_hyperparameters():
             check_method(name, {"joint": True}, "transfer")
     with pytest.raises(InputError, match="unknown hyperparameter"):
         check_method("naive", {"data": "source"}, "stream")
+
+
+@pytest.mark.parametrize("name", ["gate", "dann+gate", "source+target", "linear-probe",
+                                  "finetune-top", "finetune-full", "l2-sp", "bss"])
+def test_methods_with_target_labels_train_and_predict(name):
+    uci = load_uci_digits()
+    sc = build_transfer("t", uci, uci, seed=0, k=3,
+                        target_shifts=[{"name": "rotate", "degrees": 20}])
+    seed_everything(0)
+    model = build_model(sc.input_shape, sc.num_classes, bottleneck=64)
+    method = check_method(name, {}, "transfer").build(model, {})
+    assert "target_labelled" in method.needs
+    fit_transfer(method, sc, Budget(steps=40, batch_size=64), torch.device("cpu"), 0, Trace())
+    assert accuracy(method, sc.target_test) > 30  # far above chance after 40 steps
+
+
+def _outputs(feat_s, ys, feat_l, yl, logits_t=None):
+    from dalib.adaptation.base import Outputs
+
+    n = len(feat_s)
+    logits_t = torch.zeros(n, 4) if logits_t is None else logits_t
+    return Outputs(ys, None, None, feat_s, feat_s, torch.zeros(n, 4), logits_t, yl, feat_l,
+                   torch.zeros(len(yl), 4))
+
+
+def test_gate_down_weights_source_pairs_unlike_the_target():
+    torch.manual_seed(0)
+    model = build_model((16,), 4, bottleneck=8)
+    gate = check_method("gate", {}, "transfer").build(model, {}).terms["gate"]
+    centres = torch.randn(4, 8) * 3
+    opt = torch.optim.Adam(gate.discriminator.parameters(), lr=1e-2)
+
+    def sample(n, noisy):
+        y = torch.randint(0, 4, (n,))
+        f = centres[y] + torch.randn(n, 8) * 0.3
+        return f, (y + torch.randint(1, 4, (n,))) % 4 if noisy else y
+
+    for _ in range(200):
+        (fc, yc), (fn, yn), (fl, yl) = sample(32, False), sample(32, True), sample(32, False)
+        loss = gate(_outputs(torch.cat([fc, fn]), torch.cat([yc, yn]), fl, yl))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    gate.eval()
+    (fc, yc), (fn, yn) = sample(200, False), sample(200, True)
+    w = gate.source_weights(_outputs(torch.cat([fc, fn]), torch.cat([yc, yn]), fc[:4], yc[:4]))
+    assert w[:200].mean() > 3 * w[200:].mean()
+    assert float(w.max()) <= gate.max_weight
+
+
+def test_pada_down_weights_classes_the_target_lacks():
+    model = build_model((16,), 4, bottleneck=8)
+    pada = check_method("pada", {"ema": 0.5}, "transfer").build(model, {"ema": 0.5}
+                                                               ).terms["pada"]
+    logits_t = torch.tensor([[5.0, 5.0, -5.0, -5.0]]).repeat(16, 1)  # target: classes 0, 1
+    for _ in range(10):
+        out = _outputs(torch.randn(16, 8), torch.randint(0, 4, (16,)), torch.randn(2, 8),
+                       torch.zeros(2, dtype=torch.long), logits_t)
+        pada(out)
+    gamma = pada.gamma()
+    assert gamma[:2].min() > 0.99 and gamma[2:].max() < 0.01
+    assert torch.equal(pada.source_weights(out), gamma[out.ys])
