@@ -184,6 +184,7 @@ def difference_heatmap(agg: pd.DataFrame, metric: str, title: str):
     lim = float(np.nanmax(np.abs(grid.to_numpy()))) if grid.notna().any().any() else 1.0
     sns.heatmap(grid, ax=ax, cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, annot=text, fmt="",
                 annot_kws={"fontsize": 7}, cbar_kws={"label": metric})
+    ax.grid(False)
     ax.set_xlabel("")
     ax.set_ylabel("")
     ax.set_title(title)

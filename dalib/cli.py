@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--methods", help="comma-separated subset of the suite's methods")
     run.add_argument("--device", help="auto, cpu or cuda (default: the suite's)")
     run.add_argument("--data-root", help="where dataset files are (else $DALIB_DATA, ~/.cache/dalib)")
+    run.add_argument("--jobs", type=int, default=1,
+                     help="run in N worker processes (torch threads per worker: cores / N)")
     run.add_argument("--no-report", action="store_true",
                      help="skip writing OUT/report.md and OUT/report.html at the end")
     run.add_argument("--save-features", action="store_true",
@@ -76,6 +78,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     runs = expand(suite, seeds, methods)
     validate(suite, runs, args.data_root)
+    if args.jobs < 1:
+        raise InputError("--jobs", f"is {args.jobs}", expected="a positive count")
     device = args.device or suite.device
     if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
         raise InputError("--device", f"is {device!r}", expected="auto, cpu or cuda")
@@ -96,7 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     print(f"suite {suite.name}: {total} runs -> {out}")
     table = run_suite(suite, out, runs=runs, device=device, data_root=args.data_root,
-                      on_run=on_run, save_features=args.save_features)
+                      on_run=on_run, save_features=args.save_features, jobs=args.jobs)
     print_summary(table)
     print(f"\nresults: {out / 'results.csv'}")
     if not args.no_report:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import multiprocessing
 import os
 import re
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,9 +149,10 @@ def feature_sample(method, data, limit: int = 500) -> dict[str, np.ndarray]:
     return out
 
 
-def execute(run: RunSpec, data, device: torch.device, features: Path | None = None) -> dict:
-    """Run one method on one scenario's data for one seed; returns its record. With
-    ``features``, a transfer run also saves :func:`feature_sample` of its final model there."""
+def execute(run: RunSpec, data, device: torch.device, features: bool = False
+            ) -> tuple[dict, dict | None]:
+    """Run one method on one scenario's data for one seed; returns its record and, with
+    ``features``, the :func:`feature_sample` of a transfer run's final model (no I/O)."""
     seed_everything(run.seed)
     sc = run.scenario
     entry = check_method(run.method.name, run.params, sc.kind)
@@ -161,6 +164,7 @@ def execute(run: RunSpec, data, device: torch.device, features: Path | None = No
     trace = Trace()
     start = time.perf_counter()
     record: dict = {}
+    sample = None
     if isinstance(data, Stream):
         R = fit_stream(method, data, budget, device, run.seed, trace)
         train_s = time.perf_counter() - start
@@ -180,14 +184,73 @@ def execute(run: RunSpec, data, device: torch.device, features: Path | None = No
         if entry.needs == ("source",):  # a source-trained model: score it for the target
             metrics.update(transferability_scores(method, data, seed=run.seed))
         record.update(steps=steps, selection=criterion, checkpoints=scorer.checkpoints)
-        if features is not None and hasattr(method.model, "features"):
-            features.parent.mkdir(parents=True, exist_ok=True)
-            tmp = features.with_name(f".tmp-{features.name}")
-            np.savez_compressed(tmp, **feature_sample(method, data))
-            os.replace(tmp, features)
+        if features and hasattr(method.model, "features"):
+            sample = feature_sample(method, data)
     record.update(metrics=metrics, curves=trace.to_dict(),
                   timings={"train_s": train_s, "total_s": time.perf_counter() - start})
-    return record
+    return record, sample
+
+
+class Worker:
+    """Runs one run at a time, building each (scenario, seed)'s data once in a row, and
+    catches what a run raises: a failed run is a record with its reason, never an exception."""
+
+    def __init__(self, device: str, data_root: str | None, features: bool) -> None:
+        self.device = resolve_device(device)
+        self.data_root = data_root
+        self.features = features
+        self.built: dict[tuple[str, int], object] = {}
+
+    def __call__(self, run: RunSpec) -> tuple[dict, dict | None]:
+        record = {"run_id": run.run_id, "config_hash": run.config_hash, "config": run.config(),
+                  "suite": run.suite, "scenario": run.scenario.name, "kind": run.scenario.kind,
+                  "method": run.method.label, "seed": run.seed, "index": list(run.order),
+                  "device": str(self.device), "versions": versions()}
+        sample = None
+        try:
+            key = (run.scenario.name, run.seed)
+            if key not in self.built:
+                self.built.clear()
+                self.built[key] = run.scenario.build(run.seed, self.data_root)
+            result, sample = execute(run, self.built[key], self.device, self.features)
+            record.update(result, status="ok")
+        except Exception as exc:  # a failing run is recorded and the sweep goes on
+            record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                          traceback=traceback.format_exc(limit=8))
+        record["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        return record, sample
+
+
+_WORKER: Worker | None = None
+
+
+def _init_worker(device: str, data_root: str | None, features: bool, threads: int) -> None:
+    global _WORKER
+    torch.set_num_threads(threads)
+    _WORKER = Worker(device, data_root, features)
+
+
+def _pool_run(run: RunSpec) -> tuple[dict, dict | None]:
+    assert _WORKER is not None
+    return _WORKER(run)
+
+
+def _results(pending: list[RunSpec], jobs: int, device: str, data_root: str | None,
+             features: bool) -> Iterator[tuple[RunSpec, dict, dict | None]]:
+    """Each pending run with its record and features, in process (``jobs = 1``) or from a
+    pool of ``jobs`` processes, each with ``cores // jobs`` torch threads, as they finish."""
+    if jobs <= 1 or len(pending) <= 1:
+        worker = Worker(device, data_root, features)
+        for run in pending:
+            yield run, *worker(run)
+        return
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
+                             initargs=(device, data_root, features, threads)) as pool:
+        futures = {pool.submit(_pool_run, run): run for run in pending}
+        for future in as_completed(futures):
+            yield futures[future], *future.result()
 
 
 def _record_path(out: Path, run: RunSpec) -> Path:
@@ -216,36 +279,29 @@ def _finished(path: Path, run: RunSpec) -> bool:
 def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str = "auto",
               data_root: str | None = None,
               on_run: Callable[[RunSpec, dict], None] | None = None,
-              save_features: bool = False) -> pd.DataFrame:
-    """Execute ``runs`` (skipping finished ones), write their records, rebuild ``results.csv``.
-    With ``save_features``, transfer runs save test-set features to ``OUT/features/``."""
+              save_features: bool = False, jobs: int = 1) -> pd.DataFrame:
+    """Execute ``runs`` (skipping finished ones) in process or on ``jobs`` worker processes,
+    write their records (only this process writes), rebuild ``results.csv``. With
+    ``save_features``, transfer runs save test-set features to ``OUT/features/``."""
     out = Path(out)
-    dev = resolve_device(device)
-    built: dict[tuple[str, int], object] = {}
+    resolve_device(device)  # fail early on a missing GPU
+    pending = []
     for run in runs:
         path = _record_path(out, run)
         _retire_stale(out, run)
         if _finished(path, run):
             if on_run:
                 on_run(run, json.loads(path.read_text()))
-            continue
-        record = {"run_id": run.run_id, "config_hash": run.config_hash, "config": run.config(),
-                  "suite": suite.name, "scenario": run.scenario.name, "kind": run.scenario.kind,
-                  "method": run.method.label, "seed": run.seed, "index": list(run.order),
-                  "device": str(dev),
-                  "versions": versions()}
-        try:
-            key = (run.scenario.name, run.seed)
-            if key not in built:
-                built.clear()
-                built[key] = run.scenario.build(run.seed, data_root)
-            feats = out / "features" / f"{run.run_id}.npz" if save_features else None
-            record.update(execute(run, built[key], dev, feats), status="ok")
-        except Exception as exc:  # a failing run is recorded and the sweep goes on
-            record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
-                          traceback=traceback.format_exc(limit=8))
-        record["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-        _write_json_atomic(path, record)
+        else:
+            pending.append(run)
+    for run, record, sample in _results(pending, jobs, device, data_root, save_features):
+        if sample is not None:
+            feats = out / "features" / f"{run.run_id}.npz"
+            feats.parent.mkdir(parents=True, exist_ok=True)
+            tmp = feats.with_name(f".tmp-{feats.name}")
+            np.savez_compressed(tmp, **sample)
+            os.replace(tmp, feats)
+        _write_json_atomic(_record_path(out, run), record)
         if on_run:
             on_run(run, record)
     return rebuild_results(out)
