@@ -127,7 +127,7 @@ def score_correlations(results: pd.DataFrame, scores=SCORES, scorer: str = "sour
             if (scorer, score) in means.droplevel(0).index else pd.Series(dtype=float)
         if s.empty:
             continue
-        for metric in targets:
+        for metric in (m for m in targets if m in means.index.get_level_values("metric")):
             measured = means.xs(metric, level="metric")
             for method in dict.fromkeys(measured.index.get_level_values("method")):
                 m = measured.xs(method, level="method")
