@@ -25,7 +25,8 @@ from dalib.method import Method
 class DANN(Term):
     """``dann``: a domain discriminator on the features through gradient reversal, its
     coefficient rising from 0 to ``grl_high`` (Ganin & Lempitsky, "Unsupervised Domain
-    Adaptation by Backpropagation", ICML 2015)."""
+    Adaptation by Backpropagation", ICML 2015). Source samples count by the other terms'
+    source weights, when there are any (``dann+gate``)."""
 
     def __init__(self, method, weight: float | None = None, hidden: int = 256,
                  grl_high: float = 1.0) -> None:
@@ -37,7 +38,7 @@ class DANN(Term):
         coeff = grl_schedule(self.method.progress, high=self.grl_high)
         d = self.discriminator(reverse_grad(torch.cat([out.feat_s, out.feat_t]), coeff))
         n = len(out.feat_s)
-        return domain_loss(d[:n], d[n:])
+        return domain_loss(d[:n], d[n:], out.source_weight)
 
 
 class CDAN(Term):

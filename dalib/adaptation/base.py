@@ -6,7 +6,9 @@ joint forward pass of the augmented source and target batches (batch norm statis
 both, as in the reference implementations). Where the scenario has k labelled target samples
 per class (k >= 1), they join the forward pass and their cross-entropy joins the loss
 (semi-supervised adaptation, the setting of Wang et al.'s negative transfer gap, CVPR 2019).
-A term may weight the source samples' cross-entropy (:meth:`Term.source_weights`).
+A term may weight the source samples (:meth:`Term.source_weights`): their cross-entropy and
+the source side of DANN's domain loss (as in PADA, Cao et al. 2018, and the gated DANN of Wang
+et al. 2019).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Outputs:
     yl: torch.Tensor | None = None  # the labelled target batch, when k >= 1
     feat_l: torch.Tensor | None = None
     logits_l: torch.Tensor | None = None
+    source_weight: torch.Tensor | None = None  # the terms' source weights (None: uniform)
 
 
 class Term(nn.Module):
@@ -107,7 +110,7 @@ class Adaptation(Method):
         out = self.forward(batch)
         weights = [w for t in self.terms.values() if (w := t.source_weights(out)) is not None]
         if weights:
-            w = torch.stack(weights).prod(0)
+            out.source_weight = w = torch.stack(weights).prod(0)
             cls = (F.cross_entropy(out.logits_s, out.ys, reduction="none") * w).mean()
         else:
             cls = F.cross_entropy(out.logits_s, out.ys)

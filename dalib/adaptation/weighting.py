@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from dalib.adaptation.adversarial import DANN
 from dalib.adaptation.base import Outputs, Term
-from dalib.adaptation.blocks import Discriminator, domain_loss, grl_schedule, reverse_grad
+from dalib.adaptation.blocks import Discriminator, domain_loss
 
 
 class Gate(Term):
@@ -48,7 +48,8 @@ class Gate(Term):
 class PADA(DANN):
     """``pada``: partial adversarial domain adaptation (Cao et al., ECCV 2018). Class weights
     ``gamma`` = the mean target prediction, normalised by its maximum, down-weight source
-    classes the target lacks, in the source cross-entropy and in DANN's domain loss. Cao et
+    classes the target lacks, in the source cross-entropy and in DANN's domain loss (DANN
+    reads the source weights, see :mod:`dalib.adaptation.base`). Cao et
     al. average predictions over the whole target set every few hundred steps; here an
     exponential moving average over target batches (``ema``) keeps ``gamma`` current."""
 
@@ -62,14 +63,8 @@ class PADA(DANN):
     def gamma(self) -> torch.Tensor:
         return self.class_mass / self.class_mass.max().clamp_min(1e-8)
 
-    def forward(self, out: Outputs) -> torch.Tensor:
+    def source_weights(self, out: Outputs) -> torch.Tensor:
         with torch.no_grad():
             self.class_mass.mul_(self.ema).add_(
                 F.softmax(out.logits_t, 1).mean(0), alpha=1 - self.ema)
-        coeff = grl_schedule(self.method.progress, high=self.grl_high)
-        d = self.discriminator(reverse_grad(torch.cat([out.feat_s, out.feat_t]), coeff))
-        n = len(out.feat_s)
-        return domain_loss(d[:n], d[n:], self.gamma()[out.ys])
-
-    def source_weights(self, out: Outputs) -> torch.Tensor:
         return self.gamma()[out.ys]

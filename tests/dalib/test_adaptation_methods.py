@@ -146,7 +146,12 @@ def test_pada_down_weights_classes_the_target_lacks():
     for _ in range(10):
         out = _outputs(torch.randn(16, 8), torch.randint(0, 4, (16,)), torch.randn(2, 8),
                        torch.zeros(2, dtype=torch.long), logits_t)
-        pada(out)
+        w = pada.source_weights(out)
     gamma = pada.gamma()
     assert gamma[:2].min() > 0.99 and gamma[2:].max() < 0.01
-    assert torch.equal(pada.source_weights(out), gamma[out.ys])
+    assert torch.equal(w, gamma[out.ys])
+    # DANN's domain loss counts the source samples by these weights
+    out.source_weight = w
+    loss = pada(out)
+    out.source_weight = None
+    assert not torch.isclose(loss, pada(out))
