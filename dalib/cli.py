@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from tqdm import tqdm
 
 from scenarios.errors import InputError
 
@@ -31,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", help="where dataset files are (else $DALIB_DATA, ~/.cache/dalib)")
     run.add_argument("--jobs", type=int, default=1,
                      help="run in N worker processes (torch threads per worker: cores / N)")
+    run.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="local (in process, or --jobs workers) or ray (each run a Ray task)")
+    run.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     run.add_argument("--no-report", action="store_true",
                      help="skip writing OUT/report.md and OUT/report.html at the end")
     run.add_argument("--save-features", action="store_true",
@@ -88,6 +92,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     shutil.copyfile(suite.path, out / "suite.toml")
     total = len(runs)
     done = [0]
+    # one bar per sweep on a terminal (the line per run is printed above it), plain lines
+    # otherwise
+    bar = tqdm(total=total, desc=suite.name, unit="run", disable=not sys.stdout.isatty())
 
     def on_run(run, record) -> None:
         done[0] += 1
@@ -95,12 +102,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         detail = record.get("error", "") if status != "ok" else " ".join(
             f"{k}={v:.2f}" for k, v in record["metrics"].items()
             if k in TRANSFER_METRICS + STREAM_METRICS)
-        print(f"[{done[0]}/{total}] {run.scenario.name} {run.method.label} seed={run.seed} "
-              f"{status} {detail}", flush=True)
+        bar.write(f"[{done[0]}/{total}] {run.scenario.name} {run.method.label} "
+                  f"seed={run.seed} {status} {detail}")
+        sys.stdout.flush()
+        bar.update()
 
-    print(f"suite {suite.name}: {total} runs -> {out}")
-    table = run_suite(suite, out, runs=runs, device=device, data_root=args.data_root,
-                      on_run=on_run, save_features=args.save_features, jobs=args.jobs)
+    print(f"suite {suite.name}: {total} runs -> {out} (logs: {out / 'logs'})")
+    with bar:
+        table = run_suite(suite, out, runs=runs, device=device, data_root=args.data_root,
+                          on_run=on_run, save_features=args.save_features, jobs=args.jobs,
+                          executor=args.executor, address=args.address)
     print_summary(table)
     print(f"\nresults: {out / 'results.csv'}")
     if not args.no_report:

@@ -8,6 +8,7 @@ The engine knows no method by name: it feeds each method the data it ``needs``.
 from __future__ import annotations
 
 import math
+import os
 import platform
 import random
 import sys
@@ -83,8 +84,10 @@ class Sampler:
 
 
 def progress(total: int, desc: str) -> tqdm:
-    """A progress bar on a terminal, silent otherwise."""
-    return tqdm(total=total, desc=desc, leave=False, disable=not sys.stdout.isatty())
+    """A progress bar on a terminal, silent otherwise and in worker processes (which set
+    ``DALIB_NO_PROGRESS``)."""
+    quiet = not sys.stdout.isatty() or bool(os.environ.get("DALIB_NO_PROGRESS"))
+    return tqdm(total=total, desc=desc, leave=False, disable=quiet)
 
 
 @torch.inference_mode()

@@ -226,6 +226,7 @@ _WORKER: Worker | None = None
 
 def _init_worker(device: str, data_root: str | None, features: bool, threads: int) -> None:
     global _WORKER
+    os.environ["DALIB_NO_PROGRESS"] = "1"
     torch.set_num_threads(threads)
     _WORKER = Worker(device, data_root, features)
 
@@ -235,10 +236,43 @@ def _pool_run(run: RunSpec) -> tuple[dict, dict | None]:
     return _WORKER(run)
 
 
+def _ray_run(run: RunSpec, device: str, data_root: str | None, features: bool,
+             threads: int) -> tuple[dict, dict | None]:
+    os.environ["DALIB_NO_PROGRESS"] = "1"
+    torch.set_num_threads(threads)
+    return Worker(device, data_root, features)(run)
+
+
+def _ray_results(pending: list[RunSpec], address: str | None, device: str,
+                 data_root: str | None, features: bool
+                 ) -> Iterator[tuple[RunSpec, dict, dict | None]]:
+    """Each run as a Ray task (one CPU, and one GPU with ``--device cuda``) on the cluster at
+    ``address`` (or one Ray is already connected to, or a new local one), as they finish."""
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--executor", "is 'ray' but Ray is not installed",
+                         expected="pip install 'dalib-shift[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    gpus = 1 if device.startswith("cuda") else 0
+    remote = ray.remote(num_cpus=1, num_gpus=gpus)(_ray_run)
+    futures = {remote.remote(run, device, data_root, features, 1): run for run in pending}
+    waiting = list(futures)
+    while waiting:
+        done, waiting = ray.wait(waiting, num_returns=1)
+        yield futures[done[0]], *ray.get(done[0])
+
+
 def _results(pending: list[RunSpec], jobs: int, device: str, data_root: str | None,
-             features: bool) -> Iterator[tuple[RunSpec, dict, dict | None]]:
-    """Each pending run with its record and features, in process (``jobs = 1``) or from a
-    pool of ``jobs`` processes, each with ``cores // jobs`` torch threads, as they finish."""
+             features: bool, executor: str = "local", address: str | None = None,
+             ) -> Iterator[tuple[RunSpec, dict, dict | None]]:
+    """Each pending run with its record and features, as they finish: in process (``jobs =
+    1``), from a pool of ``jobs`` processes with ``cores // jobs`` torch threads each, or as
+    Ray tasks (``executor = "ray"``)."""
+    if executor == "ray":
+        yield from _ray_results(pending, address, device, data_root, features)
+        return
     if jobs <= 1 or len(pending) <= 1:
         worker = Worker(device, data_root, features)
         for run in pending:
@@ -251,6 +285,28 @@ def _results(pending: list[RunSpec], jobs: int, device: str, data_root: str | No
         futures = {pool.submit(_pool_run, run): run for run in pending}
         for future in as_completed(futures):
             yield futures[future], *future.result()
+
+
+def _write_log(out: Path, record: dict) -> None:
+    """``OUT/logs/<run_id>.log``: the run's configuration, outcome, metrics, timings and loss
+    curve, or its error and traceback, in plain text."""
+    lines = [f"run {record['run_id']} ({record['status']}, finished {record['finished']})",
+             f"device {record['device']}; versions {record['versions']}",
+             f"config {json.dumps(record['config'], sort_keys=True)}"]
+    if record["status"] == "ok":
+        lines.append("metrics " + ", ".join(f"{k}={v:.4g}" for k, v in record["metrics"].items()))
+        lines.append(f"timings {record['timings']}")
+        curves = record.get("curves", {})
+        for i, step in enumerate(curves.get("step", [])):
+            lines.append(f"step {step}: " + ", ".join(f"{k}={v[i]:.4g}" for k, v in
+                                                      curves.items() if k != "step"))
+    else:
+        lines += [f"error {record['error']}", record.get("traceback", "")]
+    path = out / "logs" / f"{record['run_id']}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
 
 
 def _record_path(out: Path, run: RunSpec) -> Path:
@@ -279,10 +335,12 @@ def _finished(path: Path, run: RunSpec) -> bool:
 def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str = "auto",
               data_root: str | None = None,
               on_run: Callable[[RunSpec, dict], None] | None = None,
-              save_features: bool = False, jobs: int = 1) -> pd.DataFrame:
-    """Execute ``runs`` (skipping finished ones) in process or on ``jobs`` worker processes,
-    write their records (only this process writes), rebuild ``results.csv``. With
-    ``save_features``, transfer runs save test-set features to ``OUT/features/``."""
+              save_features: bool = False, jobs: int = 1, executor: str = "local",
+              address: str | None = None) -> pd.DataFrame:
+    """Execute ``runs`` (skipping finished ones) in process, on ``jobs`` worker processes or
+    as Ray tasks (``executor = "ray"``, cluster ``address``); write their records and a log
+    per run (only this process writes), rebuild ``results.csv``. With ``save_features``,
+    transfer runs save test-set features to ``OUT/features/``."""
     out = Path(out)
     resolve_device(device)  # fail early on a missing GPU
     pending = []
@@ -294,7 +352,8 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
                 on_run(run, json.loads(path.read_text()))
         else:
             pending.append(run)
-    for run, record, sample in _results(pending, jobs, device, data_root, save_features):
+    for run, record, sample in _results(pending, jobs, device, data_root, save_features,
+                                        executor, address):
         if sample is not None:
             feats = out / "features" / f"{run.run_id}.npz"
             feats.parent.mkdir(parents=True, exist_ok=True)
@@ -302,6 +361,7 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
             np.savez_compressed(tmp, **sample)
             os.replace(tmp, feats)
         _write_json_atomic(_record_path(out, run), record)
+        _write_log(out, record)
         if on_run:
             on_run(run, record)
     return rebuild_results(out)

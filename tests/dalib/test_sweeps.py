@@ -71,3 +71,24 @@ def test_a_process_pool_gives_the_same_results(tmp_path, digits_npz):
     assert main(["run", str(suite), "--out", str(tmp_path / "two"), "--no-report",
                  "--jobs", "2"]) == 0
     pd.testing.assert_frame_equal(_table(tmp_path / "one"), _table(tmp_path / "two"))
+
+
+def test_the_ray_executor_gives_the_same_results_as_local(tmp_path, digits_npz):
+    import ray
+
+    suite = _suite(tmp_path, digits_npz)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what each Ray task gets
+    try:
+        assert main(["run", str(suite), "--out", str(tmp_path / "local"), "--no-report"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert main(["run", str(suite), "--out", str(tmp_path / "ray"), "--no-report",
+                     "--executor", "ray"]) == 0
+    finally:
+        ray.shutdown()
+    pd.testing.assert_frame_equal(_table(tmp_path / "local"), _table(tmp_path / "ray"))
+    logs = sorted((tmp_path / "ray" / "logs").glob("*.log"))
+    assert len(logs) == 6 and "metrics target_acc=" in logs[0].read_text()
