@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", choices=["local", "ray"], default="local",
                      help="local (in process, or --jobs workers) or ray (each run a Ray task)")
     run.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    run.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                     help="bf16: train under bfloat16 autocast (evaluation in float32)")
+    run.add_argument("--compile", action="store_true",
+                     help="wrap each backbone in torch.compile")
     run.add_argument("--no-report", action="store_true",
                      help="skip writing OUT/report.md and OUT/report.html at the end")
     run.add_argument("--save-features", action="store_true",
@@ -111,7 +115,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     with bar:
         table = run_suite(suite, out, runs=runs, device=device, data_root=args.data_root,
                           on_run=on_run, save_features=args.save_features, jobs=args.jobs,
-                          executor=args.executor, address=args.address)
+                          executor=args.executor, address=args.address,
+                          precision=args.precision, compile=args.compile)
     print_summary(table)
     print(f"\nresults: {out / 'results.csv'}")
     if not args.no_report:

@@ -155,12 +155,18 @@ class Trace:
         return out
 
 
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
 def _train(method, samplers: dict[str, Sampler], steps: int, trace: Trace, offset: int,
            desc: str, checkpoint: Callable[[int], None] | None = None, every: int = 0) -> None:
     method.model.train()
+    dtype = PRECISIONS[getattr(method, "precision", "fp32")]
+    device_type = next(method.model.parameters()).device.type
     with progress(steps, desc) as bar:
         for step in range(steps):
-            logs = method.update({name: s.next() for name, s in samplers.items()})
+            with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
+                logs = method.update({name: s.next() for name, s in samplers.items()})
             trace.log(offset + step, logs)
             bar.update()
             if checkpoint is not None and ((step + 1) % every == 0 or step + 1 == steps):

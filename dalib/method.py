@@ -36,6 +36,7 @@ class Method:
 
     name = "method"
     needs: tuple[str, ...] = ("source",)
+    precision = "fp32"  # "bf16": the engine runs each update under bfloat16 autocast
 
     def __init__(self, model: nn.Module, *, lr: float = 1e-3, weight_decay: float = 5e-4,
                  optimizer: str = "adam", momentum: float = 0.9, shift: int = 1,

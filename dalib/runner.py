@@ -149,15 +149,20 @@ def feature_sample(method, data, limit: int = 500) -> dict[str, np.ndarray]:
     return out
 
 
-def execute(run: RunSpec, data, device: torch.device, features: bool = False
-            ) -> tuple[dict, dict | None]:
+def execute(run: RunSpec, data, device: torch.device, features: bool = False,
+            precision: str = "fp32", compile: bool = False) -> tuple[dict, dict | None]:
     """Run one method on one scenario's data for one seed; returns its record and, with
-    ``features``, the :func:`feature_sample` of a transfer run's final model (no I/O)."""
+    ``features``, the :func:`feature_sample` of a transfer run's final model (no I/O).
+    ``precision = "bf16"`` trains under bfloat16 autocast (evaluation stays in float32);
+    ``compile`` wraps the backbone in ``torch.compile``."""
     seed_everything(run.seed)
     sc = run.scenario
     entry = check_method(run.method.name, run.params, sc.kind)
     model = build_model(data.input_shape, data.num_classes, **sc.model).to(device)
+    if compile:
+        model.backbone.compile()
     method = entry.build(model, run.params)
+    method.precision = precision
     budget = Budget(**{"batch_size": 64, **sc.budget})
     if "epochs" not in sc.budget and "steps" not in sc.budget:
         budget.epochs = 10
@@ -186,7 +191,8 @@ def execute(run: RunSpec, data, device: torch.device, features: bool = False
         record.update(steps=steps, selection=criterion, checkpoints=scorer.checkpoints)
         if features and hasattr(method.model, "features"):
             sample = feature_sample(method, data)
-    record.update(metrics=metrics, curves=trace.to_dict(),
+    record.update(metrics=metrics, curves=trace.to_dict(), precision=precision,
+                  compiled=compile,
                   timings={"train_s": train_s, "total_s": time.perf_counter() - start})
     return record, sample
 
@@ -195,10 +201,11 @@ class Worker:
     """Runs one run at a time, building each (scenario, seed)'s data once in a row, and
     catches what a run raises: a failed run is a record with its reason, never an exception."""
 
-    def __init__(self, device: str, data_root: str | None, features: bool) -> None:
+    def __init__(self, device: str, data_root: str | None, features: bool,
+                 precision: str = "fp32", compile: bool = False) -> None:
         self.device = resolve_device(device)
         self.data_root = data_root
-        self.features = features
+        self.options = {"features": features, "precision": precision, "compile": compile}
         self.built: dict[tuple[str, int], object] = {}
 
     def __call__(self, run: RunSpec) -> tuple[dict, dict | None]:
@@ -212,7 +219,7 @@ class Worker:
             if key not in self.built:
                 self.built.clear()
                 self.built[key] = run.scenario.build(run.seed, self.data_root)
-            result, sample = execute(run, self.built[key], self.device, self.features)
+            result, sample = execute(run, self.built[key], self.device, **self.options)
             record.update(result, status="ok")
         except Exception as exc:  # a failing run is recorded and the sweep goes on
             record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
@@ -224,11 +231,11 @@ class Worker:
 _WORKER: Worker | None = None
 
 
-def _init_worker(device: str, data_root: str | None, features: bool, threads: int) -> None:
+def _init_worker(device: str, data_root: str | None, options: dict, threads: int) -> None:
     global _WORKER
     os.environ["DALIB_NO_PROGRESS"] = "1"
     torch.set_num_threads(threads)
-    _WORKER = Worker(device, data_root, features)
+    _WORKER = Worker(device, data_root, **options)
 
 
 def _pool_run(run: RunSpec) -> tuple[dict, dict | None]:
@@ -236,15 +243,15 @@ def _pool_run(run: RunSpec) -> tuple[dict, dict | None]:
     return _WORKER(run)
 
 
-def _ray_run(run: RunSpec, device: str, data_root: str | None, features: bool,
+def _ray_run(run: RunSpec, device: str, data_root: str | None, options: dict,
              threads: int) -> tuple[dict, dict | None]:
     os.environ["DALIB_NO_PROGRESS"] = "1"
     torch.set_num_threads(threads)
-    return Worker(device, data_root, features)(run)
+    return Worker(device, data_root, **options)(run)
 
 
 def _ray_results(pending: list[RunSpec], address: str | None, device: str,
-                 data_root: str | None, features: bool
+                 data_root: str | None, options: dict
                  ) -> Iterator[tuple[RunSpec, dict, dict | None]]:
     """Each run as a Ray task (one CPU, and one GPU with ``--device cuda``) on the cluster at
     ``address`` (or one Ray is already connected to, or a new local one), as they finish."""
@@ -257,7 +264,7 @@ def _ray_results(pending: list[RunSpec], address: str | None, device: str,
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     gpus = 1 if device.startswith("cuda") else 0
     remote = ray.remote(num_cpus=1, num_gpus=gpus)(_ray_run)
-    futures = {remote.remote(run, device, data_root, features, 1): run for run in pending}
+    futures = {remote.remote(run, device, data_root, options, 1): run for run in pending}
     waiting = list(futures)
     while waiting:
         done, waiting = ray.wait(waiting, num_returns=1)
@@ -265,23 +272,23 @@ def _ray_results(pending: list[RunSpec], address: str | None, device: str,
 
 
 def _results(pending: list[RunSpec], jobs: int, device: str, data_root: str | None,
-             features: bool, executor: str = "local", address: str | None = None,
+             options: dict, executor: str = "local", address: str | None = None,
              ) -> Iterator[tuple[RunSpec, dict, dict | None]]:
     """Each pending run with its record and features, as they finish: in process (``jobs =
     1``), from a pool of ``jobs`` processes with ``cores // jobs`` torch threads each, or as
     Ray tasks (``executor = "ray"``)."""
     if executor == "ray":
-        yield from _ray_results(pending, address, device, data_root, features)
+        yield from _ray_results(pending, address, device, data_root, options)
         return
     if jobs <= 1 or len(pending) <= 1:
-        worker = Worker(device, data_root, features)
+        worker = Worker(device, data_root, **options)
         for run in pending:
             yield run, *worker(run)
         return
     threads = max(1, (os.cpu_count() or 1) // jobs)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
-                             initargs=(device, data_root, features, threads)) as pool:
+                             initargs=(device, data_root, options, threads)) as pool:
         futures = {pool.submit(_pool_run, run): run for run in pending}
         for future in as_completed(futures):
             yield futures[future], *future.result()
@@ -296,10 +303,9 @@ def _write_log(out: Path, record: dict) -> None:
     if record["status"] == "ok":
         lines.append("metrics " + ", ".join(f"{k}={v:.4g}" for k, v in record["metrics"].items()))
         lines.append(f"timings {record['timings']}")
-        curves = record.get("curves", {})
-        for i, step in enumerate(curves.get("step", [])):
-            lines.append(f"step {step}: " + ", ".join(f"{k}={v[i]:.4g}" for k, v in
-                                                      curves.items() if k != "step"))
+        # one line per logged curve (a term logged only late in a run has fewer values)
+        for name, values in record.get("curves", {}).items():
+            lines.append(f"{name}: " + " ".join(f"{v:.4g}" for v in values))
     else:
         lines += [f"error {record['error']}", record.get("traceback", "")]
     path = out / "logs" / f"{record['run_id']}.log"
@@ -336,11 +342,13 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
               data_root: str | None = None,
               on_run: Callable[[RunSpec, dict], None] | None = None,
               save_features: bool = False, jobs: int = 1, executor: str = "local",
-              address: str | None = None) -> pd.DataFrame:
+              address: str | None = None, precision: str = "fp32",
+              compile: bool = False) -> pd.DataFrame:
     """Execute ``runs`` (skipping finished ones) in process, on ``jobs`` worker processes or
     as Ray tasks (``executor = "ray"``, cluster ``address``); write their records and a log
     per run (only this process writes), rebuild ``results.csv``. With ``save_features``,
-    transfer runs save test-set features to ``OUT/features/``."""
+    transfer runs save test-set features to ``OUT/features/``; ``precision`` and ``compile``
+    as in :func:`execute`."""
     out = Path(out)
     resolve_device(device)  # fail early on a missing GPU
     pending = []
@@ -352,8 +360,9 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
                 on_run(run, json.loads(path.read_text()))
         else:
             pending.append(run)
-    for run, record, sample in _results(pending, jobs, device, data_root, save_features,
-                                        executor, address):
+    options = {"features": save_features, "precision": precision, "compile": compile}
+    for run, record, sample in _results(pending, jobs, device, data_root, options, executor,
+                                        address):
         if sample is not None:
             feats = out / "features" / f"{run.run_id}.npz"
             feats.parent.mkdir(parents=True, exist_ok=True)

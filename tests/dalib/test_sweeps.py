@@ -92,3 +92,21 @@ def test_the_ray_executor_gives_the_same_results_as_local(tmp_path, digits_npz):
     pd.testing.assert_frame_equal(_table(tmp_path / "local"), _table(tmp_path / "ray"))
     logs = sorted((tmp_path / "ray" / "logs").glob("*.log"))
     assert len(logs) == 6 and "metrics target_acc=" in logs[0].read_text()
+
+
+def test_bf16_autocast_and_compile_train_and_are_recorded(tmp_path, digits_npz):
+    import json
+
+    suite = _suite(tmp_path, digits_npz)
+    acc = {}
+    for name, flags in (("fp32", []), ("bf16", ["--precision", "bf16"]),
+                        ("compiled", ["--compile"])):
+        out = tmp_path / name
+        assert main(["run", str(suite), "--out", str(out), "--no-report", "--seeds", "1",
+                     "--methods", "source-only", *flags]) == 0
+        record = json.loads(next((out / "runs").glob("*.json")).read_text())
+        assert record["precision"] == ("bf16" if name == "bf16" else "fp32")
+        assert record["compiled"] == (name == "compiled")
+        acc[name] = record["metrics"]["target_acc"]
+    # same training, other arithmetic: close, not equal
+    assert abs(acc["bf16"] - acc["fp32"]) < 5 and abs(acc["compiled"] - acc["fp32"]) < 2
