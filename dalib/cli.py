@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="bf16: train under bfloat16 autocast (evaluation in float32)")
     run.add_argument("--compile", action="store_true",
                      help="wrap each backbone in torch.compile")
+    run.add_argument("--parallel-seeds", action="store_true",
+                     help="train the seeds of each supervised transfer method at once (vmap)")
     run.add_argument("--no-report", action="store_true",
                      help="skip writing OUT/report.md and OUT/report.html at the end")
     run.add_argument("--save-features", action="store_true",
@@ -116,7 +118,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         table = run_suite(suite, out, runs=runs, device=device, data_root=args.data_root,
                           on_run=on_run, save_features=args.save_features, jobs=args.jobs,
                           executor=args.executor, address=args.address,
-                          precision=args.precision, compile=args.compile)
+                          precision=args.precision, compile=args.compile,
+                          parallel_seeds=args.parallel_seeds)
     print_summary(table)
     print(f"\nresults: {out / 'results.csv'}")
     if not args.no_report:

@@ -174,14 +174,10 @@ def _train(method, samplers: dict[str, Sampler], steps: int, trace: Trace, offse
                 method.model.train()
 
 
-def fit_transfer(method, scenario: TransferScenario, budget: Budget, device: torch.device,
-                 seed: int, trace: Trace, checkpoint: Callable[[int], None] | None = None,
-                 ) -> int:
-    """Train ``method`` on what it needs of the scenario (and on its ``optional_needs`` where
-    the scenario has them); every method gets the same number of
-    steps (``epochs`` count passes over the source). ``checkpoint(step)`` is called
-    ``budget.checkpoints`` times, evenly spaced, the last after the final step. Returns the
-    steps."""
+def transfer_samplers(method, scenario: TransferScenario, budget: Budget, device: torch.device,
+                      seed: int) -> tuple[dict[str, Sampler], int]:
+    """The method's samplers (one generator seeded with ``seed``, feeds in ``needs`` order)
+    and its number of steps; sets the method's budget and calls its ``prepare``."""
     feeds = {"source": (scenario.source, True), "target": (scenario.target_train, False),
              "target_labelled": (scenario.target_labelled, True),
              "target_oracle": (scenario.target_train, True)}
@@ -196,6 +192,18 @@ def fit_transfer(method, scenario: TransferScenario, budget: Budget, device: tor
     steps = budget.steps_for(len(scenario.source))
     method.total_steps = steps
     method.prepare({need: samplers[need].domain for need in samplers})
+    return samplers, steps
+
+
+def fit_transfer(method, scenario: TransferScenario, budget: Budget, device: torch.device,
+                 seed: int, trace: Trace, checkpoint: Callable[[int], None] | None = None,
+                 ) -> int:
+    """Train ``method`` on what it needs of the scenario (and on its ``optional_needs`` where
+    the scenario has them); every method gets the same number of
+    steps (``epochs`` count passes over the source). ``checkpoint(step)`` is called
+    ``budget.checkpoints`` times, evenly spaced, the last after the final step. Returns the
+    steps."""
+    samplers, steps = transfer_samplers(method, scenario, budget, device, seed)
     _train(method, samplers, steps, trace, 0, method.name, checkpoint,
            max(1, steps // max(1, budget.checkpoints)))
     return steps

@@ -37,6 +37,7 @@ from dalib.engine import (
     versions,
 )
 from dalib.models import build_model
+from dalib.parallel import fit_transfer_seeds, supports
 from dalib.registry import OPTIM, check_method
 from dalib.selection import CheckpointScorer, selection_metrics
 from dalib.transferability import transferability_scores
@@ -149,12 +150,8 @@ def feature_sample(method, data, limit: int = 500) -> dict[str, np.ndarray]:
     return out
 
 
-def execute(run: RunSpec, data, device: torch.device, features: bool = False,
-            precision: str = "fp32", compile: bool = False) -> tuple[dict, dict | None]:
-    """Run one method on one scenario's data for one seed; returns its record and, with
-    ``features``, the :func:`feature_sample` of a transfer run's final model (no I/O).
-    ``precision = "bf16"`` trains under bfloat16 autocast (evaluation stays in float32);
-    ``compile`` wraps the backbone in ``torch.compile``."""
+def _prepare(run: RunSpec, data, device: torch.device, precision: str, compile: bool):
+    """Seed, build the model (compiled when asked) and the method, and the run's budget."""
     seed_everything(run.seed)
     sc = run.scenario
     entry = check_method(run.method.name, run.params, sc.kind)
@@ -166,35 +163,82 @@ def execute(run: RunSpec, data, device: torch.device, features: bool = False,
     budget = Budget(**{"batch_size": 64, **sc.budget})
     if "epochs" not in sc.budget and "steps" not in sc.budget:
         budget.epochs = 10
+    return entry, method, budget
+
+
+def _transfer_record(run: RunSpec, entry, method, data, scorer: CheckpointScorer, steps: int,
+                     features: bool) -> tuple[dict, dict | None]:
+    """A trained transfer run's record (selection metrics, transferability scores of
+    source-trained models, checkpoints) and, with ``features``, its feature sample."""
+    # selection criteria judge training on the source; baselines trained on target labels
+    # alone (target-only, target-oracle) keep their final model
+    criterion = run.scenario.options.get("selection", "dev") if "source" in method.needs \
+        else "last"
+    metrics = selection_metrics(scorer.checkpoints, criterion)
+    if entry.needs == ("source",):  # a source-trained model: score it for the target
+        metrics.update(transferability_scores(method, data, seed=run.seed))
+    record = {"steps": steps, "selection": criterion, "checkpoints": scorer.checkpoints,
+              "metrics": metrics}
+    sample = feature_sample(method, data) if features and hasattr(method.model, "features") \
+        else None
+    return record, sample
+
+
+def execute(run: RunSpec, data, device: torch.device, features: bool = False,
+            precision: str = "fp32", compile: bool = False) -> tuple[dict, dict | None]:
+    """Run one method on one scenario's data for one seed; returns its record and, with
+    ``features``, the :func:`feature_sample` of a transfer run's final model (no I/O).
+    ``precision = "bf16"`` trains under bfloat16 autocast (evaluation stays in float32);
+    ``compile`` wraps the backbone in ``torch.compile``."""
+    entry, method, budget = _prepare(run, data, device, precision, compile)
     trace = Trace()
     start = time.perf_counter()
-    record: dict = {}
     sample = None
     if isinstance(data, Stream):
         R = fit_stream(method, data, budget, device, run.seed, trace)
         train_s = time.perf_counter() - start
         joint = getattr(method, "joint", False)
-        metrics = {"acc": float(np.mean(R[-1]))} if joint else summarize(R)
-        record["accuracy_matrix"] = R.tolist()
-        record["protocol"] = data.protocol
+        record = {"accuracy_matrix": R.tolist(), "protocol": data.protocol,
+                  "metrics": {"acc": float(np.mean(R[-1]))} if joint else summarize(R)}
     else:
         scorer = CheckpointScorer(data, run.seed)
         steps = fit_transfer(method, data, budget, device, run.seed, trace,
                              lambda step: scorer.score(method, step))
         train_s = time.perf_counter() - start
-        # selection criteria judge training on the source; baselines trained on target labels
-        # alone (target-only, target-oracle) keep their final model
-        criterion = sc.options.get("selection", "dev") if "source" in method.needs else "last"
-        metrics = selection_metrics(scorer.checkpoints, criterion)
-        if entry.needs == ("source",):  # a source-trained model: score it for the target
-            metrics.update(transferability_scores(method, data, seed=run.seed))
-        record.update(steps=steps, selection=criterion, checkpoints=scorer.checkpoints)
-        if features and hasattr(method.model, "features"):
-            sample = feature_sample(method, data)
-    record.update(metrics=metrics, curves=trace.to_dict(), precision=precision,
-                  compiled=compile,
+        record, sample = _transfer_record(run, entry, method, data, scorer, steps, features)
+    record.update(curves=trace.to_dict(), precision=precision, compiled=compile,
                   timings={"train_s": train_s, "total_s": time.perf_counter() - start})
     return record, sample
+
+
+def execute_seeds(runs: list[RunSpec], datas: list, device: torch.device,
+                  features: bool = False, precision: str = "fp32", compile: bool = False
+                  ) -> list[tuple[dict, dict | None]]:
+    """Runs of one transfer method that differ only in their seed, trained at once
+    (:mod:`dalib.parallel`); the records are those of :func:`execute`, with the parallel
+    time split evenly over the seeds and ``parallel_seeds`` = S. Raises ``ValueError`` for
+    methods it cannot reproduce exactly."""
+    prepared = [_prepare(r, d, device, precision, compile)
+                for r, d in zip(runs, datas, strict=True)]
+    methods = [m for _, m, _ in prepared]
+    if not all(supports(m) for m in methods) or any(isinstance(d, Stream) for d in datas):
+        raise ValueError("not a supervised transfer method")
+    scorers = [CheckpointScorer(d, r.seed) for r, d in zip(runs, datas, strict=True)]
+    traces = [Trace() for _ in runs]
+    start = time.perf_counter()
+    steps = fit_transfer_seeds(methods, datas, prepared[0][2], device, [r.seed for r in runs],
+                               traces, [lambda step, sc=sc, m=m: sc.score(m, step)
+                                        for sc, m in zip(scorers, methods, strict=True)])
+    train_s = (time.perf_counter() - start) / len(runs)
+    out = []
+    for run, (entry, method, _), data, scorer, trace in zip(runs, prepared, datas, scorers,
+                                                             traces, strict=True):
+        record, sample = _transfer_record(run, entry, method, data, scorer, steps, features)
+        record.update(curves=trace.to_dict(), precision=precision, compiled=compile,
+                      parallel_seeds=len(runs), timings={"train_s": train_s,
+                                                         "total_s": train_s})
+        out.append((record, sample))
+    return out
 
 
 class Worker:
@@ -208,11 +252,14 @@ class Worker:
         self.options = {"features": features, "precision": precision, "compile": compile}
         self.built: dict[tuple[str, int], object] = {}
 
+    def header(self, run: RunSpec) -> dict:
+        return {"run_id": run.run_id, "config_hash": run.config_hash, "config": run.config(),
+                "suite": run.suite, "scenario": run.scenario.name, "kind": run.scenario.kind,
+                "method": run.method.label, "seed": run.seed, "index": list(run.order),
+                "device": str(self.device), "versions": versions()}
+
     def __call__(self, run: RunSpec) -> tuple[dict, dict | None]:
-        record = {"run_id": run.run_id, "config_hash": run.config_hash, "config": run.config(),
-                  "suite": run.suite, "scenario": run.scenario.name, "kind": run.scenario.kind,
-                  "method": run.method.label, "seed": run.seed, "index": list(run.order),
-                  "device": str(self.device), "versions": versions()}
+        record = self.header(run)
         sample = None
         try:
             key = (run.scenario.name, run.seed)
@@ -226,6 +273,20 @@ class Worker:
                           traceback=traceback.format_exc(limit=8))
         record["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
         return record, sample
+
+    def seeds(self, runs: list[RunSpec]) -> Iterator[tuple[RunSpec, dict, dict | None]]:
+        """Runs differing only in their seed, trained at once where :func:`execute_seeds`
+        can (supervised transfer methods); otherwise, or if that fails, one by one."""
+        try:
+            datas = [r.scenario.build(r.seed, self.data_root) for r in runs]
+            results = execute_seeds(runs, datas, self.device, **self.options)
+        except Exception:  # not parallelisable, or failed: each run on its own
+            for run in runs:
+                yield run, *self(run)
+            return
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        for run, (result, sample) in zip(runs, results, strict=True):
+            yield run, {**self.header(run), **result, "status": "ok", "finished": stamp}, sample
 
 
 _WORKER: Worker | None = None
@@ -273,10 +334,23 @@ def _ray_results(pending: list[RunSpec], address: str | None, device: str,
 
 def _results(pending: list[RunSpec], jobs: int, device: str, data_root: str | None,
              options: dict, executor: str = "local", address: str | None = None,
-             ) -> Iterator[tuple[RunSpec, dict, dict | None]]:
+             parallel_seeds: bool = False) -> Iterator[tuple[RunSpec, dict, dict | None]]:
     """Each pending run with its record and features, as they finish: in process (``jobs =
-    1``), from a pool of ``jobs`` processes with ``cores // jobs`` torch threads each, or as
-    Ray tasks (``executor = "ray"``)."""
+    1``; with ``parallel_seeds`` the seeds of each transfer scenario and method at once),
+    from a pool of ``jobs`` processes with ``cores // jobs`` torch threads each, or as Ray
+    tasks (``executor = "ray"``)."""
+    if parallel_seeds:
+        worker = Worker(device, data_root, **options)
+        groups: dict[tuple[str, str], list[RunSpec]] = {}
+        for run in pending:
+            groups.setdefault((run.scenario.name, run.method.label), []).append(run)
+        for group in groups.values():
+            if len(group) > 1 and group[0].scenario.kind == "transfer":
+                yield from worker.seeds(group)
+            else:
+                for run in group:
+                    yield run, *worker(run)
+        return
     if executor == "ray":
         yield from _ray_results(pending, address, device, data_root, options)
         return
@@ -343,12 +417,12 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
               on_run: Callable[[RunSpec, dict], None] | None = None,
               save_features: bool = False, jobs: int = 1, executor: str = "local",
               address: str | None = None, precision: str = "fp32",
-              compile: bool = False) -> pd.DataFrame:
+              compile: bool = False, parallel_seeds: bool = False) -> pd.DataFrame:
     """Execute ``runs`` (skipping finished ones) in process, on ``jobs`` worker processes or
     as Ray tasks (``executor = "ray"``, cluster ``address``); write their records and a log
     per run (only this process writes), rebuild ``results.csv``. With ``save_features``,
     transfer runs save test-set features to ``OUT/features/``; ``precision`` and ``compile``
-    as in :func:`execute`."""
+    as in :func:`execute`; ``parallel_seeds`` as in :func:`execute_seeds` (in process)."""
     out = Path(out)
     resolve_device(device)  # fail early on a missing GPU
     pending = []
@@ -362,7 +436,7 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
             pending.append(run)
     options = {"features": save_features, "precision": precision, "compile": compile}
     for run, record, sample in _results(pending, jobs, device, data_root, options, executor,
-                                        address):
+                                        address, parallel_seeds):
         if sample is not None:
             feats = out / "features" / f"{run.run_id}.npz"
             feats.parent.mkdir(parents=True, exist_ok=True)

@@ -110,3 +110,22 @@ def test_bf16_autocast_and_compile_train_and_are_recorded(tmp_path, digits_npz):
         acc[name] = record["metrics"]["target_acc"]
     # same training, other arithmetic: close, not equal
     assert abs(acc["bf16"] - acc["fp32"]) < 5 and abs(acc["compiled"] - acc["fp32"]) < 2
+
+
+def test_parallel_seeds_from_the_command_line(tmp_path, digits_npz):
+    import json
+
+    suite = _suite(tmp_path, digits_npz)
+    assert main(["run", str(suite), "--out", str(tmp_path / "seq"), "--no-report"]) == 0
+    assert main(["run", str(suite), "--out", str(tmp_path / "par"), "--no-report",
+                 "--parallel-seeds"]) == 0
+    records = {(r["method"], r["seed"]): r for r in (
+        json.loads(p.read_text()) for p in (tmp_path / "par" / "runs").glob("*.json"))}
+    assert records["source-only", 0]["parallel_seeds"] == 2
+    assert records["target-only", 1]["parallel_seeds"] == 2
+    assert "parallel_seeds" not in records["dann", 0]  # not exact in parallel: run alone
+    seq, par = _table(tmp_path / "seq"), _table(tmp_path / "par")
+    acc = (seq.metric == "target_acc")
+    assert (seq[acc]["value"] - par[acc]["value"]).abs().max() < 3  # a few test samples
+    pd.testing.assert_frame_equal(seq[acc & (seq.method == "dann")],
+                                  par[acc & (par.method == "dann")])
