@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dalib.adaptation.base import Outputs
+from dalib.adaptation.weighting import Gate
 from dalib.engine import Batch
 from dalib.method import Method
 from dalib.models import freeze as freeze_blocks
@@ -23,13 +25,14 @@ from dalib.models import freeze as freeze_blocks
 class FineTune(Method):
     """``linear-probe`` (``freeze = "all"``: a new head on frozen features), ``finetune-top``
     (``freeze = 1``: the first block frozen, the "mid-layer" case; a count or a block name such
-    as ``layer2``) and ``finetune-full`` (``freeze = 0``)."""
+    as ``layer2``) and ``finetune-full`` (``freeze = 0``). ``gate = true`` weights the source
+    samples of the pretraining phase by the discriminator gate (:class:`Gate`)."""
 
     needs = ("source", "target_labelled")
 
     def __init__(self, model: nn.Module, *, name: str, freeze: int | str = 0,
                  backbone_lr: float = 0.1, pretrain: float = 0.5, new_head: bool = True,
-                 **optim) -> None:
+                 gate: bool = False, **optim) -> None:
         super().__init__(model, **optim)
         if not 0.0 <= pretrain < 1.0:
             raise ValueError(f"pretrain is {pretrain}, expected a fraction in [0, 1)")
@@ -40,6 +43,7 @@ class FineTune(Method):
         self.new_head = new_head
         self.frozen: list[nn.Module] = []
         self.tuning = False
+        self.gate = self.attach(Gate(self)) if gate else None
 
     def start_finetuning(self) -> None:
         """Switch from source pretraining to fine-tuning on the labelled target samples."""
@@ -65,11 +69,27 @@ class FineTune(Method):
         """Regularisers of the fine-tuning phase, from the batch's features (none here)."""
         return {}
 
+    def pretraining_loss(self, batch: dict[str, Batch]
+                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Source cross-entropy; with ``gate``, each source sample weighted by the
+        discriminator gate of Wang et al. (2019), trained on the labelled target samples."""
+        if self.gate is None:
+            return self.classification_loss(batch["source"]), {}
+        s, lab = batch["source"], batch["target_labelled"]
+        feats = self.model.features(torch.cat([self.augment(s.x), self.augment(lab.x)]))
+        n = len(s.x)
+        logits = self.model.head(feats[:n])
+        out = Outputs(s.y, None, None, feats[:n], None, logits, None, lab.y, feats[n:])
+        weights = self.gate.source_weights(out)
+        cls = (F.cross_entropy(logits, s.y, reduction="none") * weights).mean()
+        critic = self.gate(out)
+        return cls + critic, {"gate": critic.detach()}
+
     def loss(self, batch: dict[str, Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if not self.tuning and self.progress >= self.pretrain:
             self.start_finetuning()
         if not self.tuning:
-            return self.classification_loss(batch["source"]), {}
+            return self.pretraining_loss(batch)
         for m in self.frozen:
             m.eval()
         lab = batch["target_labelled"]

@@ -91,14 +91,17 @@ def test_structural_flags_are_not_hyperparameters():
 
 
 @pytest.mark.parametrize("name", ["gate", "dann+gate", "source+target", "linear-probe",
-                                  "finetune-top", "finetune-full", "l2-sp", "bss"])
+                                  "finetune-top", "finetune-full", "l2-sp", "bss",
+                                  "finetune-full[gate]"])
 def test_methods_with_target_labels_train_and_predict(name):
+    params = {"gate": True} if name.endswith("[gate]") else {}
+    name = name.removesuffix("[gate]")
     uci = load_uci_digits()
     sc = build_transfer("t", uci, uci, seed=0, k=3,
                         target_shifts=[{"name": "rotate", "degrees": 20}])
     seed_everything(0)
     model = build_model(sc.input_shape, sc.num_classes, bottleneck=64)
-    method = check_method(name, {}, "transfer").build(model, {})
+    method = check_method(name, params, "transfer").build(model, params)
     assert "target_labelled" in method.needs
     fit_transfer(method, sc, Budget(steps=40, batch_size=64), torch.device("cpu"), 0, Trace())
     assert accuracy(method, sc.target_test) > 30  # far above chance after 40 steps
