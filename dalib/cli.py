@@ -90,6 +90,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     validate(suite, runs, args.data_root)
     if args.jobs < 1:
         raise InputError("--jobs", f"is {args.jobs}", expected="a positive count")
+    if args.jobs > 1 and (args.executor == "ray" or args.parallel_seeds):
+        raise InputError("--jobs", f"is {args.jobs} with "
+                         + ("--executor ray" if args.executor == "ray" else "--parallel-seeds"),
+                         expected="one way to run at a time: --jobs, --executor ray or "
+                         "--parallel-seeds")
+    if args.parallel_seeds and args.executor == "ray":
+        raise InputError("--parallel-seeds", "is set with --executor ray",
+                         expected="one way to run at a time: --jobs, --executor ray or "
+                         "--parallel-seeds")
     device = args.device or suite.device
     if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
         raise InputError("--device", f"is {device!r}", expected="auto, cpu or cuda")

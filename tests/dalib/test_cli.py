@@ -221,6 +221,18 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, digits_npz, capsys, case
     assert not out.exists()
 
 
+@pytest.mark.parametrize("flags, expected", [
+    (["--jobs", "0"], "--jobs: is 0"),
+    (["--jobs", "2", "--executor", "ray"], "--jobs: is 2 with --executor ray"),
+    (["--jobs", "2", "--parallel-seeds"], "--jobs: is 2 with --parallel-seeds"),
+    (["--parallel-seeds", "--executor", "ray"], "--parallel-seeds: is set with --executor ray"),
+])
+def test_conflicting_ways_to_run_exit_2(tmp_path, digits_npz, capsys, flags, expected):
+    out = tmp_path / "out"
+    assert main(["run", str(_suite(tmp_path, digits_npz)), "--out", str(out), *flags]) == 2
+    assert expected in capsys.readouterr().err and not out.exists()
+
+
 def test_list_and_data_commands(capsys):
     assert main(["list"]) == 0
     text = capsys.readouterr().out
