@@ -12,7 +12,8 @@ import os
 import platform
 import random
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -90,20 +91,29 @@ def progress(total: int, desc: str) -> tqdm:
     return tqdm(total=total, desc=desc, leave=False, disable=quiet)
 
 
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``model`` in eval mode for the block, then back in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 @torch.inference_mode()
 def predict_logits(method, domain: Domain, task_id: int | None = None,
                    batch_size: int = 4096) -> torch.Tensor:
     """Logits of ``method.predict`` on a domain (every sample of task ``task_id`` when given),
     in eval mode and large batches, returned on the CPU."""
     device = next(method.model.parameters()).device
-    was_training = method.model.training
-    method.model.eval()
     logits = []
-    for start in range(0, len(domain), batch_size):
-        x = domain.x[start:start + batch_size].to(device)
-        task = None if task_id is None else torch.full((len(x),), task_id, device=device)
-        logits.append(method.predict(x, task).float().cpu())
-    method.model.train(was_training)
+    with eval_mode(method.model):
+        for start in range(0, len(domain), batch_size):
+            x = domain.x[start:start + batch_size].to(device)
+            task = None if task_id is None else torch.full((len(x),), task_id, device=device)
+            logits.append(method.predict(x, task).float().cpu())
     return torch.cat(logits)
 
 

@@ -40,7 +40,7 @@ from dalib.models import build_model
 from dalib.parallel import fit_transfer_seeds, supports
 from dalib.registry import OPTIM, check_method
 from dalib.selection import CheckpointScorer, selection_metrics
-from dalib.transferability import transferability_scores
+from dalib.transferability import model_outputs, transferability_scores
 from scenarios.errors import InputError, reject_unknown
 from scenarios.stream import Stream
 from scenarios.suite import MethodSpec, ScenarioSpec, Suite
@@ -137,16 +137,10 @@ def _write_json_atomic(path: Path, record: dict) -> None:
 def feature_sample(method, data, limit: int = 500) -> dict[str, np.ndarray]:
     """The model's features (``model.features``, eval mode) of up to ``limit`` samples of the
     source and target test sets, with their labels (for plots only, never for selection)."""
-    device = next(method.model.parameters()).device
-    was_training = method.model.training
-    method.model.eval()
     out = {}
-    with torch.no_grad():
-        for name, domain in (("source", data.source_test), ("target", data.target_test)):
-            x = domain.x[:limit].to(device)
-            out[name] = method.model.features(x).float().cpu().numpy()
-            out[f"y_{name}"] = domain.y[:limit].cpu().numpy()
-    method.model.train(was_training)
+    for name, domain in (("source", data.source_test), ("target", data.target_test)):
+        out[name] = model_outputs(method, domain.x[:limit])[0]
+        out[f"y_{name}"] = domain.y[:limit].cpu().numpy()
     return out
 
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from dalib.continual.base import Continual
-from dalib.engine import Batch
+from dalib.engine import Batch, eval_mode
 
 
 class ImportancePenalty(Continual):
@@ -59,19 +59,17 @@ class ImportancePenalty(Continual):
     def _average_grads(self, task, objective, transform) -> list[torch.Tensor]:
         """Mean over the task's mini-batches (64, eval mode) of ``transform(grad)`` of
         ``objective(batch)`` for every parameter."""
-        was_training = self.model.training
-        self.model.eval()
         total = [torch.zeros_like(p) for p in self.params()]
         batches = 0
-        for b in self.task_batches(task, 64):
+        with eval_mode(self.model):
+            for b in self.task_batches(task, 64):
+                self.model.zero_grad(set_to_none=True)
+                objective(b).backward()
+                for t, p in zip(total, self.params(), strict=True):
+                    if p.grad is not None:
+                        t += transform(p.grad.detach())
+                batches += 1
             self.model.zero_grad(set_to_none=True)
-            objective(b).backward()
-            for t, p in zip(total, self.params(), strict=True):
-                if p.grad is not None:
-                    t += transform(p.grad.detach())
-            batches += 1
-        self.model.zero_grad(set_to_none=True)
-        self.model.train(was_training)
         return [t / max(batches, 1) for t in total]
 
 
