@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -124,14 +125,21 @@ def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> None:
             raise exc.within(suite.path, f"scenario[{i}]") from None
 
 
-def _write_json_atomic(path: Path, record: dict) -> None:
+def _write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """``write`` a file into a temporary sibling, sync it, then rename it to ``path``: a
+    reader (or a killed sweep) sees the old file or the whole new one, never half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(record, fh, indent=1, default=float)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    with os.fdopen(fd, "wb") as fh:
+        write(fh)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def _write_json_atomic(path: Path, record: dict) -> None:
+    _write_atomic(path, lambda fh: fh.write(json.dumps(record, indent=1,
+                                                       default=float).encode()))
 
 
 def feature_sample(method, data, limit: int = 500) -> dict[str, np.ndarray]:
@@ -376,11 +384,8 @@ def _write_log(out: Path, record: dict) -> None:
             lines.append(f"{name}: " + " ".join(f"{v:.4g}" for v in values))
     else:
         lines += [f"error {record['error']}", record.get("traceback", "")]
-    path = out / "logs" / f"{record['run_id']}.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    text = "\n".join(lines) + "\n"
+    _write_atomic(out / "logs" / f"{record['run_id']}.log", lambda fh: fh.write(text.encode()))
 
 
 def _record_path(out: Path, run: RunSpec) -> Path:
@@ -432,11 +437,8 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
     for run, record, sample in _results(pending, jobs, device, data_root, options, executor,
                                         address, parallel_seeds):
         if sample is not None:
-            feats = out / "features" / f"{run.run_id}.npz"
-            feats.parent.mkdir(parents=True, exist_ok=True)
-            tmp = feats.with_name(f".tmp-{feats.name}")
-            np.savez_compressed(tmp, **sample)
-            os.replace(tmp, feats)
+            _write_atomic(out / "features" / f"{run.run_id}.npz",
+                          lambda fh, sample=sample: np.savez_compressed(fh, **sample))
         _write_json_atomic(_record_path(out, run), record)
         _write_log(out, record)
         if on_run:
@@ -508,10 +510,7 @@ def rebuild_results(out: str | Path) -> pd.DataFrame:
     """Rebuild ``OUT/results.csv`` (and Parquet when pyarrow is present) from the records."""
     out = Path(out)
     table = results_from_records(load_records(out))
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".tmp-", suffix=".csv")
-    os.close(fd)
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, out / "results.csv")
+    _write_atomic(out / "results.csv", lambda fh: table.to_csv(fh, index=False))
     try:
         table.to_parquet(out / "results.parquet", index=False)
     except ImportError:
