@@ -142,7 +142,8 @@ def load_results(path: Path) -> tuple[pd.DataFrame, list[dict], dict]:
     from dalib.runner import load_features, load_records, rebuild_results
 
     if (path / "runs").is_dir():
-        return rebuild_results(path), load_records(path), load_features(path)
+        records = load_records(path)
+        return rebuild_results(path, records), records, load_features(path, records)
     csv = path / "results.csv" if path.is_dir() else path
     if not csv.is_file():
         raise InputError("DIR", f"{str(path)!r} is neither a run directory (with runs/) nor a "

@@ -459,10 +459,12 @@ def load_records(out: str | Path) -> list[dict]:
                   else [len(records)])
 
 
-def load_features(out: str | Path) -> dict[tuple[str, str, str], dict[str, np.ndarray]]:
-    """Saved test-set features of the runs under ``OUT``, keyed by (scenario, method, seed)."""
+def load_features(out: str | Path, records: list[dict]
+                  ) -> dict[tuple[str, str, str], dict[str, np.ndarray]]:
+    """Saved test-set features of the runs (``records``) under ``OUT``, keyed by (scenario,
+    method, seed)."""
     feats = {}
-    for r in load_records(out):
+    for r in records:
         path = Path(out, "features", f"{r['run_id']}.npz")
         if r.get("status") == "ok" and path.is_file():
             with np.load(path) as f:
@@ -506,10 +508,11 @@ def _intransigence_rows(records: list[dict]) -> list[dict]:
     return rows
 
 
-def rebuild_results(out: str | Path) -> pd.DataFrame:
-    """Rebuild ``OUT/results.csv`` (and Parquet when pyarrow is present) from the records."""
+def rebuild_results(out: str | Path, records: list[dict] | None = None) -> pd.DataFrame:
+    """Rebuild ``OUT/results.csv`` (and Parquet when pyarrow is present) from the records
+    (read from ``OUT/runs`` unless given)."""
     out = Path(out)
-    table = results_from_records(load_records(out))
+    table = results_from_records(load_records(out) if records is None else records)
     _write_atomic(out / "results.csv", lambda fh: table.to_csv(fh, index=False))
     try:
         table.to_parquet(out / "results.parquet", index=False)
