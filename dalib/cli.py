@@ -90,15 +90,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     validate(suite, runs, args.data_root)
     if args.jobs < 1:
         raise InputError("--jobs", f"is {args.jobs}", expected="a positive count")
-    if args.jobs > 1 and (args.executor == "ray" or args.parallel_seeds):
-        raise InputError("--jobs", f"is {args.jobs} with "
-                         + ("--executor ray" if args.executor == "ray" else "--parallel-seeds"),
-                         expected="one way to run at a time: --jobs, --executor ray or "
-                         "--parallel-seeds")
-    if args.parallel_seeds and args.executor == "ray":
-        raise InputError("--parallel-seeds", "is set with --executor ray",
-                         expected="one way to run at a time: --jobs, --executor ray or "
-                         "--parallel-seeds")
+    ways = [w for w, on in (("--jobs", args.jobs > 1), ("--parallel-seeds", args.parallel_seeds),
+                            ("--executor ray", args.executor == "ray")) if on]
+    if len(ways) > 1:
+        given = f"is {args.jobs}" if ways[0] == "--jobs" else "is set"
+        raise InputError(ways[0], f"{given} with {ways[1]}", expected="one way to run at a "
+                         "time: --jobs, --executor ray or --parallel-seeds")
     device = args.device or suite.device
     if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
         raise InputError("--device", f"is {device!r}", expected="auto, cpu or cuda")

@@ -23,9 +23,10 @@ from dalib.engine import PRECISIONS, Budget, Trace, progress, transfer_samplers
 from scenarios.transfer import TransferScenario
 
 
-def supports(method) -> bool:
-    """Whether :func:`fit_transfer_seeds` reproduces separate runs of this method."""
-    return type(method) is Supervised and not method.joint
+def supports(method_class: type, joint: bool = False) -> bool:
+    """Whether :func:`fit_transfer_seeds` reproduces separate runs of a method of this class
+    (a registry entry's ``cls``, so the runner decides before building anything)."""
+    return method_class is Supervised and not joint
 
 
 def fit_transfer_seeds(methods: list, scenarios: list[TransferScenario], budget: Budget,
@@ -34,7 +35,7 @@ def fit_transfer_seeds(methods: list, scenarios: list[TransferScenario], budget:
     """Train ``methods[s]`` on ``scenarios[s]`` (seed ``seeds[s]``) for every s at once, as
     :func:`~dalib.engine.fit_transfer` would one by one; ``checkpoints[s]`` sees seed s's
     model with its current weights. Returns the steps."""
-    if not all(supports(m) for m in methods):
+    if not all(supports(type(m), getattr(m, "joint", False)) for m in methods):
         raise ValueError("seeds in parallel need supervised methods (one loss, one optimizer)")
     feeds = [transfer_samplers(m, sc, budget, device, seed)
              for m, sc, seed in zip(methods, scenarios, seeds, strict=True)]

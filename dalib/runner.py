@@ -219,12 +219,10 @@ def execute_seeds(runs: list[RunSpec], datas: list, device: torch.device,
     """Runs of one transfer method that differ only in their seed, trained at once
     (:mod:`dalib.parallel`); the records are those of :func:`execute`, with the parallel
     time split evenly over the seeds and ``parallel_seeds`` = S. Raises ``ValueError`` for
-    methods it cannot reproduce exactly."""
+    methods it cannot reproduce exactly (:func:`dalib.parallel.supports`)."""
     prepared = [_prepare(r, d, device, precision, compile)
                 for r, d in zip(runs, datas, strict=True)]
     methods = [m for _, m, _ in prepared]
-    if not all(supports(m) for m in methods) or any(isinstance(d, Stream) for d in datas):
-        raise ValueError("not a supervised transfer method")
     scorers = [CheckpointScorer(d, r.seed) for r, d in zip(runs, datas, strict=True)]
     traces = [Trace() for _ in runs]
     start = time.perf_counter()
@@ -277,12 +275,12 @@ class Worker:
         return record, sample
 
     def seeds(self, runs: list[RunSpec]) -> Iterator[tuple[RunSpec, dict, dict | None]]:
-        """Runs differing only in their seed, trained at once where :func:`execute_seeds`
-        can (supervised transfer methods); otherwise, or if that fails, one by one."""
+        """Runs differing only in their seed, trained at once (:func:`execute_seeds`); if
+        that fails, one by one, so each failure is recorded with its own reason."""
         try:
             datas = [r.scenario.build(r.seed, self.data_root) for r in runs]
             results = execute_seeds(runs, datas, self.device, **self.options)
-        except Exception:  # not parallelisable, or failed: each run on its own
+        except Exception:  # each run on its own
             for run in runs:
                 yield run, *self(run)
             return
@@ -308,9 +306,8 @@ def _pool_run(run: RunSpec) -> tuple[dict, dict | None]:
 
 def _ray_run(run: RunSpec, device: str, data_root: str | None, options: dict,
              threads: int) -> tuple[dict, dict | None]:
-    os.environ["DALIB_NO_PROGRESS"] = "1"
-    torch.set_num_threads(threads)
-    return Worker(device, data_root, **options)(run)
+    _init_worker(device, data_root, options, threads)
+    return _pool_run(run)
 
 
 def _ray_results(pending: list[RunSpec], address: str | None, device: str,
@@ -347,7 +344,10 @@ def _results(pending: list[RunSpec], jobs: int, device: str, data_root: str | No
         for run in pending:
             groups.setdefault((run.scenario.name, run.method.label), []).append(run)
         for group in groups.values():
-            if len(group) > 1 and group[0].scenario.kind == "transfer":
+            run = group[0]
+            entry = check_method(run.method.name, run.params, run.scenario.kind)
+            if len(group) > 1 and run.scenario.kind == "transfer" \
+                    and supports(entry.cls, entry.fixed.get("joint", False)):
                 yield from worker.seeds(group)
             else:
                 for run in group:

@@ -61,7 +61,7 @@ def test_parallel_seeds_equal_separate_runs(name):
 def test_only_supervised_methods_run_in_parallel():
     _, dann = _setup("dann", 0)
     _, src = _setup("source-only", 0)
-    assert supports(src) and not supports(dann)
+    assert supports(type(src), src.joint) and not supports(type(dann))
     with pytest.raises(ValueError, match="supervised"):
         fit_transfer_seeds([dann], [None], Budget(steps=1), torch.device("cpu"), [0],
                            [Trace()], [lambda step: None])
