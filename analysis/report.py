@@ -296,10 +296,11 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
     # ---- first screen: the best method of each scenario
     doc.heading("Which method is best")
     rows = []
+    winners: dict[str, tuple] = {}  # scenario -> (best method, its comparison to the next)
     for kind, scenarios in groups.items():
         for sc in scenarios:
             metric = PRIMARY.get(kind) or str(ok[ok["scenario"] == sc]["metric"].iloc[0])
-            best, vs = best_of(ok, agg, sc, metric, ci)
+            best, vs = winners[sc] = best_of(ok, agg, sc, metric, ci)
             a = agg[(agg["scenario"] == sc) & (agg["metric"] == metric)]
             r = a[a["method"] == best].iloc[0]
             base = baseline_of(a["method"], kind)
@@ -327,11 +328,11 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
         present = [m for m in metrics if m in set(agg["metric"])
                    and agg[(agg["metric"] == m) & agg["scenario"].isin(scenarios)].shape[0]]
         doc.heading(f"{kind.capitalize()} scenarios")
+        primary = PRIMARY.get(kind)
         rows = []
         for sc in scenarios:
             a = agg[agg["scenario"] == sc]
-            primary = PRIMARY.get(kind)
-            best, vs = best_of(ok, agg, sc, primary, ci) if primary else (None, None)
+            best, vs = winners[sc] if primary else (None, None)
             for method in dict.fromkeys(a["method"]):
                 row = [sc, method]
                 for m in present:
@@ -346,7 +347,6 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
                     row.append(Bold(text) if bold else text)
                 rows.append(row)
         doc.table(["scenario", "method"] + [NAMES.get(m, m) for m in present], rows)
-        primary = PRIMARY.get(kind)
         frames = []
         for sc in scenarios if primary else []:
             part = ok[ok["scenario"] == sc]
