@@ -8,6 +8,7 @@ import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 os.environ.setdefault("DALIB_DATA", str(SHARED_DATA))
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as ``import dalib`` does (see its docstring)
 
 
 @pytest.fixture
