@@ -18,6 +18,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -292,6 +293,17 @@ class Worker:
 _WORKER: Worker | None = None
 
 
+@contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` inside, restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _init_worker(device: str, data_root: str | None, options: dict, threads: int) -> None:
     global _WORKER
     os.environ["DALIB_NO_PROGRESS"] = "1"
@@ -335,9 +347,9 @@ def _results(pending: list[RunSpec], jobs: int, device: str, data_root: str | No
              options: dict, executor: str = "local", address: str | None = None,
              parallel_seeds: bool = False) -> Iterator[tuple[RunSpec, dict, dict | None]]:
     """Each pending run with its record and features, as they finish: in process (``jobs =
-    1``; with ``parallel_seeds`` the seeds of each transfer scenario and method at once),
-    from a pool of ``jobs`` processes with ``cores // jobs`` torch threads each, or as Ray
-    tasks (``executor = "ray"``)."""
+    1``; with ``parallel_seeds`` the seeds of each transfer scenario and method at once), in
+    ``jobs`` processes (this one and ``jobs - 1`` workers) with ``cores // jobs`` torch
+    threads each, or as Ray tasks (``executor = "ray"``)."""
     if parallel_seeds:
         worker = Worker(device, data_root, **options)
         groups: dict[tuple[str, str], list[RunSpec]] = {}
@@ -363,10 +375,24 @@ def _results(pending: list[RunSpec], jobs: int, device: str, data_root: str | No
         return
     threads = max(1, (os.cpu_count() or 1) // jobs)
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
-                             initargs=(device, data_root, options, threads)) as pool:
+    worker = Worker(device, data_root, **options)
+    with ProcessPoolExecutor(jobs - 1, mp_context=ctx, initializer=_init_worker,
+                             initargs=(device, data_root, options, threads)) as pool, \
+            _torch_threads(threads):
         futures = {pool.submit(_pool_run, run): run for run in pending}
-        for future in as_completed(futures):
+        waiting = set(futures)
+        # this process takes runs from the back of the queue while its workers start up
+        # and take them from the front; a run it takes is cancelled in the pool
+        for future in reversed(list(futures)):
+            if not future.cancel():
+                break
+            waiting.discard(future)
+            yield futures[future], *worker(futures[future])
+            done = {f for f in waiting if f.done()}
+            waiting -= done
+            for f in done:
+                yield futures[f], *f.result()
+        for future in as_completed(waiting):
             yield futures[future], *future.result()
 
 

@@ -71,6 +71,7 @@ def test_a_process_pool_gives_the_same_results(tmp_path, digits_npz):
     assert main(["run", str(suite), "--out", str(tmp_path / "two"), "--no-report",
                  "--jobs", "2"]) == 0
     pd.testing.assert_frame_equal(_table(tmp_path / "one"), _table(tmp_path / "two"))
+    assert torch.get_num_threads() == threads  # this process ran runs with 1, then restored
 
 
 def test_the_ray_executor_gives_the_same_results_as_local(tmp_path, digits_npz):
