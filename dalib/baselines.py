@@ -11,6 +11,7 @@ bound of continual learning).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from dalib.engine import Batch
 from dalib.method import Method
@@ -27,8 +28,11 @@ class Supervised(Method):
         self.name = name
         self.joint = joint
 
-    def loss(self, batch: dict[str, Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        losses = {n: self.classification_loss(batch[n]) for n in self.needs}
+    def loss(self, batch: dict[str, Batch], x: dict[str, torch.Tensor] | None = None
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        x = self.augmented(batch) if x is None else x
+        losses = {n: F.cross_entropy(self.logits(x[n], batch[n].task), batch[n].y)
+                  for n in self.needs}
         total = sum(losses.values())
         return total, ({f"cls_{n}": v.detach() for n, v in losses.items()}
                        if len(losses) > 1 else {})

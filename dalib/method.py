@@ -85,6 +85,10 @@ class Method:
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         return random_shift(x, self.shift, self.generator)
 
+    def augmented(self, batch: dict[str, Batch]) -> dict[str, torch.Tensor]:
+        """Each feed's inputs augmented, drawn in feed order (what :meth:`loss` trains on)."""
+        return {name: self.augment(b.x) for name, b in batch.items()}
+
     def logits(self, x: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         """Model outputs, masked to each sample's task classes under task-IL."""
         out = self.model(x)
@@ -112,7 +116,9 @@ class Method:
         return F.cross_entropy(self.logits(self.augment(batch.x), batch.task), batch.y)
 
     def loss(self, batch: dict[str, Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The training loss of one batch and the detached terms to log."""
+        """The training loss of one batch and the detached terms to log. Methods whose seeds
+        can train in parallel (:mod:`dalib.parallel`) also take ``x``, the batch's
+        :meth:`augmented` inputs, drawn by the caller."""
         raise NotImplementedError
 
     def update(self, batch: dict[str, Batch]) -> dict[str, torch.Tensor]:

@@ -358,8 +358,7 @@ def _results(pending: list[RunSpec], jobs: int, device: str, data_root: str | No
         for group in groups.values():
             run = group[0]
             entry = check_method(run.method.name, run.params, run.scenario.kind)
-            if len(group) > 1 and run.scenario.kind == "transfer" \
-                    and supports(entry.cls, entry.fixed.get("joint", False)):
+            if len(group) > 1 and run.scenario.kind == "transfer" and supports(entry):
                 yield from worker.seeds(group)
             else:
                 for run in group:

@@ -28,6 +28,8 @@ class DANN(Term):
     Adaptation by Backpropagation", ICML 2015). Source samples count by the other terms'
     source weights, when there are any (``dann+gate``)."""
 
+    parallel_seeds = True
+
     def __init__(self, method, weight: float | None = None, hidden: int = 256,
                  grl_high: float = 1.0) -> None:
         super().__init__(method, weight)
@@ -46,6 +48,8 @@ class CDAN(Term):
     (detached) predictions, randomized when ``features x classes > 4096``; ``entropy=True``
     weights samples by ``1 + exp(-H(p))`` (Long et al., "Conditional Adversarial Domain
     Adaptation", NeurIPS 2018)."""
+
+    parallel_seeds = True
 
     def __init__(self, method, weight: float | None = None, entropy: bool = False,
                  hidden: int = 256, random_dim: int = 1024, grl_high: float = 1.0) -> None:
@@ -76,6 +80,8 @@ class MDD(Term):
     for Domain Adaptation", ICML 2019). An adversarial head, behind gradient reversal, learns
     to agree with the main head on source (weighted by the margin ``margin``) and to disagree
     on target (``-log(1 - p)``); the features learn the opposite."""
+
+    parallel_seeds = True
 
     def __init__(self, method, weight: float | None = None, margin: float = 4.0,
                  grl_high: float = 0.1) -> None:

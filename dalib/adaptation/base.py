@@ -53,6 +53,9 @@ class Term(nn.Module):
 
     default_weight = 1.0
     needs: tuple[str, ...] = ()  # feeds the term cannot do without (e.g. target_labelled)
+    # a pure function of the forward pass and its own modules (no random draws, no state
+    # kept between steps): seeds can train in parallel under vmap (dalib.parallel)
+    parallel_seeds = False
 
     def __init__(self, method: Adaptation, weight: float | None = None) -> None:
         super().__init__()
@@ -93,11 +96,12 @@ class Adaptation(Method):
         self.needs = Adaptation.needs + tuple(dict.fromkeys(
             n for t in self.terms.values() for n in t.needs))
 
-    def forward(self, batch: dict[str, Batch]) -> Outputs:
+    def forward(self, batch: dict[str, Batch], x: dict[str, torch.Tensor] | None = None
+                ) -> Outputs:
+        """The joint forward pass of the batch's augmented inputs ``x`` (drawn when None)."""
+        x = self.augmented(batch) if x is None else x
         s, t, lab = batch["source"], batch["target"], batch.get("target_labelled")
-        parts = [self.augment(s.x), self.augment(t.x)]
-        if lab is not None:
-            parts.append(self.augment(lab.x))
+        parts = [x["source"], x["target"]] + ([x["target_labelled"]] if lab is not None else [])
         feats = self.model.features(torch.cat(parts))
         logits = self.model.head(feats)
         n, m = len(s.x), len(s.x) + len(t.x)
@@ -106,8 +110,9 @@ class Adaptation(Method):
             out.yl, out.feat_l, out.logits_l = lab.y, feats[m:], logits[m:]
         return out
 
-    def loss(self, batch: dict[str, Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        out = self.forward(batch)
+    def loss(self, batch: dict[str, Batch], x: dict[str, torch.Tensor] | None = None
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = self.forward(batch, x)
         weights = [w for t in self.terms.values() if (w := t.source_weights(out)) is not None]
         if weights:
             out.source_weight = w = torch.stack(weights).prod(0)

@@ -11,10 +11,15 @@ from torch import nn
 
 
 class _ReverseGrad(torch.autograd.Function):
+    generate_vmap_rule = True  # usable under vmap (seeds in parallel, dalib.parallel)
+
     @staticmethod
-    def forward(ctx, x: torch.Tensor, coeff: float) -> torch.Tensor:
-        ctx.coeff = coeff
+    def forward(x: torch.Tensor, coeff: float) -> torch.Tensor:
         return x.view_as(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple, output: torch.Tensor) -> None:
+        ctx.coeff = inputs[1]
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:

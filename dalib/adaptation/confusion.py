@@ -14,6 +14,8 @@ class MCC(Term):
     probabilities, samples weighted by ``1 + exp(-entropy)``, the class correlation matrix
     row-normalised; the loss is its off-diagonal mass over the number of classes."""
 
+    parallel_seeds = True
+
     def __init__(self, method, weight: float | None = None, temperature: float = 2.5) -> None:
         super().__init__(method, weight)
         self.temperature = temperature
@@ -31,6 +33,7 @@ class EntropyMin(Term):
     """``entmin``: mean entropy of the target predictions (Grandvalet & Bengio, NeurIPS 2004)."""
 
     default_weight = 0.1
+    parallel_seeds = True
 
     def forward(self, out: Outputs) -> torch.Tensor:
         return entropy(F.softmax(out.logits_t, 1)).mean()

@@ -6,7 +6,7 @@ import torch
 from dalib.engine import Budget, Trace, fit_transfer, seed_everything
 from dalib.models import build_model
 from dalib.parallel import fit_transfer_seeds, supports
-from dalib.registry import REGISTRY
+from dalib.registry import REGISTRY, check_method
 from scenarios.datasets import load_uci_digits
 from scenarios.transfer import build_transfer
 
@@ -19,10 +19,18 @@ def _setup(name, seed):
                         target_shifts=[{"name": "rotate", "degrees": 20}])
     seed_everything(seed)
     model = build_model(sc.input_shape, sc.num_classes, bottleneck=32)
-    return sc, REGISTRY[name].build(model, {"schedule": "cosine"})
+    return sc, check_method(name, {"schedule": "cosine"}, "transfer").build(model, {"schedule": "cosine"})
 
 
-@pytest.mark.parametrize("name", ["source-only", "source+target"])
+def _state(method) -> dict[str, torch.Tensor]:
+    """The model's and the adaptation terms' (discriminators') parameters and buffers."""
+    terms = getattr(method, "terms", {})
+    return {**method.model.state_dict(),
+            **{f"{t}.{k}": v for t, term in terms.items() for k, v in term.state_dict().items()}}
+
+
+@pytest.mark.parametrize("name", ["source-only", "source+target", "dann", "deep-coral",
+                                  "dan+mcc"])
 def test_parallel_seeds_equal_separate_runs(name):
     budget = Budget(steps=8, batch_size=32, checkpoints=2)
     separate = []
@@ -39,8 +47,7 @@ def test_parallel_seeds_equal_separate_runs(name):
     assert steps == 8 and sorted(seen) == [(s, st) for s in SEEDS for st in (4, 8)]
     for (sc, par), sep in zip(pairs, separate, strict=True):
         assert par.updates == sep.updates == 8
-        for (n, a), b in zip(par.model.state_dict().items(), sep.model.state_dict().values(),
-                             strict=True):
+        for (n, a), b in zip(_state(par).items(), _state(sep).values(), strict=True):
             if n.endswith("weight"):
                 close = (a - b).abs() <= 1e-5
                 assert close.float().mean() > 0.999 and (a - b).abs().max() <= 1e-3, n
@@ -58,10 +65,15 @@ def test_parallel_seeds_equal_separate_runs(name):
     assert not torch.allclose(pairs[0][1].model.head.weight, pairs[1][1].model.head.weight)
 
 
-def test_only_supervised_methods_run_in_parallel():
-    _, dann = _setup("dann", 0)
-    _, src = _setup("source-only", 0)
-    assert supports(type(src), src.joint) and not supports(type(dann))
-    with pytest.raises(ValueError, match="supervised"):
-        fit_transfer_seeds([dann], [None], Budget(steps=1), torch.device("cpu"), [0],
+def test_methods_with_random_draws_or_state_do_not_run_in_parallel():
+    assert all(supports(REGISTRY[n]) for n in ["source-only", "dann", "cdan", "mdd", "dan",
+                                                "deep-coral", "mcc", "entmin"])
+    assert supports(check_method("dann+mcc", {}, "transfer"))
+    assert not any(supports(REGISTRY[n]) for n in ["joint", "fixmatch", "mean-teacher",
+                                                    "pseudo-label", "pada", "mcd",
+                                                    "finetune-full", "l2-sp", "ewc"])
+    assert not supports(check_method("dann+fixmatch", {}, "transfer"))
+    _, fixmatch = _setup("fixmatch", 0)
+    with pytest.raises(ValueError, match="parallel_seeds"):
+        fit_transfer_seeds([fixmatch], [None], Budget(steps=1), torch.device("cpu"), [0],
                            [Trace()], [lambda step: None])
