@@ -1,12 +1,14 @@
-"""Wall time of a sweep in one process against a pool of worker processes.
+"""Wall time of a sweep in one process against a pool of processes, or against seeds in parallel.
 
-    python benchmarks/jobs.py [--suite quick] [--seeds 2] [--jobs 2]
+    python benchmarks/jobs.py [--suite quick] [--seeds 2] [--methods a,b] [--jobs 2]
+    python benchmarks/jobs.py --parallel-seeds [--suite ...] [--seeds ...] [--methods ...]
 
 Runs ``dalib run SUITE --seeds N`` (the quick suite with 2 seeds is 12 runs) into two fresh
-temporary directories, with ``--jobs 1`` and ``--jobs N``, and prints both times, their ratio
-and the largest accuracy difference between the two tables (not 0 in general: ``--jobs 1``
-gives one run every core, a worker cores / N, and another thread count changes the float
-summation order, which can flip a prediction or a selected checkpoint).
+temporary directories, plainly and with ``--jobs N`` (or ``--parallel-seeds``), and prints
+both times, their ratio and the largest differences of accuracy and NTG between the two
+tables. They are not 0 in general: ``--jobs 1`` gives one run every core, a worker cores / N,
+and another thread count changes the float summation order; seeds in parallel multiply
+batched matrices; either can flip a prediction or a selected checkpoint.
 """
 
 from __future__ import annotations
@@ -22,32 +24,44 @@ from pathlib import Path
 import pandas as pd
 
 
-def timed_run(suite: str, seeds: int, jobs: int, out: Path) -> float:
+def timed_run(args: argparse.Namespace, out: Path, extra: list[str]) -> float:
+    cmd = [sys.executable, "-m", "dalib.cli", "run", args.suite, "--seeds", str(args.seeds),
+           "--out", str(out), "--no-report", *extra]
+    if args.methods:
+        cmd += ["--methods", args.methods]
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "dalib.cli", "run", suite, "--seeds", str(seeds),
-                    "--out", str(out), "--no-report", "--jobs", str(jobs)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
+
+
+def largest_difference(a: pd.DataFrame, b: pd.DataFrame, metrics: list[str]) -> float:
+    both = a.merge(b, on=["scenario", "method", "seed", "metric"])
+    rows = both[both["metric"].isin(metrics)]
+    return float((rows["value_x"] - rows["value_y"]).abs().max())
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--suite", default="quick")
     p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--methods", help="comma-separated subset of the suite's methods")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--parallel-seeds", action="store_true",
+                   help="compare against --parallel-seeds instead of --jobs N")
+    p.add_argument("--keep", help="write both sweeps under this directory (plain/, other/) "
+                                  "instead of a temporary one")
     args = p.parse_args()
+    other = ["--parallel-seeds"] if args.parallel_seeds else ["--jobs", str(args.jobs)]
     with tempfile.TemporaryDirectory() as tmp:
-        one = timed_run(args.suite, args.seeds, 1, Path(tmp, "one"))
-        many = timed_run(args.suite, args.seeds, args.jobs, Path(tmp, "many"))
-        a, b = (pd.read_csv(Path(tmp, d, "results.csv")) for d in ("one", "many"))
-        runs = a["run_id"].nunique()
-        key = ["scenario", "method", "seed", "metric"]
-        both = a.merge(b, on=key)
-        acc = both[both["metric"].isin(["target_acc", "acc"])]
-        diff = (acc["value_x"] - acc["value_y"]).abs().max()
-    print(f"{args.suite}, {runs} runs, {os.cpu_count()} cores: --jobs 1 {one:.1f} s, "
-          f"--jobs {args.jobs} {many:.1f} s, speed-up {one / many:.2f}x "
-          f"(largest accuracy difference {diff:.2f} points)")
+        root = Path(args.keep or tmp)
+        one = timed_run(args, root / "plain", [])
+        many = timed_run(args, root / "other", other)
+        a, b = (pd.read_csv(root / d / "results.csv") for d in ("plain", "other"))
+    acc = largest_difference(a, b, ["target_acc", "acc"])
+    ntg = largest_difference(a, b, ["ntg"])
+    print(f"{args.suite}, {a['run_id'].nunique()} runs, {os.cpu_count()} cores: plain "
+          f"{one:.1f} s, {' '.join(other)} {many:.1f} s, speed-up {one / many:.2f}x "
+          f"(largest difference: accuracy {acc:.2f}, NTG {ntg:.2f} points)")
 
 
 if __name__ == "__main__":

@@ -31,16 +31,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="auto, cpu or cuda (default: the suite's)")
     run.add_argument("--data-root", help="where dataset files are (else $DALIB_DATA, ~/.cache/dalib)")
     run.add_argument("--jobs", type=int, default=1,
-                     help="run in N worker processes (torch threads per worker: cores / N)")
+                     help="run in N processes, this one and N - 1 workers (torch threads each: "
+                          "cores / N)")
     run.add_argument("--executor", choices=["local", "ray"], default="local",
-                     help="local (in process, or --jobs workers) or ray (each run a Ray task)")
+                     help="local (in process, or --jobs processes) or ray (each run a Ray task)")
     run.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     run.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                      help="bf16: train under bfloat16 autocast (evaluation in float32)")
     run.add_argument("--compile", action="store_true",
                      help="wrap each backbone in torch.compile")
     run.add_argument("--parallel-seeds", action="store_true",
-                     help="train the seeds of each supervised transfer method at once (vmap)")
+                     help="train the seeds of each transfer method at once (vmap) where exact: "
+                          "supervised baselines and adaptation terms without random draws or "
+                          "state")
     run.add_argument("--no-report", action="store_true",
                      help="skip writing OUT/report.md and OUT/report.html at the end")
     run.add_argument("--save-features", action="store_true",

@@ -253,6 +253,17 @@ class Worker:
         self.options = {"features": features, "precision": precision, "compile": compile}
         self.built: dict[tuple[str, int], object] = {}
 
+    def data(self, run: RunSpec):
+        """The run's scenario data, built once per (scenario, seed): the data of every seed of
+        the latest scenario is kept (the runs of a sweep come scenario by scenario, seed by
+        seed, or with ``--parallel-seeds`` method by method over the seeds)."""
+        key = (run.scenario.name, run.seed)
+        if key not in self.built:
+            if any(name != run.scenario.name for name, _ in self.built):
+                self.built.clear()
+            self.built[key] = run.scenario.build(run.seed, self.data_root)
+        return self.built[key]
+
     def header(self, run: RunSpec) -> dict:
         return {"run_id": run.run_id, "config_hash": run.config_hash, "config": run.config(),
                 "suite": run.suite, "scenario": run.scenario.name, "kind": run.scenario.kind,
@@ -263,11 +274,7 @@ class Worker:
         record = self.header(run)
         sample = None
         try:
-            key = (run.scenario.name, run.seed)
-            if key not in self.built:
-                self.built.clear()
-                self.built[key] = run.scenario.build(run.seed, self.data_root)
-            result, sample = execute(run, self.built[key], self.device, **self.options)
+            result, sample = execute(run, self.data(run), self.device, **self.options)
             record.update(result, status="ok")
         except Exception as exc:  # a failing run is recorded and the sweep goes on
             record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
@@ -279,7 +286,7 @@ class Worker:
         """Runs differing only in their seed, trained at once (:func:`execute_seeds`); if
         that fails, one by one, so each failure is recorded with its own reason."""
         try:
-            datas = [r.scenario.build(r.seed, self.data_root) for r in runs]
+            datas = [self.data(r) for r in runs]
             results = execute_seeds(runs, datas, self.device, **self.options)
         except Exception:  # each run on its own
             for run in runs:
