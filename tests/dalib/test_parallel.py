@@ -30,7 +30,7 @@ def _state(method) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("name", ["source-only", "source+target", "dann", "deep-coral",
-                                  "dan+mcc"])
+                                  "dan+mcc", "cdan-e", "mdd+entmin"])
 def test_parallel_seeds_equal_separate_runs(name):
     budget = Budget(steps=8, batch_size=32, checkpoints=2)
     separate = []
