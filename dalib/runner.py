@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import re
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -318,6 +319,20 @@ def _init_worker(device: str, data_root: str | None, options: dict, threads: int
     _WORKER = Worker(device, data_root, **options)
 
 
+def _init_pool_worker(device: str, data_root: str | None, options: dict, threads: int,
+                      parent: int) -> None:
+    """A pool worker: :func:`_init_worker`, and exit as soon as the main process ``parent``
+    is gone (a killed sweep would otherwise leave its workers waiting for work forever)."""
+    _init_worker(device, data_root, options, threads)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _pool_run(run: RunSpec) -> tuple[dict, dict | None]:
     assert _WORKER is not None
     return _WORKER(run)
@@ -382,8 +397,9 @@ def _results(pending: list[RunSpec], jobs: int, device: str, data_root: str | No
     threads = max(1, (os.cpu_count() or 1) // jobs)
     ctx = multiprocessing.get_context("spawn")
     worker = Worker(device, data_root, **options)
-    with ProcessPoolExecutor(jobs - 1, mp_context=ctx, initializer=_init_worker,
-                             initargs=(device, data_root, options, threads)) as pool, \
+    with ProcessPoolExecutor(jobs - 1, mp_context=ctx, initializer=_init_pool_worker,
+                             initargs=(device, data_root, options, threads, os.getpid())
+                             ) as pool, \
             _torch_threads(threads):
         futures = {pool.submit(_pool_run, run): run for run in pending}
         waiting = set(futures)

@@ -6,8 +6,10 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 
 from dalib.cli import main
@@ -41,21 +43,44 @@ def _table(out):
     return t.sort_values(["scenario", "method", "seed", "metric"], ignore_index=True)
 
 
-def test_a_killed_sweep_resumes_to_the_same_results(tmp_path, digits_npz):
+def _stat(pid: int) -> list[str] | None:
+    """State and parent of a process (``/proc/PID/stat`` after the command name)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir()
+            if p.name.isdigit() and (st := _stat(int(p.name))) and int(st[1]) == pid]
+
+
+def _alive(pids: list[int]) -> list[int]:
+    return [p for p in pids if (st := _stat(p)) and st[0] != "Z"]
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_killed_sweep_resumes_to_the_same_results(tmp_path, digits_npz, jobs):
     suite = _suite(tmp_path, digits_npz)
     full, part = tmp_path / "full", tmp_path / "part"
-    assert main(["run", str(suite), "--out", str(full), "--no-report"]) == 0
-    proc = subprocess.Popen([sys.executable, "-m", "dalib.cli", "run", str(suite), "--out",
-                             str(part), "--no-report"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    run = ["run", str(suite), "--no-report", "--jobs", jobs, "--out"]
+    assert main([*run, str(full)]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "dalib.cli", *run, str(part)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and len(list((part / "runs").glob("*.json"))) < 2:
         time.sleep(0.05)
+    children = _children(proc.pid)  # with --jobs 2: a worker and multiprocessing's tracker
     os.kill(proc.pid, signal.SIGKILL)  # mid-sweep, possibly mid-run or mid-write
     proc.wait()
+    deadline = time.time() + 10  # the orphans notice and exit
+    while time.time() < deadline and _alive(children):
+        time.sleep(0.1)
+    assert len(children) == (2 if jobs == "2" else 0) and not _alive(children)
     done = list((part / "runs").glob("*.json"))
     assert 2 <= len(done) < 6
-    assert main(["run", str(suite), "--out", str(part), "--no-report"]) == 0
+    assert main([*run, str(part)]) == 0
     assert len(list((part / "runs").glob("*.json"))) == 6
     pd.testing.assert_frame_equal(_table(full), _table(part))
 
