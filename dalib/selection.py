@@ -24,8 +24,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 
 from dalib.adaptation.blocks import entropy
 from dalib.engine import predict_logits
@@ -46,6 +44,9 @@ def dev_risk(feat_train_s: np.ndarray, feat_t: np.ndarray, feat_val: np.ndarray,
     control variate ``eta = -Cov(w L, w) / Var(w)``. ``L`` is the 0/1 error per validation
     sample, as in the authors' code: the cross-entropy made the estimate far noisier here.
     """
+    from sklearn.linear_model import LogisticRegression  # here: 1 s of imports otherwise
+    from sklearn.preprocessing import StandardScaler
+
     scaler = StandardScaler().fit(np.concatenate([feat_train_s, feat_t]))
     x = scaler.transform(np.concatenate([feat_train_s, feat_t]))
     d = np.r_[np.zeros(len(feat_train_s)), np.ones(len(feat_t))]
