@@ -168,8 +168,16 @@ class Trace:
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
+def checkpoint_due(step: int, steps: int, checkpoints: int) -> bool:
+    """Whether a checkpoint follows step ``step`` (from 0) of ``steps``: ``checkpoints`` of
+    them, evenly spaced, the last after the final step."""
+    every = max(1, steps // max(1, checkpoints))
+    return (step + 1) % every == 0 or step + 1 == steps
+
+
 def _train(method, samplers: dict[str, Sampler], steps: int, trace: Trace, offset: int,
-           desc: str, checkpoint: Callable[[int], None] | None = None, every: int = 0) -> None:
+           desc: str, checkpoint: Callable[[int], None] | None = None,
+           checkpoints: int = 0) -> None:
     method.model.train()
     dtype = PRECISIONS[getattr(method, "precision", "fp32")]
     device_type = next(method.model.parameters()).device.type
@@ -179,7 +187,7 @@ def _train(method, samplers: dict[str, Sampler], steps: int, trace: Trace, offse
                 logs = method.update({name: s.next() for name, s in samplers.items()})
             trace.log(offset + step, logs)
             bar.update()
-            if checkpoint is not None and ((step + 1) % every == 0 or step + 1 == steps):
+            if checkpoint is not None and checkpoint_due(step, steps, checkpoints):
                 checkpoint(step + 1)
                 method.model.train()
 
@@ -214,8 +222,7 @@ def fit_transfer(method, scenario: TransferScenario, budget: Budget, device: tor
     ``budget.checkpoints`` times, evenly spaced, the last after the final step. Returns the
     steps."""
     samplers, steps = transfer_samplers(method, scenario, budget, device, seed)
-    _train(method, samplers, steps, trace, 0, method.name, checkpoint,
-           max(1, steps // max(1, budget.checkpoints)))
+    _train(method, samplers, steps, trace, 0, method.name, checkpoint, budget.checkpoints)
     return steps
 
 

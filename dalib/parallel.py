@@ -22,7 +22,15 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from dalib.adaptation.base import Adaptation
 from dalib.baselines import Supervised
-from dalib.engine import PRECISIONS, Batch, Budget, Trace, progress, transfer_samplers
+from dalib.engine import (
+    PRECISIONS,
+    Batch,
+    Budget,
+    Trace,
+    checkpoint_due,
+    progress,
+    transfer_samplers,
+)
 from dalib.registry import TERMS, Entry
 from scenarios.transfer import TransferScenario
 
@@ -83,7 +91,6 @@ def fit_transfer_seeds(methods: list, scenarios: list[TransferScenario], budget:
     optimizer = lead.make_optimizer(list(params.values()), **lead.optim_settings)
     loss = vmap(lambda p, b, xs, ys, aug: functional_call(base, (p, b), (xs, ys, aug)))
     dtype = PRECISIONS[lead.precision]
-    every = max(1, steps // max(1, budget.checkpoints))
 
     def sync() -> None:
         with torch.no_grad():
@@ -116,7 +123,7 @@ def fit_transfer_seeds(methods: list, scenarios: list[TransferScenario], budget:
                 trace.log(step, {"loss": total[s].detach(),
                                  **{k: v[s] for k, v in logs.items()}})
             bar.update()
-            if (step + 1) % every == 0 or step + 1 == steps:
+            if checkpoint_due(step, steps, budget.checkpoints):
                 sync()
                 for check in checkpoints:
                     check(step + 1)

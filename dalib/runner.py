@@ -465,9 +465,10 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
               save_features: bool = False, jobs: int = 1, executor: str = "local",
               address: str | None = None, precision: str = "fp32",
               compile: bool = False, parallel_seeds: bool = False) -> pd.DataFrame:
-    """Execute ``runs`` (skipping finished ones) in process, on ``jobs`` worker processes or
-    as Ray tasks (``executor = "ray"``, cluster ``address``); write their records and a log
-    per run (only this process writes), rebuild ``results.csv``. With ``save_features``,
+    """Execute ``runs`` (skipping finished ones) in process, in ``jobs`` processes (this one
+    and ``jobs - 1`` workers) or as Ray tasks (``executor = "ray"``, cluster ``address``);
+    write their records and a log per run (only this process writes), rebuild
+    ``results.csv``. With ``save_features``,
     transfer runs save test-set features to ``OUT/features/``; ``precision`` and ``compile``
     as in :func:`execute`; ``parallel_seeds`` as in :func:`execute_seeds` (in process)."""
     out = Path(out)
