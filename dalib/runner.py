@@ -468,9 +468,9 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
     """Execute ``runs`` (skipping finished ones) in process, in ``jobs`` processes (this one
     and ``jobs - 1`` workers) or as Ray tasks (``executor = "ray"``, cluster ``address``);
     write their records and a log per run (only this process writes), rebuild
-    ``results.csv``. With ``save_features``,
-    transfer runs save test-set features to ``OUT/features/``; ``precision`` and ``compile``
-    as in :func:`execute`; ``parallel_seeds`` as in :func:`execute_seeds` (in process)."""
+    ``results.csv``. With ``save_features``, transfer runs save test-set features to
+    ``OUT/features/``; ``precision`` and ``compile`` as in :func:`execute`;
+    ``parallel_seeds`` as in :func:`execute_seeds` (in process)."""
     out = Path(out)
     resolve_device(device)  # fail early on a missing GPU
     pending = []
