@@ -16,6 +16,7 @@ import argparse
 import time
 
 import torch
+from step_loop import sync
 
 from dalib.engine import Budget, Trace, fit_transfer, resolve_device, seed_everything
 from dalib.models import build_model
@@ -29,11 +30,6 @@ def setup(scenario, method: str, seed: int, device: torch.device):
     seed_everything(seed)
     model = build_model(data.input_shape, data.num_classes, bottleneck=64).to(device)
     return data, check_method(method, {}, "transfer").build(model, {})
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main() -> None:
