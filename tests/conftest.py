@@ -6,9 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import dalib  # noqa: F401  (before any scipy import: it sets OPENBLAS_NUM_THREADS, see its docstring)
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 os.environ.setdefault("DALIB_DATA", str(SHARED_DATA))
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as ``import dalib`` does (see its docstring)
 
 
 @pytest.fixture
