@@ -18,6 +18,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from analysis.stats import MIN_SEEDS  # noqa: E402
+
 STYLE = {"style": "whitegrid", "context": "notebook", "font_scale": 0.9}
 
 
@@ -69,7 +71,7 @@ def metric_bars(agg: pd.DataFrame, metric: str, colours: dict, *, zero_line: boo
         if zero_line:
             ax.axvline(0, color="black", lw=0.8)
             for yi, (_, r) in zip(y, s.iterrows(), strict=True):
-                if r["ci_low"] > 0 or r["ci_high"] < 0:
+                if r["n"] >= MIN_SEEDS and (r["ci_low"] > 0 or r["ci_high"] < 0):
                     ax.text(r["ci_high"] if r["mean"] >= 0 else r["ci_low"], yi, " *",
                             va="center", ha="left" if r["mean"] >= 0 else "right")
         ax.set_title(sc)
@@ -173,7 +175,9 @@ def difference_heatmap(agg: pd.DataFrame, metric: str, title: str):
     scenarios = list(dict.fromkeys(a["scenario"]))
     grid = a.pivot_table(index="method", columns="scenario", values="mean", sort=False)
     grid = grid.reindex(index=methods, columns=scenarios)
-    marks = a.assign(mark=np.where(a["ci_low"] > 0, "*", np.where(a["ci_high"] < 0, "-", "")))
+    enough = a["n"] >= MIN_SEEDS
+    marks = a.assign(mark=np.where(enough & (a["ci_low"] > 0), "*",
+                                   np.where(enough & (a["ci_high"] < 0), "-", "")))
     marks = marks.pivot_table(index="method", columns="scenario", values="mark",
                               aggfunc="first", sort=False).reindex(index=methods,
                                                                    columns=scenarios)

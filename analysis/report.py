@@ -22,6 +22,8 @@ import pandas as pd
 
 from analysis import plots
 from analysis.stats import (
+    BOOTSTRAP_MIN_N,
+    MIN_SEEDS,
     aggregate,
     average_rank,
     better,
@@ -149,7 +151,9 @@ def fmt(x: float) -> str:
 
 
 def cell(row: pd.Series) -> str:
-    """``mean [ci_low, ci_high]`` (the mean alone for one seed)."""
+    """``mean [ci_low, ci_high]`` (``mean (n = 1)`` for one seed)."""
+    if row["n"] < 2:
+        return f"{fmt(row['mean'])} (n = 1)"
     if pd.isna(row["ci_low"]):
         return fmt(row["mean"])
     return f"{fmt(row['mean'])} [{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]"
@@ -158,6 +162,13 @@ def cell(row: pd.Series) -> str:
 def diff_cell(c: dict) -> str:
     ci = "" if pd.isna(c["ci_low"]) else f" [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]"
     return f"{c['diff']:+.2f}{ci}"
+
+
+def significance(c: dict) -> str:
+    """Whether a paired comparison is significant, and by which test."""
+    if c["n"] < MIN_SEEDS:
+        return f"not assessed ({c['n']} seeds < {MIN_SEEDS})"
+    return "yes (CI)" if c["significant"] else "no (CI)"
 
 
 def p_cell(p: float) -> str:
@@ -256,7 +267,7 @@ def _curves(records: list[dict], scenario: str) -> tuple[pd.DataFrame, pd.DataFr
 
 def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] | None = None,
                  features: dict[tuple[str, str, str], dict[str, np.ndarray]] | None = None,
-                 ci: str = "bootstrap", sources: list[str] | None = None,
+                 ci: str = "t", sources: list[str] | None = None,
                  title: str | None = None) -> dict[str, Path | list[Path]]:
     """Write ``OUT/report.md``, ``OUT/report.html``, ``OUT/figures/*.png|svg`` and
     ``OUT/tables/*.csv``; returns their paths.
@@ -277,21 +288,22 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
     suites = ", ".join(str(s) for s in dict.fromkeys(table["suite"])) if "suite" in table else ""
     title = title or f"dalib report{': ' + suites if suites else ''}"
     doc.heading(title, 1)
-    interval = ("expanded percentile bootstrap of the mean over seeds (10,000 resamples, "
-                "seed 0)" if ci == "bootstrap" else "Student-t interval over seeds")
-    doc.para(f"Cells are mean [95% CI], the CI is the {interval}; accuracies in %. Comparisons "
-             "pair the seeds of the two methods; `*` marks a difference whose interval "
-             "excludes 0; p is the two-sided Wilcoxon signed-rank p-value (below 0.05 only "
-             "from 6 seeds on). Model selection never reads target test labels; the oracle "
-             "pick is an upper bound.")
+    interval = (f"expanded percentile bootstrap of the mean over seeds (10,000 resamples, "
+                f"seed 0) where a cell has {BOOTSTRAP_MIN_N} or more seeds, the Student-t "
+                "interval below" if ci == "bootstrap" else "Student-t interval over seeds")
+    doc.para(f"Cells are mean [95% CI], the CI is the {interval}; accuracies in %. A cell with "
+             "one seed shows n = 1 and no interval. Comparisons pair the seeds of the two "
+             "methods: a difference is significant (`*`, bold best method) when its paired "
+             f"95% {'t' if ci == 't' else 'interval'} excludes 0 and it rests on at least "
+             f"{MIN_SEEDS} seeds; that interval decides, not the Wilcoxon signed-rank p, which is "
+             "shown beside it and cannot fall below 0.05 before 6 seeds. Model selection never "
+             "reads target test labels; the oracle pick is an upper bound.")
     if sources:
         doc.para("Results from: " + ", ".join(f"`{s}`" for s in sources))
-    if ci == "bootstrap" and not agg.empty and agg["n"].min() <= 4:
-        doc.para(f"Some cells rest on {int(agg['n'].min())} seeds. A resampling interval is "
-                 "then no wider than the range of the seeds: on normal data the bootstrap "
-                 "interval covers the true mean about 74% of the time with 3 seeds and 93% "
-                 "with 5, so read significance marks with care (`--ci t` gives Student-t "
-                 "intervals).")
+    if not agg.empty and agg["n"].min() < MIN_SEEDS:
+        doc.para(f"Some cells rest on {int(agg['n'].min())} seed(s): with fewer than "
+                 f"{MIN_SEEDS} seeds no winner can be called and no difference is marked "
+                 "significant. Run more seeds (`dalib run SUITE --seeds 5`) to compare methods.")
 
     # ---- first screen: the best method of each scenario
     doc.heading("Which method is best")
@@ -305,8 +317,10 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
             r = a[a["method"] == best].iloc[0]
             base = baseline_of(a["method"], kind)
             vb = compare(ok, sc, metric, best, base, ci) if base and base != best else None
+            few = int(r["n"]) < MIN_SEEDS
             rows.append([sc, NAMES.get(metric, metric), str(int(r["n"])),
-                         Bold(best) if vs and vs["significant"] else best, cell(r),
+                         f"none called ({int(r['n'])} seeds; best mean: {best})" if few
+                         else Bold(best) if vs and vs["significant"] else best, cell(r),
                          f"{vs['baseline']}: {diff_cell(vs)}"
                          f"{' *' if vs['significant'] else ''}, p {p_cell(vs['p_wilcoxon'])}"
                          if vs else "",
@@ -341,7 +355,8 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
                         row.append("")
                         continue
                     text = cell(r.iloc[0])
-                    if m in DIFFERENCES and (r["ci_low"].iloc[0] > 0 or r["ci_high"].iloc[0] < 0):
+                    if m in DIFFERENCES and r["n"].iloc[0] >= MIN_SEEDS and (
+                            r["ci_low"].iloc[0] > 0 or r["ci_high"].iloc[0] < 0):
                         text += " *"
                     bold = m == primary and method == best and vs is not None and vs["significant"]
                     row.append(Bold(text) if bold else text)
@@ -359,10 +374,10 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
             comp_frames.append(comp)
             doc.heading(f"{kind.capitalize()}: each method against {BASELINE[kind]} (paired)", 3)
             doc.table(["scenario", "metric", "method", "seeds", "difference [CI]",
-                       "Wilcoxon p", "significant"],
+                       "Wilcoxon p (shown, not used)", "significant (paired CI excludes 0)"],
                       [[c["scenario"], NAMES.get(c["metric"], c["metric"]), c["method"],
                         str(c["n"]), diff_cell(c), p_cell(c["p_wilcoxon"]),
-                        "yes" if c["significant"] else "no"]
+                        significance(c)]
                        for c in comp.to_dict("records")])
         if primary and len(scenarios) > 1:
             ar = average_rank(ok[ok["scenario"].isin(scenarios)], primary)

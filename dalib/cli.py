@@ -6,7 +6,6 @@ Exit codes: 0 success, 1 some runs failed, 2 bad input (nothing written).
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from scenarios.errors import InputError
 TRANSFER_METRICS = ["target_acc", "source_acc", "target_train_acc", "target_acc_oracle", "ntg",
                     "gain_over_source_only", "source_drop"]
 STREAM_METRICS = ["acc", "bwt", "fwt", "forgetting", "intransigence"]
+MAX_JOBS = 256
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,8 +54,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="a dalib run directory, a directory with results.csv, or a CSV file")
     rep.add_argument("--out", help="where the report goes (default: DIR for one run directory, "
                      "./dalib-report otherwise)")
-    rep.add_argument("--ci", choices=["bootstrap", "t"], default="bootstrap",
-                     help="confidence intervals over seeds (default: bootstrap)")
+    rep.add_argument("--ci", choices=["t", "bootstrap"], default="t",
+                     help="confidence intervals over seeds: t (Student-t, the default) or "
+                          "bootstrap (cells with fewer than 10 seeds keep the t interval)")
     rep.add_argument("--markdown", action="store_true", help="also print report.md")
     sub.add_parser("list", help="list datasets, shifts, methods and built-in suites")
     data = sub.add_parser("data", help="show where dataset files are searched and what is found")
@@ -80,19 +81,16 @@ def print_summary(table: pd.DataFrame) -> None:
               + ", ".join(sorted(failed["run_id"].unique())))
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from dalib.runner import expand, run_suite, validate
-    from scenarios.suite import load_suite
+def check_run_args(args: argparse.Namespace, suite) -> tuple[list[int] | None, str]:
+    """The seeds and device of a ``dalib run``, every flag checked (exit 2 before anything
+    is written)."""
+    from dalib.engine import resolve_device
+    from scenarios.suite import MAX_SEEDS
 
-    suite = load_suite(args.suite)
-    if args.seeds is not None and args.seeds < 1:
-        raise InputError("--seeds", f"is {args.seeds}", expected="a positive count")
-    seeds = list(range(args.seeds)) if args.seeds else None
-    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
-    runs = expand(suite, seeds, methods)
-    validate(suite, runs, args.data_root)
-    if args.jobs < 1:
-        raise InputError("--jobs", f"is {args.jobs}", expected="a positive count")
+    if args.seeds is not None and not 1 <= args.seeds <= MAX_SEEDS:
+        raise InputError("--seeds", f"is {args.seeds}", expected=f"a count in 1..{MAX_SEEDS}")
+    if not 1 <= args.jobs <= MAX_JOBS:
+        raise InputError("--jobs", f"is {args.jobs}", expected=f"a process count in 1..{MAX_JOBS}")
     ways = [w for w, on in (("--jobs", args.jobs > 1), ("--parallel-seeds", args.parallel_seeds),
                             ("--executor ray", args.executor == "ray")) if on]
     if len(ways) > 1:
@@ -100,21 +98,36 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise InputError(ways[0], f"{given} with {ways[1]}", expected="one way to run at a "
                          "time: --jobs, --executor ray or --parallel-seeds")
     device = args.device or suite.device
-    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise InputError("--device", f"is {device!r}", expected="auto, cpu or cuda")
+    try:
+        resolve_device(device)
+    except InputError as exc:
+        raise exc if args.device else exc.within(suite.path, "device") from None
+    return (list(range(args.seeds)) if args.seeds else None), device
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dalib.runner import check_owner, expand, run_suite, validate
+    from dalib.store import check_out
+    from scenarios.suite import load_suite
+
+    suite = load_suite(args.suite)
+    seeds, device = check_run_args(args, suite)
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    runs = expand(suite, seeds, methods)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(suite.path, out / "suite.toml")
+    check_out(out)
+    check_owner(out, suite)
+    validate(suite, runs, args.data_root)
     total = len(runs)
     done = [0]
     # one bar per sweep on a terminal (the line per run is printed above it), plain lines
     # otherwise
     bar = tqdm(total=total, desc=suite.name, unit="run", disable=not sys.stdout.isatty())
 
-    def on_run(run, record) -> None:
+    def on_run(run, record, cached: bool) -> None:
         done[0] += 1
-        status = record["status"]
-        detail = record.get("error", "") if status != "ok" else " ".join(
+        status = "cached" if cached else record["status"]
+        detail = record.get("error", "") if record["status"] != "ok" else " ".join(
             f"{k}={v:.2f}" for k, v in record["metrics"].items()
             if k in TRANSFER_METRICS + STREAM_METRICS)
         bar.write(f"[{done[0]}/{total}] {run.scenario.name} {run.method.label} "
@@ -123,35 +136,61 @@ def cmd_run(args: argparse.Namespace) -> int:
         bar.update()
 
     print(f"suite {suite.name}: {total} runs -> {out} (logs: {out / 'logs'})")
-    with bar:
-        table = run_suite(suite, out, runs=runs, device=device, data_root=args.data_root,
-                          on_run=on_run, save_features=args.save_features, jobs=args.jobs,
-                          executor=args.executor, address=args.address,
-                          precision=args.precision, compile=args.compile,
-                          parallel_seeds=args.parallel_seeds)
-    print_summary(table)
+    try:
+        with bar:
+            sweep = run_suite(suite, out, runs=runs, device=device, data_root=args.data_root,
+                              on_run=on_run, save_features=args.save_features, jobs=args.jobs,
+                              executor=args.executor, address=args.address,
+                              precision=args.precision, compile=args.compile,
+                              parallel_seeds=args.parallel_seeds)
+    except KeyboardInterrupt:
+        print(f"dalib: interrupted: {done[0]} of {total} runs done and saved in {out}; run the "
+              "same command again to resume", file=sys.stderr)
+        return 130
+    warned = warn_records(sweep.skipped, sweep.dropped, sweep.stale)
+    print_summary(sweep.table)
     print(f"\nresults: {out / 'results.csv'}")
     if not args.no_report:
-        write_report([out], out)
-    return 1 if (table["status"] != "ok").any() else 0
+        write_report([out], out, warn=False)
+    return 1 if warned or (sweep.table["status"] != "ok").any() else 0
 
 
-def load_results(path: Path) -> tuple[pd.DataFrame, list[dict], dict]:
-    """The results table, run records and saved features of a run directory (records
-    rebuilt into results.csv), a directory holding results.csv, or a CSV file."""
-    from dalib.runner import load_features, load_records, rebuild_results
+def warn_records(skipped, dropped: list[str], stale: list[str]) -> bool:
+    """Name every file under ``runs/`` that is not a record and every run that left
+    ``results.csv``; True when files were skipped (the exit code says so)."""
+    for path, why in skipped:
+        print(f"dalib: warning: skipped {path}: {why}", file=sys.stderr)
+    moved = [r for r in dropped if r in set(stale)]
+    lost = [r for r in dropped if r not in set(stale)]
+    if moved:
+        print(f"dalib: note: {len(moved)} run(s) of an earlier version of the suite moved to "
+              f"stale/ and left results.csv: {', '.join(moved)}", file=sys.stderr)
+    if lost:
+        print(f"dalib: warning: {len(lost)} run(s) left results.csv (their records are gone or "
+              f"unreadable): {', '.join(lost)}", file=sys.stderr)
+    return bool(skipped)
+
+
+def load_results(path: Path, warn: bool = True) -> tuple[pd.DataFrame, list[dict], dict, bool]:
+    """The results table, run records and saved features of a run directory (the table
+    made from the records, nothing written), a directory holding results.csv, or a CSV
+    file; and whether files under ``runs/`` were skipped (each named in a warning)."""
+    from dalib.store import load_features, read_records, results_from_records
 
     if (path / "runs").is_dir():
-        records = load_records(path)
-        return rebuild_results(path, records), records, load_features(path, records)
+        found = read_records(path)
+        if warn:
+            warn_records(found.skipped, [], [])
+        return (results_from_records(found.records), found.records,
+                load_features(path, found.records), bool(found.skipped))
     csv = path / "results.csv" if path.is_dir() else path
     if not csv.is_file():
         raise InputError("DIR", f"{str(path)!r} is neither a run directory (with runs/) nor a "
                          "results table", expected="a dalib run directory, a directory with "
                          "results.csv or a .csv file")
     try:
-        return pd.read_csv(csv), [], {}
-    except (ValueError, pd.errors.ParserError) as exc:
+        return pd.read_csv(csv), [], {}, False
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise InputError("table", f"cannot be read as CSV: {exc}", source=str(csv)) from None
 
 
@@ -184,12 +223,14 @@ def merge(parts: list[tuple[str, pd.DataFrame, list[dict], dict]]
     return pd.concat(merged, ignore_index=True), records, features
 
 
-def write_report(paths: list[Path], out: Path, ci: str = "bootstrap") -> pd.DataFrame:
+def write_report(paths: list[Path], out: Path, ci: str = "t", warn: bool = True
+                 ) -> tuple[pd.DataFrame, bool]:
     """Write ``OUT/report.md`` and ``OUT/report.html`` from result directories or tables;
-    returns the (merged) results table."""
+    returns the (merged) results table and whether files under a ``runs/`` were skipped."""
     from analysis.report import build_report
 
-    parts = [(str(p), *load_results(p)) for p in paths]
+    loaded = [load_results(p, warn) for p in paths]
+    parts = [(str(p), *r[:3]) for p, r in zip(paths, loaded, strict=True)]
     table, records, features = merge(parts) if len(parts) > 1 else parts[0][1:]
     try:
         files = build_report(table, out, records=records, features=features, ci=ci,
@@ -197,23 +238,26 @@ def write_report(paths: list[Path], out: Path, ci: str = "bootstrap") -> pd.Data
     except ValueError as exc:
         raise InputError("table", str(exc), source=str(paths[0])) from None
     print(f"report: {files['html']} ({len(files['figures']) // 2} figures)")
-    return table
+    return table, any(r[3] for r in loaded)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from dalib.store import check_out
+
     paths = [Path(d) for d in args.dirs]
     if args.out:
+        check_out(Path(args.out))
         out = Path(args.out)
     elif len(paths) == 1 and paths[0].is_dir():
         out = paths[0]
     else:
         out = Path("dalib-report")
-    table = write_report(paths, out, args.ci)
+    table, skipped = write_report(paths, out, args.ci)
     if args.markdown:
         print((out / "report.md").read_text())
     else:
         print_summary(table)
-    return 0
+    return 1 if skipped else 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -255,12 +299,21 @@ COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "data": cmd_
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dalib.store import DiskFull
+
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except InputError as exc:
         print(f"dalib: error: {exc}", file=sys.stderr)
         return 2
+    except DiskFull as exc:
+        print(f"dalib: error: {exc.strerror} (free some space and run the same command again: "
+              "finished runs are kept)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("dalib: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

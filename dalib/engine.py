@@ -11,6 +11,7 @@ import math
 import os
 import platform
 import random
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from scenarios.domain import Domain, concat
+from scenarios.errors import InputError
 from scenarios.stream import Stream
 from scenarios.transfer import TransferScenario
 
@@ -48,12 +50,19 @@ def versions() -> dict[str, str]:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when available; asking for CUDA without it is an error."""
+    """``auto`` picks CUDA when available; asking for a CUDA device this machine lacks is an
+    input error."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {device}: CUDA is not available on this machine "
-                           "(use --device cpu or auto)")
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:\d{1,3})?", device):
+        raise InputError("--device", f"is {device!r}", expected="auto, cpu, cuda or cuda:N")
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device[5:] or 0)
+        if index >= count:
+            raise InputError("--device", f"is {device!r} but this machine has "
+                             f"{count} CUDA device(s)", expected="auto or cpu"
+                             + (f", or cuda:0..cuda:{count - 1}" if count else ""))
     return torch.device(device)
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import inspect
 import math
+from functools import partial
 
 import torch
 from torch import nn
 
+from scenarios import checks
 from scenarios.errors import InputError, reject_unknown
 
 
@@ -82,7 +84,8 @@ class ResNet(nn.Module):
 
     Block names ``layer1`` ... ``layer4`` are kept, so freezing by name works. ``weights`` is
     a local file (a torchvision state dict, loaded with ``weights_only=True``) or the name of
-    torchvision's weights (``IMAGENET1K_V1``: from torch's hub cache, downloaded when online).
+    torchvision's weights (``IMAGENET1K_V1``), read from torch's hub cache only: nothing is
+    ever downloaded.
     """
 
     def __init__(self, input_shape: tuple[int, ...], name: str = "resnet18",
@@ -90,9 +93,18 @@ class ResNet(nn.Module):
         super().__init__()
         import torchvision
 
+        resnets = [n for n in torchvision.models.list_models(torchvision.models)
+                   if n.startswith("resnet")]
+        if name not in resnets:
+            raise InputError("model.arch", f"is {name!r}", expected=f"one of {', '.join(resnets)}")
         net = torchvision.models.get_model(name, weights=None)
         if weights is not None:
-            net.load_state_dict(_resnet_weights(name, weights))
+            try:
+                net.load_state_dict(_resnet_weights(name, weights))
+            except RuntimeError as exc:
+                raise InputError("model.weights", f"{weights!r} does not fit {name} "
+                                 f"({str(exc).splitlines()[0]})",
+                                 expected=f"a state dict of torchvision's {name}") from None
         self.out_features = net.fc.in_features
         net.fc = nn.Identity()
         self.net = net
@@ -102,15 +114,31 @@ class ResNet(nn.Module):
         return self.net(x.expand(-1, 3, -1, -1) if self.grey else x)
 
 
+def _load_state_dict(path) -> dict:
+    """A state dict from a file (``weights_only``: no code runs), or an input error."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and format errors all mean the same to a user
+        raise InputError("model.weights", f"{str(path)!r} cannot be read as weights "
+                         f"({type(exc).__name__})", expected="a state dict saved with "
+                         "torch.save(model.state_dict(), path)") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise InputError("model.weights", f"{str(path)!r} is not a state dict",
+                         expected="a dict of tensors saved with torch.save(model.state_dict(), "
+                         "path)")
+    return state
+
+
 def _resnet_weights(name: str, weights: str) -> dict:
     """A ResNet state dict from a local file or torchvision's named weights (from the hub
-    cache; downloaded only when online), or an error saying where to put the file."""
+    cache only), or an error saying where to put the file."""
     from pathlib import Path
 
     import torchvision
 
     if Path(weights).expanduser().is_file():
-        return torch.load(Path(weights).expanduser(), map_location="cpu", weights_only=True)
+        return _load_state_dict(Path(weights).expanduser())
     try:
         enum = torchvision.models.get_model_weights(name)[weights]
     except KeyError:
@@ -120,16 +148,23 @@ def _resnet_weights(name: str, weights: str) -> dict:
                          ) from None
     target = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
     if target.is_file():
-        return torch.load(target, map_location="cpu", weights_only=True)
-    try:
-        return enum.get_state_dict(progress=False, weights_only=True)
-    except OSError as exc:  # offline: URLError is an OSError
-        raise InputError("model.weights", f"cannot download {enum.url} ({exc})",
-                         expected=f"the file at {target}, or weights = 'path/to/file.pth'"
-                         ) from None
+        return _load_state_dict(target)
+    raise InputError("model.weights", f"{weights!r} is not in torch's hub cache (dalib never "
+                     f"downloads)", expected=f"the file {Path(enum.url).name} (from {enum.url}) "
+                     f"at {target}, or weights = 'path/to/file.pth'")
 
 
 BACKBONES = {"mlp": MLP, "lenet": LeNet, "cnn": SmallCNN, "resnet": ResNet}
+OPTION_CHECKS = {
+    "hidden": partial(checks.number_list, low=1, high=65536, integer=True, min_length=0,
+                      max_length=100),
+    "dropout": lambda v, f: checks.number(v, f, low=0, high=0.99, what="a fraction in [0, 1)"),
+    "width": partial(checks.integer, low=1, high=4096),
+    "features": partial(checks.integer, low=1, high=65536),
+    "batch_norm": checks.boolean,
+    "name": checks.string,
+    "weights": checks.string,
+}
 
 
 class Classifier(nn.Module):
@@ -183,6 +218,14 @@ def freeze(model: Classifier, upto: int | str) -> list[nn.Module]:
     parameters stop requiring gradients. Returns the frozen blocks (keep them in eval mode
     so batch-norm statistics stay too)."""
     named = blocks(model)
+    frozen = [m for _, m in named[:frozen_count(named, upto)]]
+    for m in frozen:
+        m.requires_grad_(False)
+    return frozen
+
+
+def frozen_count(named: list[tuple[str, nn.Module]], upto: int | str) -> int:
+    """How many of the blocks ``named`` a ``freeze`` value covers, or an input error."""
     names = [n for n, _ in named]
     if upto == "all":
         count = len(named) - 1
@@ -192,14 +235,11 @@ def freeze(model: Classifier, upto: int | str) -> list[nn.Module]:
                              f"{', '.join(names)}")
         count = names.index(upto) + 1
     else:
-        if not 0 <= upto < len(named):
+        if isinstance(upto, bool) or not isinstance(upto, int) or not 0 <= upto < len(named):
             raise InputError("freeze", f"is {upto}", expected=f"0 .. {len(named) - 1} blocks "
                              f"({', '.join(names)})")
         count = upto
-    frozen = [m for _, m in named[:count]]
-    for m in frozen:
-        m.requires_grad_(False)
-    return frozen
+    return count
 
 
 def auto_arch(input_shape: tuple[int, ...]) -> str:
@@ -212,7 +252,13 @@ def auto_arch(input_shape: tuple[int, ...]) -> str:
 def build_model(input_shape: tuple[int, ...], num_classes: int, arch: str = "auto",
                 bottleneck: int = 0, **options) -> Classifier:
     """A ``Classifier`` from the suite's ``[model]`` table; unknown options are errors."""
+    if not isinstance(arch, str):
+        raise InputError("model.arch", f"is {arch!r}", expected="a backbone name")
     arch = auto_arch(input_shape) if arch == "auto" else arch
+    checks.integer(bottleneck, "model.bottleneck", 0, 65536)
+    for key, value in options.items():
+        if key in OPTION_CHECKS:
+            OPTION_CHECKS[key](value, f"model.{key}")
     if arch.startswith("resnet") and arch != "resnet":
         options = {"name": arch, **options}
         arch = "resnet"

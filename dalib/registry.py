@@ -29,6 +29,7 @@ from dalib.continual.replay import DER, Cumulative, Replay
 from dalib.method import OPTIMIZERS, SCHEDULES, Method
 from dalib.transfer.finetune import FineTune
 from dalib.transfer.regularized import BSS, L2SP
+from scenarios import checks
 from scenarios.errors import InputError, reject_unknown
 
 
@@ -94,6 +95,14 @@ class Entry:
         if len(self.terms) == 1:
             return {**OPTIM, **TERMS[self.terms[0]].options()}
         return {**OPTIM, **{t: {} for t in self.terms}}
+
+    def resolved(self, params: dict) -> dict:
+        """Every hyperparameter the method runs with: ``params`` over the defaults (a
+        combination's term tables filled in with each term's defaults)."""
+        out = {**self.hyperparameters(), **params}
+        if len(self.terms) > 1:
+            out.update({t: {**TERMS[t].options(), **params.get(t, {})} for t in self.terms})
+        return out
 
     @property
     def needs(self) -> tuple[str, ...]:
@@ -179,6 +188,33 @@ def lookup(name: str) -> Entry | None:
     return None
 
 
+# ranges of hyperparameters by name (a number whose name is not here must be >= 0)
+RANGES = {"lr": {"low": 0, "open_low": True}, "momentum": {"low": 0, "high": 1},
+          "ema": {"low": 0, "high": 1}, "threshold": {"low": 0, "high": 1},
+          "pretrain": {"low": 0, "high": 1}, "temperature": {"low": 0, "open_low": True},
+          "num_k": {"low": 1}, "k": {"low": 1}, "rounds": {"low": 1}, "random_dim": {"low": 1},
+          "sample_size": {"low": 1}, "hidden": {"low": 1}, "shift": {"low": 0, "high": 64}}
+INT_LIMIT = 1_000_000_000
+
+
+def check_value(key: str, value, default, field_name: str) -> None:
+    """A hyperparameter's value has its default's type (an integer where the default is one,
+    any finite number where it is a float or unset) and lies in its range."""
+    limits = RANGES.get(key, {"low": 0})
+    if key == "freeze":
+        if not isinstance(value, str):
+            checks.integer(value, field_name, 0, INT_LIMIT, "a block count >= 0, 'all' or a "
+                           "block name")
+    elif isinstance(default, bool):
+        checks.boolean(value, field_name)
+    elif isinstance(default, str):
+        checks.string(value, field_name)
+    elif isinstance(default, int):
+        checks.integer(value, field_name, limits.get("low"), limits.get("high", INT_LIMIT))
+    elif isinstance(default, float) or default is None:
+        checks.number(value, field_name, **limits)
+
+
 def check_method(name: str, params: dict, kind: str, field_name: str = "methods") -> Entry:
     """The registry entry for ``name``, after checking its kind and hyperparameters."""
     entry = lookup(name)
@@ -189,8 +225,11 @@ def check_method(name: str, params: dict, kind: str, field_name: str = "methods"
     if entry.kind != kind:
         raise InputError(field_name, f"{name!r} is a {entry.kind} method, not for a {kind} "
                          "scenario", expected=f"a {kind} method")
-    reject_unknown(params, entry.hyperparameters(), what=f"hyperparameter of {name!r}",
-                   field=field_name)
+    allowed = entry.hyperparameters()
+    reject_unknown(params, allowed, what=f"hyperparameter of {name!r}", field=field_name)
+    for key, value in params.items():
+        if not (len(entry.terms) > 1 and key in entry.terms):
+            check_value(key, value, allowed[key], f"{field_name}.{key}")
     for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", tuple(SCHEDULES))):
         if key in params and params[key] not in allowed:
             raise InputError(f"{field_name}.{key}", f"is {params[key]!r}",
@@ -201,6 +240,9 @@ def check_method(name: str, params: dict, kind: str, field_name: str = "methods"
                 if not isinstance(params[t], dict):
                     raise InputError(f"{field_name}.{t}", f"is {params[t]!r}",
                                      expected=f"a table of {t!r} options")
-                reject_unknown(params[t], TERMS[t].options(), what=f"option of {t!r}",
+                options = TERMS[t].options()
+                reject_unknown(params[t], options, what=f"option of {t!r}",
                                field=f"{field_name}.{t}")
+                for key, value in params[t].items():
+                    check_value(key, value, options[key], f"{field_name}.{t}.{key}")
     return entry

@@ -7,13 +7,11 @@ as failed with its reason and the sweep goes on; finished runs are skipped on a 
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import multiprocessing
 import os
 import re
-import tempfile
 import threading
 import time
 import traceback
@@ -21,15 +19,15 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import pandas as pd
 import torch
 
-from analysis.continual import intransigence, summarize
-from analysis.transfer import transfer_gaps
+from analysis.continual import summarize
+from dalib import __version__, store
 from dalib.engine import (
     Budget,
     Trace,
@@ -48,9 +46,6 @@ from scenarios.errors import InputError, reject_unknown
 from scenarios.stream import Stream
 from scenarios.suite import MethodSpec, ScenarioSpec, Suite
 
-RESULT_COLUMNS = ["suite", "scenario", "method", "seed", "metric", "value", "run_id",
-                  "config_hash", "status"]
-
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -66,26 +61,67 @@ class RunSpec:
         return self.scenario.method_params(self.method)
 
     def config(self) -> dict:
-        """Everything that determines the run's numbers (its hash is the run's identity)."""
-        return {"suite": self.suite, "scenario": self.scenario.name, "kind": self.scenario.kind,
-                "data": self.scenario.options, "budget": self.scenario.budget,
-                "model": self.scenario.model, "method": self.method.name,
-                "params": self.params, "seed": self.seed}
+        """Everything that determines the run's numbers (its hash is the run's identity): the
+        data (with the contents of data and weights files), the resolved budget and model, every
+        hyperparameter of the method (defaults included), the seed and dalib's version."""
+        sc = self.scenario
+        entry = check_method(self.method.name, self.params, sc.kind)
+        return {"suite": self.suite, "scenario": sc.name, "kind": sc.kind, "data": sc.options,
+                "files": {str(p): file_digest(p) for p in sc.files()},
+                "budget": resolved_budget(sc.budget), "model": sc.model,
+                "method": self.method.name, "params": entry.resolved(self.params),
+                "seed": self.seed, "dalib": __version__}
 
-    @property
+    @cached_property
     def config_hash(self) -> str:
         blob = json.dumps(self.config(), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
     def slug(self) -> str:
-        """The run's name without its configuration hash."""
-        name = re.sub(r"[^A-Za-z0-9.+-]+", "_", f"{self.scenario.name}-{self.method.label}")
-        return f"{name}-s{self.seed}"
+        """The run's file-safe name without its configuration hash."""
+        return f"{_file_part(self.scenario.name)}-{_file_part(self.method.label)}-s{self.seed}"
 
     @property
     def run_id(self) -> str:
         return f"{self.slug}-{self.config_hash[:8]}"
+
+
+def _file_part(text: str, limit: int = 60) -> str:
+    """``text`` as a bounded file-name part; a name that had to be changed (characters
+    outside ``A-Za-z0-9.+-``, or longer than ``limit``) gets a hash of the original, so two
+    names never share a file."""
+    safe = re.sub(r"[^A-Za-z0-9.+-]+", "_", text)[:limit]
+    if safe != text:
+        safe += "~" + hashlib.sha256(text.encode()).hexdigest()[:6]
+    return safe
+
+
+@lru_cache(maxsize=256)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file's contents (cached while its size and mtime stay)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return "missing"
+    return _digest(str(path), st.st_size, st.st_mtime_ns)
+
+
+def resolved_budget(budget: dict) -> dict:
+    """A scenario's budget with the defaults filled in (batch 64, 10 checkpoints, 10 epochs
+    when neither epochs nor steps is given)."""
+    out = {"batch_size": 64, "checkpoints": 10, **budget}
+    if "epochs" not in out and "steps" not in out:
+        out["epochs"] = 10
+    return out
 
 
 def expand(suite: Suite, seeds: list[int] | None = None, methods: list[str] | None = None,
@@ -109,39 +145,34 @@ def expand(suite: Suite, seeds: list[int] | None = None, methods: list[str] | No
 
 
 def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> None:
-    """Check methods, hyperparameters, data and models before anything is written."""
+    """Check methods, hyperparameters, data, models and each method built on its model,
+    before anything is written."""
     for i, sc in enumerate(suite.scenarios):
+        field = f"scenario[{i}]"
         try:
             reject_unknown(sc.optim, OPTIM, what="optimizer setting", field="optim")
-            for m in sc.methods:
-                check_method(m.name, sc.method_params(m), sc.kind)
+            entries = [check_method(m.name, sc.method_params(m), sc.kind, f"methods[{j}]")
+                       for j, m in enumerate(sc.methods)]
             data = sc.build(runs[0].seed if runs else 0, data_root)
             build_model(data.input_shape, data.num_classes, **sc.model)
             if sc.kind == "transfer" and data.target_labelled is None:
-                needing = [m.name for m in sc.methods
-                           if "target_labelled" in check_method(m.name, {}, sc.kind).needs]
+                needing = [m.name for m, e in zip(sc.methods, entries, strict=True)
+                           if "target_labelled" in e.needs]
                 if needing:
                     raise InputError("k", f"is 0 but {needing[0]!r} trains on labelled target "
                                      "samples", expected="k >= 1 labelled target samples per class")
+            for j, (m, entry) in enumerate(zip(sc.methods, entries, strict=True)):
+                field = f"scenario[{i}].methods[{j}]"
+                try:
+                    entry.build(build_model(data.input_shape, data.num_classes, **sc.model),
+                                sc.method_params(m))
+                except (ValueError, TypeError) as exc:
+                    if isinstance(exc, InputError):
+                        raise
+                    raise InputError("", f"{m.label!r} cannot be built: {exc}",
+                                     expected="valid hyperparameters") from None
         except InputError as exc:
-            raise exc.within(suite.path, f"scenario[{i}]") from None
-
-
-def _write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """``write`` a file into a temporary sibling, sync it, then rename it to ``path``: a
-    reader (or a killed sweep) sees the old file or the whole new one, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    with os.fdopen(fd, "wb") as fh:
-        write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _write_json_atomic(path: Path, record: dict) -> None:
-    _write_atomic(path, lambda fh: fh.write(json.dumps(record, indent=1,
-                                                       default=float).encode()))
+            raise exc.within(suite.path, field) from None
 
 
 def feature_sample(method, data, limit: int = 500) -> dict[str, np.ndarray]:
@@ -164,10 +195,7 @@ def _prepare(run: RunSpec, data, device: torch.device, precision: str, compile: 
         model.backbone.compile()
     method = entry.build(model, run.params)
     method.precision = precision
-    budget = Budget(**{"batch_size": 64, **sc.budget})
-    if "epochs" not in sc.budget and "steps" not in sc.budget:
-        budget.epochs = 10
-    return entry, method, budget
+    return entry, method, Budget(**resolved_budget(sc.budget))
 
 
 def _transfer_record(run: RunSpec, entry, method, data, scorer: CheckpointScorer, steps: int,
@@ -269,7 +297,8 @@ class Worker:
         return {"run_id": run.run_id, "config_hash": run.config_hash, "config": run.config(),
                 "suite": run.suite, "scenario": run.scenario.name, "kind": run.scenario.kind,
                 "method": run.method.label, "seed": run.seed, "index": list(run.order),
-                "device": str(self.device), "versions": versions()}
+                "device": str(self.device), "threads": torch.get_num_threads(),
+                "versions": versions()}
 
     def __call__(self, run: RunSpec) -> tuple[dict, dict | None]:
         record = self.header(run)
@@ -418,12 +447,14 @@ def _results(pending: list[RunSpec], jobs: int, device: str, data_root: str | No
             yield futures[future], *future.result()
 
 
+
+
 def _write_log(out: Path, record: dict) -> None:
     """``OUT/logs/<run_id>.log``: the run's configuration, outcome, metrics, timings and loss
     curve, or its error and traceback, in plain text."""
     lines = [f"run {record['run_id']} ({record['status']}, finished {record['finished']})",
              f"device {record['device']}; versions {record['versions']}",
-             f"config {json.dumps(record['config'], sort_keys=True)}"]
+             f"config {json.dumps(record['config'], sort_keys=True, default=str)}"]
     if record["status"] == "ok":
         lines.append("metrics " + ", ".join(f"{k}={v:.4g}" for k, v in record["metrics"].items()))
         lines.append(f"timings {record['timings']}")
@@ -432,139 +463,87 @@ def _write_log(out: Path, record: dict) -> None:
             lines.append(f"{name}: " + " ".join(f"{v:.4g}" for v in values))
     else:
         lines += [f"error {record['error']}", record.get("traceback", "")]
-    text = "\n".join(lines) + "\n"
-    _write_atomic(out / "logs" / f"{record['run_id']}.log", lambda fh: fh.write(text.encode()))
+    store.write_text(out / "logs" / f"{record['run_id']}.log", "\n".join(lines) + "\n")
 
 
-def _record_path(out: Path, run: RunSpec) -> Path:
-    return out / "runs" / f"{run.run_id}.json"
+def check_owner(out: Path, suite: Suite) -> None:
+    """``OUT`` holds no other suite's results (one suite per output directory)."""
+    other = store.owner(out)
+    if other is not None and other != suite.name:
+        raise InputError("--out", f"{str(out)!r} holds results of suite {other!r}, not "
+                         f"{suite.name!r}", expected="a new directory, or the one of this suite "
+                         "(one suite per output directory)")
 
 
-def _retire_stale(out: Path, run: RunSpec) -> None:
-    """Move records of the same scenario, method and seed made under another configuration
-    (an edited suite) to ``OUT/stale/``, so results never mix configurations; nothing is
-    deleted."""
-    for old in (out / "runs").glob(f"{glob.escape(run.slug)}-*.json"):
-        if old.name != f"{run.run_id}.json" and old.stem[len(run.slug) + 1:].isalnum():
-            (out / "stale").mkdir(exist_ok=True)
-            os.replace(old, out / "stale" / old.name)
+def retire_stale(out: Path, suite: Suite, found: store.Records) -> list[dict]:
+    """Move records that are not runs of the current suite (a method removed, its settings,
+    data or dalib changed) to ``OUT/stale/``, so results never mix configurations; nothing
+    is deleted. Returns the records kept."""
+    specs = {(sc.name, m.label): (sc, m) for sc in suite.scenarios for m in sc.methods}
+    kept = []
+    for record in found.records:
+        pair = specs.get((record["scenario"], record["method"]))
+        if pair and RunSpec(suite.name, *pair, record["seed"]).config_hash == \
+                record["config_hash"]:
+            kept.append(record)
+            continue
+        path = found.paths[record["run_id"]]
+        (out / "stale").mkdir(exist_ok=True)
+        os.replace(path, out / "stale" / path.name)
+    return kept
 
 
-def _finished(path: Path, run: RunSpec) -> bool:
-    """A complete, successful record of this exact configuration exists."""
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return record.get("config_hash") == run.config_hash and record.get("status") == "ok"
+@dataclass
+class Sweep:
+    """What a sweep left: the results table, the files under ``runs/`` that are not records
+    (named, with the reason), and runs the previous ``results.csv`` held that it no longer
+    does (with ``stale``: moved aside because the suite changed)."""
+
+    table: pd.DataFrame
+    skipped: list[tuple[Path, str]]
+    dropped: list[str]
+    stale: list[str]
 
 
 def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str = "auto",
               data_root: str | None = None,
-              on_run: Callable[[RunSpec, dict], None] | None = None,
+              on_run: Callable[[RunSpec, dict, bool], None] | None = None,
               save_features: bool = False, jobs: int = 1, executor: str = "local",
               address: str | None = None, precision: str = "fp32",
-              compile: bool = False, parallel_seeds: bool = False) -> pd.DataFrame:
-    """Execute ``runs`` (skipping finished ones) in process, in ``jobs`` processes (this one
-    and ``jobs - 1`` workers) or as Ray tasks (``executor = "ray"``, cluster ``address``);
-    write their records and a log per run (only this process writes), rebuild
-    ``results.csv``. With ``save_features``, transfer runs save test-set features to
-    ``OUT/features/``; ``precision`` and ``compile`` as in :func:`execute`;
-    ``parallel_seeds`` as in :func:`execute_seeds` (in process)."""
+              compile: bool = False, parallel_seeds: bool = False) -> Sweep:
+    """Execute ``runs`` (skipping finished ones: ``on_run(run, record, cached)``) in process,
+    in ``jobs`` processes (this one and ``jobs - 1`` workers) or as Ray tasks (``executor =
+    "ray"``, cluster ``address``), holding ``OUT``'s writer lock; write their records and a
+    log per run (only this process writes), rebuild ``results.csv``. With ``save_features``,
+    transfer runs save test-set features to ``OUT/features/``; ``precision`` and ``compile``
+    as in :func:`execute`; ``parallel_seeds`` as in :func:`execute_seeds` (in process)."""
     out = Path(out)
+    store.check_out(out)
     resolve_device(device)  # fail early on a missing GPU
-    pending = []
-    for run in runs:
-        path = _record_path(out, run)
-        _retire_stale(out, run)
-        if _finished(path, run):
+    check_owner(out, suite)
+    with store.locked(out):
+        found = store.read_records(out)
+        kept = retire_stale(out, suite, found)
+        stale = sorted(set(found.paths) - {r["run_id"] for r in kept})
+        store.write_atomic(out / "suite.toml", lambda fh: fh.write(Path(suite.path).read_bytes()))
+        done = {r["run_id"]: r for r in kept if r["status"] == "ok"}
+        pending = []
+        for run in runs:
+            if run.run_id in done:
+                if on_run:
+                    on_run(run, done[run.run_id], True)
+            else:
+                pending.append(run)
+        options = {"features": save_features, "precision": precision, "compile": compile}
+        for run, record, sample in _results(pending, jobs, device, data_root, options, executor,
+                                            address, parallel_seeds):
+            if sample is not None:
+                store.write_atomic(out / "features" / f"{run.run_id}.npz",
+                                   lambda fh, sample=sample: np.savez_compressed(fh, **sample))
+            store.write_json(out / "runs" / f"{run.run_id}.json", record)
+            _write_log(out, record)
             if on_run:
-                on_run(run, json.loads(path.read_text()))
-        else:
-            pending.append(run)
-    options = {"features": save_features, "precision": precision, "compile": compile}
-    for run, record, sample in _results(pending, jobs, device, data_root, options, executor,
-                                        address, parallel_seeds):
-        if sample is not None:
-            _write_atomic(out / "features" / f"{run.run_id}.npz",
-                          lambda fh, sample=sample: np.savez_compressed(fh, **sample))
-        _write_json_atomic(_record_path(out, run), record)
-        _write_log(out, record)
-        if on_run:
-            on_run(run, record)
-    return rebuild_results(out)
-
-
-def load_records(out: str | Path) -> list[dict]:
-    """Every readable run record under ``OUT/runs`` (unreadable ones are skipped), in the
-    order of the suite (scenario, seed, method), whichever subset or process wrote them."""
-    records = []
-    for path in sorted(Path(out, "runs").glob("*.json")):
-        try:
-            records.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue
-    return sorted(records, key=lambda r: r["index"] if isinstance(r.get("index"), list)
-                  else [len(records)])
-
-
-def load_features(out: str | Path, records: list[dict]
-                  ) -> dict[tuple[str, str, str], dict[str, np.ndarray]]:
-    """Saved test-set features of the runs (``records``) under ``OUT``, keyed by (scenario,
-    method, seed)."""
-    feats = {}
-    for r in records:
-        path = Path(out, "features", f"{r['run_id']}.npz")
-        if r.get("status") == "ok" and path.is_file():
-            with np.load(path) as f:
-                feats[(r["scenario"], r["method"], str(r["seed"]))] = dict(f)
-    return feats
-
-
-def results_from_records(records: list[dict]) -> pd.DataFrame:
-    """The tidy long table of all records, with derived metrics (NTG, gain over source-only,
-    intransigence against the ``joint`` run of the same scenario and seed)."""
-    rows = []
-    for r in records:
-        base = {"suite": r["suite"], "scenario": r["scenario"], "method": r["method"],
-                "seed": r["seed"], "run_id": r["run_id"], "config_hash": r["config_hash"],
-                "status": r["status"]}
-        if r["status"] != "ok":
-            rows.append({**base, "metric": "failed", "value": float("nan")})
-            continue
-        rows += [{**base, "metric": k, "value": v} for k, v in r["metrics"].items()]
-    rows += _intransigence_rows(records)
-    table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    ok = table[table["status"] == "ok"]
-    if not ok.empty:
-        table = pd.concat([table, transfer_gaps(ok)], ignore_index=True)
-    return table
-
-
-def _intransigence_rows(records: list[dict]) -> list[dict]:
-    joint = {(r["scenario"], r["seed"]): r["accuracy_matrix"][-1] for r in records
-             if r["status"] == "ok" and r["config"]["method"] == "joint"}
-    rows = []
-    for r in records:
-        ref = joint.get((r["scenario"], r["seed"]))
-        if r["status"] != "ok" or ref is None or r["config"]["method"] == "joint" \
-                or "accuracy_matrix" not in r:
-            continue
-        rows.append({"suite": r["suite"], "scenario": r["scenario"], "method": r["method"],
-                     "seed": r["seed"], "metric": "intransigence", "run_id": r["run_id"],
-                     "config_hash": r["config_hash"], "status": "ok",
-                     "value": intransigence(r["accuracy_matrix"], ref)})
-    return rows
-
-
-def rebuild_results(out: str | Path, records: list[dict] | None = None) -> pd.DataFrame:
-    """Rebuild ``OUT/results.csv`` (and Parquet when pyarrow is present) from the records
-    (read from ``OUT/runs`` unless given)."""
-    out = Path(out)
-    table = results_from_records(load_records(out) if records is None else records)
-    _write_atomic(out / "results.csv", lambda fh: table.to_csv(fh, index=False))
-    try:
-        table.to_parquet(out / "results.parquet", index=False)
-    except ImportError:
-        pass
-    return table
+                on_run(run, record, False)
+        final = store.read_records(out)
+        table, dropped = store.rebuild_results(out, final.records)
+    return Sweep(table, final.skipped, dropped, stale)

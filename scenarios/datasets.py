@@ -92,10 +92,10 @@ def load_dataset(spec: dict, *, data_root: str | Path | None = None,
     spec = dict(spec)
     if "npz" in spec:
         path = Path(spec.pop("npz"))
-        reject_unknown(spec, (), what="key beside npz")
+        reject_unknown(spec, ("layout", "domain"), what="key beside npz")
         if base_dir is not None and not path.is_absolute():
             path = base_dir / path
-        return load_npz(path)
+        return load_npz(path, layout=spec.get("layout"), domain=spec.get("domain"))
     loader, options = dataset_loader(spec)
     return loader(data_root=data_root, **options)
 

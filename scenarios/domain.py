@@ -10,6 +10,10 @@ import torch
 
 from scenarios.errors import InputError
 
+LAYOUTS = ("NCHW", "NHWC")
+MAX_CLASSES = 100_000  # labels beyond this are a data error, not a million-way head
+NPZ_MAGIC = b"PK"  # .npz files are zip archives
+
 
 @dataclass(frozen=True)
 class Domain:
@@ -82,13 +86,33 @@ def concat(domains: list[Domain], name: str) -> Domain:
                   y=torch.cat([d.y for d in domains]), classes=first.classes, task=tasks)
 
 
+def channels_first(x: np.ndarray, layout: str | None, where: str) -> np.ndarray:
+    """4-d images as N x C x H x W. ``layout`` (``NCHW`` or ``NHWC``) says which they are;
+    without it the layout is read from the shape when only one axis can be channels (1, 3 or
+    4 of them), and an error asks for it otherwise."""
+    if x.ndim != 4:
+        if layout is not None:
+            raise InputError("layout", f"is {layout!r} but x has shape {x.shape}",
+                             expected="a layout only for 4-d images", source=where)
+        return x
+    if layout is None:
+        first, last = x.shape[1] <= 4, x.shape[3] <= 4
+        if first and last:
+            raise InputError("layout", f"is ambiguous for x of shape {x.shape}",
+                             expected="layout = 'NCHW' or 'NHWC' in the data table",
+                             source=where)
+        layout = "NHWC" if last else "NCHW"
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if layout == "NHWC" else x
+
+
 def from_arrays(x, y=None, *, name: str = "arrays", task=None, classes=None,
-                source: str | None = None) -> Domain:
+                source: str | None = None, layout: str | None = None) -> Domain:
     """Validate user arrays and build a domain.
 
-    ``x``: N x D, N x H x W or N x C x H x W, numeric, finite. Integer images (uint8) are
-    scaled to [0, 1] by 255; float data is kept as given. ``y``: N integers in [0, C).
-    ``task``: N non-negative integers. Errors name ``source`` (a file) and the field.
+    ``x``: N x D, N x H x W, N x C x H x W or N x H x W x C (see :func:`channels_first`),
+    numeric, finite. Integer images (uint8) are scaled to [0, 1] by 255; float data is kept
+    as given. ``y``: N integers in [0, C), C at most ``MAX_CLASSES``. ``task``: N
+    non-negative integers. Errors name ``source`` (a file) and the field.
     """
     where = source or name
     x = np.asarray(x)
@@ -103,17 +127,21 @@ def from_arrays(x, y=None, *, name: str = "arrays", task=None, classes=None,
         bad = int((~np.isfinite(x)).reshape(len(x), -1).any(1).sum())
         raise InputError("x", f"has NaN or inf values in {bad} samples",
                          expected="finite numbers", source=where)
-    if x.ndim == 3:
-        x = x[:, None]
     if x.ndim > 4:
         raise InputError("x", f"has {x.ndim} dimensions",
                          expected="N x D, N x H x W or N x C x H x W", source=where)
+    x = channels_first(x, layout, where)
+    if x.ndim == 3:
+        x = x[:, None]
     xt = torch.as_tensor(x.astype(np.float32))
     if x.dtype == np.uint8:
         xt = xt / 255.0
     yt = None
     if y is not None:
         yt = _int_field(y, "y", len(x), where)
+        if int(yt.max()) >= MAX_CLASSES:
+            raise InputError("y", f"has label {int(yt.max())}", expected=f"class labels "
+                             f"0..C-1 with C <= {MAX_CLASSES}", source=where)
         n_classes = len(classes) if classes is not None else int(yt.max()) + 1
         if classes is not None and int(yt.max()) >= n_classes:
             raise InputError("y", f"has label {int(yt.max())}",
@@ -143,12 +171,25 @@ def _int_field(values, field_name: str, n: int, where: str) -> torch.Tensor:
     return torch.as_tensor(arr)
 
 
-def load_npz(path: str | Path, name: str | None = None) -> Domain:
-    """Read ``x``, optional ``y``, optional ``task`` and optional ``classes`` from an ``.npz``."""
+def load_npz(path: str | Path, name: str | None = None, layout: str | None = None,
+             domain: int | str | None = None) -> Domain:
+    """Read ``x``, optional ``y``, optional ``task`` and optional ``classes`` from an ``.npz``.
+
+    A file with a ``domain`` array (one value per sample) holds several domains: ``domain``
+    picks the samples of one of them, and is required for such a file."""
     path = Path(path)
     if not path.is_file():
         raise InputError("npz", f"file {str(path)!r} does not exist", expected="an .npz file",
                          source=str(path))
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(2)
+    except OSError as exc:
+        raise InputError("npz", f"cannot be read ({exc.strerror})", expected="a readable file",
+                         source=str(path)) from None
+    if magic != NPZ_MAGIC:
+        raise InputError("npz", "is not an .npz archive", expected="a file written by "
+                         "numpy.savez (a zip of .npy arrays)", source=str(path))
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -165,5 +206,34 @@ def load_npz(path: str | Path, name: str | None = None) -> Domain:
         raise InputError("y", "missing", expected="an array named y (integer labels)",
                          source=str(path))
     classes = [str(c) for c in arrays["classes"]] if "classes" in arrays else None
-    return from_arrays(arrays["x"], arrays["y"], name=name or path.stem, task=arrays.get("task"),
-                       classes=classes, source=str(path))
+    if "classes" in arrays and arrays["classes"].ndim != 1:
+        raise InputError("classes", f"has shape {arrays['classes'].shape}",
+                         expected="a vector of class names", source=str(path))
+    x, y, task = arrays["x"], arrays["y"], arrays.get("task")
+    if "domain" in arrays:
+        keep = _domain_rows(arrays["domain"], domain, len(x), str(path))
+        x, y = x[keep], np.asarray(y)[keep] if np.ndim(y) == 1 and len(y) == len(x) else y
+        task = task[keep] if task is not None and np.ndim(task) == 1 and len(task) == len(keep) \
+            else task
+    elif domain is not None:
+        raise InputError("domain", f"is {domain!r} but the file has no domain array",
+                         expected="an array named domain in the .npz file", source=str(path))
+    return from_arrays(x, y, name=name or path.stem, task=task, classes=classes,
+                       source=str(path), layout=layout)
+
+
+def _domain_rows(values: np.ndarray, domain, n: int, where: str) -> np.ndarray:
+    """The rows whose ``domain`` value equals ``domain`` (compared as text, so 2 and "2"
+    match)."""
+    if values.ndim != 1 or len(values) != n:
+        raise InputError("domain", f"has shape {values.shape} but x has {n} samples",
+                         expected=f"a vector of length {n}", source=where)
+    names = sorted({str(v) for v in values.tolist()})
+    if domain is None:
+        raise InputError("domain", f"array holds {len(names)} domains ({', '.join(names[:10])})",
+                         expected="domain = VALUE in the data table to pick one", source=where)
+    keep = np.flatnonzero(np.array([str(v) for v in values.tolist()]) == str(domain))
+    if not len(keep):
+        raise InputError("domain", f"is {domain!r}, not in the file",
+                         expected=f"one of {', '.join(names[:20])}", source=where)
+    return keep

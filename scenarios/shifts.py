@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from scenarios import checks
 from scenarios.domain import Domain
 from scenarios.errors import InputError, reject_unknown
 
@@ -111,10 +113,22 @@ def class_prior(domain: Domain, rng: np.random.Generator, weights: list[float]) 
     return domain.subset(torch.nonzero(keep).flatten())
 
 
+def _size(value, field: str):
+    if isinstance(value, list):
+        return checks.number_list(value, field, low=1, high=4096, integer=True, min_length=2,
+                                  max_length=2)
+    return checks.integer(value, field, 1, 4096, "an integer in [1, 4096] or [height, width]")
+
+
+def _seed(value, field: str):
+    return None if value is None else checks.integer(value, field, 0, 2**32 - 1)
+
+
 @dataclass(frozen=True)
 class Shift:
     fn: Callable[..., Domain]
     train_only: bool = False
+    checks: dict[str, Callable] = field(default_factory=dict)  # option -> check(value, field)
 
     @property
     def options(self) -> list[str]:
@@ -122,14 +136,18 @@ class Shift:
 
 
 SHIFTS: dict[str, Shift] = {
-    "rotate": Shift(rotate),
-    "noise": Shift(noise),
+    "rotate": Shift(rotate, checks={"degrees": checks.number}),
+    "noise": Shift(noise, checks={"std": partial(checks.number, low=0, high=100)}),
     "invert": Shift(invert),
-    "resize": Shift(resize),
-    "permute": Shift(permute),
-    "label-noise": Shift(label_noise, train_only=True),
-    "class-subset": Shift(class_subset),
-    "class-prior": Shift(class_prior),
+    "resize": Shift(resize, checks={"size": _size,
+                                    "crop": partial(checks.integer, low=0, high=4096)}),
+    "permute": Shift(permute, checks={"seed": _seed}),
+    "label-noise": Shift(label_noise, train_only=True,
+                         checks={"rate": partial(checks.number, low=0, high=1)}),
+    "class-subset": Shift(class_subset, checks={
+        "classes": partial(checks.number_list, low=0, integer=True)}),
+    "class-prior": Shift(class_prior, checks={
+        "weights": partial(checks.number_list, low=0)}),
 }
 
 
@@ -139,7 +157,7 @@ def validate_shift(spec: dict) -> tuple[Shift, dict]:
         raise InputError("", f"entry {spec!r} has no name",
                          expected="a table like {name = 'rotate', degrees = 30}")
     options = {k: v for k, v in spec.items() if k != "name"}
-    shift = SHIFTS.get(spec["name"])
+    shift = SHIFTS.get(spec["name"]) if isinstance(spec["name"], str) else None
     if shift is None:
         raise InputError("name", f"unknown shift {spec['name']!r}",
                          expected=f"one of {', '.join(sorted(SHIFTS))}")
@@ -150,6 +168,8 @@ def validate_shift(spec: dict) -> tuple[Shift, dict]:
     if missing:
         raise InputError(missing[0], f"{spec['name']!r} misses option {', '.join(missing)}",
                          expected=f"options {shift.options}")
+    for key, value in options.items():
+        shift.checks[key](value, key)
     return shift, options
 
 

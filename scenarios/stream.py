@@ -85,9 +85,10 @@ def class_groups(num_classes: int, tasks: int | None, classes: list[list[int]] |
             raise InputError("classes", f"is {classes}",
                              expected=f"disjoint non-empty groups of labels in [0, {num_classes})")
         return [list(g) for g in classes]
-    tasks = tasks or 5
-    if not 1 <= tasks <= num_classes:
-        raise InputError("tasks", f"is {tasks}", expected=f"1..{num_classes} for a split stream")
+    tasks = 5 if tasks is None else tasks
+    if not 2 <= tasks <= num_classes:
+        raise InputError("tasks", f"is {tasks}", expected=f"2..{num_classes} (the number of "
+                         "classes) for a split stream")
     return [list(g) for g in np.array_split(np.arange(num_classes), tasks)]
 
 
@@ -134,7 +135,7 @@ def build_stream(name: str, kind: str, domains: list[Domain], *, seed: int, prot
                         t.test.with_(classes=class_names), t.classes) for t in out]
     elif kind == "permuted":
         train, test = parts[0]
-        for i in range(tasks or 10):
+        for i in range(10 if tasks is None else tasks):
             if i == 0:
                 out.append(_task(0, train, test, kind))
                 continue

@@ -7,22 +7,30 @@ names and hyperparameters are checked by ``dalib`` (this package knows no method
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from scenarios import checks
 from scenarios.datasets import dataset_loader, load_dataset
-from scenarios.domain import Domain
+from scenarios.domain import LAYOUTS, Domain
 from scenarios.errors import InputError, reject_unknown
 from scenarios.shifts import validate_shift
-from scenarios.stream import STREAMS, Stream, build_stream
+from scenarios.stream import PROTOCOLS, STREAMS, Stream, build_stream
 from scenarios.transfer import TransferScenario, build_transfer
 
 BUILTIN_DIR = Path(__file__).parent / "suites"
 
 SUITE_KEYS = {"name", "description", "seeds", "device", "budget", "model", "optim", "scenario"}
 BUDGET_KEYS = {"epochs", "steps", "batch_size", "checkpoints"}
+MAX_SEEDS = 10_000
+SEED_LIMIT = 2**32
+# sane upper bounds: a typo (1e9 epochs) is an error, not a run that never ends
+BUDGET_LIMITS = {"epochs": 100_000, "steps": 100_000_000, "batch_size": 1_000_000,
+                 "checkpoints": 10_000}
+NPZ_KEYS = {"npz", "shifts", "layout", "domain"}
 SELECTION_CRITERIA = ("dev", "source-val", "snd", "entropy", "last")
 COMMON_KEYS = {"name", "kind", "methods", "budget", "model", "optim"}
 TRANSFER_KEYS = COMMON_KEYS | {"source", "target", "k", "source_test_fraction",
@@ -61,6 +69,22 @@ class ScenarioSpec:
         """A method's hyperparameters over the scenario's ``optim`` defaults."""
         return {**self.optim, **method.params}
 
+    def data_specs(self) -> list[dict]:
+        """The scenario's data tables (source and target, or a stream's data or domains)."""
+        o = self.options
+        if self.kind == "transfer":
+            return [o["source"], o["target"]]
+        return list(o["domains"]) if "domains" in o else [o["data"]]
+
+    def files(self) -> list[Path]:
+        """The files the scenario reads whose contents determine its numbers: ``.npz`` data
+        and a model weights file."""
+        paths = [_resolve(s["npz"], self.base_dir) for s in self.data_specs() if "npz" in s]
+        weights = self.model.get("weights")
+        if isinstance(weights, str) and Path(weights).expanduser().is_file():
+            paths.append(Path(weights).expanduser())
+        return paths
+
     def build(self, seed: int, data_root: str | None = None) -> TransferScenario | Stream:
         o = self.options
         if self.kind == "transfer":
@@ -97,6 +121,11 @@ def _data_key(spec: dict) -> str:
     return json.dumps({k: v for k, v in spec.items() if k != "shifts"}, sort_keys=True)
 
 
+def _resolve(path: str, base_dir: Path | None) -> Path:
+    p = Path(path)
+    return base_dir / p if base_dir is not None and not p.is_absolute() else p
+
+
 @lru_cache(maxsize=16)
 def _load_cached(key: str, data_root: str | None, base_dir: str | None) -> Domain:
     return load_dataset(json.loads(key), data_root=data_root,
@@ -119,8 +148,13 @@ def _check_type(value, types, field_name: str, expected: str) -> None:
 def _check_data(spec, field_name: str) -> None:
     _check_type(spec, dict, field_name, "a table like {dataset = 'mnist'} or {npz = 'file.npz'}")
     if "npz" in spec:
-        reject_unknown(spec, {"npz", "shifts"}, what="key", field=field_name)
+        reject_unknown(spec, NPZ_KEYS, what="key", field=field_name)
         _check_type(spec["npz"], str, f"{field_name}.npz", "a path to an .npz file")
+        if "layout" in spec:
+            checks.string(spec["layout"], f"{field_name}.layout", LAYOUTS)
+        if "domain" in spec:
+            _check_type(spec["domain"], (int, str), f"{field_name}.domain",
+                        "a value of the file's domain array (an integer or a name)")
     elif "dataset" in spec:
         try:
             dataset_loader(spec)
@@ -140,11 +174,9 @@ def _check_data(spec, field_name: str) -> None:
 def _check_budget(budget, field_name: str) -> dict:
     _check_type(budget, dict, field_name, "a table with epochs or steps, and batch_size")
     reject_unknown(budget, BUDGET_KEYS, what="key", field=field_name)
-    for key in BUDGET_KEYS & set(budget):
-        _check_type(budget[key], (int, float) if key == "epochs" else int, f"{field_name}.{key}",
-                    "a positive number")
-        if budget[key] <= 0:
-            raise InputError(f"{field_name}.{key}", f"is {budget[key]}", expected="a positive number")
+    for key in sorted(BUDGET_KEYS & set(budget)):
+        checks.number(budget[key], f"{field_name}.{key}", low=0, open_low=True,
+                      high=BUDGET_LIMITS[key], integer=key != "epochs")
     if "epochs" in budget and "steps" in budget:
         raise InputError(field_name, "gives both epochs and steps", expected="one of them")
     return budget
@@ -178,6 +210,23 @@ def _check_fraction(options: dict, key: str, field_name: str) -> None:
             raise InputError(f"{field_name}.{key}", f"is {value}", expected="a fraction in (0, 1)")
 
 
+def _check_stream_options(table: dict, f: str) -> None:
+    if "protocol" in table:
+        checks.string(table["protocol"], f"{f}.protocol", PROTOCOLS)
+    if "tasks" in table:
+        checks.integer(table["tasks"], f"{f}.tasks", 2, 10_000,
+                       "an integer >= 2 (and at most the number of classes of a split stream)")
+    if "angles" in table:
+        checks.number_list(table["angles"], f"{f}.angles", min_length=2, max_length=10_000)
+    if "classes" in table:
+        groups = table["classes"]
+        if not isinstance(groups, list) or len(groups) < 2:
+            raise InputError(f"{f}.classes", f"is {groups!r}",
+                             expected="a list of two or more lists of class labels")
+        for i, g in enumerate(groups):
+            checks.number_list(g, f"{f}.classes[{i}]", low=0, integer=True)
+
+
 def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: dict,
                     optim: dict) -> ScenarioSpec:
     f = f"scenario[{i}]"
@@ -189,15 +238,15 @@ def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: d
                    field=f)
     name = table.get("name", f"{kind}-{i}")
     _check_type(name, str, f"{f}.name", "a string")
+    if not name.strip():
+        raise InputError(f"{f}.name", "is empty", expected="a scenario name")
     if kind == "transfer":
         for role in ("source", "target"):
             if role not in table:
                 raise InputError(f"{f}.{role}", "missing", expected="a data table")
             _check_data(table[role], f"{f}.{role}")
-        k = table.get("k", 0)
-        _check_type(k, int, f"{f}.k", "an integer >= 0 (labelled target samples per class)")
-        if k < 0:
-            raise InputError(f"{f}.k", f"is {k}", expected="an integer >= 0")
+        checks.integer(table.get("k", 0), f"{f}.k", 0, 1_000_000,
+                       "an integer >= 0 (labelled target samples per class)")
         for key in ("source_test_fraction", "target_test_fraction", "source_val_fraction"):
             _check_fraction(table, key, f)
         if table.get("selection", "dev") not in SELECTION_CRITERIA:
@@ -217,6 +266,7 @@ def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: d
         if stream not in STREAMS:
             raise InputError(f"{f}.stream", f"is {stream!r}", expected=f"one of {', '.join(STREAMS)}")
         _check_fraction(table, "test_fraction", f)
+        _check_stream_options(table, f)
     if "methods" not in table:
         raise InputError(f"{f}.methods", "missing", expected="a list of methods")
     methods = _check_methods(table["methods"], f"{f}.methods")
@@ -264,6 +314,15 @@ def load_suite(name_or_path: str) -> Suite:
             raw = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise InputError("toml", f"malformed ({exc})", expected="valid TOML", source=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise InputError("toml", f"is not UTF-8 text (byte {exc.start})",
+                         expected="a UTF-8 TOML file", source=str(path)) from None
+    except RecursionError:
+        raise InputError("toml", "is nested too deeply", expected="a suite file (tables "
+                         "nested a few levels)", source=str(path)) from None
+    except OSError as exc:
+        raise InputError("suite", f"cannot be read ({exc.strerror})",
+                         expected="a readable .toml file", source=str(path)) from None
     try:
         return parse_suite(raw, path)
     except InputError as exc:
@@ -273,15 +332,17 @@ def load_suite(name_or_path: str) -> Suite:
 def parse_suite(raw: dict, path: Path) -> Suite:
     reject_unknown(raw, SUITE_KEYS, what="key", field="")
     seeds = raw.get("seeds", 3)
-    if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds > 0:
-        seeds = list(range(seeds))
-    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)
-            and len(set(seeds)) == len(seeds)):
-        raise InputError("seeds", f"is {seeds!r}",
-                         expected="a positive count or a list of distinct integers >= 0")
+    expected = (f"a count in 1..{MAX_SEEDS} or a list of distinct integers in "
+                f"[0, {SEED_LIMIT})")
+    if not isinstance(seeds, list):
+        seeds = list(range(checks.integer(seeds, "seeds", 1, MAX_SEEDS, expected)))
+    if not seeds or len(seeds) > MAX_SEEDS or len(set(seeds)) != len(seeds):
+        raise InputError("seeds", f"is {seeds!r}", expected=expected)
+    for i, s in enumerate(seeds):
+        checks.integer(s, f"seeds[{i}]", 0, SEED_LIMIT - 1, expected)
     device = raw.get("device", "auto")
-    if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise InputError("device", f"is {device!r}", expected="auto, cpu or cuda")
+    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d{1,3})?", device):
+        raise InputError("device", f"is {device!r}", expected="auto, cpu, cuda or cuda:N")
     budget = _check_budget(raw.get("budget", {}), "budget")
     model = raw.get("model", {})
     _check_type(model, dict, "model", "a table of model options")
@@ -299,5 +360,8 @@ def parse_suite(raw: dict, path: Path) -> Suite:
                          expected="distinct scenario names")
     name = raw.get("name", path.stem)
     _check_type(name, str, "name", "a string")
+    if not name.strip():
+        raise InputError("name", "is empty", expected="a suite name")
+    _check_type(raw.get("description", ""), str, "description", "a string")
     return Suite(name=name, description=str(raw.get("description", "")), seeds=tuple(seeds),
                  device=device, scenarios=scenarios, path=str(path))

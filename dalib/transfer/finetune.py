@@ -19,6 +19,7 @@ from dalib.adaptation.base import Outputs
 from dalib.adaptation.weighting import Gate
 from dalib.engine import Batch
 from dalib.method import Method
+from dalib.models import blocks, frozen_count
 from dalib.models import freeze as freeze_blocks
 
 
@@ -36,6 +37,7 @@ class FineTune(Method):
         super().__init__(model, **optim)
         if not 0.0 <= pretrain < 1.0:
             raise ValueError(f"pretrain is {pretrain}, expected a fraction in [0, 1)")
+        frozen_count(blocks(model), freeze)  # a bad block name fails now, not mid-run
         self.name = name
         self.freeze = freeze
         self.backbone_lr = backbone_lr

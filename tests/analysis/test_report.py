@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.report import build_report, cell, diff_cell, prepare
+from analysis.report import build_report, cell, diff_cell, prepare, significance
 from analysis.stats import aggregate, compare
 
 SEEDS = range(6)
@@ -86,7 +86,8 @@ def test_every_number_equals_the_analysis_functions(report):
                                        "forgetting": "forgetting"}[metric], method,
                     "source-only" if sc != "split" else "naive")
         assert (diff, p, sig, int(n)) == (diff_cell(c), f"{c['p_wilcoxon']:.3f}",
-                                          "yes" if c["significant"] else "no", c["n"])
+                                          significance(c), c["n"])
+        assert sig in ("yes (CI)", "no (CI)")  # 6 seeds: the paired interval decides
     csv = pd.read_csv(out / "tables" / "aggregate.csv")
     assert np.allclose(csv["mean"], agg["mean"]) and np.allclose(csv["ci_low"], agg["ci_low"])
 
@@ -213,3 +214,19 @@ def test_negative_transfer_figures_and_transferability_tau(tmp_path):
 
     tau = score_correlations(prepare(table)).set_index(["method", "metric"])["tau"]
     assert acc["target-only"] == f"{tau['target-only', 'target_acc']:.2f}"
+
+
+def test_three_seeds_call_no_winner_and_mark_nothing_significant(tmp_path):
+    """A clear, consistent difference over 3 seeds: the report calls no winner, bolds
+    nothing, stars nothing and says that 3 seeds are too few; one seed shows n = 1."""
+    t = hand_table()
+    files = build_report(t[t["seed"] < 3], tmp_path / "three")
+    text = files["markdown"].read_text()
+    best = {r[0]: r for r in md_rows(text, "scenario | metric | seeds")}
+    assert best["easy"][3].startswith("none called (3 seeds")
+    assert "**" not in text.split("## Failed runs")[0]
+    assert not re.search(r"\d \*", text)
+    assert "no winner can be called" in text
+    assert all(r[-1].startswith("not assessed") for r in md_rows(text, "scenario | metric | method"))
+    one = build_report(t[t["seed"] == 0], tmp_path / "one")["markdown"].read_text()
+    assert "(n = 1)" in one and "± 0.00" not in one

@@ -76,9 +76,14 @@ def test_aggregate_gives_mean_std_n_and_interval():
     vals = t[t.method == "new"]["value"]
     assert row["mean"] == pytest.approx(vals.mean()) and row["n"] == 8
     assert row["std"] == pytest.approx(vals.std(ddof=1))
-    assert (row["ci_low"], row["ci_high"]) == pytest.approx(bootstrap_interval(vals))
-    assert (aggregate(t, ci="t").iloc[0][["ci_low", "ci_high"]].tolist()
+    # the default is Student-t; bootstrap only from 10 seeds on (8 here: t)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(t_interval(vals))
+    assert (aggregate(t, ci="bootstrap").iloc[0][["ci_low", "ci_high"]].tolist()
             == pytest.approx(list(t_interval(t[t.method == "base"]["value"]))))
+    many = pd.concat([t.assign(seed=t["seed"] + 100 * i) for i in range(2)])
+    vals16 = many[many.method == "new"]["value"]
+    row16 = aggregate(many, ci="bootstrap").query("method == 'new'").iloc[0]
+    assert (row16["ci_low"], row16["ci_high"]) == pytest.approx(bootstrap_interval(vals16))
     failed = t.assign(status=["ok"] * 15 + ["failed"])
     assert aggregate(failed)["n"].tolist() == [8, 7]
 

@@ -89,7 +89,10 @@ def test_report_on_hand_made_tables_and_merged_directories(tmp_path, capsys):
         (tmp_path / name).mkdir()
         table.to_csv(tmp_path / name / "results.csv", index=False)
     assert main(["report", str(tmp_path / "v1"), "--markdown"]) == 0
-    assert "| a | dann | **71.00 [70.00, 72.00]** | 10.00 [10.00, 10.00] * |" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    # 3 seeds: Student-t intervals, no winner called, nothing marked significant
+    assert "| a | dann | 71.00 [68.52, 73.48] | 10.00 [10.00, 10.00] |" in text
+    assert "none called (3 seeds; best mean: dann)" in text
     assert (tmp_path / "v1" / "report.html").is_file()
     # same scenarios, methods and seeds in both: names get the directory as suffix
     merged = tmp_path / "merged"
@@ -151,10 +154,10 @@ GOOD_Y = np.arange(40) % 4
 @pytest.mark.parametrize("case, expected", [
     ("malformed", "malformed"),
     ("unknown-key", "scenario[0].colour: unknown key"),
-    ("unknown-method", "scenario[0].methods: unknown method 'dann2'"),
+    ("unknown-method", "scenario[0].methods[0]: unknown method 'dann2'"),
     ("unknown-dataset", "scenario[0].source.dataset: unknown dataset 'svhn9'"),
     ("unknown-shift", "scenario[0].target.shifts[0].name: unknown shift 'blur'"),
-    ("bad-hyperparameter", "scenario[0].methods.momentom: unknown hyperparameter"),
+    ("bad-hyperparameter", "scenario[0].methods[2].momentom: unknown hyperparameter"),
     ("npz-no-x", "x: missing"),
     ("npz-no-y", "y: missing"),
     ("npz-lengths", "y: has shape (39,) but x has 40 samples"),
@@ -166,7 +169,7 @@ GOOD_Y = np.arange(40) % 4
     ("k-zero-target-only", "k: is 0 but 'target-only'"),
     ("stream-method-in-transfer", "'naive' is a stream method"),
     ("unknown-optim", "scenario[0].optim.colour: unknown optimizer setting"),
-    ("bad-schedule", "scenario[0].methods.schedule: is 'linear' (expected one of constant"),
+    ("bad-schedule", "scenario[0].methods[0].schedule: is 'linear' (expected one of constant"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, digits_npz, capsys, case, expected):
     src, tgt = digits_npz

@@ -49,9 +49,13 @@ def test_missing_and_corrupt_files(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         load_npz(tmp_path / "nope.npz")
     bad = tmp_path / "bad.npz"
-    bad.write_text("not a zip")
-    with pytest.raises(InputError, match="cannot be read"):
+    bad.write_text("x,y\n0.5,1\n")  # a CSV given as .npz
+    with pytest.raises(InputError, match="is not an .npz archive"):
         load_npz(bad)
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(InputError, match="cannot be read"):
+        load_npz(broken)
 
 
 def test_from_arrays_keeps_floats_and_subset_follows_fields():

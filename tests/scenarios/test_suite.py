@@ -51,7 +51,7 @@ def test_optim_defaults_reach_every_method_and_scenarios_override_them(tmp_path)
 @pytest.mark.parametrize("edit, field, expected", [
     (lambda t: t.replace('[budget]', 'optim = 3\n[budget]'), "optim", "a table"),
     (lambda t: t.replace('k = 2', 'k = 2\ncolour = 1'), "scenario[0].colour", "one of"),
-    (lambda t: t.replace('seeds = [0, 4]', 'seeds = "x"'), "seeds", "positive count"),
+    (lambda t: t.replace('seeds = [0, 4]', 'seeds = "x"'), "seeds", "a count in 1.."),
     (lambda t: t.replace('"uci-digits" }\ntarget', '"svhn" }\ntarget'),
      "scenario[0].source.dataset", "one of"),
     (lambda t: t.replace('"noise", std', '"blur", std'), "scenario[0].target.shifts[0].name",
