@@ -65,7 +65,25 @@ def intransigence(R, reference) -> float:
     return float(np.mean(reference - np.diag(R[1:])))
 
 
-def summarize(R) -> dict[str, float]:
-    """ACC, BWT, FWT and forgetting of one accuracy matrix."""
+FWT_UNDEFINED = ("undefined under class-IL: a task's classes are new to the model before it "
+                 "is trained on them, so its accuracy there is ~0 for every method")
+
+
+def fwt_defined(protocol: str, task_classes: list[list[int]]) -> bool:
+    """Whether FWT measures anything: not under class-IL when a later task brings classes no
+    earlier task had (an untrained output cannot predict them, whatever the method)."""
+    if protocol != "class-il":
+        return True
+    seen: set[int] = set()
+    for j, classes in enumerate(task_classes):
+        if j and not set(classes) <= seen:
+            return False
+        seen |= set(classes)
+    return True
+
+
+def summarize(R, fwt: bool = True) -> dict[str, float]:
+    """ACC, BWT, FWT (NaN when ``fwt`` is False, see :func:`fwt_defined`) and forgetting of
+    one accuracy matrix."""
     return {"acc": average_accuracy(R), "bwt": backward_transfer(R),
-            "fwt": forward_transfer(R), "forgetting": forgetting(R)}
+            "fwt": forward_transfer(R) if fwt else float("nan"), "forgetting": forgetting(R)}

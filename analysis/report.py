@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import plots
+from analysis.continual import FWT_UNDEFINED
 from analysis.stats import (
     BOOTSTRAP_MIN_N,
     MIN_SEEDS,
@@ -162,6 +163,13 @@ def cell(row: pd.Series) -> str:
 def diff_cell(c: dict) -> str:
     ci = "" if pd.isna(c["ci_low"]) else f" [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]"
     return f"{c['diff']:+.2f}{ci}"
+
+
+def undefined(table: pd.DataFrame, scenario: str, method: str, metric: str) -> bool:
+    """The metric was recorded for the method, as NaN for every seed (FWT under class-IL)."""
+    v = table[(table["scenario"] == scenario) & (table["method"] == method)
+              & (table["metric"] == metric)]["value"]
+    return len(v) > 0 and bool(v.isna().all())
 
 
 def significance(c: dict) -> str:
@@ -339,8 +347,8 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
     for kind, scenarios in groups.items():
         metrics = COLUMNS.get(kind) or list(dict.fromkeys(ok[ok["scenario"].isin(scenarios)]
                                                           ["metric"]))
-        present = [m for m in metrics if m in set(agg["metric"])
-                   and agg[(agg["metric"] == m) & agg["scenario"].isin(scenarios)].shape[0]]
+        present = [m for m in metrics
+                   if ((table["metric"] == m) & table["scenario"].isin(scenarios)).any()]
         doc.heading(f"{kind.capitalize()} scenarios")
         primary = PRIMARY.get(kind)
         rows = []
@@ -352,7 +360,7 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
                 for m in present:
                     r = a[(a["method"] == method) & (a["metric"] == m)]
                     if r.empty:
-                        row.append("")
+                        row.append("undefined" if undefined(table, sc, method, m) else "")
                         continue
                     text = cell(r.iloc[0])
                     if m in DIFFERENCES and r["n"].iloc[0] >= MIN_SEEDS and (
@@ -362,6 +370,8 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
                     row.append(Bold(text) if bold else text)
                 rows.append(row)
         doc.table(["scenario", "method"] + [NAMES.get(m, m) for m in present], rows)
+        if any("undefined" in r for r in rows):
+            doc.para(f"FWT is {FWT_UNDEFINED}.")
         frames = []
         for sc in scenarios if primary else []:
             part = ok[ok["scenario"] == sc]

@@ -24,17 +24,20 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | N
 
 
 def strong_augment(x: torch.Tensor, generator: torch.Generator | None = None,
-                   max_shift: int = 2, noise: float = 0.1) -> torch.Tensor:
+                   low: float = 0.0, high: float = 1.0, max_shift: int = 2, noise: float = 0.1
+                   ) -> torch.Tensor:
     """A strong augmentation on tensors for consistency training (FixMatch-style): random
     contrast and brightness, a larger random shift, Gaussian noise and a cutout square of a
-    quarter of the side (images; vectors get contrast, brightness and noise only)."""
+    quarter of the side (images; vectors get contrast, brightness and noise only), clamped
+    to the data's range ``[low, high]``. Brightness and noise scale with that range."""
+    scale = high - low
     n = len(x)
     shape = (n,) + (1,) * (x.dim() - 1)
     contrast = 0.6 + 0.8 * torch.rand(shape, device=x.device, generator=generator)
-    brightness = 0.2 * (torch.rand(shape, device=x.device, generator=generator) - 0.5)
+    brightness = 0.2 * scale * (torch.rand(shape, device=x.device, generator=generator) - 0.5)
     mean = x.flatten(1).mean(1).view(shape)
     x = (x - mean) * contrast + mean + brightness
-    x = x + noise * torch.randn(x.shape, device=x.device, generator=generator)
+    x = x + noise * scale * torch.randn(x.shape, device=x.device, generator=generator)
     if x.dim() == 4:
         x = random_shift(x, max_shift, generator)
         h, w = x.shape[-2:]
@@ -44,5 +47,5 @@ def strong_augment(x: torch.Tensor, generator: torch.Generator | None = None,
         rows = torch.arange(h, device=x.device).view(1, h, 1)
         cols = torch.arange(w, device=x.device).view(1, 1, w)
         hole = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
-        x = x.masked_fill(hole[:, None], 0.0)
-    return x.clamp(0.0, 1.0)
+        x = x.masked_fill(hole[:, None], low)
+    return x.clamp(low, high)

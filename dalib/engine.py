@@ -128,9 +128,14 @@ def predict_logits(method, domain: Domain, task_id: int | None = None,
 
 def accuracy(method, domain: Domain, task_id: int | None = None, batch_size: int = 4096,
              ) -> float:
-    """Accuracy (%) of ``method.predict`` on a labelled domain."""
-    correct = int((predict_logits(method, domain, task_id, batch_size).argmax(1)
-                   == domain.y.cpu()).sum())
+    """Accuracy (%) of ``method.predict`` on a labelled domain; NaN or infinite outputs raise
+    ``FloatingPointError`` (a diverged model has no accuracy)."""
+    logits = predict_logits(method, domain, task_id, batch_size)
+    finite = torch.isfinite(logits)
+    if not finite.all() and not (logits[~finite] == float("-inf")).all():  # -inf: masked classes
+        raise FloatingPointError(f"the model's outputs on {domain.name!r} are NaN or infinite: "
+                                 "the run diverged")
+    correct = int((logits.argmax(1) == domain.y.cpu()).sum())
     return 100.0 * correct / len(domain)
 
 
@@ -150,22 +155,43 @@ class Budget:
 
 
 class Trace:
-    """Losses kept as device tensors every ``log_every`` steps, read back once at the end."""
+    """Losses kept as device tensors every ``log_every`` steps, read back once at the end.
+
+    Divergence is watched without a host sync per step: every step's loss ORs a non-finite
+    flag kept on the device, which :meth:`check` reads at each log step, at the end of
+    training (each task of a stream) and before every evaluation."""
 
     def __init__(self, log_every: int = 50) -> None:
         self.log_every = log_every
         self.steps: list[int] = []
         self.values: dict[str, list[torch.Tensor]] = {}
+        self.bad: torch.Tensor | None = None
+        self.last_step = -1
 
     def log(self, step: int, logs: dict[str, torch.Tensor]) -> None:
+        loss = logs.get("loss")
+        if loss is not None:
+            flag = ~torch.isfinite(loss.detach()).all()
+            self.bad = flag if self.bad is None else self.bad | flag
+        self.last_step = step
         if step % self.log_every:
             return
         self.steps.append(step)
         for k, v in logs.items():
             self.values.setdefault(k, []).append(v.detach().float())
-        loss = logs.get("loss")
-        if loss is not None and not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {float(loss)} at step {step}: the run diverged")
+        self.check()
+
+    def check(self, model: torch.nn.Module | None = None) -> None:
+        """Raise ``FloatingPointError`` if a loss so far, or a weight or buffer of ``model``,
+        is NaN or infinite (the run diverged)."""
+        if self.bad is not None and bool(self.bad):
+            raise FloatingPointError(f"the loss became NaN or infinite by step "
+                                     f"{self.last_step}: the run diverged")
+        if model is not None:
+            tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+            if tensors and not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+                raise FloatingPointError(f"the model's weights are NaN or infinite after step "
+                                         f"{self.last_step}: the run diverged")
 
     def to_dict(self) -> dict[str, list[float]]:
         out: dict[str, list] = {"step": self.steps}
@@ -197,8 +223,10 @@ def _train(method, samplers: dict[str, Sampler], steps: int, trace: Trace, offse
             trace.log(offset + step, logs)
             bar.update()
             if checkpoint is not None and checkpoint_due(step, steps, checkpoints):
+                trace.check(method.model)
                 checkpoint(step + 1)
                 method.model.train()
+    trace.check(method.model)
 
 
 def transfer_samplers(method, scenario: TransferScenario, budget: Budget, device: torch.device,
@@ -262,10 +290,13 @@ def fit_stream(method, stream: Stream, budget: Budget, device: torch.device, see
         return np.array(rows)
     offset = 0
     for index, task in enumerate(tasks):
+        if method.reset_optimizer:
+            method.optimizer.state.clear()
         method.before_task(task)
         steps = budget.steps_for(len(task.train))
         if hasattr(method, "train_task"):  # a bridge that trains whole tasks itself
             method.train_task(stream, index, steps, budget.batch_size)
+            trace.check(method.model)
         else:
             _train(method, {"train": Sampler(task.train.to(device), budget.batch_size,
                                              generator)},

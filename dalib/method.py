@@ -32,6 +32,8 @@ class Method:
 
     ``schedule`` sets the learning rate over the run's budget: ``constant``, ``anneal``
     (lr / (1 + 10 p)^0.75 at progress p, Ganin & Lempitsky 2015) or ``cosine`` (to 0 at the end).
+    ``reset_optimizer`` (streams only) clears the optimizer's state (Adam's moments, SGD's
+    momentum) at the start of every task, so no task's training is pushed by the last one's.
     """
 
     name = "method"
@@ -40,12 +42,13 @@ class Method:
 
     def __init__(self, model: nn.Module, *, lr: float = 1e-3, weight_decay: float = 5e-4,
                  optimizer: str = "adam", momentum: float = 0.9, shift: int = 1,
-                 schedule: str = "constant") -> None:
+                 schedule: str = "constant", reset_optimizer: bool = True) -> None:
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule is {schedule!r}, expected one of {', '.join(SCHEDULES)}")
         self.model = model
         self.schedule = schedule
         self.shift = shift
+        self.reset_optimizer = reset_optimizer
         self.class_mask: torch.Tensor | None = None
         self.total_steps = 1
         self.updates = 0
@@ -77,6 +80,12 @@ class Method:
     def progress(self) -> float:
         """Fraction of the training budget done, in [0, 1]."""
         return min(1.0, self.updates / max(1, self.total_steps))
+
+    @property
+    def selectable(self) -> bool:
+        """Whether a checkpoint taken now is a candidate for model selection (methods that
+        train in phases offer only their final phase)."""
+        return True
 
     def prepare(self, feeds: dict) -> None:
         """Called once before training with the device-resident domains the method may see

@@ -125,7 +125,10 @@ def fit_transfer_seeds(methods: list, scenarios: list[TransferScenario], budget:
             bar.update()
             if checkpoint_due(step, steps, budget.checkpoints):
                 sync()
-                for check in checkpoints:
+                for check, m, trace in zip(checkpoints, methods, traces, strict=True):
+                    trace.check(m.model)
                     check(step + 1)
     sync()
+    for m, trace in zip(methods, traces, strict=True):
+        trace.check(m.model)
     return steps

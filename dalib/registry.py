@@ -76,6 +76,7 @@ TERMS: dict[str, TermEntry] = {
                       "target's predicted class mass"),
 }
 OPTIM = keyword_options(Method)
+STREAM_ONLY = {"reset_optimizer"}  # optimizer settings that only streams take
 
 
 @dataclass(frozen=True)
@@ -91,10 +92,12 @@ class Entry:
     def hyperparameters(self) -> dict[str, object]:
         """Every key a suite may set, with its default (a combination's terms take tables)."""
         if not self.terms:
-            return {**keyword_options(self.cls, set(self.fixed) | {"name"}), **self.defaults}
+            skip = set(self.fixed) | {"name"} | (STREAM_ONLY if self.kind == "transfer" else set())
+            return {**keyword_options(self.cls, skip), **self.defaults}
+        optim = {k: v for k, v in OPTIM.items() if k not in STREAM_ONLY}
         if len(self.terms) == 1:
-            return {**OPTIM, **TERMS[self.terms[0]].options()}
-        return {**OPTIM, **{t: {} for t in self.terms}}
+            return {**optim, **TERMS[self.terms[0]].options()}
+        return {**optim, **{t: {} for t in self.terms}}
 
     def resolved(self, params: dict) -> dict:
         """Every hyperparameter the method runs with: ``params`` over the defaults (a

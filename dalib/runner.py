@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analysis.continual import summarize
+from analysis.continual import FWT_UNDEFINED, fwt_defined, summarize
 from dalib import __version__, store
 from dalib.engine import (
     Budget,
@@ -230,8 +230,11 @@ def execute(run: RunSpec, data, device: torch.device, features: bool = False,
         R = fit_stream(method, data, budget, device, run.seed, trace)
         train_s = time.perf_counter() - start
         joint = getattr(method, "joint", False)
+        fwt = fwt_defined(data.protocol, [list(t.classes) for t in data.tasks])
         record = {"accuracy_matrix": R.tolist(), "protocol": data.protocol,
-                  "metrics": {"acc": float(np.mean(R[-1]))} if joint else summarize(R)}
+                  "metrics": {"acc": float(np.mean(R[-1]))} if joint else summarize(R, fwt)}
+        if not fwt and not joint:
+            record["undefined"] = {"fwt": FWT_UNDEFINED}
     else:
         scorer = CheckpointScorer(data, run.seed)
         steps = fit_transfer(method, data, budget, device, run.seed, trace,
@@ -525,7 +528,9 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
         found = store.read_records(out)
         kept = retire_stale(out, suite, found)
         stale = sorted(set(found.paths) - {r["run_id"] for r in kept})
-        store.write_atomic(out / "suite.toml", lambda fh: fh.write(Path(suite.path).read_bytes()))
+        if Path(suite.path).is_file():  # a suite made in Python has no file
+            store.write_atomic(out / "suite.toml",
+                               lambda fh: fh.write(Path(suite.path).read_bytes()))
         done = {r["run_id"]: r for r in kept if r["status"] == "ok"}
         pending = []
         for run in runs:

@@ -11,7 +11,12 @@ labelled source validation part and the *unlabelled* target training part only:
   rank correlation of -DEV with target accuracy was 0.88-0.94 on outputs against -0.59-0.85 on
   bottleneck features, whose density ratios are dominated by a few samples;
 * ``snd``: soft neighbourhood density (Saito et al., ICCV 2021), the mean entropy of the
-  softmax-normalised similarities between target predictions (higher);
+  softmax-normalised (temperature 0.05) cosine similarities between L2-normalised target
+  predictions (higher). SND is highest for predictions that do not separate the samples at
+  all: an untrained model scores the maximum, log(N - 1), on every shift we tried, and early
+  checkpoints outscore trained ones. The paper relies on the source loss to rule such models
+  out, so dalib ranks by SND only the checkpoints whose source validation accuracy is within
+  ``SND_SOURCE_MARGIN`` points of the run's best (labels of the source only);
 * ``entropy``: mean entropy of the target predictions (lower);
 * ``last``: the final checkpoint.
 
@@ -30,6 +35,7 @@ from dalib.engine import predict_logits
 from scenarios.suite import SELECTION_CRITERIA
 from scenarios.transfer import TransferScenario
 
+SND_SOURCE_MARGIN = 5.0
 HIGHER_IS_BETTER = {"source-val": True, "dev": False, "snd": True, "entropy": False, "last": True}
 assert set(HIGHER_IS_BETTER) == set(SELECTION_CRITERIA)
 
@@ -96,7 +102,7 @@ class CheckpointScorer:
             raise FloatingPointError(f"model outputs are NaN or inf at step {step}: "
                                      "the run diverged")
         val_error = (val_logits.argmax(1) != self.source_val.y).float().numpy()
-        row = {"step": step,
+        row = {"step": step, "selectable": bool(getattr(method, "selectable", True)),
                "source-val": 100.0 * (1.0 - float(val_error.mean())),
                "dev": dev_risk(*(F.softmax(z, 1).numpy() for z in (src_logits, t_logits, val_logits)),
                                val_error),
@@ -112,11 +118,17 @@ class CheckpointScorer:
 
 
 def pick(checkpoints: list[dict], criterion: str) -> dict:
-    """The checkpoint a criterion selects (ties: the later one)."""
+    """The checkpoint a criterion selects (ties: the later one) among the selectable ones:
+    a method that trains in phases (pretraining on the source, then fine-tuning) offers only
+    the checkpoints of its final phase."""
+    checkpoints = [c for c in checkpoints if c.get("selectable", True)] or checkpoints
     if criterion == "last":
         return checkpoints[-1]
     if criterion == "oracle":
         return max(reversed(checkpoints), key=lambda c: c["target_acc"])
+    if criterion == "snd":  # only models the source loss has trained (see the module doc)
+        best = max(c["source-val"] for c in checkpoints)
+        checkpoints = [c for c in checkpoints if c["source-val"] >= best - SND_SOURCE_MARGIN]
     sign = 1.0 if HIGHER_IS_BETTER[criterion] else -1.0
     finite = [c for c in checkpoints if np.isfinite(c[criterion])] or checkpoints
     return max(reversed(finite), key=lambda c: sign * c[criterion])

@@ -72,15 +72,22 @@ class FixMatch(Term):
     """``fixmatch``: predictions on weakly augmented target images (the shared 1-pixel shift)
     whose confidence passes ``threshold`` become labels for a strongly augmented view (Sohn
     et al., "FixMatch", NeurIPS 2020; strong augmentation on tensors: contrast, brightness,
-    noise, a 2-pixel shift and cutout)."""
+    noise, a 2-pixel shift and cutout), clamped to the range of the target data (images in
+    [0, 1] stay there; standardised features keep their negative values)."""
 
     def __init__(self, method, weight: float | None = None, threshold: float = 0.95) -> None:
         super().__init__(method, weight)
         self.threshold = threshold
+        self.range = (0.0, 1.0)
+
+    def prepare(self, feeds: dict) -> None:
+        x = feeds["target"].x
+        self.range = (float(x.min()), float(x.max()))
 
     def forward(self, out: Outputs) -> torch.Tensor:
         conf, pseudo = F.softmax(out.logits_t.detach(), 1).max(1)
-        strong = self.method.model(strong_augment(out.xt_raw, self.method.generator))
+        strong = self.method.model(strong_augment(out.xt_raw, self.method.generator,
+                                                  *self.range))
         loss = F.cross_entropy(strong, pseudo, reduction="none")
         return (loss * (conf >= self.threshold).float()).mean()
 

@@ -47,6 +47,12 @@ class FineTune(Method):
         self.tuning = False
         self.gate = self.attach(Gate(self)) if gate else None
 
+    @property
+    def selectable(self) -> bool:
+        """Only checkpoints of the fine-tuning phase are candidates for selection (the
+        pretrained model is not a fine-tuned one)."""
+        return self.tuning
+
     def start_finetuning(self) -> None:
         """Switch from source pretraining to fine-tuning on the labelled target samples."""
         self.tuning = True

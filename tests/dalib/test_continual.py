@@ -77,7 +77,8 @@ def permuted_forgetting(tmp_path_factory):
                       "tasks": 4, "data": {"dataset": "uci-digits"},
                       "methods": [{"name": m, "shift": 0} for m in methods]}],
     }, tmp_path_factory.mktemp("cl") / "s.toml")
-    table = run_suite(suite, tmp_path_factory.mktemp("cl-out"), runs=expand(suite), device="cpu")
+    table = run_suite(suite, tmp_path_factory.mktemp("cl-out"), runs=expand(suite),
+                      device="cpu").table
     f = table[table.metric == "forgetting"]
     return {m.split("[")[0]: v for m, v in f.groupby("method")["value"].mean().items()}
 
