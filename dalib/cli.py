@@ -114,8 +114,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     seeds, device = check_run_args(args, suite)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     runs = expand(suite, seeds, methods)
+    check_out(args.out)
     out = Path(args.out)
-    check_out(out)
     check_owner(out, suite)
     validate(suite, runs, args.data_root)
     total = len(runs)
@@ -245,8 +245,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from dalib.store import check_out
 
     paths = [Path(d) for d in args.dirs]
-    if args.out:
-        check_out(Path(args.out))
+    if args.out is not None:
+        check_out(args.out)
         out = Path(args.out)
     elif len(paths) == 1 and paths[0].is_dir():
         out = paths[0]

@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import os
 import re
+import signal
 import threading
 import time
 import traceback
@@ -347,6 +348,7 @@ def _torch_threads(threads: int) -> Iterator[None]:
 def _init_worker(device: str, data_root: str | None, options: dict, threads: int) -> None:
     global _WORKER
     os.environ["DALIB_NO_PROGRESS"] = "1"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     torch.set_num_threads(threads)
     _WORKER = Worker(device, data_root, **options)
 
@@ -429,27 +431,38 @@ def _results(pending: list[RunSpec], jobs: int, device: str, data_root: str | No
     threads = max(1, (os.cpu_count() or 1) // jobs)
     ctx = multiprocessing.get_context("spawn")
     worker = Worker(device, data_root, **options)
-    with ProcessPoolExecutor(jobs - 1, mp_context=ctx, initializer=_init_pool_worker,
-                             initargs=(device, data_root, options, threads, os.getpid())
-                             ) as pool, \
-            _torch_threads(threads):
-        futures = {pool.submit(_pool_run, run): run for run in pending}
-        waiting = set(futures)
-        # this process takes runs from the back of the queue while its workers start up
-        # and take them from the front; a run it takes is cancelled in the pool
-        for future in reversed(list(futures)):
-            if not future.cancel():
-                break
-            waiting.discard(future)
-            yield futures[future], *worker(futures[future])
-            done = {f for f in waiting if f.done()}
-            waiting -= done
-            for f in done:
-                yield futures[f], *f.result()
-        for future in as_completed(waiting):
-            yield futures[future], *future.result()
-
-
+    pool = ProcessPoolExecutor(jobs - 1, mp_context=ctx, initializer=_init_pool_worker,
+                               initargs=(device, data_root, options, threads, os.getpid()))
+    try:
+        with _torch_threads(threads):
+            # workers start during the submissions: they inherit an ignored Ctrl-C, which
+            # is the main process's to handle (a worker still starting would print a
+            # traceback)
+            handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                futures = {pool.submit(_pool_run, run): run for run in pending}
+            finally:
+                signal.signal(signal.SIGINT, handler)
+            waiting = set(futures)
+            # this process takes runs from the back of the queue while its workers start up
+            # and take them from the front; a run it takes is cancelled in the pool
+            for future in reversed(list(futures)):
+                if not future.cancel():
+                    break
+                waiting.discard(future)
+                yield futures[future], *worker(futures[future])
+                done = {f for f in waiting if f.done()}
+                waiting -= done
+                for f in done:
+                    yield futures[f], *f.result()
+            for future in as_completed(waiting):
+                yield futures[future], *future.result()
+    except BaseException:  # Ctrl-C, a full disk, ...: stop the workers now, not after their runs
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def _write_log(out: Path, record: dict) -> None:

@@ -86,11 +86,12 @@ def remove_temp_files(out: Path) -> None:
                 tmp.unlink(missing_ok=True)
 
 
-def check_out(out: Path) -> None:
+def check_out(out: Path | str) -> None:
     """``--out`` must be a directory this user can create and write (checked before anything
     is written)."""
     if not str(out).strip():
         raise InputError("--out", "is empty", expected="a directory path")
+    out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError("--out", f"{str(out)!r} is a file", expected="a directory (new or "
                          "holding this suite's results)")
