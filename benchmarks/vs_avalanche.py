@@ -39,7 +39,9 @@ from dalib.registry import check_method
 from scenarios.datasets import load_mnist
 from scenarios.stream import build_stream
 
-OPTIM = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 0.0, "shift": 0}
+# reset_optimizer = False: Avalanche 0.6 keeps the optimizer's state across experiences
+OPTIM = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 0.0, "shift": 0,
+         "reset_optimizer": False}
 EPOCHS, BATCH = 5, 64
 
 

@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 some runs failed, 2 bad input (nothing written).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -314,6 +315,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dalib: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file the command had to write or read
+        print(f"dalib: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # one line, not a traceback; DALIB_DEBUG=1 shows it
+        if os.environ.get("DALIB_DEBUG"):
+            raise
+        print(f"dalib: internal error: {type(exc).__name__}: {exc} (run with DALIB_DEBUG=1 "
+              "for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -178,6 +178,7 @@ register("der++", "stream", DER, "dark experience replay with label replay", bet
 for _name in ("naive", "ewc", "replay", "lwf", "si", "agem"):
     register(f"avalanche:{_name}", "stream", AvalancheStrategy,
              f"Avalanche's own {_name} strategy on the same model, optimizer and budget",
+             defaults={"reset_optimizer": False},  # Avalanche 0.6 keeps the state
              strategy=_name)
 
 

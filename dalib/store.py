@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import tempfile
+import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -131,7 +132,12 @@ def owner(out: Path) -> str | None:
         record, _ = read_record(path)
         if record is not None:
             return record["suite"]
-    return None
+    try:  # a directory whose first run has not finished yet
+        with open(out / "suite.toml", "rb") as fh:
+            name = tomllib.load(fh).get("name")
+    except (OSError, ValueError):
+        return None
+    return name if isinstance(name, str) else None
 
 
 def read_record(path: Path) -> tuple[dict | None, str | None]:

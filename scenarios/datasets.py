@@ -106,7 +106,7 @@ def dataset_loader(spec: dict) -> tuple[Callable[..., Domain], dict]:
     if "dataset" not in spec:
         raise InputError("dataset", "missing", expected="dataset = NAME or npz = PATH")
     name = spec["dataset"]
-    if name not in DATASETS:
+    if not isinstance(name, str) or name not in DATASETS:
         raise InputError("dataset", f"unknown dataset {name!r}",
                          expected=f"one of {', '.join(sorted(DATASETS))}")
     loader = DATASETS[name]

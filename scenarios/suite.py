@@ -26,6 +26,7 @@ BUILTIN_DIR = Path(__file__).parent / "suites"
 SUITE_KEYS = {"name", "description", "seeds", "device", "budget", "model", "optim", "scenario"}
 BUDGET_KEYS = {"epochs", "steps", "batch_size", "checkpoints"}
 MAX_SEEDS = 10_000
+MAX_TASKS = 100  # each task of a permuted or rotated stream is a copy of the data
 SEED_LIMIT = 2**32
 # sane upper bounds: a typo (1e9 epochs) is an error, not a run that never ends
 BUDGET_LIMITS = {"epochs": 100_000, "steps": 100_000_000, "batch_size": 1_000_000,
@@ -214,10 +215,10 @@ def _check_stream_options(table: dict, f: str) -> None:
     if "protocol" in table:
         checks.string(table["protocol"], f"{f}.protocol", PROTOCOLS)
     if "tasks" in table:
-        checks.integer(table["tasks"], f"{f}.tasks", 2, 10_000,
+        checks.integer(table["tasks"], f"{f}.tasks", 2, MAX_TASKS,
                        "an integer >= 2 (and at most the number of classes of a split stream)")
     if "angles" in table:
-        checks.number_list(table["angles"], f"{f}.angles", min_length=2, max_length=10_000)
+        checks.number_list(table["angles"], f"{f}.angles", min_length=2, max_length=MAX_TASKS)
     if "classes" in table:
         groups = table["classes"]
         if not isinstance(groups, list) or len(groups) < 2:
