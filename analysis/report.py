@@ -327,7 +327,8 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
             vb = compare(ok, sc, metric, best, base, ci) if base and base != best else None
             few = int(r["n"]) < MIN_SEEDS
             rows.append([sc, NAMES.get(metric, metric), str(int(r["n"])),
-                         f"none called ({int(r['n'])} seeds; best mean: {best})" if few
+                         f"none called ({int(r['n'])} seed{'' if r['n'] == 1 else 's'}; best mean: "
+                         f"{best})" if few
                          else Bold(best) if vs and vs["significant"] else best, cell(r),
                          f"{vs['baseline']}: {diff_cell(vs)}"
                          f"{' *' if vs['significant'] else ''}, p {p_cell(vs['p_wilcoxon'])}"

@@ -21,9 +21,16 @@ STREAM_METRICS = ["acc", "bwt", "fwt", "forgetting", "intransigence"]
 MAX_JOBS = 256
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line and exit 2, like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"dalib: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dalib", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="dalib", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run a suite (a built-in name or a .toml path)")
     run.add_argument("suite")
     run.add_argument("--out", required=True, help="output directory (records, results.csv)")
@@ -68,9 +75,11 @@ def _parser() -> argparse.ArgumentParser:
 def print_summary(table: pd.DataFrame) -> None:
     from analysis.stats import summary_table
 
+    if "status" not in table:  # a table made by hand
+        table = table.assign(status="ok", run_id="")
     ok = table[table["status"] == "ok"]
     for title, metrics in (("transfer", TRANSFER_METRICS), ("stream", STREAM_METRICS)):
-        part = ok[ok["metric"].isin(metrics)]
+        part = ok[ok["metric"].isin(metrics)].dropna(subset=["value"])
         if part.empty:
             continue
         print(f"\n{title} scenarios (mean ± std over seeds, accuracy in %):")

@@ -273,4 +273,13 @@ def build_model(input_shape: tuple[int, ...], num_classes: int, arch: str = "aut
     if arch in ("lenet", "cnn", "resnet") and len(input_shape) != 3:
         raise InputError("model.arch", f"{arch!r} needs images but inputs have shape {input_shape}",
                          expected="arch = 'mlp' for vector data")
-    return Classifier(cls(tuple(input_shape), **options), num_classes, bottleneck)
+    try:
+        backbone = cls(tuple(input_shape), **options)
+    except (RuntimeError, ValueError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError("model.arch", f"{arch!r} cannot take inputs of shape "
+                         f"{tuple(input_shape)} ({str(exc).splitlines()[0]})",
+                         expected="a backbone for this input size (mlp, cnn, or a resize "
+                         "shift)") from None
+    return Classifier(backbone, num_classes, bottleneck)

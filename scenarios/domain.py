@@ -179,7 +179,8 @@ def load_npz(path: str | Path, name: str | None = None, layout: str | None = Non
     picks the samples of one of them, and is required for such a file."""
     path = Path(path)
     if not path.is_file():
-        raise InputError("npz", f"file {str(path)!r} does not exist", expected="an .npz file",
+        problem = "is a directory" if path.is_dir() else "does not exist"
+        raise InputError("npz", f"file {str(path)!r} {problem}", expected="an .npz file",
                          source=str(path))
     try:
         with open(path, "rb") as fh:
