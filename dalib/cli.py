@@ -116,7 +116,8 @@ def check_run_args(args: argparse.Namespace, suite) -> tuple[list[int] | None, s
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from dalib.runner import check_owner, expand, run_suite, validate
+    from dalib.runner import check_owner, run_suite, validate
+    from dalib.runspec import expand
     from dalib.store import check_out
     from scenarios.suite import load_suite
 

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from dalib.cli import main
-from dalib.runner import expand, run_suite
+from dalib.runner import run_suite
+from dalib.runspec import expand
 from scenarios.suite import parse_suite
 
 MNIST_UCI = {

@@ -7,7 +7,8 @@ import torch
 from dalib.continual.buffers import Buffer
 from dalib.models import build_model
 from dalib.registry import check_method
-from dalib.runner import expand, run_suite
+from dalib.runner import run_suite
+from dalib.runspec import expand
 from scenarios.datasets import load_uci_digits
 from scenarios.stream import build_stream
 from scenarios.suite import parse_suite

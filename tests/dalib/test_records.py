@@ -162,7 +162,7 @@ def test_identity_covers_defaults_data_and_version(tmp_path, digits_npz, capsys,
     lines = capsys.readouterr().out
     assert lines.count(" cached ") == 2 and " ok " not in lines
     monkeypatch.setattr(dalib, "__version__", "9.9.9")
-    monkeypatch.setattr("dalib.runner.__version__", "9.9.9")
+    monkeypatch.setattr("dalib.runspec.__version__", "9.9.9")
     assert _run(suite, out, "--seeds", "1") == 0
     assert capsys.readouterr().out.count(" ok ") == 2
     # editing a data file re-runs too

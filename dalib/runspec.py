@@ -1,0 +1,113 @@
+"""A run's specification and identity: one method on one scenario for one seed, and the hash
+of everything that determines its numbers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from pathlib import Path
+
+from dalib import __version__
+from dalib.registry import check_method
+from scenarios.errors import InputError
+from scenarios.suite import MethodSpec, ScenarioSpec, Suite
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    suite: str
+    scenario: ScenarioSpec
+    method: MethodSpec
+    seed: int
+    order: tuple[int, int, int] = (0, 0, 0)  # (scenario, seed, method) position in the suite
+
+    @property
+    def params(self) -> dict:
+        """The method's hyperparameters over the scenario's ``optim`` defaults."""
+        return self.scenario.method_params(self.method)
+
+    def config(self) -> dict:
+        """Everything that determines the run's numbers (its hash is the run's identity): the
+        data (with the contents of data and weights files), the resolved budget and model, every
+        hyperparameter of the method (defaults included), the seed and dalib's version."""
+        sc = self.scenario
+        entry = check_method(self.method.name, self.params, sc.kind)
+        return {"suite": self.suite, "scenario": sc.name, "kind": sc.kind, "data": sc.options,
+                "files": {str(p): file_digest(p) for p in sc.files()},
+                "budget": resolved_budget(sc.budget), "model": sc.model,
+                "method": self.method.name, "params": entry.resolved(self.params),
+                "seed": self.seed, "dalib": __version__}
+
+    @cached_property
+    def config_hash(self) -> str:
+        blob = json.dumps(self.config(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def slug(self) -> str:
+        """The run's file-safe name without its configuration hash."""
+        return f"{_file_part(self.scenario.name)}-{_file_part(self.method.label)}-s{self.seed}"
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.slug}-{self.config_hash[:8]}"
+
+
+def _file_part(text: str, limit: int = 60) -> str:
+    """``text`` as a bounded file-name part; a name that had to be changed (characters
+    outside ``A-Za-z0-9.+-``, or longer than ``limit``) gets a hash of the original, so two
+    names never share a file."""
+    safe = re.sub(r"[^A-Za-z0-9.+-]+", "_", text)[:limit]
+    if safe != text:
+        safe += "~" + hashlib.sha256(text.encode()).hexdigest()[:6]
+    return safe
+
+
+@lru_cache(maxsize=256)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file's contents (cached while its size and mtime stay)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return "missing"
+    return _digest(str(path), st.st_size, st.st_mtime_ns)
+
+
+def resolved_budget(budget: dict) -> dict:
+    """A scenario's budget with the defaults filled in (batch 64, 10 checkpoints, 10 epochs
+    when neither epochs nor steps is given)."""
+    out = {"batch_size": 64, "checkpoints": 10, **budget}
+    if "epochs" not in out and "steps" not in out:
+        out["epochs"] = 10
+    return out
+
+
+def expand(suite: Suite, seeds: list[int] | None = None, methods: list[str] | None = None,
+           ) -> list[RunSpec]:
+    """All runs of a suite, ordered scenario -> seed -> method (so data is built once per seed)."""
+    seeds = list(seeds) if seeds is not None else list(suite.seeds)
+    if methods is not None:
+        known = {m.name for s in suite.scenarios for m in s.methods} | \
+                {m.label for s in suite.scenarios for m in s.methods}
+        unknown = [m for m in methods if m not in known]
+        if unknown:
+            raise InputError("--methods", f"{unknown[0]!r} is not in suite {suite.name!r}",
+                             expected=f"some of {', '.join(sorted(known))}")
+    runs = []
+    for i, sc in enumerate(suite.scenarios):
+        chosen = [(j, m) for j, m in enumerate(sc.methods) if methods is None
+                  or m.name in methods or m.label in methods]
+        runs += [RunSpec(suite.name, sc, m, seed, (i, seed, j)) for seed in seeds
+                 for j, m in chosen]
+    return runs

@@ -1,0 +1,185 @@
+"""One run, start to end: seed, build the model and method, train, score checkpoints and
+write nothing: the record (and feature sample) go back to the runner. :class:`Worker` turns
+what a run raises into a failed record."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from analysis.continual import FWT_UNDEFINED, fwt_defined, summarize
+from dalib.engine import (
+    Budget,
+    Trace,
+    fit_stream,
+    fit_transfer,
+    resolve_device,
+    seed_everything,
+    versions,
+)
+from dalib.models import build_model
+from dalib.parallel import fit_transfer_seeds
+from dalib.registry import check_method
+from dalib.runspec import RunSpec, resolved_budget
+from dalib.selection import CheckpointScorer, selection_metrics
+from dalib.transferability import model_outputs, transferability_scores
+from scenarios.stream import Stream
+
+
+def feature_sample(method, data, limit: int = 500) -> dict[str, np.ndarray]:
+    """The model's features (``model.features``, eval mode) of up to ``limit`` samples of the
+    source and target test sets, with their labels (for plots only, never for selection)."""
+    out = {}
+    for name, domain in (("source", data.source_test), ("target", data.target_test)):
+        out[name] = model_outputs(method, domain.x[:limit])[0]
+        out[f"y_{name}"] = domain.y[:limit].cpu().numpy()
+    return out
+
+
+def _prepare(run: RunSpec, data, device: torch.device, precision: str, compile: bool):
+    """Seed, build the model (compiled when asked) and the method, and the run's budget."""
+    seed_everything(run.seed)
+    sc = run.scenario
+    entry = check_method(run.method.name, run.params, sc.kind)
+    model = build_model(data.input_shape, data.num_classes, **sc.model).to(device)
+    if compile:
+        model.backbone.compile()
+    method = entry.build(model, run.params)
+    method.precision = precision
+    return entry, method, Budget(**resolved_budget(sc.budget))
+
+
+def _transfer_record(run: RunSpec, entry, method, data, scorer: CheckpointScorer, steps: int,
+                     features: bool) -> tuple[dict, dict | None]:
+    """A trained transfer run's record (selection metrics, transferability scores of
+    source-trained models, checkpoints) and, with ``features``, its feature sample."""
+    # selection criteria judge training on the source; baselines trained on target labels
+    # alone (target-only, target-oracle) keep their final model
+    criterion = run.scenario.options.get("selection", "dev") if "source" in method.needs \
+        else "last"
+    metrics = selection_metrics(scorer.checkpoints, criterion)
+    if entry.needs == ("source",):  # a source-trained model: score it for the target
+        metrics.update(transferability_scores(method, data, seed=run.seed))
+    record = {"steps": steps, "selection": criterion, "checkpoints": scorer.checkpoints,
+              "metrics": metrics}
+    sample = feature_sample(method, data) if features and hasattr(method.model, "features") \
+        else None
+    return record, sample
+
+
+def execute(run: RunSpec, data, device: torch.device, features: bool = False,
+            precision: str = "fp32", compile: bool = False) -> tuple[dict, dict | None]:
+    """Run one method on one scenario's data for one seed; returns its record and, with
+    ``features``, the :func:`feature_sample` of a transfer run's final model (no I/O).
+    ``precision = "bf16"`` trains under bfloat16 autocast (evaluation stays in float32);
+    ``compile`` wraps the backbone in ``torch.compile``."""
+    entry, method, budget = _prepare(run, data, device, precision, compile)
+    trace = Trace()
+    start = time.perf_counter()
+    sample = None
+    if isinstance(data, Stream):
+        R = fit_stream(method, data, budget, device, run.seed, trace)
+        train_s = time.perf_counter() - start
+        joint = getattr(method, "joint", False)
+        fwt = fwt_defined(data.protocol, [list(t.classes) for t in data.tasks])
+        record = {"accuracy_matrix": R.tolist(), "protocol": data.protocol,
+                  "metrics": {"acc": float(np.mean(R[-1]))} if joint else summarize(R, fwt)}
+        if not fwt and not joint:
+            record["undefined"] = {"fwt": FWT_UNDEFINED}
+    else:
+        scorer = CheckpointScorer(data, run.seed)
+        steps = fit_transfer(method, data, budget, device, run.seed, trace,
+                             lambda step: scorer.score(method, step))
+        train_s = time.perf_counter() - start
+        record, sample = _transfer_record(run, entry, method, data, scorer, steps, features)
+    record.update(curves=trace.to_dict(), precision=precision, compiled=compile,
+                  timings={"train_s": train_s, "total_s": time.perf_counter() - start})
+    return record, sample
+
+
+def execute_seeds(runs: list[RunSpec], datas: list, device: torch.device,
+                  features: bool = False, precision: str = "fp32", compile: bool = False
+                  ) -> list[tuple[dict, dict | None]]:
+    """Runs of one transfer method that differ only in their seed, trained at once
+    (:mod:`dalib.parallel`); the records are those of :func:`execute`, with the parallel
+    time split evenly over the seeds and ``parallel_seeds`` = S. Raises ``ValueError`` for
+    methods it cannot reproduce exactly (:func:`dalib.parallel.supports`)."""
+    prepared = [_prepare(r, d, device, precision, compile)
+                for r, d in zip(runs, datas, strict=True)]
+    methods = [m for _, m, _ in prepared]
+    scorers = [CheckpointScorer(d, r.seed) for r, d in zip(runs, datas, strict=True)]
+    traces = [Trace() for _ in runs]
+    start = time.perf_counter()
+    steps = fit_transfer_seeds(methods, datas, prepared[0][2], device, [r.seed for r in runs],
+                               traces, [lambda step, sc=sc, m=m: sc.score(m, step)
+                                        for sc, m in zip(scorers, methods, strict=True)])
+    train_s = (time.perf_counter() - start) / len(runs)
+    out = []
+    for run, (entry, method, _), data, scorer, trace in zip(runs, prepared, datas, scorers,
+                                                             traces, strict=True):
+        record, sample = _transfer_record(run, entry, method, data, scorer, steps, features)
+        record.update(curves=trace.to_dict(), precision=precision, compiled=compile,
+                      parallel_seeds=len(runs), timings={"train_s": train_s,
+                                                         "total_s": train_s})
+        out.append((record, sample))
+    return out
+
+
+class Worker:
+    """Runs one run at a time, building each (scenario, seed)'s data once in a row, and
+    catches what a run raises: a failed run is a record with its reason, never an exception."""
+
+    def __init__(self, device: str, data_root: str | None, features: bool,
+                 precision: str = "fp32", compile: bool = False) -> None:
+        self.device = resolve_device(device)
+        self.data_root = data_root
+        self.options = {"features": features, "precision": precision, "compile": compile}
+        self.built: dict[tuple[str, int], object] = {}
+
+    def data(self, run: RunSpec):
+        """The run's scenario data, built once per (scenario, seed): the data of every seed of
+        the latest scenario is kept (the runs of a sweep come scenario by scenario, seed by
+        seed, or with ``--parallel-seeds`` method by method over the seeds)."""
+        key = (run.scenario.name, run.seed)
+        if key not in self.built:
+            if any(name != run.scenario.name for name, _ in self.built):
+                self.built.clear()
+            self.built[key] = run.scenario.build(run.seed, self.data_root)
+        return self.built[key]
+
+    def header(self, run: RunSpec) -> dict:
+        return {"run_id": run.run_id, "config_hash": run.config_hash, "config": run.config(),
+                "suite": run.suite, "scenario": run.scenario.name, "kind": run.scenario.kind,
+                "method": run.method.label, "seed": run.seed, "index": list(run.order),
+                "device": str(self.device), "threads": torch.get_num_threads(),
+                "versions": versions()}
+
+    def __call__(self, run: RunSpec) -> tuple[dict, dict | None]:
+        record = self.header(run)
+        sample = None
+        try:
+            result, sample = execute(run, self.data(run), self.device, **self.options)
+            record.update(result, status="ok")
+        except Exception as exc:  # a failing run is recorded and the sweep goes on
+            record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                          traceback=traceback.format_exc(limit=8))
+        record["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        return record, sample
+
+    def seeds(self, runs: list[RunSpec]) -> Iterator[tuple[RunSpec, dict, dict | None]]:
+        """Runs differing only in their seed, trained at once (:func:`execute_seeds`); if
+        that fails, one by one, so each failure is recorded with its own reason."""
+        try:
+            datas = [self.data(r) for r in runs]
+            results = execute_seeds(runs, datas, self.device, **self.options)
+        except Exception:  # each run on its own
+            for run in runs:
+                yield run, *self(run)
+            return
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        for run, (result, sample) in zip(runs, results, strict=True):
+            yield run, {**self.header(run), **result, "status": "ok", "finished": stamp}, sample
