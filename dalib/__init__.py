@@ -12,4 +12,21 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+PUBLIC = {"register_method": "dalib.plugins", "register_term": "dalib.plugins",
+          "register_backbone": "dalib.plugins", "register_dataset": "dalib.plugins",
+          "Method": "dalib.method", "Term": "dalib.adaptation.base",
+          "Outputs": "dalib.adaptation.base", "Batch": "dalib.engine"}
+
+
+def __getattr__(name: str):
+    """The extension API, imported on first use (``dalib.register_method``, ``dalib.Method``,
+    ...): ``import dalib`` itself stays light."""
+    if name in PUBLIC:
+        import importlib
+
+        if name.startswith("register"):
+            importlib.import_module("dalib.registry")  # the built-ins first
+        return getattr(importlib.import_module(PUBLIC[name]), name)
+    raise AttributeError(f"module 'dalib' has no attribute {name!r}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from dalib.engine import Batch
 from dalib.method import Method
@@ -36,3 +37,52 @@ class Supervised(Method):
         total = sum(losses.values())
         return total, ({f"cls_{n}": v.detach() for n, v in losses.items()}
                        if len(losses) > 1 else {})
+
+
+class AdaBN(Supervised):
+    """``adabn``: source-only training, then every batch-norm layer's statistics re-estimated
+    on the unlabelled target training data before the model predicts (Li et al., "Revisiting
+    Batch Normalization for Practical Domain Adaptation", ICLR Workshop 2017). The deployed
+    model is the target one, so every evaluation (selection criteria, source accuracy too)
+    uses the target statistics; they are re-estimated whenever training moved on."""
+
+    def __init__(self, model, *, name: str, batch_size: int = 512, **optim) -> None:
+        super().__init__(model, data="source", name=name, **optim)
+        self.needs = ("source", "target")
+        self.batch_size = batch_size
+        self.target_x: torch.Tensor | None = None
+        self._estimated_at = -1
+
+    def loss(self, batch: dict[str, Batch], x: dict[str, torch.Tensor] | None = None
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        x = self.augmented({"source": batch["source"]}) if x is None else x
+        return F.cross_entropy(self.logits(x["source"], batch["source"].task),
+                               batch["source"].y), {}
+
+    def prepare(self, feeds: dict) -> None:
+        self.target_x = feeds["target"].x
+
+    @torch.no_grad()
+    def estimate_target_statistics(self) -> None:
+        """Running mean and variance of every batch norm as the plain average over the
+        target data (momentum None), other layers in eval mode."""
+        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        was_training = self.model.training
+        self.model.eval()
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+        for start in range(0, len(self.target_x), self.batch_size):
+            self.model(self.target_x[start:start + self.batch_size])
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        self.model.train(was_training)
+        self._estimated_at = self.updates
+
+    def predict(self, x: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        if self.target_x is not None and self._estimated_at != self.updates:
+            with torch.inference_mode(False):
+                self.estimate_target_statistics()
+        return super().predict(x, task)

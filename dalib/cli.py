@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="train the seeds of each transfer method at once (vmap) where exact: "
                           "supervised baselines and adaptation terms without random draws or "
                           "state")
+    run.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
+                     help="load a plugin (a .py file or a module) before the suite; repeatable")
     run.add_argument("--no-report", action="store_true",
                      help="skip writing OUT/report.md and OUT/report.html at the end")
     run.add_argument("--save-features", action="store_true",
@@ -66,7 +68,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="confidence intervals over seeds: t (Student-t, the default) or "
                           "bootstrap (cells with fewer than 10 seeds keep the t interval)")
     rep.add_argument("--markdown", action="store_true", help="also print report.md")
-    sub.add_parser("list", help="list datasets, shifts, methods and built-in suites")
+    lst = sub.add_parser("list", help="list datasets, formats, shifts, streams, backbones, "
+                         "selection criteria, methods and built-in suites")
+    lst.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
+                     help="load a plugin first, so its entries are listed")
     data = sub.add_parser("data", help="show where dataset files are searched and what is found")
     data.add_argument("--data-root")
     return p
@@ -115,13 +120,34 @@ def check_run_args(args: argparse.Namespace, suite) -> tuple[list[int] | None, s
     return (list(range(args.seeds)) if args.seeds else None), device
 
 
+def load_with_plugins(name_or_path: str, extra: list[str]):
+    """The suite and the plugins it runs with (resolved): installed entry points, the suite's
+    ``plugins`` (files relative to it) and ``--plugin`` ones (relative to the current folder),
+    loaded before the suite is checked, since its methods and datasets may come from them."""
+    from dalib import plugins
+    from scenarios.suite import load_suite, resolve_suite_path, suite_plugins
+
+    path = resolve_suite_path(name_or_path)
+    plugins.load_entry_points()
+    specs = [plugins.resolve(p, path.parent) for p in suite_plugins(name_or_path)]
+    try:
+        plugins.load_all(specs)
+    except InputError as exc:
+        raise exc.within(str(path)) from None
+    own = [plugins.resolve(p, Path.cwd()) for p in extra]
+    try:
+        plugins.load_all(own)
+    except InputError as exc:
+        raise InputError("--plugin", exc.problem, expected=exc.expected) from None
+    return load_suite(name_or_path), tuple(dict.fromkeys(specs + own))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from dalib.runner import check_owner, run_suite, validate
     from dalib.runspec import expand
     from dalib.store import check_out
-    from scenarios.suite import load_suite
 
-    suite = load_suite(args.suite)
+    suite, plugins = load_with_plugins(args.suite, args.plugin)
     seeds, device = check_run_args(args, suite)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     runs = expand(suite, seeds, methods)
@@ -153,7 +179,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                               on_run=on_run, save_features=args.save_features, jobs=args.jobs,
                               executor=args.executor, address=args.address,
                               precision=args.precision, compile=args.compile,
-                              parallel_seeds=args.parallel_seeds)
+                              parallel_seeds=args.parallel_seeds, plugins=plugins)
     except KeyboardInterrupt:
         print(f"dalib: interrupted: {done[0]} of {total} runs done and saved in {out}; run the "
               "same command again to resume", file=sys.stderr)
@@ -271,22 +297,53 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 1 if skipped else 0
 
 
+def _options(fn, skip: int = 1) -> str:
+    """``key=default`` for the keyword options of a callable (after ``skip`` positionals)."""
+    import inspect
+
+    params = list(inspect.signature(fn).parameters.values())[skip:]
+    return ", ".join(p.name if p.default is p.empty else f"{p.name}={p.default!r}"
+                     for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                     and p.name != "data_root") or "-"
+
+
+def _from(origin: str | None) -> str:
+    return f"  [plugin {Path(origin).name}]" if origin else ""
+
+
 def cmd_list(args: argparse.Namespace) -> int:
+    from dalib import plugins
+    from dalib.models import BACKBONES
     from dalib.registry import REGISTRY
+    from dalib.selection import HIGHER_IS_BETTER
     from scenarios.datasets import DATASETS
     from scenarios.shifts import SHIFTS
-    from scenarios.suite import builtin_suites
+    from scenarios.stream import PROTOCOLS, STREAMS
+    from scenarios.suite import NPZ_KEYS, builtin_suites
 
-    print("datasets:")
+    plugins.load_entry_points()
+    plugins.load_all([plugins.resolve(p, Path.cwd()) for p in args.plugin])
+    print("datasets ({ dataset = NAME, ...options }):")
     for name, fn in DATASETS.items():
-        print(f"  {name:<14} {(fn.__doc__ or '').splitlines()[0]}")
+        print(f"  {name:<14} {(fn.__doc__ or '').strip().splitlines()[0]}"
+              f"{_from(plugins.DATASET_ORIGINS.get(name))}")
+        print(f"  {'':<14} options: {_options(fn, 0)}")
+    print("data formats:")
+    print(f"  {'npz':<14} {{ npz = FILE }} arrays x, y, optional task, classes, domain; keys "
+          f"{', '.join(sorted(NPZ_KEYS - {'npz'}))}")
     print("shifts:")
     for name, shift in SHIFTS.items():
         opts = ", ".join(shift.options) or "-"
         print(f"  {name:<14} options: {opts}{'  (training data only)' if shift.train_only else ''}")
+    print(f"streams: {', '.join(STREAMS)}; protocols: {', '.join(PROTOCOLS)}")
+    print("backbones ([model] arch = NAME, other keys are its options; bottleneck = WIDTH):")
+    for name, fn in BACKBONES.items():
+        print(f"  {name:<14} options: {_options(fn)}{_from(plugins.BACKBONE_ORIGINS.get(name))}")
+    print("selection criteria (scenario key selection): " + ", ".join(
+        f"{c} ({'higher' if up else 'lower'} is better)" for c, up in HIGHER_IS_BETTER.items()))
     print("methods:")
     for name, e in REGISTRY.items():
-        print(f"  {name:<14} [{e.kind}] {e.description}")
+        print(f"  {name:<14} [{e.kind}] {e.description}{_from(e.origin)}")
         print(f"  {'':<14} hyperparameters: "
               + ", ".join(f"{k}={v}" for k, v in e.hyperparameters().items()))
     print("suites:")

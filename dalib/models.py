@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 from functools import partial
 
 import torch
@@ -154,7 +155,8 @@ def _resnet_weights(name: str, weights: str) -> dict:
                      f"at {target}, or weights = 'path/to/file.pth'")
 
 
-BACKBONES = {"mlp": MLP, "lenet": LeNet, "cnn": SmallCNN, "resnet": ResNet}
+BACKBONES: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "lenet": LeNet, "cnn": SmallCNN,
+                                                  "resnet": ResNet}
 OPTION_CHECKS = {
     "hidden": partial(checks.number_list, low=1, high=65536, integer=True, min_length=0,
                       max_length=100),
@@ -170,10 +172,11 @@ OPTION_CHECKS = {
 class Classifier(nn.Module):
     """``head(bottleneck(backbone(x)))``; :meth:`features` returns the bottleneck output."""
 
-    def __init__(self, backbone: nn.Module, num_classes: int, bottleneck: int = 0) -> None:
+    def __init__(self, backbone: nn.Module, num_classes: int, bottleneck: int = 0,
+                 width: int | None = None) -> None:
         super().__init__()
         self.backbone = backbone
-        width = backbone.out_features
+        width = backbone.out_features if width is None else width
         self.bottleneck: nn.Module = nn.Identity()
         if bottleneck:
             self.bottleneck = nn.Sequential(nn.Linear(width, bottleneck),
@@ -265,9 +268,11 @@ def build_model(input_shape: tuple[int, ...], num_classes: int, arch: str = "aut
     if arch not in BACKBONES:
         raise InputError("model.arch", f"is {arch!r}",
                          expected=f"auto, {', '.join(sorted(BACKBONES))} or resnet18/34/50")
-    cls = BACKBONES[arch]
-    allowed = set(inspect.signature(cls).parameters) - {"input_shape"} | {"arch", "bottleneck"}
-    reject_unknown(options, allowed, what=f"option of {arch!r}", field="model")
+    cls = BACKBONES[arch]  # a class or a registered factory(input_shape, **options)
+    params = list(inspect.signature(cls).parameters.values())[1:]  # after input_shape
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        reject_unknown(options, {p.name for p in params} | {"arch", "bottleneck"},
+                       what=f"option of {arch!r}", field="model")
     if "hidden" in options:
         options["hidden"] = tuple(options["hidden"])
     if arch in ("lenet", "cnn", "resnet") and len(input_shape) != 3:
@@ -275,11 +280,33 @@ def build_model(input_shape: tuple[int, ...], num_classes: int, arch: str = "aut
                          expected="arch = 'mlp' for vector data")
     try:
         backbone = cls(tuple(input_shape), **options)
-    except (RuntimeError, ValueError) as exc:
+        if not isinstance(backbone, nn.Module):
+            raise InputError("model.arch", f"{arch!r} built a {type(backbone).__name__}",
+                             expected="a backbone factory that returns an nn.Module")
+        width = feature_width(backbone, tuple(input_shape))
+    except (RuntimeError, ValueError, TypeError) as exc:
         if isinstance(exc, InputError):
             raise
         raise InputError("model.arch", f"{arch!r} cannot take inputs of shape "
                          f"{tuple(input_shape)} ({str(exc).splitlines()[0]})",
                          expected="a backbone for this input size (mlp, cnn, or a resize "
                          "shift)") from None
-    return Classifier(backbone, num_classes, bottleneck)
+    return Classifier(backbone, num_classes, bottleneck, width)
+
+
+def feature_width(backbone: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """The width of a backbone's feature vectors: its ``out_features`` attribute, else the
+    output of one forward pass on two zero inputs (in eval mode, without gradients)."""
+    width = getattr(backbone, "out_features", None)
+    if isinstance(width, int) and not isinstance(width, bool) and width > 0:
+        return width
+    with torch.no_grad():
+        was = backbone.training
+        backbone.eval()
+        out = backbone(torch.zeros(2, *input_shape))
+        backbone.train(was)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise InputError("model.arch", f"the backbone's output has shape "
+                         f"{tuple(getattr(out, 'shape', ()))}",
+                         expected="a batch of feature vectors (N x D)")
+    return int(out.shape[1])

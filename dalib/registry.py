@@ -5,6 +5,10 @@ loss plus the DANN term, and any ``+``-joined list of term names is a method too
 (``dann+mcc+pseudo-label``). A single-term method takes the term's options directly
 (``{name = "dann", weight = 0.5}``); a combination takes one table per term
 (``{name = "dann+mcc", mcc = {weight = 0.5}}``).
+
+Entries are added by :mod:`dalib.plugins` (``register_method``, ``register_term``), the same
+calls for the built-in methods (:mod:`dalib.catalog`) and for users' plugins; ``origin`` names
+the plugin an entry came from (None for built-ins).
 """
 
 from __future__ import annotations
@@ -14,21 +18,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from dalib.adaptation.adversarial import CDAN, DANN, MCD, MDD
 from dalib.adaptation.base import Adaptation, Term
-from dalib.adaptation.confusion import MCC, EntropyMin
-from dalib.adaptation.discrepancy import CORAL, MMD
-from dalib.adaptation.self_training import FixMatch, MeanTeacher, PseudoLabel
-from dalib.adaptation.weighting import PADA, Gate
-from dalib.baselines import Supervised
-from dalib.continual.avalanche import AvalancheStrategy
-from dalib.continual.distillation import LwF
-from dalib.continual.gem import AGEM
-from dalib.continual.regularization import EWC, MAS, SI
-from dalib.continual.replay import DER, Cumulative, Replay
 from dalib.method import OPTIMIZERS, SCHEDULES, Method
-from dalib.transfer.finetune import FineTune
-from dalib.transfer.regularized import BSS, L2SP
 from scenarios import checks
 from scenarios.errors import InputError, reject_unknown
 
@@ -53,28 +44,13 @@ class TermEntry:
     cls: type[Term]
     description: str
     fixed: dict = field(default_factory=dict)
+    origin: str | None = None
 
     def options(self) -> dict[str, object]:
         return keyword_options(self.cls, set(self.fixed))
 
 
-TERMS: dict[str, TermEntry] = {
-    "dann": TermEntry(DANN, "adversarial: domain discriminator via gradient reversal"),
-    "cdan": TermEntry(CDAN, "adversarial: discriminator on features x predictions"),
-    "cdan-e": TermEntry(CDAN, "adversarial: CDAN with entropy conditioning", {"entropy": True}),
-    "mdd": TermEntry(MDD, "adversarial: margin disparity discrepancy"),
-    "dan": TermEntry(MMD, "discrepancy: multi-kernel MMD"),
-    "deep-coral": TermEntry(CORAL, "discrepancy: covariance alignment"),
-    "mcc": TermEntry(MCC, "confusion: minimum class confusion on target"),
-    "entmin": TermEntry(EntropyMin, "entropy minimisation on target"),
-    "pseudo-label": TermEntry(PseudoLabel, "self-training: class-balanced pseudo-label rounds"),
-    "fixmatch": TermEntry(FixMatch, "self-training: weak/strong consistency"),
-    "mean-teacher": TermEntry(MeanTeacher, "self-training: EMA teacher consistency"),
-    "gate": TermEntry(Gate, "negative transfer: source samples weighted by a (feature, label) "
-                      "discriminator gate (needs k >= 1)"),
-    "pada": TermEntry(PADA, "partial adaptation: DANN with source classes weighted by the "
-                      "target's predicted class mass"),
-}
+TERMS: dict[str, TermEntry] = {}
 OPTIM = keyword_options(Method)
 STREAM_ONLY = {"reset_optimizer"}  # optimizer settings that only streams take
 
@@ -88,6 +64,7 @@ class Entry:
     fixed: dict = field(default_factory=dict)
     terms: tuple[str, ...] = ()
     defaults: dict = field(default_factory=dict)  # the class's defaults this entry changes
+    origin: str | None = None  # the plugin that registered it
 
     def hyperparameters(self) -> dict[str, object]:
         """Every key a suite may set, with its default (a combination's terms take tables)."""
@@ -129,57 +106,19 @@ class Entry:
         if self.terms:
             optim, terms = self.split(params)
             return Adaptation(model, name=self.name, terms=terms, **optim)
-        return self.cls(model, name=self.name, **self.fixed, **{**self.defaults, **params})
+        options = {**self.fixed, **self.defaults, **params}
+        if "name" in keyword_options(self.cls):
+            return self.cls(model, name=self.name, **options)
+        method = self.cls(model, **options)  # a user's class without a name argument
+        method.name = self.name
+        return method
+
+    def origins(self) -> set[str]:
+        """The plugins this method (and each of its terms) came from."""
+        return {o for o in (self.origin, *(TERMS[t].origin for t in self.terms)) if o}
 
 
 REGISTRY: dict[str, Entry] = {}
-
-
-def register(name: str, kind: str, cls: type[Method], description: str,
-             defaults: dict | None = None, **fixed) -> None:
-    REGISTRY[name] = Entry(name, kind, cls, description, fixed, defaults=defaults or {})
-
-
-register("source-only", "transfer", Supervised, "train on labelled source only", data="source",
-         joint=False)
-register("target-only", "transfer", Supervised,
-         "train on the k labelled target samples per class only (NTG reference)",
-         data="target_labelled", joint=False)
-register("source+target", "transfer", Supervised,
-         "train on labelled source and the k labelled target samples per class (the "
-         "'with source' side of the NTG)", data=("source", "target_labelled"), joint=False)
-register("target-oracle", "transfer", Supervised,
-         "UPPER BOUND: train on all target train labels", data="target_oracle", joint=False)
-register("mcd", "transfer", MCD, "adversarial: maximum classifier discrepancy (two heads)")
-for _name, _term in TERMS.items():
-    REGISTRY[_name] = Entry(_name, "transfer", Adaptation, _term.description, terms=(_name,))
-register("linear-probe", "transfer", FineTune, "pretrain on source, then a new head on frozen "
-         "features fitted to the k labelled target samples", freeze="all")
-register("finetune-top", "transfer", FineTune, "pretrain on source, freeze the first blocks "
-         "(freeze = count or block name), fine-tune the rest on the k target labels",
-         defaults={"freeze": 1})
-register("finetune-full", "transfer", FineTune, "pretrain on source, fine-tune everything on "
-         "the k target labels (backbone at backbone_lr x lr)", freeze=0)
-register("l2-sp", "transfer", L2SP, "fine-tuning regularised towards the pretrained weights")
-register("bss", "transfer", BSS, "fine-tuning with batch spectral shrinkage")
-register("naive", "stream", Supervised, "fine-tune on each task in turn", data="train",
-         joint=False)
-register("joint", "stream", Supervised, "UPPER BOUND: train on all tasks at once", data="train",
-         joint=True)
-register("cumulative", "stream", Cumulative, "retrain on all tasks seen so far")
-register("ewc", "stream", EWC, "elastic weight consolidation (mode = separate | online)")
-register("si", "stream", SI, "synaptic intelligence", mode="online")
-register("mas", "stream", MAS, "memory-aware synapses")
-register("lwf", "stream", LwF, "learning without forgetting (distillation)")
-register("replay", "stream", Replay, "experience replay (reservoir or class-balanced buffer)")
-register("agem", "stream", AGEM, "averaged gradient episodic memory")
-register("der", "stream", DER, "dark experience replay (logit matching)")
-register("der++", "stream", DER, "dark experience replay with label replay", beta=0.5)
-for _name in ("naive", "ewc", "replay", "lwf", "si", "agem"):
-    register(f"avalanche:{_name}", "stream", AvalancheStrategy,
-             f"Avalanche's own {_name} strategy on the same model, optimizer and budget",
-             defaults={"reset_optimizer": False},  # Avalanche 0.6 keeps the state
-             strategy=_name)
 
 
 def lookup(name: str) -> Entry | None:
@@ -188,6 +127,7 @@ def lookup(name: str) -> Entry | None:
         return REGISTRY[name]
     parts = tuple(name.split("+"))
     if len(parts) > 1 and all(p in TERMS for p in parts) and len(set(parts)) == len(parts):
+        # a combination of terms
         return Entry(name, "transfer", Adaptation, " + ".join(parts), terms=parts)
     return None
 
@@ -250,3 +190,6 @@ def check_method(name: str, params: dict, kind: str, field_name: str = "methods"
                 for key, value in params[t].items():
                     check_value(key, value, options[key], f"{field_name}.{t}.{key}")
     return entry
+
+
+import dalib.catalog  # noqa: E402,F401  (the built-in methods, registered through dalib.plugins)

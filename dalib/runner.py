@@ -262,13 +262,15 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
               on_run: Callable[[RunSpec, dict, bool], None] | None = None,
               save_features: bool = False, jobs: int = 1, executor: str = "local",
               address: str | None = None, precision: str = "fp32",
-              compile: bool = False, parallel_seeds: bool = False) -> Sweep:
+              compile: bool = False, parallel_seeds: bool = False,
+              plugins: list[str] | tuple[str, ...] = ()) -> Sweep:
     """Execute ``runs`` (skipping finished ones: ``on_run(run, record, cached)``) in process,
     in ``jobs`` processes (this one and ``jobs - 1`` workers) or as Ray tasks (``executor =
     "ray"``, cluster ``address``), holding ``OUT``'s writer lock; write their records and a
     log per run (only this process writes), rebuild ``results.csv``. With ``save_features``,
     transfer runs save test-set features to ``OUT/features/``; ``precision`` and ``compile``
-    as in :func:`execute`; ``parallel_seeds`` as in :func:`execute_seeds` (in process)."""
+    as in :func:`execute`; ``parallel_seeds`` as in :func:`execute_seeds` (in process);
+    ``plugins`` (resolved, see :mod:`dalib.plugins`) are loaded by every worker process."""
     out = Path(out)
     store.check_out(out)
     resolve_device(device)  # fail early on a missing GPU
@@ -288,7 +290,8 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
                     on_run(run, done[run.run_id], True)
             else:
                 pending.append(run)
-        options = {"features": save_features, "precision": precision, "compile": compile}
+        options = {"features": save_features, "precision": precision, "compile": compile,
+                   "plugins": tuple(plugins)}
         for run, record, sample in _results(pending, jobs, device, data_root, options, executor,
                                             address, parallel_seeds):
             if sample is not None:

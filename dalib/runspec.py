@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 
-from dalib import __version__
+from dalib import __version__, plugins
 from dalib.registry import check_method
 from scenarios.errors import InputError
 from scenarios.suite import MethodSpec, ScenarioSpec, Suite
@@ -35,11 +35,15 @@ class RunSpec:
         hyperparameter of the method (defaults included), the seed and dalib's version."""
         sc = self.scenario
         entry = check_method(self.method.name, self.params, sc.kind)
-        return {"suite": self.suite, "scenario": sc.name, "kind": sc.kind, "data": sc.options,
+        config = {"suite": self.suite, "scenario": sc.name, "kind": sc.kind, "data": sc.options,
                 "files": {str(p): file_digest(p) for p in sc.files()},
                 "budget": resolved_budget(sc.budget), "model": sc.model,
                 "method": self.method.name, "params": entry.resolved(self.params),
                 "seed": self.seed, "dalib": __version__}
+        used = plugins_used(sc, entry)
+        if used:  # the source of every plugin the run uses: an edit re-runs exactly these runs
+            config["plugins"] = plugins.digests(used)
+        return config
 
     @cached_property
     def config_hash(self) -> str:
@@ -54,6 +58,20 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         return f"{self.slug}-{self.config_hash[:8]}"
+
+
+def plugins_used(sc: ScenarioSpec, entry) -> set[str]:
+    """The plugins a run of ``entry`` on ``sc`` depends on: the method's and its terms', the
+    backbone's and the datasets'."""
+    used = set(entry.origins())
+    arch = sc.model.get("arch")
+    if isinstance(arch, str) and arch in plugins.BACKBONE_ORIGINS:
+        used.add(plugins.BACKBONE_ORIGINS[arch])
+    for spec in sc.data_specs():
+        name = spec.get("dataset")
+        if isinstance(name, str) and name in plugins.DATASET_ORIGINS:
+            used.add(plugins.DATASET_ORIGINS[name])
+    return used
 
 
 def _file_part(text: str, limit: int = 60) -> str:

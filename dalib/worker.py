@@ -23,6 +23,7 @@ from dalib.engine import (
 )
 from dalib.models import build_model
 from dalib.parallel import fit_transfer_seeds
+from dalib.plugins import load_all as load_plugins
 from dalib.registry import check_method
 from dalib.runspec import RunSpec, resolved_budget
 from dalib.selection import CheckpointScorer, selection_metrics
@@ -134,7 +135,9 @@ class Worker:
     catches what a run raises: a failed run is a record with its reason, never an exception."""
 
     def __init__(self, device: str, data_root: str | None, features: bool,
-                 precision: str = "fp32", compile: bool = False) -> None:
+                 precision: str = "fp32", compile: bool = False,
+                 plugins: tuple[str, ...] = ()) -> None:
+        load_plugins(list(plugins))  # a worker process registers what the suite's plugins do
         self.device = resolve_device(device)
         self.data_root = data_root
         self.options = {"features": features, "precision": precision, "compile": compile}

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scenarios.domain import Domain, load_npz
+from scenarios.domain import Domain, load_npz, to_domain
 from scenarios.errors import InputError, reject_unknown
 
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
@@ -83,6 +83,31 @@ DATASETS: dict[str, Callable[..., Domain]] = {
 }
 
 
+class UserDataset:
+    """A registered ``loader(root, **options)`` as a dataset loader: the root is the first of
+    :func:`data_roots` that exists (else the first), the result becomes a domain
+    (:func:`~scenarios.domain.to_domain`)."""
+
+    def __init__(self, name: str, loader: Callable) -> None:
+        self.name, self.loader = name, loader
+        params = list(inspect.signature(loader).parameters.values())[1:]
+        self.__signature__ = inspect.Signature(
+            [inspect.Parameter("data_root", inspect.Parameter.KEYWORD_ONLY, default=None)]
+            + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params
+               if p.kind is not p.VAR_POSITIONAL])
+        self.__doc__ = loader.__doc__ or f"user dataset {name!r}"
+
+    def __call__(self, data_root: str | Path | None = None, **options) -> Domain:
+        roots = data_roots(data_root)
+        root = next((r for r in roots if r.is_dir()), roots[0])
+        return to_domain(self.loader(root, **options), self.name)
+
+
+def user_dataset(name: str, loader: Callable) -> None:
+    """Add a user's ``loader(root, **options)`` under ``name`` (see ``dalib.register_dataset``)."""
+    DATASETS[name] = UserDataset(name, loader)
+
+
 def load_dataset(spec: dict, *, data_root: str | Path | None = None,
                  base_dir: Path | None = None) -> Domain:
     """A domain from a data spec: ``{dataset = NAME, ...options}`` or ``{npz = PATH}``.
@@ -111,8 +136,9 @@ def dataset_loader(spec: dict) -> tuple[Callable[..., Domain], dict]:
                          expected=f"one of {', '.join(sorted(DATASETS))}")
     loader = DATASETS[name]
     options = {k: v for k, v in spec.items() if k not in ("dataset", "shifts")}
-    reject_unknown(options, set(inspect.signature(loader).parameters) - {"data_root"},
-                   what=f"option of dataset {name!r}")
+    params = inspect.signature(loader).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        reject_unknown(options, set(params) - {"data_root"}, what=f"option of dataset {name!r}")
     return loader, options
 
 

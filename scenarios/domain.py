@@ -238,3 +238,59 @@ def _domain_rows(values: np.ndarray, domain, n: int, where: str) -> np.ndarray:
         raise InputError("domain", f"is {domain!r}, not in the file",
                          expected=f"one of {', '.join(names[:20])}", source=where)
     return keep
+
+
+def from_dataset(dataset, *, name: str = "dataset", classes=None, layout: str | None = None
+                 ) -> Domain:
+    """A domain from any map-style dataset (``len`` and ``dataset[i] -> (x, y, ...)``, a torch
+    ``Dataset`` for example): every sample is read once (tensors, NumPy arrays and PIL images
+    alike) and checked as :func:`from_arrays` checks arrays; ``classes`` defaults to the
+    dataset's ``classes`` attribute."""
+    try:
+        n = len(dataset)
+    except TypeError:
+        raise InputError("dataset", f"{type(dataset).__name__} has no length",
+                         expected="a map-style dataset (len and [i])", source=name) from None
+    xs, ys = [], []
+    for i in range(n):
+        item = dataset[i]
+        if not isinstance(item, tuple | list) or len(item) < 2:
+            raise InputError("dataset", f"item {i} is a {type(item).__name__}",
+                             expected="(x, y) pairs", source=name)
+        x, y = item[0], item[1]
+        xs.append(x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x))
+        ys.append(int(y))
+    if not xs:
+        raise InputError("dataset", "is empty", expected="at least one sample", source=name)
+    shapes = {a.shape for a in xs}
+    if len(shapes) > 1:
+        raise InputError("dataset", f"holds samples of {len(shapes)} shapes "
+                         f"({', '.join(map(str, sorted(shapes)[:3]))})",
+                         expected="samples of one shape (resize them in the dataset)",
+                         source=name)
+    classes = classes if classes is not None else getattr(dataset, "classes", None)
+    return from_arrays(np.stack(xs), np.array(ys), name=name, classes=classes, source=name,
+                       layout=layout)
+
+
+def to_domain(data, name: str) -> Domain:
+    """A domain from what a user's loader returns: a :class:`Domain`, ``(x, y)`` or ``(x, y,
+    classes)``, a dict of arrays (``x``, ``y``, optional ``classes``, ``task``, ``layout``) or
+    a map-style dataset."""
+    if isinstance(data, Domain):
+        return data
+    if isinstance(data, dict):
+        unknown = set(data) - {"x", "y", "classes", "task", "layout"}
+        if unknown or "x" not in data:
+            raise InputError("dataset", f"loader returned a dict with keys {sorted(data)}",
+                             expected="x, y and optional classes, task, layout", source=name)
+        return from_arrays(data["x"], data.get("y"), name=name, task=data.get("task"),
+                           classes=data.get("classes"), source=name, layout=data.get("layout"))
+    if isinstance(data, tuple) and len(data) in (2, 3):
+        return from_arrays(data[0], data[1], name=name,
+                           classes=data[2] if len(data) == 3 else None, source=name)
+    if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+        return from_dataset(data, name=name)
+    raise InputError("dataset", f"loader returned a {type(data).__name__}",
+                     expected="(x, y), a dict of arrays, a map-style Dataset or a Domain",
+                     source=name)

@@ -23,7 +23,8 @@ from scenarios.transfer import TransferScenario, build_transfer
 
 BUILTIN_DIR = Path(__file__).parent / "suites"
 
-SUITE_KEYS = {"name", "description", "seeds", "device", "budget", "model", "optim", "scenario"}
+SUITE_KEYS = {"name", "description", "seeds", "device", "budget", "model", "optim", "scenario",
+              "plugins"}
 BUDGET_KEYS = {"epochs", "steps", "batch_size", "checkpoints"}
 MAX_SEEDS = 10_000
 MAX_TASKS = 100  # each task of a permuted or rotated stream is a copy of the data
@@ -116,6 +117,29 @@ class Suite:
     device: str
     scenarios: tuple[ScenarioSpec, ...]
     path: str
+    plugins: tuple[str, ...] = ()  # as written: files relative to the suite's folder, or modules
+
+
+def _check_plugins(value) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise InputError("plugins", f"is {value!r}", expected="a list of Python files (relative "
+                         "to the suite) or importable module names")
+    return tuple(value)
+
+
+def suite_plugins(name_or_path: str) -> tuple[str, ...]:
+    """The ``plugins`` a suite names (read before the rest of the suite is checked, since its
+    datasets and methods may come from them)."""
+    path = resolve_suite_path(name_or_path)
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError, OSError):
+        return ()  # load_suite names the problem
+    try:
+        return _check_plugins(raw.get("plugins", []))
+    except InputError as exc:
+        raise exc.within(str(path)) from None
 
 
 def _data_key(spec: dict) -> str:
@@ -365,4 +389,5 @@ def parse_suite(raw: dict, path: Path) -> Suite:
         raise InputError("name", "is empty", expected="a suite name")
     _check_type(raw.get("description", ""), str, "description", "a string")
     return Suite(name=name, description=str(raw.get("description", "")), seeds=tuple(seeds),
-                 device=device, scenarios=scenarios, path=str(path))
+                 device=device, scenarios=scenarios, path=str(path),
+                 plugins=_check_plugins(raw.get("plugins", [])))

@@ -1,4 +1,5 @@
-"""Target-prediction regularisers: class confusion and entropy minimisation."""
+"""Target-prediction regularisers: class confusion, entropy minimisation and information
+maximisation."""
 
 from __future__ import annotations
 
@@ -37,3 +38,22 @@ class EntropyMin(Term):
 
     def forward(self, out: Outputs) -> torch.Tensor:
         return entropy(F.softmax(out.logits_t, 1)).mean()
+
+
+class InfoMax(Term):
+    """``im``: information maximisation on the target (Liang et al., "Do We Really Need to
+    Access the Source Data?", ICML 2020, the objective of SHOT; Gomes et al. 2010): the mean
+    entropy of the target predictions (each confident) minus ``diversity`` times the entropy
+    of their mean (all classes used), so it cannot collapse to one class as entropy
+    minimisation alone can."""
+
+    default_weight = 0.3
+    parallel_seeds = True
+
+    def __init__(self, method, weight: float | None = None, diversity: float = 1.0) -> None:
+        super().__init__(method, weight)
+        self.diversity = diversity
+
+    def forward(self, out: Outputs) -> torch.Tensor:
+        p = F.softmax(out.logits_t, 1)
+        return entropy(p).mean() - self.diversity * entropy(p.mean(0, keepdim=True)).sum()

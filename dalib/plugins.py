@@ -1,0 +1,214 @@
+"""Extending dalib: register methods, adaptation terms, backbones and datasets, and load the
+plugins that register them.
+
+A plugin is a Python file or an importable module whose top level calls these functions. A
+suite names its plugins (``plugins = ["my_methods.py", "mypkg.dalib_ext"]``, files relative to
+the suite), ``dalib run --plugin`` adds more, and installed packages register through the
+entry-point group ``dalib.plugins``. Worker processes (``--jobs``, Ray) load the same plugins
+before running anything. Every entry remembers the plugin it came from; a run that uses one
+has the plugin's source digest in its configuration hash, so editing a plugin re-runs exactly
+the runs that use it. The built-in methods are registered with these same calls
+(:mod:`dalib.catalog`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from scenarios.errors import InputError
+
+LOADED: dict[str, str] = {}  # plugin (resolved path or module name) -> digest of its source
+_LOADING: list[str] = []  # the plugin being loaded, if any
+BACKBONE_ORIGINS: dict[str, str] = {}
+DATASET_ORIGINS: dict[str, str] = {}
+ENTRY_POINT_GROUP = "dalib.plugins"
+
+
+def _origin() -> str | None:
+    return _LOADING[-1] if _LOADING else None
+
+
+def _summary(obj, description: str | None) -> str:
+    """The description given, else the first paragraph of the docstring on one line."""
+    return description or " ".join((inspect.getdoc(obj) or "").split("\n\n")[0].split())
+
+
+def register_method(name: str, cls: type | None = None, *, kind: str = "transfer",
+                    description: str | None = None, defaults: dict | None = None, **fixed):
+    """Register a :class:`~dalib.method.Method` subclass under ``name`` for ``kind``
+    (``"transfer"`` or ``"stream"``); ``fixed`` options are passed to every instance, and
+    ``defaults`` change the class's defaults. Usable as a class decorator."""
+    from dalib import registry  # here: the registry registers its built-ins through this module
+
+    if kind not in ("transfer", "stream"):
+        raise ValueError(f"kind is {kind!r}, expected 'transfer' or 'stream'")
+
+    def add(cls: type) -> type:
+        _check_name(name, cls)
+        registry.REGISTRY[name] = registry.Entry(name, kind, cls, _summary(cls, description),
+                                                 fixed, defaults=defaults or {},
+                                                 origin=_origin())
+        return cls
+
+    return add if cls is None else add(cls)
+
+
+def register_term(name: str, cls: type | None = None, description: str | None = None, **fixed):
+    """Register an adaptation :class:`~dalib.adaptation.base.Term` under ``name``: it is a
+    method on its own (the source loss plus the term) and combines with others by ``+``
+    (``dann+NAME``). Usable as a class decorator."""
+    from dalib import registry
+
+    def add(cls: type) -> type:
+        _check_name(name, cls)
+        if "+" in name:
+            raise ValueError(f"term name {name!r} has a '+', which joins terms")
+        origin = _origin()
+        summary = _summary(cls, description)
+        registry.TERMS[name] = registry.TermEntry(cls, summary, fixed, origin=origin)
+        registry.REGISTRY[name] = registry.Entry(name, "transfer", registry.Adaptation, summary,
+                                                 terms=(name,), origin=origin)
+        return cls
+
+    return add if cls is None else add(cls)
+
+
+def register_backbone(name: str, factory: Callable | None = None):
+    """Register a backbone: ``factory(input_shape, **options)`` returns any ``nn.Module``
+    mapping a batch of inputs to a batch of feature vectors; its width is read from an
+    ``out_features`` attribute or found by one forward pass. ``[model] arch = NAME`` selects
+    it and the other ``[model]`` keys are its options. Usable as a decorator."""
+    from dalib import models
+
+    def add(factory: Callable) -> Callable:
+        _check_name(name, factory)
+        models.BACKBONES[name] = factory
+        if _origin():
+            BACKBONE_ORIGINS[name] = _origin()
+        return factory
+
+    return add if factory is None else add(factory)
+
+
+def register_dataset(name: str, loader: Callable | None = None):
+    """Register a dataset: ``loader(root, **options)`` gets the data root (``--data-root``,
+    ``$DALIB_DATA`` or ``~/.cache/dalib``) and the data table's other keys, and returns
+    ``(x, y)`` arrays, a dict with ``x``, ``y`` (and optional ``classes``, ``task``), a
+    map-style torch ``Dataset`` of ``(x, y)`` pairs or a :class:`~scenarios.domain.Domain`.
+    ``{ dataset = NAME, ... }`` in a suite loads it. Usable as a decorator."""
+    from scenarios.datasets import user_dataset
+
+    def add(loader: Callable) -> Callable:
+        _check_name(name, loader)
+        user_dataset(name, loader)
+        if _origin():
+            DATASET_ORIGINS[name] = _origin()
+        return loader
+
+    return add if loader is None else add(loader)
+
+
+def _check_name(name, obj) -> None:
+    if not isinstance(name, str) or not name or name != name.strip():
+        raise ValueError(f"cannot register {obj!r} as {name!r}: expected a non-empty name")
+
+
+def _digest_files(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for path in sorted(paths):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _module_files(module) -> list[Path]:
+    """The source files of a module (every ``.py`` file of a package)."""
+    file = getattr(module, "__file__", None)
+    if not file:
+        return []
+    path = Path(file)
+    if path.name == "__init__.py":
+        return sorted(path.parent.rglob("*.py"))
+    return [path]
+
+
+@contextmanager
+def _loading(spec: str) -> Iterator[None]:
+    _LOADING.append(spec)
+    try:
+        yield
+    finally:
+        _LOADING.pop()
+
+
+def resolve(spec: str, base_dir: Path | None = None) -> str:
+    """A plugin as the loader takes it: a ``.py`` file (made absolute against ``base_dir``)
+    or an importable module name."""
+    if spec.endswith(".py") or "/" in spec:
+        path = Path(spec).expanduser()
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        return str(path.resolve())
+    return spec
+
+
+def load(spec: str) -> str:
+    """Load one plugin (a resolved file path or a module name); returns its digest. A file
+    is loaded again when its contents changed since (a long-lived process sees the edit). A
+    plugin that cannot be loaded is an input error naming it and the reason."""
+    is_file = spec.endswith(".py") or "/" in spec
+    if spec in LOADED and (not is_file or not Path(spec).is_file()
+                           or _digest_files([Path(spec)]) == LOADED[spec]):
+        return LOADED[spec]
+    with _loading(spec):
+        try:
+            if is_file:
+                path = Path(spec)
+                if not path.is_file():
+                    raise InputError("plugins", f"file {spec!r} does not exist",
+                                     expected="a Python file or an importable module")
+                name = "dalib_plugin_" + hashlib.sha256(spec.encode()).hexdigest()[:12]
+                module_spec = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(module_spec)
+                sys.modules[name] = module
+                module_spec.loader.exec_module(module)
+                files = [path]
+            else:
+                module = importlib.import_module(spec)
+                files = _module_files(module)
+        except InputError:
+            raise
+        except Exception as exc:  # a plugin's own error, reported on one line
+            sys.modules.pop(f"dalib_plugin_{hashlib.sha256(spec.encode()).hexdigest()[:12]}",
+                            None)
+            raise InputError("plugins", f"{spec!r} failed to load ({type(exc).__name__}: "
+                             f"{exc})", expected="a plugin that imports without error") from None
+    LOADED[spec] = _digest_files(files) if files else "module"
+    return LOADED[spec]
+
+
+def load_all(specs: list[str]) -> None:
+    """Load plugins (resolved) in order."""
+    for spec in specs:
+        load(spec)
+
+
+def load_entry_points() -> None:
+    """Load the plugins installed packages declare in the ``dalib.plugins`` entry-point
+    group (each names a module)."""
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        load(ep.value.split(":")[0])
+
+
+def digests(origins: set[str]) -> dict[str, str]:
+    """``{plugin: digest}`` for the plugins a run uses (the file name stands for a file, so a
+    moved directory keeps its hashes)."""
+    return {Path(o).name if o.endswith(".py") else o: LOADED.get(o, "?") for o in sorted(origins)}

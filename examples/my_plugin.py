@@ -1,0 +1,54 @@
+"""An example dalib plugin: an adaptation term, a method and a backbone, registered with the
+public API. Name it in a suite (``plugins = ["my_plugin.py"]``) or pass ``--plugin``."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import dalib
+
+
+@dalib.register_term("afn")
+class AdaptiveFeatureNorm(dalib.Term):
+    """Stepwise adaptive feature norm (Xu et al., "Larger Norm More Transferable", ICCV 2019):
+    pull each sample's feature norm, source and target alike, ``step`` beyond its current
+    value."""
+
+    default_weight = 0.05
+
+    def __init__(self, method, weight: float | None = None, step: float = 1.0) -> None:
+        super().__init__(method, weight)
+        self.step = step
+
+    def forward(self, out: dalib.Outputs) -> torch.Tensor:
+        loss = out.feat_s.new_zeros(())
+        for feats in (out.feat_s, out.feat_t):
+            norm = feats.norm(p=2, dim=1)
+            loss = loss + ((norm - (norm.detach() + self.step)) ** 2).mean()
+        return loss
+
+
+@dalib.register_method("label-smoothing")
+class LabelSmoothing(dalib.Method):
+    """Source-only training with label smoothing (Szegedy et al., CVPR 2016)."""
+
+    needs = ("source",)
+
+    def __init__(self, model, *, smoothing: float = 0.1, **optim) -> None:
+        super().__init__(model, **optim)
+        self.smoothing = smoothing
+
+    def loss(self, batch):
+        src = batch["source"]
+        logits = self.logits(self.augment(src.x), src.task)
+        return F.cross_entropy(logits, src.y, label_smoothing=self.smoothing), {}
+
+
+@dalib.register_backbone("tiny-cnn")
+def tiny_cnn(input_shape, width: int = 16) -> nn.Module:
+    """Two 3x3 convolutions with batch norm and a 2 x 2 average pool: any nn.Module mapping
+    images to feature vectors will do (its width is found by one forward pass)."""
+    channels = input_shape[0]
+    return nn.Sequential(nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width),
+                         nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())

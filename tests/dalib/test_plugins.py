@@ -1,0 +1,189 @@
+"""Researchers' own methods, terms, backbones and datasets, through the public API only: a
+plugin file named in a suite runs like the built-ins, in worker processes too, and an edit
+to it re-runs exactly the runs that use it."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import dalib
+from dalib.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture
+def example(tmp_path):
+    """The example plugin and suite, copied, with a shorter budget."""
+    shutil.copy(EXAMPLES / "my_plugin.py", tmp_path / "my_plugin.py")
+    text = (EXAMPLES / "suite.toml").read_text().replace("steps = 150", "steps = 40")
+    (tmp_path / "suite.toml").write_text(text)
+    return tmp_path
+
+
+def test_example_plugin_runs_in_workers_resumes_and_reruns_what_an_edit_touches(example,
+                                                                                capsys):
+    suite, out = str(example / "suite.toml"), str(example / "out")
+    assert main(["run", suite, "--out", out, "--jobs", "2", "--no-report"]) == 0
+    table = pd.read_csv(Path(out) / "results.csv")
+    assert set(table["method"]) == {"source-only", "dann", "afn", "dann+afn", "im",
+                                    "label-smoothing[smoothing=0.2]"}
+    assert (table["status"] == "ok").all() and table["run_id"].nunique() == 14
+    record = json.loads(next(Path(out, "runs").glob("uci-rot30-afn-s0-*.json")).read_text())
+    assert list(record["config"]["plugins"]) == ["my_plugin.py"]
+    capsys.readouterr()
+    assert main(["run", suite, "--out", out, "--jobs", "2", "--no-report"]) == 0
+    assert capsys.readouterr().out.count(" cached ") == 14
+    # an edit to the plugin re-runs the runs that use it: its backbone (scenario 1), its
+    # term and its method (scenario 2), not source-only or im on the built-in backbone
+    plugin = example / "my_plugin.py"
+    plugin.write_text(plugin.read_text() + "\n# edited\n")
+    assert main(["run", suite, "--out", out, "--jobs", "2", "--no-report"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[")]
+    rerun = sorted({ln.split()[1] + " " + ln.split()[2] for ln in lines if " ok " in ln})
+    cached = sorted({ln.split()[1] + " " + ln.split()[2] for ln in lines if " cached " in ln})
+    assert rerun == ["uci-rot30 afn", "uci-rot30 dann+afn",
+                     "uci-rot30 label-smoothing[smoothing=0.2]",
+                     "uci-rot30-tiny-cnn dann", "uci-rot30-tiny-cnn source-only"]
+    assert cached == ["uci-rot30 im", "uci-rot30 source-only"]
+    assert len(list(Path(out, "stale").glob("*.json"))) == 10
+
+
+def test_plugin_dataset_backbone_and_term_from_the_command_line(tmp_path, capsys):
+    (tmp_path / "ext.py").write_text('''
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+
+import dalib
+
+
+class Digits(torch.utils.data.Dataset):
+    """UCI digits as a torch Dataset of (image tensor, label) pairs."""
+
+    def __init__(self, invert):
+        d = load_digits()
+        self.x = torch.as_tensor(d.images[:, None] / 16.0, dtype=torch.float32)
+        self.x = 1 - self.x if invert else self.x
+        self.y = d.target
+        self.classes = [str(c) for c in range(10)]
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], int(self.y[i])
+
+
+@dalib.register_dataset("my-digits")
+def my_digits(root, invert=False):
+    return Digits(invert)
+
+
+@dalib.register_dataset("my-arrays")
+def my_arrays(root):
+    d = load_digits()
+    return (d.images * 16).astype(np.uint8), d.target
+
+
+class Flat(nn.Module):  # no out_features attribute: the width is found by a forward pass
+    def __init__(self, shape):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(shape)), 48), nn.ReLU())
+
+    def forward(self, x):
+        return self.net(x)
+
+
+dalib.register_backbone("flat", lambda input_shape: Flat(input_shape))
+
+
+class Shrink(dalib.Term):
+    """Feature norm penalty on the target."""
+
+    def forward(self, out):
+        return out.feat_t.pow(2).mean()
+
+
+dalib.register_term("shrink", Shrink)
+''')
+    (tmp_path / "s.toml").write_text('''
+name = "cli-plugin"
+seeds = 1
+[budget]
+steps = 30
+[model]
+arch = "flat"
+[[scenario]]
+name = "inv"
+kind = "transfer"
+source = { dataset = "my-digits" }
+target = { dataset = "my-digits", invert = true }
+methods = ["source-only", "dann+shrink"]
+[[scenario]]
+name = "arr"
+kind = "stream"
+data = { dataset = "my-arrays" }
+stream = "split"
+tasks = 2
+methods = ["naive"]
+''')
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out"),
+                 "--plugin", str(tmp_path / "ext.py"), "--no-report"]) == 0
+    table = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert set(table["method"]) == {"source-only", "dann+shrink", "naive"}
+    assert main(["list", "--plugin", str(tmp_path / "ext.py")]) == 0
+    listing = capsys.readouterr().out
+    assert "shrink" in listing and "[plugin ext.py]" in listing and "my-digits" in listing
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("raise RuntimeError('broken on purpose')", "failed to load (RuntimeError: broken on purpose)"),
+    ("import dalib_no_such_module", "failed to load (ModuleNotFoundError"),
+])
+def test_a_broken_plugin_is_one_line_exit_2(tmp_path, capsys, content, expected):
+    (tmp_path / "bad.py").write_text(content + "\n")
+    (tmp_path / "s.toml").write_text('plugins = ["bad.py"]\n[[scenario]]\nkind = "transfer"\n'
+                                     'source = { dataset = "uci-digits" }\n'
+                                     'target = { dataset = "uci-digits" }\n'
+                                     'methods = ["source-only"]\n')
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "plugins:" in err and expected in err, err
+    assert not (tmp_path / "out").exists()
+    assert main(["run", "quick", "--out", str(tmp_path / "o2"), "--plugin", "nope.py"]) == 2
+    assert "--plugin: file" in capsys.readouterr().err
+
+
+def test_from_arrays_and_from_dataset_build_the_same_domain():
+    from sklearn.datasets import load_digits
+
+    from scenarios import from_arrays, from_dataset
+
+    d = load_digits()
+    x = (d.images * 16).astype(np.uint8)
+    a = from_arrays(x, d.target, name="arrays")
+    ds = torch.utils.data.TensorDataset(torch.as_tensor(x), torch.as_tensor(d.target))
+    b = from_dataset(ds, name="dataset")
+    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y) and a.classes == b.classes
+
+
+def test_registered_names_reach_the_registry():
+    from dalib.registry import REGISTRY, lookup
+
+    @dalib.register_method("test-only-method", kind="stream")
+    class Mine(dalib.Method):
+        needs = ("train",)
+
+    try:
+        assert REGISTRY["test-only-method"].cls is Mine
+        assert REGISTRY["test-only-method"].kind == "stream"
+        assert lookup("dann+im") is not None
+    finally:
+        del REGISTRY["test-only-method"]
