@@ -39,25 +39,24 @@ class Supervised(Method):
                        if len(losses) > 1 else {})
 
 
-class AdaBN(Supervised):
+class AdaBN(Method):
     """``adabn``: source-only training, then every batch-norm layer's statistics re-estimated
     on the unlabelled target training data before the model predicts (Li et al., "Revisiting
     Batch Normalization for Practical Domain Adaptation", ICLR Workshop 2017). The deployed
     model is the target one, so every evaluation (selection criteria, source accuracy too)
     uses the target statistics; they are re-estimated whenever training moved on."""
 
+    needs = ("source", "target")
+
     def __init__(self, model, *, name: str, batch_size: int = 512, **optim) -> None:
-        super().__init__(model, data="source", name=name, **optim)
-        self.needs = ("source", "target")
+        super().__init__(model, **optim)
+        self.name = name
         self.batch_size = batch_size
         self.target_x: torch.Tensor | None = None
         self._estimated_at = -1
 
-    def loss(self, batch: dict[str, Batch], x: dict[str, torch.Tensor] | None = None
-             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        x = self.augmented({"source": batch["source"]}) if x is None else x
-        return F.cross_entropy(self.logits(x["source"], batch["source"].task),
-                               batch["source"].y), {}
+    def loss(self, batch: dict[str, Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.classification_loss(batch["source"]), {}
 
     def prepare(self, feeds: dict) -> None:
         self.target_x = feeds["target"].x

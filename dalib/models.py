@@ -10,6 +10,7 @@ from functools import partial
 import torch
 from torch import nn
 
+from dalib.pretrained import FAMILIES, Torchvision
 from scenarios import checks
 from scenarios.errors import InputError, reject_unknown
 
@@ -80,83 +81,8 @@ class SmallCNN(nn.Module):
         return self.body(x)
 
 
-class ResNet(nn.Module):
-    """A torchvision ResNet without its ``fc`` layer (grey inputs are repeated to 3 channels).
-
-    Block names ``layer1`` ... ``layer4`` are kept, so freezing by name works. ``weights`` is
-    a local file (a torchvision state dict, loaded with ``weights_only=True``) or the name of
-    torchvision's weights (``IMAGENET1K_V1``), read from torch's hub cache only: nothing is
-    ever downloaded.
-    """
-
-    def __init__(self, input_shape: tuple[int, ...], name: str = "resnet18",
-                 weights: str | None = None) -> None:
-        super().__init__()
-        import torchvision
-
-        resnets = [n for n in torchvision.models.list_models(torchvision.models)
-                   if n.startswith("resnet")]
-        if name not in resnets:
-            raise InputError("model.arch", f"is {name!r}", expected=f"one of {', '.join(resnets)}")
-        net = torchvision.models.get_model(name, weights=None)
-        if weights is not None:
-            try:
-                net.load_state_dict(_resnet_weights(name, weights))
-            except RuntimeError as exc:
-                raise InputError("model.weights", f"{weights!r} does not fit {name} "
-                                 f"({str(exc).splitlines()[0]})",
-                                 expected=f"a state dict of torchvision's {name}") from None
-        self.out_features = net.fc.in_features
-        net.fc = nn.Identity()
-        self.net = net
-        self.grey = input_shape[0] == 1
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.expand(-1, 3, -1, -1) if self.grey else x)
-
-
-def _load_state_dict(path) -> dict:
-    """A state dict from a file (``weights_only``: no code runs), or an input error."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and format errors all mean the same to a user
-        raise InputError("model.weights", f"{str(path)!r} cannot be read as weights "
-                         f"({type(exc).__name__})", expected="a state dict saved with "
-                         "torch.save(model.state_dict(), path)") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
-                                              for v in state.values()):
-        raise InputError("model.weights", f"{str(path)!r} is not a state dict",
-                         expected="a dict of tensors saved with torch.save(model.state_dict(), "
-                         "path)")
-    return state
-
-
-def _resnet_weights(name: str, weights: str) -> dict:
-    """A ResNet state dict from a local file or torchvision's named weights (from the hub
-    cache only), or an error saying where to put the file."""
-    from pathlib import Path
-
-    import torchvision
-
-    if Path(weights).expanduser().is_file():
-        return _load_state_dict(Path(weights).expanduser())
-    try:
-        enum = torchvision.models.get_model_weights(name)[weights]
-    except KeyError:
-        raise InputError("model.weights", f"{weights!r} is neither a file nor a weights name "
-                         f"of {name}", expected="a path to a state dict or one of "
-                         + ", ".join(w.name for w in torchvision.models.get_model_weights(name))
-                         ) from None
-    target = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
-    if target.is_file():
-        return _load_state_dict(target)
-    raise InputError("model.weights", f"{weights!r} is not in torch's hub cache (dalib never "
-                     f"downloads)", expected=f"the file {Path(enum.url).name} (from {enum.url}) "
-                     f"at {target}, or weights = 'path/to/file.pth'")
-
-
 BACKBONES: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "lenet": LeNet, "cnn": SmallCNN,
-                                                  "resnet": ResNet}
+                                                  "torchvision": Torchvision}
 OPTION_CHECKS = {
     "hidden": partial(checks.number_list, low=1, high=65536, integer=True, min_length=0,
                       max_length=100),
@@ -166,6 +92,7 @@ OPTION_CHECKS = {
     "batch_norm": checks.boolean,
     "name": checks.string,
     "weights": checks.string,
+    "image_size": partial(checks.integer, low=1, high=4096),
 }
 
 
@@ -193,15 +120,15 @@ class Classifier(nn.Module):
 
 
 def blocks(model: Classifier) -> list[tuple[str, nn.Module]]:
-    """The model's trainable blocks from input to output: ``stem``, ``layer1`` ... ``layer4``
-    for a torchvision ResNet, else ``block1``, ``block2``, ... (one per Linear or Conv2d layer
-    with the layers after it); then ``bottleneck`` (when there is one) and ``head``."""
+    """The model's trainable blocks from input to output: the stages a backbone names
+    (torchvision models: ``stem``, ``layer1`` ... ``layer4`` of a ResNet, see
+    :meth:`~dalib.pretrained.Torchvision.blocks`), else ``block1``, ``block2``, ... (one per
+    Linear or Conv2d layer with the layers after it); then ``bottleneck`` (when there is one)
+    and ``head``."""
     backbone = model.backbone
     out: list[tuple[str, nn.Module]] = []
-    if isinstance(backbone, ResNet):
-        net = backbone.net
-        out.append(("stem", nn.ModuleList([net.conv1, net.bn1])))
-        out += [(f"layer{i}", getattr(net, f"layer{i}")) for i in range(1, 5)]
+    if hasattr(backbone, "blocks"):  # a backbone that names its stages (Torchvision)
+        out += backbone.blocks()
     else:
         groups: list[list[nn.Module]] = []
         for m in backbone.modules():
@@ -262,12 +189,13 @@ def build_model(input_shape: tuple[int, ...], num_classes: int, arch: str = "aut
     for key, value in options.items():
         if key in OPTION_CHECKS:
             OPTION_CHECKS[key](value, f"model.{key}")
-    if arch.startswith("resnet") and arch != "resnet":
-        options = {"name": arch, **options}
-        arch = "resnet"
+    if arch.startswith(FAMILIES) and arch not in BACKBONES:  # resnet50, vit_b_16, ...
+        options = {"name": "resnet18" if arch == "resnet" else arch, **options}
+        arch = "torchvision"
     if arch not in BACKBONES:
         raise InputError("model.arch", f"is {arch!r}",
-                         expected=f"auto, {', '.join(sorted(BACKBONES))} or resnet18/34/50")
+                         expected=f"auto, {', '.join(sorted(BACKBONES))} or a torchvision "
+                         "model of the families " + ", ".join(FAMILIES))
     cls = BACKBONES[arch]  # a class or a registered factory(input_shape, **options)
     params = list(inspect.signature(cls).parameters.values())[1:]  # after input_shape
     if not any(p.kind is p.VAR_KEYWORD for p in params):
@@ -275,7 +203,7 @@ def build_model(input_shape: tuple[int, ...], num_classes: int, arch: str = "aut
                        what=f"option of {arch!r}", field="model")
     if "hidden" in options:
         options["hidden"] = tuple(options["hidden"])
-    if arch in ("lenet", "cnn", "resnet") and len(input_shape) != 3:
+    if arch in ("lenet", "cnn", "torchvision") and len(input_shape) != 3:
         raise InputError("model.arch", f"{arch!r} needs images but inputs have shape {input_shape}",
                          expected="arch = 'mlp' for vector data")
     try:

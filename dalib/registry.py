@@ -14,6 +14,7 @@ the plugin an entry came from (None for built-ins).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -24,18 +25,26 @@ from scenarios import checks
 from scenarios.errors import InputError, reject_unknown
 
 
-def keyword_options(cls: type, skip: set[str] = frozenset()) -> dict[str, object]:
-    """Keyword options of a class and its defaults, walking ``**kwargs`` up the MRO."""
-    params: dict[str, object] = {}
+def _init_parameters(cls: type) -> Iterator[inspect.Parameter]:
+    """The keyword parameters of a class's ``__init__`` (after ``self`` and the model),
+    walking ``**kwargs`` up the MRO."""
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):
             continue
         sig = inspect.signature(klass.__init__)
         for p in list(sig.parameters.values())[2:]:
-            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in skip:
-                params.setdefault(p.name, p.default)
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+                yield p
         if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
             break
+
+
+def keyword_options(cls: type, skip: set[str] = frozenset()) -> dict[str, object]:
+    """Keyword options of a class and their defaults (required arguments are not options)."""
+    params: dict[str, object] = {}
+    for p in _init_parameters(cls):
+        if p.name not in skip and p.default is not p.empty:
+            params.setdefault(p.name, p.default)
     return params
 
 
@@ -107,7 +116,7 @@ class Entry:
             optim, terms = self.split(params)
             return Adaptation(model, name=self.name, terms=terms, **optim)
         options = {**self.fixed, **self.defaults, **params}
-        if "name" in keyword_options(self.cls):
+        if any(p.name == "name" for p in _init_parameters(self.cls)):
             return self.cls(model, name=self.name, **options)
         method = self.cls(model, **options)  # a user's class without a name argument
         method.name = self.name

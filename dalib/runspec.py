@@ -7,8 +7,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
-from pathlib import Path
+from functools import cached_property
 
 from dalib import __version__, plugins
 from dalib.registry import check_method
@@ -36,7 +35,7 @@ class RunSpec:
         sc = self.scenario
         entry = check_method(self.method.name, self.params, sc.kind)
         config = {"suite": self.suite, "scenario": sc.name, "kind": sc.kind, "data": sc.options,
-                "files": {str(p): file_digest(p) for p in sc.files()},
+                "files": sc.fingerprints(),
                 "budget": resolved_budget(sc.budget), "model": sc.model,
                 "method": self.method.name, "params": entry.resolved(self.params),
                 "seed": self.seed, "dalib": __version__}
@@ -82,24 +81,6 @@ def _file_part(text: str, limit: int = 60) -> str:
     if safe != text:
         safe += "~" + hashlib.sha256(text.encode()).hexdigest()[:6]
     return safe
-
-
-@lru_cache(maxsize=256)
-def _digest(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
-def file_digest(path: Path) -> str:
-    """The SHA-256 of a file's contents (cached while its size and mtime stay)."""
-    try:
-        st = path.stat()
-    except OSError:
-        return "missing"
-    return _digest(str(path), st.st_size, st.st_mtime_ns)
 
 
 def resolved_budget(budget: dict) -> dict:

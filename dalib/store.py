@@ -71,8 +71,16 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         raise
 
 
+def _plain(value):
+    """NumPy and torch scalars as numbers; anything else JSON cannot hold as text."""
+    try:
+        return value.item()
+    except (AttributeError, ValueError):
+        return str(value)
+
+
 def write_json(path: Path, record: dict) -> None:
-    write_atomic(path, lambda fh: fh.write(json.dumps(record, indent=1, default=float).encode()))
+    write_atomic(path, lambda fh: fh.write(json.dumps(record, indent=1, default=_plain).encode()))
 
 
 def write_text(path: Path, text: str) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scenarios import formats
 from scenarios.domain import Domain, load_npz, to_domain
 from scenarios.errors import InputError, reject_unknown
 
@@ -110,11 +111,15 @@ def user_dataset(name: str, loader: Callable) -> None:
 
 def load_dataset(spec: dict, *, data_root: str | Path | None = None,
                  base_dir: Path | None = None) -> Domain:
-    """A domain from a data spec: ``{dataset = NAME, ...options}`` or ``{npz = PATH}``.
+    """A domain from a data spec: ``{dataset = NAME, ...options}``, ``{npz = PATH}`` or a
+    format of :mod:`scenarios.formats` (``folder``, ``list``, ``table``).
 
-    ``npz`` paths are relative to ``base_dir`` (the suite file's folder).
+    Paths are relative to ``base_dir`` (the suite file's folder).
     """
     spec = dict(spec)
+    kind = formats.format_of(spec)
+    if kind is not None:
+        return formats.LOADERS[kind](spec, base_dir)
     if "npz" in spec:
         path = Path(spec.pop("npz"))
         reject_unknown(spec, ("layout", "domain"), what="key beside npz")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from scenarios import checks
+from scenarios import checks, formats
 from scenarios.datasets import dataset_loader, load_dataset
 from scenarios.domain import LAYOUTS, Domain
 from scenarios.errors import InputError, reject_unknown
@@ -78,14 +78,16 @@ class ScenarioSpec:
             return [o["source"], o["target"]]
         return list(o["domains"]) if "domains" in o else [o["data"]]
 
-    def files(self) -> list[Path]:
-        """The files the scenario reads whose contents determine its numbers: ``.npz`` data
-        and a model weights file."""
-        paths = [_resolve(s["npz"], self.base_dir) for s in self.data_specs() if "npz" in s]
+    def fingerprints(self) -> dict[str, str]:
+        """Digests of what the scenario reads whose contents determine its numbers: data
+        files and folders (:func:`~scenarios.formats.fingerprint`) and a weights file."""
+        out: dict[str, str] = {}
+        for spec in self.data_specs():
+            out.update(formats.fingerprint(spec, self.base_dir))
         weights = self.model.get("weights")
         if isinstance(weights, str) and Path(weights).expanduser().is_file():
-            paths.append(Path(weights).expanduser())
-        return paths
+            out[weights] = formats.file_digest(Path(weights).expanduser())
+        return out
 
     def build(self, seed: int, data_root: str | None = None) -> TransferScenario | Stream:
         o = self.options
@@ -146,11 +148,6 @@ def _data_key(spec: dict) -> str:
     return json.dumps({k: v for k, v in spec.items() if k != "shifts"}, sort_keys=True)
 
 
-def _resolve(path: str, base_dir: Path | None) -> Path:
-    p = Path(path)
-    return base_dir / p if base_dir is not None and not p.is_absolute() else p
-
-
 @lru_cache(maxsize=16)
 def _load_cached(key: str, data_root: str | None, base_dir: str | None) -> Domain:
     return load_dataset(json.loads(key), data_root=data_root,
@@ -171,8 +168,17 @@ def _check_type(value, types, field_name: str, expected: str) -> None:
 
 
 def _check_data(spec, field_name: str) -> None:
-    _check_type(spec, dict, field_name, "a table like {dataset = 'mnist'} or {npz = 'file.npz'}")
-    if "npz" in spec:
+    _check_type(spec, dict, field_name, "a table like {dataset = 'mnist'}, {npz = 'file.npz'}, "
+                "{folder = 'images/'}, {list = 'a.txt'} or {table = 'data.csv', label = 'y'}")
+    kind = formats.format_of(spec)
+    if kind is not None:
+        reject_unknown(spec, formats.FORMAT_KEYS[kind] | {"shifts"}, what=f"key of a {kind} "
+                       "table", field=field_name)
+        try:
+            formats.check_spec(spec, kind)
+        except InputError as exc:
+            raise exc.within("", field_name) from None
+    elif "npz" in spec:
         reject_unknown(spec, NPZ_KEYS, what="key", field=field_name)
         _check_type(spec["npz"], str, f"{field_name}.npz", "a path to an .npz file")
         if "layout" in spec:
@@ -186,7 +192,8 @@ def _check_data(spec, field_name: str) -> None:
         except InputError as exc:
             raise exc.within("", field_name) from None
     else:
-        raise InputError(field_name, "names no data", expected="dataset = NAME or npz = PATH")
+        raise InputError(field_name, "names no data", expected="dataset = NAME, npz = PATH, "
+                         "folder = PATH, list = PATH or table = PATH")
     shifts = spec.get("shifts", [])
     _check_type(shifts, list, f"{field_name}.shifts", "a list of shift tables")
     for i, s in enumerate(shifts):

@@ -115,9 +115,15 @@ def build_transfer(name: str, source: Domain, target: Domain, *, seed: int, k: i
             raise InputError(role, f"{d.name!r} has no labels", expected="labelled data (y)")
         if len(d) == 0:
             raise InputError(role, f"{d.name!r} is empty", expected="at least one sample")
-    if source.num_classes != target.num_classes:
-        raise InputError("target", f"{target.name!r} has {target.num_classes} classes but the "
-                         f"source has {source.num_classes}", expected="the same label space")
+    if source.classes != target.classes:
+        missing = [c for c in source.classes if c not in target.classes]
+        extra = [c for c in target.classes if c not in source.classes]
+        problem = (f"lacks class {missing[0]!r} of the source" if missing else
+                   f"has class {extra[0]!r} the source lacks" if extra else
+                   "orders the classes differently from the source")
+        raise InputError("target", f"{target.name!r} {problem} ({target.num_classes} classes "
+                         f"against {source.num_classes})", expected="the same classes in "
+                         "source and target")
     if disjoint if disjoint is not None else source is target:
         source, target = disjoint_halves(source, rng)
         source, target = source.with_(name=f"{source.name}/A"), target.with_(name=f"{target.name}/B")

@@ -70,3 +70,24 @@ def test_adaptation_beats_source_only_on_uci_to_mnist(uci_to_mnist, name):
     scenario, source_only = uci_to_mnist
     assert source_only > 60
     assert _target_accuracy(scenario, name, 500) > source_only + 3.0
+
+
+def test_adabn_and_im_beat_source_only_on_rotated_digits():
+    """UCI digits -> the other half rotated by 30 degrees, MLP, 400 steps, 3 seeds. Measured
+    target accuracy: source-only 41.3 / 33.1 / 36.8, adabn 54.6 / 54.3 / 56.9 (batch-norm
+    statistics of the rotated digits), im 62.1 / 56.9 / 61.7; entropy minimisation alone
+    (entmin) falls below source-only (31.6 / 28.6 / 29.7): IM's diversity term is what keeps
+    it from collapsing onto few classes."""
+    uci = load_uci_digits()
+    for seed in range(3):
+        sc = build_transfer("rot", uci, uci, seed=seed, k=0,
+                            target_shifts=[{"name": "rotate", "degrees": 30}])
+        acc = {}
+        for name in ("source-only", "adabn", "im", "entmin"):
+            seed_everything(seed)
+            method = check_method(name, {}, "transfer").build(
+                build_model(sc.input_shape, sc.num_classes), {})
+            fit_transfer(method, sc, Budget(steps=400), torch.device("cpu"), seed, Trace())
+            acc[name] = accuracy(method, sc.target_test)
+        assert acc["adabn"] > acc["source-only"] + 8, (seed, acc)
+        assert acc["im"] > acc["source-only"] + 10 and acc["im"] > acc["entmin"] + 10, (seed, acc)
