@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -49,3 +51,31 @@ def strong_augment(x: torch.Tensor, generator: torch.Generator | None = None,
         hole = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
         x = x.masked_fill(hole[:, None], low)
     return x.clamp(low, high)
+
+
+def random_resized_crop_flip(x: torch.Tensor, generator: torch.Generator | None = None,
+                             scale: tuple[float, float] = (0.35, 1.0),
+                             ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
+    """The standard augmentation of RGB image training (torchvision's RandomResizedCrop and
+    RandomHorizontalFlip), batch-wise on the device: each image is cropped to a random area
+    fraction in ``scale`` and aspect ratio in ``ratio``, resized back to its size (bilinear)
+    and mirrored with probability 1/2. Non-image inputs are returned unchanged."""
+    if x.dim() != 4:
+        return x
+    n = len(x)
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(n, device=x.device, generator=generator)
+
+    area = uniform(*scale)
+    aspect = torch.exp(uniform(math.log(ratio[0]), math.log(ratio[1])))
+    w = torch.sqrt(area * aspect).clamp(max=1.0)
+    h = torch.sqrt(area / aspect).clamp(max=1.0)
+    tx = (2 * torch.rand(n, device=x.device, generator=generator) - 1) * (1 - w)
+    ty = (2 * torch.rand(n, device=x.device, generator=generator) - 1) * (1 - h)
+    flip = torch.where(torch.rand(n, device=x.device, generator=generator) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 0, 2] = w * flip, tx
+    theta[:, 1, 1], theta[:, 1, 2] = h, ty
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)

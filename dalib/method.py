@@ -8,10 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dalib.augment import random_shift
+from dalib.augment import random_resized_crop_flip, random_shift
 from dalib.engine import Batch
 
 OPTIMIZERS = ("adam", "sgd")
+AUGMENTATIONS = ("shift", "crop-flip", "none")
 SCHEDULES = {
     "constant": lambda p: 1.0,
     "anneal": lambda p: (1.0 + 10.0 * p) ** -0.75,
@@ -34,6 +35,7 @@ class Method:
     (lr / (1 + 10 p)^0.75 at progress p, Ganin & Lempitsky 2015) or ``cosine`` (to 0 at the end).
     ``reset_optimizer`` (streams only) clears the optimizer's state (Adam's moments, SGD's
     momentum) at the start of every task, so no task's training is pushed by the last one's.
+    ``augmentation`` is ``shift``, ``crop-flip`` or ``none`` (see :meth:`augment`).
     """
 
     name = "method"
@@ -42,13 +44,18 @@ class Method:
 
     def __init__(self, model: nn.Module, *, lr: float = 1e-3, weight_decay: float = 5e-4,
                  optimizer: str = "adam", momentum: float = 0.9, shift: int = 1,
-                 schedule: str = "constant", reset_optimizer: bool = True) -> None:
+                 schedule: str = "constant", reset_optimizer: bool = True,
+                 augmentation: str = "shift") -> None:
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule is {schedule!r}, expected one of {', '.join(SCHEDULES)}")
         self.model = model
         self.schedule = schedule
         self.shift = shift
         self.reset_optimizer = reset_optimizer
+        if augmentation not in AUGMENTATIONS:
+            raise ValueError(f"augmentation is {augmentation!r}, expected one of "
+                             f"{', '.join(AUGMENTATIONS)}")
+        self.augmentation = augmentation
         self.class_mask: torch.Tensor | None = None
         self.total_steps = 1
         self.updates = 0
@@ -92,6 +99,13 @@ class Method:
         (same names as ``needs``; never target test labels)."""
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """The training inputs' augmentation: ``shift`` (random translations of up to
+        ``shift`` pixels, the default), ``crop-flip`` (random resized crop and horizontal flip,
+        the standard for RGB images) or ``none``."""
+        if self.augmentation == "crop-flip":
+            return random_resized_crop_flip(x, self.generator)
+        if self.augmentation == "none":
+            return x
         return random_shift(x, self.shift, self.generator)
 
     def augmented(self, batch: dict[str, Batch]) -> dict[str, torch.Tensor]:

@@ -96,12 +96,53 @@ OPTION_CHECKS = {
 }
 
 
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel (per feature for vectors), constants of the model."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, dims: int) -> None:
+        super().__init__()
+        shape = (1, -1) + (1,) * (dims - 2)
+        self.register_buffer("mean", mean.float().reshape(shape))
+        self.register_buffer("std", std.float().clamp_min(1e-6).reshape(shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+IMAGENET = (torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225]))
+NORMALIZE = ("none", "imagenet", "dataset")
+
+
+def normalizer(kind: str, input_shape: tuple[int, ...], reference: torch.Tensor | None
+               ) -> nn.Module:
+    """The input normalisation ``kind``: ``none``, ``imagenet`` (the statistics pretrained
+    torchvision weights expect; grey inputs get their channel average) or ``dataset``
+    (per-channel mean and std of ``reference``, the source training inputs)."""
+    if kind == "none":
+        return nn.Identity()
+    if kind == "imagenet":
+        if len(input_shape) != 3 or input_shape[0] not in (1, 3):
+            raise InputError("model.normalize", f"is 'imagenet' but inputs have shape "
+                             f"{input_shape}", expected="1- or 3-channel images")
+        mean, std = IMAGENET if input_shape[0] == 3 else (IMAGENET[0].mean()[None],
+                                                          IMAGENET[1].mean()[None])
+        return Normalize(mean, std, len(input_shape) + 1)
+    if reference is None:
+        raise InputError("model.normalize", "is 'dataset' without data to measure",
+                         expected="'imagenet' or 'none'")
+    dims = [0] + list(range(2, reference.dim()))
+    return Normalize(reference.float().mean(dims), reference.float().std(dims),
+                     reference.dim())
+
+
 class Classifier(nn.Module):
-    """``head(bottleneck(backbone(x)))``; :meth:`features` returns the bottleneck output."""
+    """``head(bottleneck(backbone(normalize(x))))``; :meth:`features` returns the bottleneck
+    output."""
 
     def __init__(self, backbone: nn.Module, num_classes: int, bottleneck: int = 0,
-                 width: int | None = None) -> None:
+                 width: int | None = None, normalize: nn.Module | None = None) -> None:
         super().__init__()
+        self.normalize = normalize or nn.Identity()
         self.backbone = backbone
         width = backbone.out_features if width is None else width
         self.bottleneck: nn.Module = nn.Identity()
@@ -113,7 +154,7 @@ class Classifier(nn.Module):
         self.head = nn.Linear(width, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bottleneck(self.backbone(x))
+        return self.bottleneck(self.backbone(self.normalize(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -179,9 +220,21 @@ def auto_arch(input_shape: tuple[int, ...]) -> str:
     return "lenet"
 
 
+def model_for(data, **options) -> Classifier:
+    """:func:`build_model` for a scenario's data (a transfer scenario or a stream), with its
+    source training inputs (a stream's first task) as the ``dataset`` normalisation's
+    reference."""
+    source = data.source if hasattr(data, "source") else data.tasks[0].train
+    return build_model(data.input_shape, data.num_classes, reference=source.x[:10_000],
+                       **options)
+
+
 def build_model(input_shape: tuple[int, ...], num_classes: int, arch: str = "auto",
-                bottleneck: int = 0, **options) -> Classifier:
-    """A ``Classifier`` from the suite's ``[model]`` table; unknown options are errors."""
+                bottleneck: int = 0, normalize: str = "none",
+                reference: torch.Tensor | None = None, **options) -> Classifier:
+    """A ``Classifier`` from the suite's ``[model]`` table; unknown options are errors.
+    ``normalize`` (see :func:`normalizer`) standardises the inputs inside the model."""
+    checks.string(normalize, "model.normalize", NORMALIZE)
     if not isinstance(arch, str):
         raise InputError("model.arch", f"is {arch!r}", expected="a backbone name")
     arch = auto_arch(input_shape) if arch == "auto" else arch
@@ -199,7 +252,7 @@ def build_model(input_shape: tuple[int, ...], num_classes: int, arch: str = "aut
     cls = BACKBONES[arch]  # a class or a registered factory(input_shape, **options)
     params = list(inspect.signature(cls).parameters.values())[1:]  # after input_shape
     if not any(p.kind is p.VAR_KEYWORD for p in params):
-        reject_unknown(options, {p.name for p in params} | {"arch", "bottleneck"},
+        reject_unknown(options, {p.name for p in params} | {"arch", "bottleneck", "normalize"},
                        what=f"option of {arch!r}", field="model")
     if "hidden" in options:
         options["hidden"] = tuple(options["hidden"])
@@ -219,7 +272,8 @@ def build_model(input_shape: tuple[int, ...], num_classes: int, arch: str = "aut
                          f"{tuple(input_shape)} ({str(exc).splitlines()[0]})",
                          expected="a backbone for this input size (mlp, cnn, or a resize "
                          "shift)") from None
-    return Classifier(backbone, num_classes, bottleneck, width)
+    return Classifier(backbone, num_classes, bottleneck, width,
+                      normalizer(normalize, tuple(input_shape), reference))
 
 
 def feature_width(backbone: nn.Module, input_shape: tuple[int, ...]) -> int:

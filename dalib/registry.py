@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from dalib.adaptation.base import Adaptation, Term
-from dalib.method import OPTIMIZERS, SCHEDULES, Method
+from dalib.method import AUGMENTATIONS, OPTIMIZERS, SCHEDULES, Method
 from scenarios import checks
 from scenarios.errors import InputError, reject_unknown
 
@@ -183,7 +183,8 @@ def check_method(name: str, params: dict, kind: str, field_name: str = "methods"
     for key, value in params.items():
         if not (len(entry.terms) > 1 and key in entry.terms):
             check_value(key, value, allowed[key], f"{field_name}.{key}")
-    for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", tuple(SCHEDULES))):
+    for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", tuple(SCHEDULES)),
+                         ("augmentation", AUGMENTATIONS)):
         if key in params and params[key] not in allowed:
             raise InputError(f"{field_name}.{key}", f"is {params[key]!r}",
                              expected=f"one of {', '.join(allowed)}")

@@ -27,7 +27,7 @@ import torch
 
 from dalib import store
 from dalib.engine import resolve_device
-from dalib.models import build_model
+from dalib.models import model_for
 from dalib.parallel import supports
 from dalib.registry import OPTIM, check_method
 from dalib.runspec import RunSpec
@@ -46,7 +46,7 @@ def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> None:
             entries = [check_method(m.name, sc.method_params(m), sc.kind, f"methods[{j}]")
                        for j, m in enumerate(sc.methods)]
             data = sc.build(runs[0].seed if runs else 0, data_root)
-            build_model(data.input_shape, data.num_classes, **sc.model)
+            model_for(data, **sc.model)
             if sc.kind == "transfer" and data.target_labelled is None:
                 needing = [m.name for m, e in zip(sc.methods, entries, strict=True)
                            if "target_labelled" in e.needs]
@@ -56,7 +56,7 @@ def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> None:
             for j, (m, entry) in enumerate(zip(sc.methods, entries, strict=True)):
                 field = f"scenario[{i}].methods[{j}]"
                 try:
-                    entry.build(build_model(data.input_shape, data.num_classes, **sc.model),
+                    entry.build(model_for(data, **sc.model),
                                 sc.method_params(m))
                 except (ValueError, TypeError) as exc:
                     if isinstance(exc, InputError):

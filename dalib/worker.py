@@ -21,7 +21,7 @@ from dalib.engine import (
     seed_everything,
     versions,
 )
-from dalib.models import build_model
+from dalib.models import model_for
 from dalib.parallel import fit_transfer_seeds
 from dalib.plugins import load_all as load_plugins
 from dalib.registry import check_method
@@ -46,7 +46,7 @@ def _prepare(run: RunSpec, data, device: torch.device, precision: str, compile: 
     seed_everything(run.seed)
     sc = run.scenario
     entry = check_method(run.method.name, run.params, sc.kind)
-    model = build_model(data.input_shape, data.num_classes, **sc.model).to(device)
+    model = model_for(data, **sc.model).to(device)
     if compile:
         model.backbone.compile()
     method = entry.build(model, run.params)
