@@ -175,6 +175,8 @@ def load(spec: str) -> str:
                 if not path.is_file():
                     raise InputError("plugins", f"file {spec!r} does not exist",
                                      expected="a Python file or an importable module")
+                if str(path.parent) not in sys.path:  # its sibling modules import as usual
+                    sys.path.append(str(path.parent))
                 name = "dalib_plugin_" + hashlib.sha256(spec.encode()).hexdigest()[:12]
                 module_spec = importlib.util.spec_from_file_location(name, path)
                 module = importlib.util.module_from_spec(module_spec)
