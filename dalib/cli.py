@@ -317,6 +317,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from dalib.registry import REGISTRY
     from dalib.selection import HIGHER_IS_BETTER
     from scenarios.datasets import DATASETS
+    from scenarios.formats import FORMAT_HELP, FORMAT_KEYS
     from scenarios.shifts import SHIFTS
     from scenarios.stream import PROTOCOLS, STREAMS
     from scenarios.suite import NPZ_KEYS, builtin_suites
@@ -331,6 +332,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("data formats:")
     print(f"  {'npz':<14} {{ npz = FILE }} arrays x, y, optional task, classes, domain; keys "
           f"{', '.join(sorted(NPZ_KEYS - {'npz'}))}")
+    for kind, help_text in FORMAT_HELP.items():
+        keys = ", ".join(sorted(FORMAT_KEYS[kind] - {kind}))
+        print(f"  {kind:<14} {{ {kind} = PATH }} {help_text}; keys {keys}, shifts")
     print("shifts:")
     for name, shift in SHIFTS.items():
         opts = ", ".join(shift.options) or "-"

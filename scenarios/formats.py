@@ -34,6 +34,11 @@ FORMAT_KEYS = {  # each format's keys in a data table (besides shifts)
     "list": {"list", "root", "size", "channels"},
     "table": {"table", "label", "features"},
 }
+FORMAT_HELP = {
+    "folder": "images in root/class/image, or root/domain/class/image with domain = NAME",
+    "list": "an image list, one 'relative/path label' per line (paths relative to root)",
+    "table": "a CSV, TSV or Parquet table; label = COLUMN, features = [COLUMNS]",
+}
 CACHE_VERSION = 1
 PARALLEL_FROM = 512  # images; fewer are decoded in this process
 
