@@ -218,6 +218,8 @@ def load_results(path: Path, warn: bool = True) -> tuple[pd.DataFrame, list[dict
         found = read_records(path)
         if warn:
             warn_records(found.skipped, [], [])
+            for path, why in found.superseded:
+                print(f"dalib: note: not counted {path}: {why}", file=sys.stderr)
         return (results_from_records(found.records), found.records,
                 load_features(path, found.records), bool(found.skipped))
     csv = path / "results.csv" if path.is_dir() else path

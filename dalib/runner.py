@@ -279,6 +279,9 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
         found = store.read_records(out)
         kept = retire_stale(out, suite, found)
         stale = sorted(set(found.paths) - {r["run_id"] for r in kept})
+        for path, _ in found.superseded:  # an older copy of a run: aside, never counted
+            (out / "stale").mkdir(exist_ok=True)
+            os.replace(path, out / "stale" / path.name)
         if Path(suite.path).is_file():  # a suite made in Python has no file
             store.write_atomic(out / "suite.toml",
                                lambda fh: fh.write(Path(suite.path).read_bytes()))

@@ -17,7 +17,7 @@ import tempfile
 import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -171,6 +171,7 @@ class Records:
     records: list[dict]
     skipped: list[tuple[Path, str]]
     paths: dict[str, Path]  # run id -> its file
+    superseded: list[tuple[Path, str]] = field(default_factory=list)  # older runs, same key
 
 
 def read_records(out: str | Path) -> Records:
@@ -192,9 +193,20 @@ def read_records(out: str | Path) -> Records:
         else:
             records[record["run_id"]] = record
             paths[record["run_id"]] = path
-    ordered = sorted(records.values(), key=lambda r: r["index"]
-                     if isinstance(r.get("index"), list) else [len(records)])
-    return Records(ordered, skipped, paths)
+    # one record per (suite, scenario, method, seed): a copy of another configuration's record
+    # is never counted twice; the latest finished one stands
+    latest: dict[tuple, dict] = {}
+    superseded: list[tuple[Path, str]] = []
+    for r in sorted(records.values(), key=lambda r: str(r.get("finished", ""))):
+        key = (r["suite"], r["scenario"], r["method"], r["seed"])
+        if key in latest:
+            old = latest[key]
+            superseded.append((paths.pop(old["run_id"]), f"superseded by the later run "
+                               f"{r['run_id']} of the same scenario, method and seed"))
+        latest[key] = r
+    ordered = sorted(latest.values(), key=lambda r: r["index"]
+                     if isinstance(r.get("index"), list) else [len(latest)])
+    return Records(ordered, skipped, paths, superseded)
 
 
 def load_records(out: str | Path) -> list[dict]:

@@ -77,8 +77,11 @@ def test_label_noise_corrupts_source_train_only():
 def test_label_space_must_match():
     uci = load_uci_digits()
     other = uci.with_(classes=("a", "b"), y=uci.y % 2)
-    with pytest.raises(InputError, match="same label space"):
+    with pytest.raises(InputError, match="lacks class '0' of the source"):
         build_transfer("t", uci, other, seed=0)
+    reordered = uci.with_(classes=tuple(reversed(uci.classes)))
+    with pytest.raises(InputError, match="orders the classes differently"):
+        build_transfer("t", uci, reordered, seed=0)
 
 
 def test_empty_target_after_shift():
