@@ -238,3 +238,22 @@ def test_ctrl_c_says_how_to_resume_and_leaves_no_partial_files(tmp_path, digits_
     assert not list(out.rglob(".tmp-*"))
     assert main(["run", str(suite), "--out", str(out), "--no-report", "--seeds", "6"]) == 0
     assert len(store.load_records(out)) == 12
+
+
+def test_a_copied_record_of_another_configuration_is_never_counted_twice(tmp_path, digits_npz,
+                                                                         capsys):
+    suite, out = _suite(tmp_path, digits_npz), tmp_path / "out"
+    assert _run(suite, out, "--seeds", "1") == 0
+    path = next((out / "runs").glob("*dann*.json"))
+    old = json.loads(path.read_text())
+    old.update(run_id="t-dann-s0-00000000", config_hash="0" * 16, finished="2000-01-01")
+    old["metrics"]["target_acc"] = 0.0
+    (out / "runs" / "t-dann-s0-00000000.json").write_text(json.dumps(old))
+    capsys.readouterr()
+    assert main(["report", str(out), "--out", str(tmp_path / "rep")]) == 0
+    assert "not counted" in capsys.readouterr().err
+    table = pd.read_csv(tmp_path / "rep" / "tables" / "aggregate.csv")
+    row = table[(table.method == "dann") & (table.metric == "target_acc")]
+    assert row["n"].tolist() == [1] and row["mean"].item() > 0
+    assert _run(suite, out, "--seeds", "1") == 0
+    assert (out / "stale" / "t-dann-s0-00000000.json").is_file()
