@@ -74,7 +74,7 @@ class AdaBN(Method):
             m.momentum = None
             m.train()
         for start in range(0, len(self.target_x), self.batch_size):
-            self.model(self.target_x[start:start + self.batch_size])
+            self.model(self.target_x[start:start + self.batch_size].to(self.device))
         for m, momentum in zip(norms, momenta, strict=True):
             m.momentum = momentum
         self.model.train(was_training)

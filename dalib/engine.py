@@ -66,31 +66,91 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def memory_budget(device: torch.device) -> float:
+    """Bytes of input data one run may keep on ``device``: ``$DALIB_DEVICE_MEMORY`` when set,
+    else half the free memory of a CUDA device; unbounded on the CPU."""
+    if os.environ.get("DALIB_DEVICE_MEMORY"):
+        return float(os.environ["DALIB_DEVICE_MEMORY"])
+    if device.type == "cuda":
+        return 0.5 * torch.cuda.mem_get_info(device)[0]
+    return math.inf
+
+
+class Placement:
+    """Where a run's domains live: on the device while their inputs fit the budget
+    (:func:`memory_budget`), else inputs on the host (pinned for CUDA) with labels on the
+    device; a :class:`Sampler` gathers host batches and copies them over."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.left = memory_budget(device)
+
+    def __call__(self, domain: Domain) -> Domain:
+        size = domain.x.element_size() * domain.x.nelement()
+        if size <= self.left:
+            self.left -= size
+            return domain.to(self.device)
+        x = domain.x.cpu()
+        if self.device.type == "cuda":
+            x = x.pin_memory()
+
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(self.device)
+
+        return domain.with_(x=x, y=move(domain.y), task=move(domain.task))
+
+
 class Sampler:
-    """Endless shuffled mini-batches of a device-resident domain (a new permutation each epoch)."""
+    """Endless shuffled mini-batches of a domain (a new permutation each epoch): index gathers
+    on the device, or for inputs held on the host (:class:`Placement`) a gather into one of
+    two pinned buffers and a non-blocking copy, with the same permutation either way."""
 
     def __init__(self, domain: Domain, batch_size: int, generator: torch.Generator,
                  labelled: bool = True) -> None:
         self.domain = domain if labelled else domain.unlabelled()
         self.x, self.task = domain.x, domain.task
         self.y = domain.y if labelled else None
+        self.device = domain.y.device if domain.y is not None else domain.x.device
+        self.host = self.x.device != self.device
         self.n = len(domain)
         self.batch_size = min(batch_size, self.n)
         self.generator = generator
         self._perm = torch.empty(0, dtype=torch.long)
+        self._perm_x = self._perm
         self._pos = self.n
+        self._buffers: list[tuple[torch.Tensor, torch.cuda.Event | None]] = []
 
     def next(self) -> Batch:
         if self._pos + self.batch_size > self.n:
-            self._perm = torch.randperm(self.n, generator=self.generator).to(self.x.device)
+            perm = torch.randperm(self.n, generator=self.generator)
+            self._perm, self._perm_x = perm.to(self.device), perm.to(self.x.device)
             self._pos = 0
         idx = self._perm[self._pos:self._pos + self.batch_size]
+        x = self._gather(self._perm_x[self._pos:self._pos + self.batch_size])
         self._pos += self.batch_size
 
         def pick(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t[idx]
 
-        return Batch(self.x[idx], pick(self.y), pick(self.task))
+        return Batch(x, pick(self.y), pick(self.task))
+
+    def _gather(self, idx: torch.Tensor) -> torch.Tensor:
+        if not self.host:
+            return self.x[idx]
+        if self.device.type != "cuda":
+            return self.x[idx].to(self.device)
+        if len(self._buffers) < 2:  # double buffering: gather one while the other copies
+            shape = (self.batch_size, *self.x.shape[1:])
+            self._buffers.append((torch.empty(shape, dtype=self.x.dtype).pin_memory(), None))
+        buffer, done = self._buffers.pop(0)
+        if done is not None:
+            done.synchronize()  # its last copy has left the buffer
+        torch.index_select(self.x, 0, idx, out=buffer)
+        out = buffer.to(self.device, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        self._buffers.append((buffer, event))
+        return out
 
 
 def progress(total: int, desc: str) -> tqdm:
@@ -237,13 +297,14 @@ def transfer_samplers(method, scenario: TransferScenario, budget: Budget, device
              "target_labelled": (scenario.target_labelled, True),
              "target_oracle": (scenario.target_train, True)}
     generator = torch.Generator().manual_seed(seed)
+    place = Placement(device)
     samplers = {}
     optional = [n for n in getattr(method, "optional_needs", ()) if feeds[n][0] is not None]
     for need in dict.fromkeys([*method.needs, *optional]):
         domain, labelled = feeds[need]
         if domain is None:
             raise ValueError(f"{method.name} needs labelled target samples: set k >= 1")
-        samplers[need] = Sampler(domain.to(device), budget.batch_size, generator, labelled)
+        samplers[need] = Sampler(place(domain), budget.batch_size, generator, labelled)
     steps = budget.steps_for(len(scenario.source))
     method.total_steps = steps
     method.prepare({need: samplers[need].domain for need in samplers})
@@ -282,7 +343,7 @@ def fit_stream(method, stream: Stream, budget: Budget, device: torch.device, see
     rows = [row()]
     method.total_steps = sum(budget.steps_for(len(t.train)) for t in tasks)
     if getattr(method, "joint", False):
-        data = concat([t.train for t in tasks], f"{stream.name}/joint").to(device)
+        data = Placement(device)(concat([t.train for t in tasks], f"{stream.name}/joint"))
         steps = method.total_steps
         _train(method, {"train": Sampler(data, budget.batch_size, generator)}, steps, trace, 0,
                method.name)
@@ -298,7 +359,7 @@ def fit_stream(method, stream: Stream, budget: Budget, device: torch.device, see
             method.train_task(stream, index, steps, budget.batch_size)
             trace.check(method.model)
         else:
-            _train(method, {"train": Sampler(task.train.to(device), budget.batch_size,
+            _train(method, {"train": Sampler(Placement(device)(task.train), budget.batch_size,
                                              generator)},
                    steps, trace, offset, f"{method.name} task {task.id}")
         offset += steps

@@ -43,7 +43,7 @@ class PseudoLabel(Term):
     @torch.no_grad()
     def relabel(self, portion: float) -> None:
         """Class-balanced selection of confident pseudo-labels over the whole target set."""
-        probs = F.softmax(predict_logits(self.method, self.target), 1).to(self.target.x.device)
+        probs = F.softmax(predict_logits(self.method, self.target), 1).to(self.method.device)
         conf, pred = probs.max(1)
         kept = []
         for c in pred.unique():
@@ -64,8 +64,9 @@ class PseudoLabel(Term):
         n = self.batch_size or len(out.xt)
         pick = torch.randint(0, len(self.kept), (n,), device=self.kept.device,
                              generator=m.generator)
-        idx = self.kept[pick]
-        return F.cross_entropy(m.model(m.augment(self.target.x[idx])), self.labels[pick])
+        idx = self.kept[pick].to(self.target.x.device)  # inputs may live on the host
+        x = self.target.x[idx].to(m.device, non_blocking=True)
+        return F.cross_entropy(m.model(m.augment(x)), self.labels[pick])
 
 
 class FixMatch(Term):

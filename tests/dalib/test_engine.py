@@ -89,3 +89,37 @@ def test_lr_schedule_follows_progress_for_every_parameter_group(schedule, at_end
     method.updates = 10
     method.schedule_lr(method.optimizer)
     assert method.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * at_end, abs=1e-12)
+
+
+def test_placement_keeps_inputs_over_the_budget_on_the_host(monkeypatch):
+    from dalib.engine import Placement
+    from scenarios.datasets import load_uci_digits
+
+    uci = load_uci_digits()
+    size = uci.x.element_size() * uci.x.nelement()
+    monkeypatch.setenv("DALIB_DEVICE_MEMORY", str(int(1.5 * size)))
+    place = Placement(torch.device("cpu"))
+    first, second = place(uci), place(uci)
+    assert place.left == pytest.approx(0.5 * size)  # the second did not fit: left on the host
+    assert first.x.device.type == second.x.device.type == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host-to-GPU batches need a GPU")
+def test_host_held_inputs_train_the_same_model_as_device_held_ones(monkeypatch):
+    from dalib.engine import Budget, Trace, fit_transfer, seed_everything
+    from dalib.models import build_model
+    from dalib.registry import check_method
+    from scenarios.datasets import load_uci_digits
+    from scenarios.transfer import build_transfer
+
+    uci = load_uci_digits()
+    sc = build_transfer("t", uci, uci, seed=0, target_shifts=[{"name": "rotate", "degrees": 30}])
+    weights = []
+    for budget in ("1e12", "0"):
+        monkeypatch.setenv("DALIB_DEVICE_MEMORY", budget)
+        seed_everything(0)
+        method = check_method("dann", {}, "transfer").build(
+            build_model(sc.input_shape, sc.num_classes).cuda(), {})
+        fit_transfer(method, sc, Budget(steps=30), torch.device("cuda"), 0, Trace())
+        weights.append(method.model.head.weight.detach().cpu())
+    assert torch.allclose(weights[0], weights[1], atol=1e-5)
