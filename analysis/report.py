@@ -302,7 +302,7 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
     doc.para(f"Cells are mean [95% CI], the CI is the {interval}; accuracies in %. A cell with "
              "one seed shows n = 1 and no interval. Comparisons pair the seeds of the two "
              "methods: a difference is significant (`*`, bold best method) when its paired "
-             f"95% {'t' if ci == 't' else 'interval'} excludes 0 and it rests on at least "
+             f"95% {'t ' if ci == 't' else ''}interval excludes 0 and it rests on at least "
              f"{MIN_SEEDS} seeds; that interval decides, not the Wilcoxon signed-rank p, which is "
              "shown beside it and cannot fall below 0.05 before 6 seeds. Model selection never "
              "reads target test labels; the oracle pick is an upper bound.")
