@@ -30,7 +30,7 @@ from dalib.engine import resolve_device
 from dalib.models import model_for
 from dalib.parallel import supports
 from dalib.registry import OPTIM, check_method
-from dalib.runspec import RunSpec
+from dalib.runspec import RunSpec, scenario_methods
 from dalib.worker import Worker
 from scenarios.errors import InputError, reject_unknown
 from scenarios.suite import Suite
@@ -43,17 +43,23 @@ def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> None:
         field = f"scenario[{i}]"
         try:
             reject_unknown(sc.optim, OPTIM, what="optimizer setting", field="optim")
+            configs = scenario_methods(sc)
+            if sc.kind == "stream" and any(info for _, _, info in configs):
+                raise InputError("methods", "search a hyperparameter in a stream scenario",
+                                 expected="search spaces in transfer scenarios (streams have "
+                                 "no checkpoints to select among yet)")
+            methods = [m for _, m, _ in configs]
             entries = [check_method(m.name, sc.method_params(m), sc.kind, f"methods[{j}]")
-                       for j, m in enumerate(sc.methods)]
+                       for j, m, _ in configs]
             data = sc.build(runs[0].seed if runs else 0, data_root)
             model_for(data, **sc.model)
             if sc.kind == "transfer" and data.target_labelled is None:
-                needing = [m.name for m, e in zip(sc.methods, entries, strict=True)
+                needing = [m.name for m, e in zip(methods, entries, strict=True)
                            if "target_labelled" in e.needs]
                 if needing:
                     raise InputError("k", f"is 0 but {needing[0]!r} trains on labelled target "
                                      "samples", expected="k >= 1 labelled target samples per class")
-            for j, (m, entry) in enumerate(zip(sc.methods, entries, strict=True)):
+            for (j, m, _), entry in zip(configs, entries, strict=True):
                 field = f"scenario[{i}].methods[{j}]"
                 try:
                     entry.build(model_for(data, **sc.model),
@@ -231,7 +237,8 @@ def retire_stale(out: Path, suite: Suite, found: store.Records) -> list[dict]:
     """Move records that are not runs of the current suite (a method removed, its settings,
     data or dalib changed) to ``OUT/stale/``, so results never mix configurations; nothing
     is deleted. Returns the records kept."""
-    specs = {(sc.name, m.label): (sc, m) for sc in suite.scenarios for m in sc.methods}
+    specs = {(sc.name, m.label): (sc, m) for sc in suite.scenarios
+             for _, m, _ in scenario_methods(sc)}
     kept = []
     for record in found.records:
         pair = specs.get((record["scenario"], record["method"]))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from dalib import __version__, plugins
@@ -22,6 +22,8 @@ class RunSpec:
     method: MethodSpec
     seed: int
     order: tuple[int, int, int] = (0, 0, 0)  # (scenario, seed, method) position in the suite
+    # a searched method's configuration: group, trial, select, level (not its identity)
+    search: dict | None = field(default=None, compare=False)
 
     @property
     def params(self) -> dict:
@@ -92,21 +94,43 @@ def resolved_budget(budget: dict) -> dict:
     return out
 
 
+def scenario_methods(sc: ScenarioSpec, field_prefix: str = "methods"
+                     ) -> list[tuple[int, MethodSpec, dict | None]]:
+    """A scenario's methods with every search space expanded (:mod:`dalib.search`):
+    ``(position in the suite's list, configuration, search info or None)``."""
+    from dalib.search import configurations
+
+    out = []
+    for j, m in enumerate(sc.methods):
+        try:
+            out += [(j, config, info) for config, info in configurations(m, sc.search)]
+        except InputError as exc:
+            raise exc.within("", f"{field_prefix}[{j}]") from None
+    return out
+
+
 def expand(suite: Suite, seeds: list[int] | None = None, methods: list[str] | None = None,
            ) -> list[RunSpec]:
-    """All runs of a suite, ordered scenario -> seed -> method (so data is built once per seed)."""
+    """All runs of a suite, ordered scenario -> seed -> method (so data is built once per
+    seed); a searched method gives one run per configuration and seed."""
     seeds = list(seeds) if seeds is not None else list(suite.seeds)
+    expanded = []
+    for i, sc in enumerate(suite.scenarios):
+        try:
+            expanded.append(scenario_methods(sc))
+        except InputError as exc:
+            raise exc.within(suite.path, f"scenario[{i}]") from None
     if methods is not None:
-        known = {m.name for s in suite.scenarios for m in s.methods} | \
-                {m.label for s in suite.scenarios for m in s.methods}
+        known = {n for configs in expanded for _, m, info in configs
+                 for n in (m.name, m.label, (info or {}).get("group"))} - {None}
         unknown = [m for m in methods if m not in known]
         if unknown:
             raise InputError("--methods", f"{unknown[0]!r} is not in suite {suite.name!r}",
                              expected=f"some of {', '.join(sorted(known))}")
     runs = []
-    for i, sc in enumerate(suite.scenarios):
-        chosen = [(j, m) for j, m in enumerate(sc.methods) if methods is None
-                  or m.name in methods or m.label in methods]
-        runs += [RunSpec(suite.name, sc, m, seed, (i, seed, j)) for seed in seeds
-                 for j, m in chosen]
+    for i, (sc, configs) in enumerate(zip(suite.scenarios, expanded, strict=True)):
+        chosen = [(j, m, info) for j, m, info in configs if methods is None or m.name in methods
+                  or m.label in methods or (info or {}).get("group") in methods]
+        runs += [RunSpec(suite.name, sc, m, seed, (i, seed, j), info) for seed in seeds
+                 for j, m, info in chosen]
     return runs

@@ -26,6 +26,7 @@ import pandas as pd
 
 from analysis.continual import intransigence
 from analysis.transfer import transfer_gaps
+from dalib.search import selection_rows
 from scenarios.errors import InputError
 
 TMP_PREFIX = ".tmp-"
@@ -216,7 +217,8 @@ def load_records(out: str | Path) -> list[dict]:
 
 def results_from_records(records: list[dict]) -> pd.DataFrame:
     """The tidy long table of all records, with derived metrics (NTG, gain over source-only,
-    intransigence against the ``joint`` run of the same scenario and seed)."""
+    intransigence against the ``joint`` run of the same scenario and seed) and the selected
+    configuration of searched methods (:func:`dalib.search.selection_rows`)."""
     rows = []
     for r in records:
         base = {"suite": r["suite"], "scenario": r["scenario"], "method": r["method"],
@@ -227,6 +229,7 @@ def results_from_records(records: list[dict]) -> pd.DataFrame:
             continue
         rows += [{**base, "metric": k, "value": v} for k, v in r["metrics"].items()]
     rows += _intransigence_rows(records)
+    rows += selection_rows(records)
     table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     ok = table[table["status"] == "ok"]
     if not ok.empty:

@@ -159,7 +159,7 @@ class Worker:
                 "suite": run.suite, "scenario": run.scenario.name, "kind": run.scenario.kind,
                 "method": run.method.label, "seed": run.seed, "index": list(run.order),
                 "device": str(self.device), "threads": torch.get_num_threads(),
-                "versions": versions()}
+                "versions": versions(), **({"search": run.search} if run.search else {})}
 
     def __call__(self, run: RunSpec) -> tuple[dict, dict | None]:
         record = self.header(run)

@@ -24,7 +24,7 @@ from scenarios.transfer import TransferScenario, build_transfer
 BUILTIN_DIR = Path(__file__).parent / "suites"
 
 SUITE_KEYS = {"name", "description", "seeds", "device", "budget", "model", "optim", "scenario",
-              "plugins"}
+              "plugins", "search"}
 BUDGET_KEYS = {"epochs", "steps", "batch_size", "checkpoints"}
 MAX_SEEDS = 10_000
 MAX_TASKS = 100  # each task of a permuted or rotated stream is a copy of the data
@@ -34,7 +34,7 @@ BUDGET_LIMITS = {"epochs": 100_000, "steps": 100_000_000, "batch_size": 1_000_00
                  "checkpoints": 10_000}
 NPZ_KEYS = {"npz", "shifts", "layout", "domain"}
 SELECTION_CRITERIA = ("dev", "source-val", "snd", "entropy", "last")
-COMMON_KEYS = {"name", "kind", "methods", "budget", "model", "optim"}
+COMMON_KEYS = {"name", "kind", "methods", "budget", "model", "optim", "search"}
 TRANSFER_KEYS = COMMON_KEYS | {"source", "target", "k", "source_test_fraction",
                                "target_test_fraction", "source_val_fraction", "selection"}
 STREAM_KEYS = COMMON_KEYS | {"data", "domains", "stream", "protocol", "tasks", "classes",
@@ -66,6 +66,7 @@ class ScenarioSpec:
     options: dict
     base_dir: Path | None = None
     optim: dict = field(default_factory=dict)  # optimizer settings every method starts from
+    search: dict = field(default_factory=dict)  # [search] settings (checked by dalib.search)
 
     def method_params(self, method: MethodSpec) -> dict:
         """A method's hyperparameters over the scenario's ``optim`` defaults."""
@@ -260,7 +261,7 @@ def _check_stream_options(table: dict, f: str) -> None:
 
 
 def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: dict,
-                    optim: dict) -> ScenarioSpec:
+                    optim: dict, search: dict) -> ScenarioSpec:
     f = f"scenario[{i}]"
     _check_type(table, dict, f, "a [[scenario]] table")
     kind = table.get("kind")
@@ -307,10 +308,13 @@ def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: d
     _check_type(own_model, dict, f"{f}.model", "a table of model options")
     own_optim = table.get("optim", {})
     _check_type(own_optim, dict, f"{f}.optim", "a table of optimizer settings")
+    own_search = table.get("search", {})
+    _check_type(own_search, dict, f"{f}.search", "a table of search settings")
     options = {k: v for k, v in table.items() if k not in COMMON_KEYS}
     return ScenarioSpec(name=name, kind=kind, methods=methods, budget={**budget, **own_budget},
                         model={**model, **own_model}, options=options, base_dir=base_dir,
-                        optim={**optim, **own_optim})
+                        optim={**optim, **own_optim},
+                        search={**search, **own_search})
 
 
 def resolve_suite_path(name_or_path: str) -> Path:
@@ -384,7 +388,10 @@ def parse_suite(raw: dict, path: Path) -> Suite:
     if not isinstance(tables, list) or not tables:
         raise InputError("scenario", "missing or empty", expected="one or more [[scenario]] tables")
     base_dir = path.parent.resolve()
-    scenarios = tuple(_check_scenario(t, i, base_dir, budget, model, optim) for i, t in enumerate(tables))
+    search = raw.get("search", {})
+    _check_type(search, dict, "search", "a table of search settings")
+    scenarios = tuple(_check_scenario(t, i, base_dir, budget, model, optim, search)
+                      for i, t in enumerate(tables))
     names = [s.name for s in scenarios]
     dup = {n for n in names if names.count(n) > 1}
     if dup:

@@ -1,0 +1,218 @@
+"""Hyperparameter search: spaces in a suite's method tables become configurations, and each
+scenario, method and seed gets the configuration an unsupervised criterion selects among the
+finished runs (never target test labels).
+
+A hyperparameter is a space when it is a list (each value a grid point, or a choice for random
+search) or a one-key table: ``{ log_uniform = [lo, hi] }``, ``{ uniform = [lo, hi] }``,
+``{ int_uniform = [lo, hi] }``, ``{ choice = [...] }``. Term tables of a combination may hold
+spaces too (``{ name = "dann+mcc", mcc = { weight = [0.1, 1.0] } }``). A ``[search]`` table
+(suite-wide, or ``search = {...}`` per scenario) sets ``kind`` (``grid``, or ``random`` with
+``trials`` configurations drawn with ``seed``: the same ones for every run seed), ``select``
+(the criterion, default ``dev``) and ``level`` (``seed``: each seed picks its own configuration;
+``mean``: one configuration for all seeds, by the criterion averaged over seeds).
+
+Each configuration x seed is a run labelled ``name[key=value,...]``; the selection adds rows
+under the method's own label: ``target_acc`` and ``source_acc`` of the selected configuration's
+selected checkpoint, ``selected_trial`` (its index), ``target_acc_oracle_hp`` (the best
+configuration by target test accuracy: an upper bound, never a result) and
+``selection_regret`` (oracle minus selected).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+
+import numpy as np
+
+from dalib.selection import HIGHER_IS_BETTER, pick
+from scenarios import checks
+from scenarios.errors import InputError, reject_unknown
+from scenarios.suite import MethodSpec
+
+DISTRIBUTIONS = ("log_uniform", "uniform", "int_uniform", "choice")
+SEARCH_KEYS = {"kind", "trials", "seed", "select", "level"}
+CRITERIA = ("dev", "snd", "entropy", "source-val")
+MAX_CONFIGURATIONS = 10_000
+DEFAULTS = {"kind": "grid", "seed": 0, "select": "dev", "level": "seed"}
+
+
+def is_space(value) -> bool:
+    return isinstance(value, list) or (isinstance(value, dict) and len(value) == 1
+                                       and next(iter(value)) in DISTRIBUTIONS)
+
+
+def check_options(table) -> dict:
+    """A ``[search]`` table with its defaults, checked."""
+    if not isinstance(table, dict):
+        raise InputError("search", f"is {table!r}", expected="a table of search settings")
+    reject_unknown(table, SEARCH_KEYS, what="search setting", field="search")
+    options = {**DEFAULTS, **table}
+    checks.string(options["kind"], "search.kind", ("grid", "random"))
+    checks.string(options["select"], "search.select", CRITERIA)
+    checks.string(options["level"], "search.level", ("seed", "mean"))
+    checks.integer(options["seed"], "search.seed", 0, 2**32 - 1)
+    if options["kind"] == "random":
+        if "trials" not in options:
+            raise InputError("search.trials", "missing", expected="the number of random "
+                             "configurations per method (the same for every method)")
+        checks.integer(options["trials"], "search.trials", 1, MAX_CONFIGURATIONS)
+    elif "trials" in options:
+        raise InputError("search.trials", "is set for a grid", expected="kind = 'random'")
+    return options
+
+
+def _spaces(params: dict) -> list[tuple[tuple[str, ...], object]]:
+    """``(path, space)`` for every space among the parameters (one level into term tables)."""
+    out = []
+    for key, value in params.items():
+        if is_space(value):
+            out.append(((key,), value))
+        elif isinstance(value, dict):
+            out += [((key, k), v) for k, v in value.items() if is_space(v)]
+    return out
+
+
+def _check_space(space, field: str, kind: str) -> None:
+    if isinstance(space, list):
+        if not space:
+            raise InputError(field, "is an empty list", expected="values to search")
+        return
+    (dist, bounds), = space.items()
+    if kind == "grid":
+        raise InputError(field, f"is a {dist} distribution in a grid search",
+                         expected="a list of values, or [search] kind = 'random'")
+    if dist == "choice":
+        if not isinstance(bounds, list) or not bounds:
+            raise InputError(f"{field}.choice", f"is {bounds!r}", expected="a list of values")
+        return
+    lo, hi = checks.number_list(bounds, f"{field}.{dist}", min_length=2, max_length=2,
+                                integer=dist == "int_uniform",
+                                low=0 if dist == "log_uniform" else None)
+    if not lo < hi or (dist == "log_uniform" and lo <= 0):
+        raise InputError(f"{field}.{dist}", f"is {bounds!r}", expected="[low, high] with low < "
+                         "high" + (", low > 0" if dist == "log_uniform" else ""))
+
+
+def _draw(space, rng: np.random.Generator):
+    if isinstance(space, list):
+        return space[int(rng.integers(len(space)))]
+    (dist, bounds), = space.items()
+    if dist == "choice":
+        return bounds[int(rng.integers(len(bounds)))]
+    if dist == "int_uniform":
+        return int(rng.integers(bounds[0], bounds[1] + 1))
+    if dist == "log_uniform":
+        value = math.exp(rng.uniform(math.log(bounds[0]), math.log(bounds[1])))
+    else:
+        value = rng.uniform(bounds[0], bounds[1])
+    return float(f"{value:.4g}")  # 4 significant digits: the label is the value
+
+
+def _assign(params: dict, path: tuple[str, ...], value) -> dict:
+    out = dict(params)
+    if len(path) == 1:
+        out[path[0]] = value
+    else:
+        out[path[0]] = {**out.get(path[0], {}), path[1]: value}
+    return out
+
+
+def configurations(method: MethodSpec, options: dict | None
+                   ) -> list[tuple[MethodSpec, dict | None]]:
+    """The configurations of a method table and, for a searched method, each one's search
+    info (``group``: the method's label without the searched keys, ``trial``, ``select``,
+    ``level``); a method without spaces is itself."""
+    spaces = _spaces(method.params)
+    if not spaces:
+        return [(method, None)]
+    options = check_options(options or {})
+    fixed = dict(method.params)
+    for path, _ in spaces:
+        if len(path) == 1:
+            fixed.pop(path[0])
+        else:
+            fixed[path[0]] = {k: v for k, v in fixed[path[0]].items() if k != path[1]}
+            if not fixed[path[0]]:
+                fixed.pop(path[0])
+    for path, space in spaces:
+        _check_space(space, ".".join(path), options["kind"])
+    group = MethodSpec(method.name, fixed).label
+    if options["kind"] == "grid":
+        values = list(itertools.product(*(space for _, space in spaces)))
+        if len(values) > MAX_CONFIGURATIONS:
+            raise InputError("", f"{method.name!r} has a grid of {len(values)} configurations",
+                             expected=f"at most {MAX_CONFIGURATIONS}")
+    else:
+        # the same draws for every run seed, different ones per method
+        salt = int(hashlib.sha256(group.encode()).hexdigest()[:8], 16)
+        rng = np.random.default_rng([options["seed"], salt])
+        values = [tuple(_draw(space, rng) for _, space in spaces)
+                  for _ in range(options["trials"])]
+    out = []
+    for trial, combo in enumerate(values):
+        params = fixed
+        for (path, _), value in zip(spaces, combo, strict=True):
+            params = _assign(params, path, value)
+        info = {"group": group, "trial": trial, "select": options["select"],
+                "level": options["level"]}
+        out.append((MethodSpec(method.name, params), info))
+    labels = [m.label for m, _ in out]
+    if len(set(labels)) < len(labels):  # a random search drew a configuration twice
+        seen: set[str] = set()
+        out = [(m, i) for m, i in out if not (m.label in seen or seen.add(m.label))]
+    return out
+
+
+def _choice(runs: list[dict], criterion: str) -> tuple[dict, dict]:
+    """The (record, checkpoint) the criterion prefers: each configuration's checkpoint by the
+    criterion (:func:`~dalib.selection.pick`), then the best of those (ties: the first)."""
+    sign = 1.0 if HIGHER_IS_BETTER[criterion] else -1.0
+    picks = [(r, pick(r["checkpoints"], criterion)) for r in runs]
+    finite = [(r, c) for r, c in picks if np.isfinite(c[criterion])] or picks
+    return max(finite, key=lambda rc: sign * rc[1][criterion])
+
+
+def selection_rows(records: list[dict]) -> list[dict]:
+    """The selected result of every searched method, scenario and seed (see the module
+    doc), as rows of the results table. Reads the criterion columns of the records'
+    checkpoints only; target accuracies are read for the rows and the oracle alone."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        info = r.get("search")
+        if r["status"] == "ok" and isinstance(info, dict) and r.get("checkpoints"):
+            groups.setdefault((r["suite"], r["scenario"], info["group"]), []).append(r)
+    rows = []
+    for (suite, scenario, group), runs in groups.items():
+        info = runs[0]["search"]
+        criterion, by_seed = info["select"], {}
+        for r in runs:
+            by_seed.setdefault(r["seed"], []).append(r)
+        if info["level"] == "mean":  # one configuration for every seed
+            sign = 1.0 if HIGHER_IS_BETTER[criterion] else -1.0
+            scores: dict[int, list[float]] = {}
+            for r in runs:
+                scores.setdefault(r["search"]["trial"], []).append(
+                    pick(r["checkpoints"], criterion)[criterion])
+            complete = {t: s for t, s in scores.items() if len(s) == len(by_seed)}
+            best = max(sorted(complete), key=lambda t: sign * float(np.mean(complete[t])))
+        for seed, seed_runs in by_seed.items():
+            seed_runs = sorted(seed_runs, key=lambda r: r["search"]["trial"])
+            if info["level"] == "mean":
+                chosen = next((r for r in seed_runs if r["search"]["trial"] == best), None)
+                if chosen is None:
+                    continue
+                ckpt = pick(chosen["checkpoints"], criterion)
+            else:
+                chosen, ckpt = _choice(seed_runs, criterion)
+            oracle = max(pick(r["checkpoints"], criterion)["target_acc"] for r in seed_runs)
+            base = {"suite": suite, "scenario": scenario, "method": group, "seed": seed,
+                    "run_id": chosen["run_id"], "config_hash": chosen["config_hash"],
+                    "status": "ok"}
+            values = {"target_acc": ckpt["target_acc"], "source_acc": ckpt["source_acc"],
+                      "selected_trial": chosen["search"]["trial"],
+                      "target_acc_oracle_hp": oracle,
+                      "selection_regret": oracle - ckpt["target_acc"]}
+            rows += [{**base, "metric": k, "value": float(v)} for k, v in values.items()]
+    return rows

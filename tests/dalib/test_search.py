@@ -1,0 +1,133 @@
+"""Hyperparameter search: grids and random spaces expand into runs, and the configuration each
+seed gets is the one the criterion picks from the records, whatever the target test labels."""
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dalib.cli import main
+from dalib.search import configurations, selection_rows
+from dalib.selection import HIGHER_IS_BETTER, pick
+from dalib.store import load_records
+from scenarios.errors import InputError
+from scenarios.suite import MethodSpec
+
+SUITE = """
+name = "search"
+seeds = 2
+[budget]
+steps = 60
+checkpoints = 3
+[search]
+{search}
+[[scenario]]
+name = "rot"
+kind = "transfer"
+source = {{ dataset = "uci-digits" }}
+target = {{ dataset = "uci-digits", shifts = [{{ name = "rotate", degrees = 30 }}] }}
+methods = ["source-only", {methods}]
+"""
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    root = tmp_path_factory.mktemp("grid")
+    (root / "s.toml").write_text(SUITE.format(
+        search='select = "dev"',
+        methods='{ name = "dann", weight = [0.1, 1.0] }, '
+                '{ name = "dann+mcc", mcc = { weight = [0.1, 0.5] } }'))
+    assert main(["run", str(root / "s.toml"), "--out", str(root / "out"), "--jobs", "2",
+                 "--no-report"]) == 0
+    return root / "out"
+
+
+def test_grid_runs_every_configuration_and_selects_per_seed_by_the_criterion(grid):
+    table = pd.read_csv(grid / "results.csv")
+    assert {"dann[weight=0.1]", "dann[weight=1.0]", "dann", "dann+mcc",
+            "dann+mcc[mcc={'weight': 0.1}]"} <= set(table["method"])
+    records = load_records(grid)
+    for seed in (0, 1):
+        runs = [r for r in records if r["seed"] == seed and r.get("search", {}).get("group")
+                == "dann"]
+        assert len(runs) == 2
+        # independently: each configuration's DEV pick, then the lowest DEV risk
+        best = min(runs, key=lambda r: pick(r["checkpoints"], "dev")["dev"])
+        rows = table[(table.method == "dann") & (table.seed == seed)].set_index("metric")
+        assert rows.loc["selected_trial", "value"] == best["search"]["trial"]
+        chosen = pick(best["checkpoints"], "dev")["target_acc"]
+        assert rows.loc["target_acc", "value"] == pytest.approx(chosen)
+        oracle = max(pick(r["checkpoints"], "dev")["target_acc"] for r in runs)
+        assert rows.loc["target_acc_oracle_hp", "value"] == pytest.approx(oracle)
+        assert rows.loc["selection_regret", "value"] == pytest.approx(oracle - chosen)
+        assert "gain_over_source_only" in set(rows.index)
+
+
+def test_poisoned_target_test_labels_change_no_choice(grid):
+    records = load_records(grid)
+    before = {(r["method"], r["seed"]): r["value"] for r in selection_rows(records)
+              if r["metric"] == "selected_trial"}
+    rng = np.random.default_rng(0)
+    poisoned = copy.deepcopy(records)
+    for r in poisoned:  # what wrong test labels would do: every test accuracy changes
+        for c in r.get("checkpoints", []):
+            c["target_acc"] = float(rng.uniform(0, 100))
+    after = {(r["method"], r["seed"]): r["value"] for r in selection_rows(poisoned)
+             if r["metric"] == "selected_trial"}
+    assert before == after and len(before) == 4
+
+
+def test_random_search_draws_the_same_configurations_for_every_seed_and_level_mean(tmp_path):
+    (tmp_path / "s.toml").write_text(SUITE.format(
+        search='kind = "random"\ntrials = 3\nseed = 7\nlevel = "mean"\nselect = "entropy"',
+        methods='{ name = "dann", lr = { log_uniform = [1e-4, 1e-2] }, weight = [0.3, 1.0] }'))
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(out), "--no-report"]) == 0
+    records = [r for r in load_records(out) if r.get("search")]
+    by_seed = {}
+    for r in records:
+        by_seed.setdefault(r["seed"], set()).add(r["method"])
+    assert len(by_seed[0]) == 3 and by_seed[0] == by_seed[1]
+    table = pd.read_csv(out / "results.csv")
+    trials = table[(table.method == "dann") & (table.metric == "selected_trial")]["value"]
+    assert trials.nunique() == 1  # level mean: one configuration for both seeds
+    mean = {}
+    for r in records:
+        mean.setdefault(r["search"]["trial"], []).append(pick(r["checkpoints"], "entropy")["entropy"])
+    sign = 1 if HIGHER_IS_BETTER["entropy"] else -1
+    assert trials.iloc[0] == max(mean, key=lambda t: sign * np.mean(mean[t]))
+    # resume: every configuration x seed is a run, all cached
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(out), "--no-report"]) == 0
+
+
+@pytest.mark.parametrize("params, search, expected", [
+    ({"weight": []}, {}, "weight: is an empty list"),
+    ({"lr": {"log_uniform": [0, 1]}}, {"kind": "random", "trials": 2}, "lr.log_uniform"),
+    ({"lr": {"uniform": [1, 1]}}, {"kind": "random", "trials": 2}, "low < high"),
+    ({"lr": {"uniform": [0.1, 1]}}, {}, "distribution in a grid search"),
+    ({"weight": [1.0]}, {"kind": "random"}, "search.trials: missing"),
+    ({"weight": [1.0]}, {"kind": "bayes"}, "search.kind: is 'bayes'"),
+    ({"weight": [1.0]}, {"select": "oracle"}, "search.select: is 'oracle'"),
+    ({"weight": [1.0]}, {"colour": 1}, "search.colour: unknown search setting"),
+])
+def test_bad_spaces_are_input_errors(params, search, expected):
+    with pytest.raises(InputError, match=expected):
+        configurations(MethodSpec("dann", params), search)
+
+
+def test_a_bad_space_in_a_suite_exits_2_naming_the_field(tmp_path, capsys):
+    (tmp_path / "s.toml").write_text(SUITE.format(search="", methods='{ name = "dann", '
+                                                  'weight = { uniform = [0.1, 1] } }'))
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "scenario[0].methods[1].weight: is a uniform distribution in a grid search" in err
+    assert not Path(tmp_path / "out").exists()
+
+
+def test_search_info_is_in_the_record_not_in_the_identity(grid):
+    record = json.loads(next((grid / "runs").glob("rot-dann_weight_0.1*.json")).read_text())
+    assert record["search"] == {"group": "dann", "trial": 0, "select": "dev", "level": "seed"}
+    assert "search" not in record["config"]
