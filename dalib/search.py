@@ -8,7 +8,8 @@ search) or a one-key table: ``{ log_uniform = [lo, hi] }``, ``{ uniform = [lo, h
 spaces too (``{ name = "dann+mcc", mcc = { weight = [0.1, 1.0] } }``). A ``[search]`` table
 (suite-wide, or ``search = {...}`` per scenario) sets ``kind`` (``grid``, or ``random`` with
 ``trials`` configurations drawn with ``seed``: the same ones for every run seed), ``select``
-(the criterion, default ``dev``) and ``level`` (``seed``: each seed picks its own configuration;
+(the criterion: ``dev`` by default, ``snd``, ``entropy``, ``source-val``, ``im``, ``bnm`` or
+``iwcv``, see :mod:`dalib.selection`) and ``level`` (``seed``: each seed picks its own configuration;
 ``mean``: one configuration for all seeds, by the criterion averaged over seeds).
 
 Each configuration x seed is a run labelled ``name[key=value,...]``; the selection adds rows
@@ -33,7 +34,7 @@ from scenarios.suite import MethodSpec
 
 DISTRIBUTIONS = ("log_uniform", "uniform", "int_uniform", "choice")
 SEARCH_KEYS = {"kind", "trials", "seed", "select", "level"}
-CRITERIA = ("dev", "snd", "entropy", "source-val")
+CRITERIA = ("dev", "snd", "entropy", "source-val", "im", "bnm", "iwcv")
 MAX_CONFIGURATIONS = 10_000
 DEFAULTS = {"kind": "grid", "seed": 0, "select": "dev", "level": "seed"}
 

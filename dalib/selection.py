@@ -18,6 +18,14 @@ labelled source validation part and the *unlabelled* target training part only:
   out, so dalib ranks by SND only the checkpoints whose source validation accuracy is within
   ``SND_SOURCE_MARGIN`` points of the run's best (labels of the source only);
 * ``entropy``: mean entropy of the target predictions (lower);
+* ``im``: information maximisation, the entropy of the mean target prediction minus the mean
+  entropy of the predictions (higher: confident and diverse; Gomes et al. 2010, the objective
+  of SHOT, Liang et al. 2020);
+* ``bnm``: batch nuclear norm of the target prediction matrix over the number of samples
+  (higher: discriminable and diverse; Cui et al., CVPR 2020);
+* ``iwcv``: importance-weighted cross-validation (Sugiyama et al., JMLR 2007), the source
+  validation error weighted by the density ratio of the domain classifier DEV uses, without
+  DEV's control variate (lower);
 * ``last``: the final checkpoint.
 
 Target test accuracy is measured at every checkpoint for reporting only; no criterion reads
@@ -36,20 +44,16 @@ from scenarios.suite import SELECTION_CRITERIA
 from scenarios.transfer import TransferScenario
 
 SND_SOURCE_MARGIN = 5.0
-HIGHER_IS_BETTER = {"source-val": True, "dev": False, "snd": True, "entropy": False, "last": True}
+HIGHER_IS_BETTER = {"source-val": True, "dev": False, "snd": True, "entropy": False, "im": True,
+                    "bnm": True, "iwcv": False, "last": True}
 assert set(HIGHER_IS_BETTER) == set(SELECTION_CRITERIA)
 
 
-def dev_risk(feat_train_s: np.ndarray, feat_t: np.ndarray, feat_val: np.ndarray,
-             val_error: np.ndarray) -> float:
-    """Deep embedded validation (You et al. 2019, Algorithm 1) on any embedding.
-
-    A logistic domain classifier separates (standardised) source training embeddings from
-    target embeddings; its odds on the validation features, times ``n_s / n_t``, estimate the
-    density ratio ``w = p_t / p_s``. The risk is ``mean(w L) + eta mean(w) - eta`` with the
-    control variate ``eta = -Cov(w L, w) / Var(w)``. ``L`` is the 0/1 error per validation
-    sample, as in the authors' code: the cross-entropy made the estimate far noisier here.
-    """
+def density_ratio(feat_train_s: np.ndarray, feat_t: np.ndarray, feat_val: np.ndarray
+                  ) -> np.ndarray:
+    """``w = p_t / p_s`` on the validation features: the odds of a logistic domain classifier
+    (standardised inputs) trained on source training against target features, times
+    ``n_s / n_t``."""
     from sklearn.linear_model import LogisticRegression  # here: 1 s of imports otherwise
     from sklearn.preprocessing import StandardScaler
 
@@ -58,11 +62,29 @@ def dev_risk(feat_train_s: np.ndarray, feat_t: np.ndarray, feat_val: np.ndarray,
     d = np.r_[np.zeros(len(feat_train_s)), np.ones(len(feat_t))]
     clf = LogisticRegression(max_iter=500, C=1.0).fit(x, d)
     p = clf.predict_proba(scaler.transform(feat_val))[:, 1].clip(1e-6, 1 - 1e-6)
-    w = p / (1 - p) * len(feat_train_s) / len(feat_t)
+    return p / (1 - p) * len(feat_train_s) / len(feat_t)
+
+
+def dev_risk(w: np.ndarray, val_error: np.ndarray) -> float:
+    """Deep embedded validation (You et al. 2019, Algorithm 1) from the density ratios ``w``
+    of the validation samples (:func:`density_ratio`): ``mean(w L) + eta mean(w) - eta``
+    with the control variate ``eta = -Cov(w L, w) / Var(w)``. ``L`` is the 0/1 error per
+    validation sample, as in the authors' code: the cross-entropy made the estimate far
+    noisier here."""
     weighted = w * val_error
     var = np.var(w, ddof=1)
     eta = -np.cov(weighted, w)[0, 1] / var if var > 0 else 0.0
     return float(weighted.mean() + eta * w.mean() - eta)
+
+
+def information_maximisation(probs: torch.Tensor) -> float:
+    """Entropy of the mean prediction minus the mean entropy of the predictions."""
+    return float(entropy(probs.mean(0, keepdim=True)).sum() - entropy(probs).mean())
+
+
+def batch_nuclear_norm(probs: torch.Tensor) -> float:
+    """The nuclear norm of the prediction matrix over the number of samples."""
+    return float(torch.linalg.matrix_norm(probs, ord="nuc") / len(probs))
 
 
 def soft_neighbourhood_density(logits: torch.Tensor, temperature: float = 0.05) -> float:
@@ -102,12 +124,16 @@ class CheckpointScorer:
             raise FloatingPointError(f"model outputs are NaN or inf at step {step}: "
                                      "the run diverged")
         val_error = (val_logits.argmax(1) != self.source_val.y).float().numpy()
+        w = density_ratio(*(F.softmax(z, 1).numpy() for z in (src_logits, t_logits, val_logits)))
+        t_probs = F.softmax(t_logits, 1)
         row = {"step": step, "selectable": bool(getattr(method, "selectable", True)),
                "source-val": 100.0 * (1.0 - float(val_error.mean())),
-               "dev": dev_risk(*(F.softmax(z, 1).numpy() for z in (src_logits, t_logits, val_logits)),
-                               val_error),
+               "dev": dev_risk(w, val_error),
                "snd": soft_neighbourhood_density(t_logits),
-               "entropy": float(entropy(F.softmax(t_logits, 1)).mean())}
+               "entropy": float(entropy(t_probs).mean()),
+               "im": information_maximisation(t_probs),
+               "bnm": batch_nuclear_norm(t_probs),
+               "iwcv": float((w * val_error).mean())}
         row["target_train_acc"] = 100.0 * float((t_logits.argmax(1) == self._target_labels)
                                                 .float().mean())
         for name, domain in self._reports.items():

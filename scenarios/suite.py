@@ -33,7 +33,7 @@ SEED_LIMIT = 2**32
 BUDGET_LIMITS = {"epochs": 100_000, "steps": 100_000_000, "batch_size": 1_000_000,
                  "checkpoints": 10_000}
 NPZ_KEYS = {"npz", "shifts", "layout", "domain"}
-SELECTION_CRITERIA = ("dev", "source-val", "snd", "entropy", "last")
+SELECTION_CRITERIA = ("dev", "source-val", "snd", "entropy", "im", "bnm", "iwcv", "last")
 COMMON_KEYS = {"name", "kind", "methods", "budget", "model", "optim", "search"}
 TRANSFER_KEYS = COMMON_KEYS | {"source", "target", "k", "source_test_fraction",
                                "target_test_fraction", "source_val_fraction", "selection"}

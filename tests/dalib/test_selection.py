@@ -4,7 +4,16 @@ import torch
 from dalib.engine import Budget, Trace, fit_transfer, seed_everything
 from dalib.models import build_model
 from dalib.registry import check_method
-from dalib.selection import CheckpointScorer, dev_risk, pick, selection_metrics, soft_neighbourhood_density
+from dalib.selection import (
+    CheckpointScorer,
+    batch_nuclear_norm,
+    density_ratio,
+    dev_risk,
+    information_maximisation,
+    pick,
+    selection_metrics,
+    soft_neighbourhood_density,
+)
 from scenarios.datasets import load_uci_digits
 from scenarios.transfer import build_transfer
 
@@ -14,8 +23,22 @@ def test_dev_equals_plain_risk_when_domains_match():
     feats = rng.normal(size=(400, 5))
     err = (rng.random(300) < 0.2).astype(float)
     # target drawn like the source: weights near 1, DEV near the plain validation error
-    risk = dev_risk(feats[:200], feats[200:], rng.normal(size=(300, 5)), err)
-    assert abs(risk - err.mean()) < 0.05
+    w = density_ratio(feats[:200], feats[200:], rng.normal(size=(300, 5)))
+    assert abs(dev_risk(w, err) - err.mean()) < 0.05
+    assert abs(float((w * err).mean()) - err.mean()) < 0.05  # IWCV, without control variate
+
+
+def test_im_and_bnm_by_hand():
+    uniform = torch.full((4, 2), 0.5)
+    confident = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    collapsed = torch.tensor([[1.0, 0.0]] * 4)
+    # IM = H(mean) - mean H: log 2 for confident and balanced, 0 when uniform or collapsed
+    assert abs(information_maximisation(confident) - np.log(2)) < 1e-6
+    assert abs(information_maximisation(uniform)) < 1e-6
+    assert abs(information_maximisation(collapsed)) < 1e-6
+    # BNM = nuclear norm / n: two singular values sqrt(2) each for confident, one 2 collapsed
+    assert abs(batch_nuclear_norm(confident) - 2 * np.sqrt(2) / 4) < 1e-6
+    assert abs(batch_nuclear_norm(collapsed) - 2 / 4) < 1e-6
 
 
 def test_snd_prefers_clustered_predictions():
