@@ -220,3 +220,21 @@ def difference_vs_level(agg: pd.DataFrame, levels: pd.DataFrame, metric: str, co
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
                frameon=False)
     return fig
+
+
+def validator_bars(study: pd.DataFrame, title: str):
+    """Each validator's Spearman correlation with target accuracy and its mean regret, one
+    bar per scenario."""
+    sns.set_theme(**STYLE)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 * study["validator"].nunique() + 2.2))
+    for ax, column, label in ((axes[0], "spearman", "Spearman rho with target accuracy"),
+                              (axes[1], "regret", "mean regret (points of target accuracy)")):
+        sns.barplot(data=study, y="validator", x=column, hue="scenario", ax=ax, orient="h")
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_xlabel(label)
+        ax.set_ylabel("")
+        if ax is axes[0] and ax.get_legend():
+            ax.get_legend().remove()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

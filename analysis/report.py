@@ -34,6 +34,7 @@ from analysis.stats import (
 )
 from analysis.transfer import transfer_gaps
 from analysis.transferability import SCORES, score_correlations
+from analysis.validators import checkpoint_table, validator_study
 
 REQUIRED = ["scenario", "method", "seed", "metric", "value"]
 PRIMARY = {"transfer": "target_acc", "stream": "acc"}
@@ -399,6 +400,7 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
                        zip(ar["method"], ar["average_rank"], ar["scenarios"], strict=True)])
         if kind == "transfer":
             _transferability(doc, ok[ok["scenario"].isin(scenarios)], tables_dir)
+            figures += _validators(doc, records, scenarios, tables_dir, out)
         figures += _kind_figures(doc, kind, scenarios, agg, colours, records, features, out)
     if comp_frames:
         pd.concat(comp_frames, ignore_index=True).to_csv(tables_dir / "comparisons.csv",
@@ -423,6 +425,36 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
     page.write_text(doc.render_html(title))
     return {"markdown": md, "html": page, "figures": figures,
             "tables": sorted(tables_dir.glob("*.csv"))}
+
+
+def _validators(doc: Doc, records: list[dict], scenarios: list[str], tables_dir: Path,
+                out: Path) -> list[Path]:
+    """The validator study of the transfer scenarios' checkpoints (:mod:`analysis.validators`):
+    a table and a figure; returns the figure files."""
+    table, directions = checkpoint_table(records)
+    if table.empty:
+        return []
+    study = validator_study(table[table["scenario"].isin(scenarios)], directions)
+    if study.empty:
+        return []
+    study.to_csv(tables_dir / "validators.csv", index=False)
+    doc.heading("Validators: which criterion chooses best?", 3)
+    doc.para("Over every checkpoint of every run (the configurations of a searched method "
+             "pooled under its name): Spearman's rho between each validator's score (signed: "
+             "higher is better) and target accuracy, and its mean regret, the best target "
+             "accuracy among a method's candidates of a seed minus the one the validator picks "
+             "(Musgrave et al. 2022). Raw scores: SND is ranked here without the source-accuracy "
+             "guard dalib's selection applies. Target labels are used for this study only.")
+    doc.table(["scenario", "validator", "Spearman rho", "mean regret", "checkpoints",
+               "best"],
+              [[r["scenario"], r["validator"], fmt(r["spearman"]), fmt(r["regret"]),
+                str(r["candidates"]), "yes" if r["best"] else ""]
+               for r in study.to_dict("records")])
+    paths = plots.save(plots.validator_bars(study, "validators: rank correlation and regret"),
+                       out / "figures" / "transfer-validators")
+    doc.figure(paths[0], "each validator's rank correlation with target accuracy and its "
+               "mean regret, per scenario")
+    return paths
 
 
 def _transferability(doc: Doc, ok: pd.DataFrame, tables_dir: Path) -> None:

@@ -26,7 +26,7 @@ from dalib.parallel import fit_transfer_seeds
 from dalib.plugins import load_all as load_plugins
 from dalib.registry import check_method
 from dalib.runspec import RunSpec, resolved_budget
-from dalib.selection import CheckpointScorer, selection_metrics
+from dalib.selection import HIGHER_IS_BETTER, CheckpointScorer, selection_metrics
 from dalib.transferability import model_outputs, transferability_scores
 from scenarios.stream import Stream
 
@@ -66,7 +66,8 @@ def _transfer_record(run: RunSpec, entry, method, data, scorer: CheckpointScorer
     if entry.needs == ("source",):  # a source-trained model: score it for the target
         metrics.update(transferability_scores(method, data, seed=run.seed))
     record = {"steps": steps, "selection": criterion, "checkpoints": scorer.checkpoints,
-              "metrics": metrics}
+              "metrics": metrics, "higher_is_better": {c: up for c, up in HIGHER_IS_BETTER.items()
+                                                       if c != "last"}}
     sample = feature_sample(method, data) if features and hasattr(method.model, "features") \
         else None
     return record, sample

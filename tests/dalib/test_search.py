@@ -131,3 +131,13 @@ def test_search_info_is_in_the_record_not_in_the_identity(grid):
     record = json.loads(next((grid / "runs").glob("rot-dann_weight_0.1*.json")).read_text())
     assert record["search"] == {"group": "dann", "trial": 0, "select": "dev", "level": "seed"}
     assert "search" not in record["config"]
+
+
+def test_the_report_holds_the_validator_study(grid, tmp_path):
+    assert main(["report", str(grid), "--out", str(tmp_path / "rep")]) == 0
+    study = pd.read_csv(tmp_path / "rep" / "tables" / "validators.csv")
+    assert set(study["validator"]) == {"dev", "snd", "entropy", "source-val", "im", "bnm", "iwcv"}
+    assert study["best"].sum() == 1 and study["spearman"].between(-1, 1).all()
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "Validators: which criterion chooses best?" in text
+    assert (tmp_path / "rep" / "figures" / "transfer-validators.png").is_file()
