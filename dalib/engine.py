@@ -325,12 +325,13 @@ def fit_transfer(method, scenario: TransferScenario, budget: Budget, device: tor
 
 
 def fit_stream(method, stream: Stream, budget: Budget, device: torch.device, seed: int,
-               trace: Trace) -> np.ndarray:
+               trace: Trace, validation: list[list[float]] | None = None) -> np.ndarray:
     """Train task after task and return the accuracy matrix ``R`` (percent).
 
     ``R[0, j]`` is the accuracy on task ``j`` before training; ``R[i, j]`` after training
-    tasks ``0 .. i-1``. A ``joint`` method trains once on all tasks (with the summed budget),
-    so its matrix has two rows: before and after.
+    tasks ``0 .. i-1``. With tasks that hold a validation part, ``validation`` receives the
+    same rows measured on it (for model selection). A ``joint`` method trains once on all
+    tasks (with the summed budget), so its matrix has two rows: before and after.
     """
     method.class_mask = None if stream.class_mask() is None else stream.class_mask().to(device)
     generator = torch.Generator().manual_seed(seed)
@@ -338,6 +339,9 @@ def fit_stream(method, stream: Stream, budget: Budget, device: torch.device, see
     task_ids = [t.id for t in tasks] if stream.protocol == "task-il" else [None] * len(tasks)
 
     def row() -> list[float]:
+        if validation is not None and all(t.val is not None for t in tasks):
+            validation.append([accuracy(method, t.val, tid)
+                               for t, tid in zip(tasks, task_ids, strict=True)])
         return [accuracy(method, t.test, tid) for t, tid in zip(tasks, task_ids, strict=True)]
 
     rows = [row()]

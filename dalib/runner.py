@@ -44,10 +44,11 @@ def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> None:
         try:
             reject_unknown(sc.optim, OPTIM, what="optimizer setting", field="optim")
             configs = scenario_methods(sc)
-            if sc.kind == "stream" and any(info for _, _, info in configs):
-                raise InputError("methods", "search a hyperparameter in a stream scenario",
-                                 expected="search spaces in transfer scenarios (streams have "
-                                 "no checkpoints to select among yet)")
+            if sc.kind == "stream" and any(info for _, _, info in configs) and \
+                    not sc.options.get("val_fraction"):
+                raise InputError("val_fraction", "is not set but methods search "
+                                 "hyperparameters", expected="val_fraction = 0.1 (a validation "
+                                 "part of each task's training data to select on)")
             methods = [m for _, m, _ in configs]
             entries = [check_method(m.name, sc.method_params(m), sc.kind, f"methods[{j}]")
                        for j, m, _ in configs]

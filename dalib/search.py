@@ -16,7 +16,10 @@ Each configuration x seed is a run labelled ``name[key=value,...]``; the selecti
 under the method's own label: ``target_acc`` and ``source_acc`` of the selected configuration's
 selected checkpoint, ``selected_trial`` (its index), ``target_acc_oracle_hp`` (the best
 configuration by target test accuracy: an upper bound, never a result) and
-``selection_regret`` (oracle minus selected).
+``selection_regret`` (oracle minus selected). A stream scenario needs ``val_fraction`` (a
+validation part of each task's training data): its configurations are chosen by the final
+accuracy on those parts, and the rows are the chosen run's ACC, BWT, FWT and forgetting, with
+``acc_oracle_hp`` and ``selection_regret``.
 """
 
 from __future__ import annotations
@@ -175,14 +178,34 @@ def _choice(runs: list[dict], criterion: str) -> tuple[dict, dict]:
     return max(finite, key=lambda rc: sign * rc[1][criterion])
 
 
+def _score(record: dict, criterion: str) -> float:
+    """A configuration's score, higher is better: its checkpoint pick's criterion (signed),
+    or for a stream the final accuracy on the tasks' validation parts."""
+    if "accuracy_matrix_val" in record:
+        return float(np.mean(record["accuracy_matrix_val"][-1]))
+    value = pick(record["checkpoints"], criterion)[criterion]
+    return value if HIGHER_IS_BETTER[criterion] else -value
+
+
+def _result(record: dict, criterion: str) -> dict[str, float]:
+    """What the selection reports of a chosen run: the checkpoint pick's accuracies for a
+    transfer run, the stream metrics for a stream."""
+    if "accuracy_matrix_val" in record:
+        return {k: v for k, v in record["metrics"].items() if k != "acc_val"}
+    ckpt = pick(record["checkpoints"], criterion)
+    return {"target_acc": ckpt["target_acc"], "source_acc": ckpt["source_acc"]}
+
+
 def selection_rows(records: list[dict]) -> list[dict]:
     """The selected result of every searched method, scenario and seed (see the module
-    doc), as rows of the results table. Reads the criterion columns of the records'
-    checkpoints only; target accuracies are read for the rows and the oracle alone."""
+    doc), as rows of the results table. Transfer runs are chosen by the criterion columns of
+    their checkpoints, streams by the accuracy on their tasks' validation parts; test
+    accuracies are read for the reported rows and the oracle alone."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         info = r.get("search")
-        if r["status"] == "ok" and isinstance(info, dict) and r.get("checkpoints"):
+        if r["status"] == "ok" and isinstance(info, dict) and (
+                r.get("checkpoints") or "accuracy_matrix_val" in r):
             groups.setdefault((r["suite"], r["scenario"], info["group"]), []).append(r)
     rows = []
     for (suite, scenario, group), runs in groups.items():
@@ -191,29 +214,29 @@ def selection_rows(records: list[dict]) -> list[dict]:
         for r in runs:
             by_seed.setdefault(r["seed"], []).append(r)
         if info["level"] == "mean":  # one configuration for every seed
-            sign = 1.0 if HIGHER_IS_BETTER[criterion] else -1.0
             scores: dict[int, list[float]] = {}
             for r in runs:
-                scores.setdefault(r["search"]["trial"], []).append(
-                    pick(r["checkpoints"], criterion)[criterion])
-            complete = {t: s for t, s in scores.items() if len(s) == len(by_seed)}
-            best = max(sorted(complete), key=lambda t: sign * float(np.mean(complete[t])))
+                scores.setdefault(r["search"]["trial"], []).append(_score(r, criterion))
+            complete = {t: v for t, v in scores.items() if len(v) == len(by_seed)}
+            best = max(sorted(complete), key=lambda t: float(np.mean(complete[t])))
+        primary = "acc" if "accuracy_matrix_val" in runs[0] else "target_acc"
         for seed, seed_runs in by_seed.items():
             seed_runs = sorted(seed_runs, key=lambda r: r["search"]["trial"])
             if info["level"] == "mean":
                 chosen = next((r for r in seed_runs if r["search"]["trial"] == best), None)
                 if chosen is None:
                     continue
-                ckpt = pick(chosen["checkpoints"], criterion)
+            elif primary == "target_acc":
+                chosen = _choice(seed_runs, criterion)[0]
             else:
-                chosen, ckpt = _choice(seed_runs, criterion)
-            oracle = max(pick(r["checkpoints"], criterion)["target_acc"] for r in seed_runs)
+                chosen = max(seed_runs, key=lambda r: _score(r, criterion))
+            values = _result(chosen, criterion)
+            oracle = max(_result(r, criterion)[primary] for r in seed_runs)
+            values.update({"selected_trial": chosen["search"]["trial"],
+                           f"{primary}_oracle_hp": oracle,
+                           "selection_regret": oracle - values[primary]})
             base = {"suite": suite, "scenario": scenario, "method": group, "seed": seed,
                     "run_id": chosen["run_id"], "config_hash": chosen["config_hash"],
                     "status": "ok"}
-            values = {"target_acc": ckpt["target_acc"], "source_acc": ckpt["source_acc"],
-                      "selected_trial": chosen["search"]["trial"],
-                      "target_acc_oracle_hp": oracle,
-                      "selection_regret": oracle - ckpt["target_acc"]}
             rows += [{**base, "metric": k, "value": float(v)} for k, v in values.items()]
     return rows

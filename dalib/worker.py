@@ -84,12 +84,16 @@ def execute(run: RunSpec, data, device: torch.device, features: bool = False,
     start = time.perf_counter()
     sample = None
     if isinstance(data, Stream):
-        R = fit_stream(method, data, budget, device, run.seed, trace)
+        validation: list[list[float]] = []
+        R = fit_stream(method, data, budget, device, run.seed, trace, validation)
         train_s = time.perf_counter() - start
         joint = getattr(method, "joint", False)
         fwt = fwt_defined(data.protocol, [list(t.classes) for t in data.tasks])
         record = {"accuracy_matrix": R.tolist(), "protocol": data.protocol,
                   "metrics": {"acc": float(np.mean(R[-1]))} if joint else summarize(R, fwt)}
+        if validation:  # the tasks' validation parts: selection reads these, never the tests
+            record["accuracy_matrix_val"] = validation
+            record["metrics"]["acc_val"] = float(np.mean(validation[-1]))
         if not fwt and not joint:
             record["undefined"] = {"fwt": FWT_UNDEFINED}
     else:

@@ -35,6 +35,7 @@ class Task:
     train: Domain
     test: Domain
     classes: tuple[int, ...]
+    val: Domain | None = None  # held out of train (val_fraction): for model selection only
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def class_groups(num_classes: int, tasks: int | None, classes: list[list[int]] |
 def build_stream(name: str, kind: str, domains: list[Domain], *, seed: int, protocol: str | None = None,
                  tasks: int | None = None, classes: list[list[int]] | None = None,
                  angles: list[float] | None = None, shifts: list[list[dict]] | None = None,
-                 test_fraction: float = 0.2) -> Stream:
+                 test_fraction: float = 0.2, val_fraction: float = 0.0) -> Stream:
     """Build a stream for one seed.
 
     ``domains`` holds one domain, or one per task for the ``domains`` kind; ``shifts`` holds
@@ -163,6 +164,13 @@ def build_stream(name: str, kind: str, domains: list[Domain], *, seed: int, prot
                              test.subset(torch.nonzero(test.task == t).flatten()), kind))
     if kind in ("permuted", "rotated") and len(out) < 2:
         raise InputError("tasks", f"gives {len(out)} task", expected="two or more tasks")
+    if val_fraction:  # a stratified validation part of each task's training data
+        held = []
+        for t in out:
+            rest, part = stratified_split(t.train.y.numpy(), val_fraction, rng)
+            held.append(Task(t.id, t.train.subset(rest), t.test, t.classes,
+                             t.train.subset(part, f"{t.train.name}/val")))
+        out = held
     return Stream(name=name, tasks=tuple(out), protocol=protocol, classes=class_names)
 
 

@@ -38,7 +38,7 @@ COMMON_KEYS = {"name", "kind", "methods", "budget", "model", "optim", "search"}
 TRANSFER_KEYS = COMMON_KEYS | {"source", "target", "k", "source_test_fraction",
                                "target_test_fraction", "source_val_fraction", "selection"}
 STREAM_KEYS = COMMON_KEYS | {"data", "domains", "stream", "protocol", "tasks", "classes",
-                             "angles", "test_fraction"}
+                             "angles", "test_fraction", "val_fraction"}
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,8 @@ class ScenarioSpec:
                             domains, seed=seed, protocol=o.get("protocol"), tasks=o.get("tasks"),
                             classes=o.get("classes"), angles=o.get("angles"),
                             shifts=[s.get("shifts", []) for s in specs],
-                            test_fraction=o.get("test_fraction", 0.2))
+                            test_fraction=o.get("test_fraction", 0.2),
+                            val_fraction=o.get("val_fraction", 0.0))
 
 
 @dataclass(frozen=True)
@@ -299,6 +300,7 @@ def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: d
         if stream not in STREAMS:
             raise InputError(f"{f}.stream", f"is {stream!r}", expected=f"one of {', '.join(STREAMS)}")
         _check_fraction(table, "test_fraction", f)
+        _check_fraction(table, "val_fraction", f)
         _check_stream_options(table, f)
     if "methods" not in table:
         raise InputError(f"{f}.methods", "missing", expected="a list of methods")

@@ -141,3 +141,45 @@ def test_the_report_holds_the_validator_study(grid, tmp_path):
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "Validators: which criterion chooses best?" in text
     assert (tmp_path / "rep" / "figures" / "transfer-validators.png").is_file()
+
+
+STREAM = """
+name = "stream-search"
+seeds = 2
+[budget]
+steps = 30
+[[scenario]]
+name = "split"
+kind = "stream"
+data = {{ dataset = "uci-digits" }}
+stream = "split"
+tasks = 3
+{val}
+methods = ["naive", {{ name = "ewc", strength = [1.0, 100000.0] }}]
+"""
+
+
+def test_streams_select_on_the_validation_parts_of_their_tasks(tmp_path, capsys):
+    (tmp_path / "s.toml").write_text(STREAM.format(val=""))
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "no")]) == 2
+    assert "val_fraction: is not set but methods search" in capsys.readouterr().err
+    (tmp_path / "s.toml").write_text(STREAM.format(val="val_fraction = 0.2"))
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(out), "--no-report"]) == 0
+    records = load_records(out)
+    table = pd.read_csv(out / "results.csv")
+    for seed in (0, 1):
+        runs = sorted((r for r in records if r["seed"] == seed and r.get("search")),
+                      key=lambda r: r["search"]["trial"])
+        assert len(runs) == 2 and all(len(r["accuracy_matrix_val"]) == 4 for r in runs)
+        best = max(runs, key=lambda r: np.mean(r["accuracy_matrix_val"][-1]))
+        rows = table[(table.method == "ewc") & (table.seed == seed)].set_index("metric")["value"]
+        assert rows["selected_trial"] == best["search"]["trial"]
+        assert rows["acc"] == pytest.approx(best["metrics"]["acc"])
+        oracle = max(r["metrics"]["acc"] for r in runs)
+        assert rows["selection_regret"] == pytest.approx(oracle - best["metrics"]["acc"])
+    poisoned = copy.deepcopy(records)
+    for r in poisoned:  # other test accuracies: the choice reads the validation parts only
+        r["metrics"]["acc"] = float(np.random.default_rng(r["seed"]).uniform(0, 100))
+    assert [r["value"] for r in selection_rows(poisoned) if r["metric"] == "selected_trial"] \
+        == [r["value"] for r in selection_rows(records) if r["metric"] == "selected_trial"]
