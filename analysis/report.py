@@ -398,6 +398,7 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
             doc.table(["method", "average rank", "scenarios"],
                       [[m, f"{r:.2f}", str(n)] for m, r, n in
                        zip(ar["method"], ar["average_rank"], ar["scenarios"], strict=True)])
+        _selected(doc, ok[ok["scenario"].isin(scenarios)], records, kind, tables_dir)
         if kind == "transfer":
             _transferability(doc, ok[ok["scenario"].isin(scenarios)], tables_dir)
             figures += _validators(doc, records, scenarios, tables_dir, out)
@@ -425,6 +426,35 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
     page.write_text(doc.render_html(title))
     return {"markdown": md, "html": page, "figures": figures,
             "tables": sorted(tables_dir.glob("*.csv"))}
+
+
+def _selected(doc: Doc, ok: pd.DataFrame, records: list[dict], kind: str,
+              tables_dir: Path) -> None:
+    """The configuration hyperparameter search selected per scenario, method and seed (the
+    label of the chosen run), with the oracle configuration's score and the regret."""
+    chosen = ok[ok["metric"] == "selected_trial"]
+    if chosen.empty:
+        return
+    labels = {r["run_id"]: r["method"] for r in records}
+    primary = PRIMARY[kind]
+    rows = []
+    for r in chosen.to_dict("records"):
+        same = ok[(ok["scenario"] == r["scenario"]) & (ok["method"] == r["method"])
+                  & (ok["seed"] == r["seed"])].set_index("metric")["value"]
+        rows.append([r["scenario"], r["method"], str(r["seed"]),
+                     labels.get(r.get("run_id"), f"trial {int(r['value'])}"),
+                     fmt(same.get(primary, float("nan"))),
+                     fmt(same.get(f"{primary}_oracle_hp", float("nan"))),
+                     fmt(same.get("selection_regret", float("nan")))])
+    pd.DataFrame(rows, columns=["scenario", "method", "seed", "selected_config", primary,
+                                f"{primary}_oracle_hp", "selection_regret"]).to_csv(
+        tables_dir / f"selected-{kind}.csv", index=False)
+    doc.heading(f"{kind.capitalize()}: selected configurations", 3)
+    doc.para("Hyperparameter search: the configuration each seed's selection chose without "
+             "target labels, its result, the best configuration on the test labels (an upper "
+             "bound, never a result) and the regret.")
+    doc.table(["scenario", "method", "seed", "selected configuration", NAMES.get(primary),
+               "oracle configuration (upper bound)", "regret"], rows)
 
 
 def _validators(doc: Doc, records: list[dict], scenarios: list[str], tables_dir: Path,

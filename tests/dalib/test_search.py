@@ -183,3 +183,16 @@ def test_streams_select_on_the_validation_parts_of_their_tasks(tmp_path, capsys)
         r["metrics"]["acc"] = float(np.random.default_rng(r["seed"]).uniform(0, 100))
     assert [r["value"] for r in selection_rows(poisoned) if r["metric"] == "selected_trial"] \
         == [r["value"] for r in selection_rows(records) if r["metric"] == "selected_trial"]
+
+
+def test_the_report_names_each_selected_configuration(grid, tmp_path):
+    assert main(["report", str(grid), "--out", str(tmp_path / "rep")]) == 0
+    selected = pd.read_csv(tmp_path / "rep" / "tables" / "selected-transfer.csv")
+    table = pd.read_csv(grid / "results.csv")
+    for r in selected.to_dict("records"):
+        trial = table[(table.method == r["method"]) & (table.seed == r["seed"])
+                      & (table.metric == "selected_trial")]["value"].item()
+        record = next(x for x in load_records(grid) if x["method"] == r["selected_config"]
+                      and x["seed"] == r["seed"])
+        assert record["search"]["trial"] == trial and record["search"]["group"] == r["method"]
+    assert len(selected) == 4
