@@ -433,7 +433,7 @@ def _selected(doc: Doc, ok: pd.DataFrame, records: list[dict], kind: str,
     """The configuration hyperparameter search selected per scenario, method and seed (the
     label of the chosen run), with the oracle configuration's score and the regret."""
     chosen = ok[ok["metric"] == "selected_trial"]
-    if chosen.empty:
+    if chosen.empty or kind not in PRIMARY:
         return
     labels = {r["run_id"]: r["method"] for r in records}
     primary = PRIMARY[kind]

@@ -388,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dalib: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away (dalib list | head)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # a file the command had to write or read
         print(f"dalib: error: {exc}", file=sys.stderr)
         return 1
