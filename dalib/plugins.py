@@ -165,6 +165,7 @@ def load(spec: str) -> str:
     is loaded again when its contents changed since (a long-lived process sees the edit). A
     plugin that cannot be loaded is an input error naming it and the reason."""
     is_file = spec.endswith(".py") or "/" in spec
+    name = "dalib_plugin_" + hashlib.sha256(spec.encode()).hexdigest()[:12]
     if spec in LOADED and (not is_file or not Path(spec).is_file()
                            or _digest_files([Path(spec)]) == LOADED[spec]):
         return LOADED[spec]
@@ -177,7 +178,6 @@ def load(spec: str) -> str:
                                      expected="a Python file or an importable module")
                 if str(path.parent) not in sys.path:  # its sibling modules import as usual
                     sys.path.append(str(path.parent))
-                name = "dalib_plugin_" + hashlib.sha256(spec.encode()).hexdigest()[:12]
                 module_spec = importlib.util.spec_from_file_location(name, path)
                 module = importlib.util.module_from_spec(module_spec)
                 sys.modules[name] = module
@@ -189,8 +189,7 @@ def load(spec: str) -> str:
         except InputError:
             raise
         except Exception as exc:  # a plugin's own error, reported on one line
-            sys.modules.pop(f"dalib_plugin_{hashlib.sha256(spec.encode()).hexdigest()[:12]}",
-                            None)
+            sys.modules.pop(name, None)
             raise InputError("plugins", f"{spec!r} failed to load ({type(exc).__name__}: "
                              f"{exc})", expected="a plugin that imports without error") from None
     LOADED[spec] = _digest_files(files) if files else "module"

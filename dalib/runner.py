@@ -91,7 +91,6 @@ def _torch_threads(threads: int) -> Iterator[None]:
 def _init_worker(device: str, data_root: str | None, options: dict, threads: int) -> None:
     global _WORKER
     os.environ["DALIB_NO_PROGRESS"] = "1"
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     torch.set_num_threads(threads)
     _WORKER = Worker(device, data_root, **options)
 
@@ -236,18 +235,20 @@ def check_owner(out: Path, suite: Suite) -> None:
 
 def retire_stale(out: Path, suite: Suite, found: store.Records) -> list[dict]:
     """Move records that are not runs of the current suite (a method removed, its settings,
-    data or dalib changed) to ``OUT/stale/``, so results never mix configurations; nothing
-    is deleted. Returns the records kept."""
+    data or dalib changed), and older copies of a run (``found.superseded``), to
+    ``OUT/stale/``, so results never mix configurations; nothing is deleted. Returns the
+    records kept."""
     specs = {(sc.name, m.label): (sc, m) for sc in suite.scenarios
              for _, m, _ in scenario_methods(sc)}
-    kept = []
+    kept, aside = [], [path for path, _ in found.superseded]
     for record in found.records:
         pair = specs.get((record["scenario"], record["method"]))
         if pair and RunSpec(suite.name, *pair, record["seed"]).config_hash == \
                 record["config_hash"]:
             kept.append(record)
-            continue
-        path = found.paths[record["run_id"]]
+        else:
+            aside.append(found.paths[record["run_id"]])
+    for path in aside:
         (out / "stale").mkdir(exist_ok=True)
         os.replace(path, out / "stale" / path.name)
     return kept
@@ -287,9 +288,6 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
         found = store.read_records(out)
         kept = retire_stale(out, suite, found)
         stale = sorted(set(found.paths) - {r["run_id"] for r in kept})
-        for path, _ in found.superseded:  # an older copy of a run: aside, never counted
-            (out / "stale").mkdir(exist_ok=True)
-            os.replace(path, out / "stale" / path.name)
         if Path(suite.path).is_file():  # a suite made in Python has no file
             store.write_atomic(out / "suite.toml",
                                lambda fh: fh.write(Path(suite.path).read_bytes()))

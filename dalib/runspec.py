@@ -37,7 +37,7 @@ class RunSpec:
         sc = self.scenario
         entry = check_method(self.method.name, self.params, sc.kind)
         config = {"suite": self.suite, "scenario": sc.name, "kind": sc.kind, "data": sc.options,
-                "files": sc.fingerprints(),
+                "files": sc.fingerprints,
                 "budget": resolved_budget(sc.budget), "model": sc.model,
                 "method": self.method.name, "params": entry.resolved(self.params),
                 "seed": self.seed, "dalib": __version__}

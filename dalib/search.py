@@ -169,21 +169,15 @@ def configurations(method: MethodSpec, options: dict | None
     return out
 
 
-def _choice(runs: list[dict], criterion: str) -> tuple[dict, dict]:
-    """The (record, checkpoint) the criterion prefers: each configuration's checkpoint by the
-    criterion (:func:`~dalib.selection.pick`), then the best of those (ties: the first)."""
-    sign = 1.0 if HIGHER_IS_BETTER[criterion] else -1.0
-    picks = [(r, pick(r["checkpoints"], criterion)) for r in runs]
-    finite = [(r, c) for r, c in picks if np.isfinite(c[criterion])] or picks
-    return max(finite, key=lambda rc: sign * rc[1][criterion])
-
-
 def _score(record: dict, criterion: str) -> float:
-    """A configuration's score, higher is better: its checkpoint pick's criterion (signed),
-    or for a stream the final accuracy on the tasks' validation parts."""
+    """A configuration's score, higher is better: its checkpoint pick's criterion (signed;
+    -inf when not finite), or for a stream the final accuracy on the tasks' validation
+    parts."""
     if "accuracy_matrix_val" in record:
         return float(np.mean(record["accuracy_matrix_val"][-1]))
     value = pick(record["checkpoints"], criterion)[criterion]
+    if not np.isfinite(value):
+        return -math.inf
     return value if HIGHER_IS_BETTER[criterion] else -value
 
 
@@ -226,9 +220,7 @@ def selection_rows(records: list[dict]) -> list[dict]:
                 chosen = next((r for r in seed_runs if r["search"]["trial"] == best), None)
                 if chosen is None:
                     continue
-            elif primary == "target_acc":
-                chosen = _choice(seed_runs, criterion)[0]
-            else:
+            else:  # the best score (ties: the first configuration)
                 chosen = max(seed_runs, key=lambda r: _score(r, criterion))
             values = _result(chosen, criterion)
             oracle = max(_result(r, criterion)[primary] for r in seed_runs)

@@ -185,7 +185,8 @@ def _save(path: Path, x: np.ndarray) -> None:
 def _images_domain(paths: list[Path], labels: list[int], classes: tuple[str, ...],
                    spec: dict, where: str, name: str) -> Domain:
     size = _size(spec["size"]) if "size" in spec else None
-    x = decode_images(paths, size, spec.get("channels", 1 if _grey(paths) else 3), where)
+    channels = spec["channels"] if "channels" in spec else 1 if _grey(paths) else 3
+    x = decode_images(paths, size, channels, where)
     return from_arrays(x, np.asarray(labels), name=name, classes=classes, source=where,
                        layout="NHWC")
 

@@ -10,7 +10,7 @@ import json
 import re
 import tomllib
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from scenarios import checks, formats
@@ -79,9 +79,11 @@ class ScenarioSpec:
             return [o["source"], o["target"]]
         return list(o["domains"]) if "domains" in o else [o["data"]]
 
+    @cached_property
     def fingerprints(self) -> dict[str, str]:
         """Digests of what the scenario reads whose contents determine its numbers: data
-        files and folders (:func:`~scenarios.formats.fingerprint`) and a weights file."""
+        files and folders (:func:`~scenarios.formats.fingerprint`) and a weights file. Taken
+        once per loaded suite: every run of the scenario shares them."""
         out: dict[str, str] = {}
         for spec in self.data_specs():
             out.update(formats.fingerprint(spec, self.base_dir))
