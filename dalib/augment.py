@@ -14,11 +14,23 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | N
     (zero padding). Non-image inputs (N x D) are returned unchanged."""
     if max_shift <= 0 or x.dim() != 4:
         return x
+    return shift(x, max_shift, *shift_offsets(len(x), max_shift, x.device, generator))
+
+
+def shift_offsets(n: int, max_shift: int, device: torch.device,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``(n, 1, 1)`` row and column offsets of :func:`random_shift`, in ``[0, 2 max_shift]``
+    (drawn rows first)."""
+    dy = torch.randint(0, 2 * max_shift + 1, (n, 1, 1), device=device, generator=generator)
+    dx = torch.randint(0, 2 * max_shift + 1, (n, 1, 1), device=device, generator=generator)
+    return dy, dx
+
+
+def shift(x: torch.Tensor, max_shift: int, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Images ``x`` (N, C, H, W) translated by the offsets of :func:`shift_offsets`."""
     n, _, h, w = x.shape
     s = max_shift
     padded = F.pad(x, (s, s, s, s))
-    dy = torch.randint(0, 2 * s + 1, (n, 1, 1), device=x.device, generator=generator)
-    dx = torch.randint(0, 2 * s + 1, (n, 1, 1), device=x.device, generator=generator)
     rows = (torch.arange(h, device=x.device).view(1, h, 1) + dy).expand(n, h, w)
     cols = (torch.arange(w, device=x.device).view(1, 1, w) + dx).expand(n, h, w)
     batch = torch.arange(n, device=x.device).view(n, 1, 1).expand(n, h, w)

@@ -11,16 +11,17 @@ bound of continual learning).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dalib.engine import Batch
-from dalib.method import Method
+from dalib.method import Method, cross_entropy
 
 
 class Supervised(Method):
     """Cross-entropy on one labelled feed, or the sum over several, with the shared
     augmentation."""
+
+    packable = True
 
     def __init__(self, model, *, data: str | tuple[str, ...], name: str, joint: bool = False,
                  **optim) -> None:
@@ -29,10 +30,12 @@ class Supervised(Method):
         self.name = name
         self.joint = joint
 
-    def loss(self, batch: dict[str, Batch], x: dict[str, torch.Tensor] | None = None
-             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        x = self.augmented(batch) if x is None else x
-        losses = {n: F.cross_entropy(self.logits(x[n], batch[n].task), batch[n].y)
+    def pack_reason(self) -> str | None:
+        return "joint training has no packed loop" if self.joint else None
+
+    def loss(self, batch: dict[str, Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        x = self.augmented(batch)
+        losses = {n: cross_entropy(self.logits(x[n], batch[n].task), batch[n].y)
                   for n in self.needs}
         total = sum(losses.values())
         return total, ({f"cls_{n}": v.detach() for n, v in losses.items()}

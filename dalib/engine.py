@@ -229,9 +229,12 @@ class Trace:
         self.last_step = -1
 
     def log(self, step: int, logs: dict[str, torch.Tensor]) -> None:
+        """Keep ``logs`` (scalars, or one value per run of a pack) every ``log_every`` steps;
+        a single run's trace raises there if its loss has diverged (a pack's loop asks
+        :meth:`diverged` instead)."""
         loss = logs.get("loss")
         if loss is not None:
-            flag = ~torch.isfinite(loss.detach()).all()
+            flag = ~torch.isfinite(loss.detach())
             self.bad = flag if self.bad is None else self.bad | flag
         self.last_step = step
         if step % self.log_every:
@@ -239,25 +242,39 @@ class Trace:
         self.steps.append(step)
         for k, v in logs.items():
             self.values.setdefault(k, []).append(v.detach().float())
-        self.check()
+        if self.bad is None or self.bad.dim() == 0:
+            self.check()
+
+    def diverged(self) -> list[bool]:
+        """Per run of a pack: whether its loss has been NaN or infinite (a host sync)."""
+        return [] if self.bad is None else self.bad.tolist()
+
+    def divergence(self) -> str:
+        return f"the loss became NaN or infinite by step {self.last_step}: the run diverged"
 
     def check(self, model: torch.nn.Module | None = None) -> None:
         """Raise ``FloatingPointError`` if a loss so far, or a weight or buffer of ``model``,
         is NaN or infinite (the run diverged)."""
-        if self.bad is not None and bool(self.bad):
-            raise FloatingPointError(f"the loss became NaN or infinite by step "
-                                     f"{self.last_step}: the run diverged")
+        if self.bad is not None and bool(self.bad.any()):
+            raise FloatingPointError(self.divergence())
         if model is not None:
-            tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
-            if tensors and not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
-                raise FloatingPointError(f"the model's weights are NaN or infinite after step "
-                                         f"{self.last_step}: the run diverged")
+            check_weights(model, self.last_step)
 
-    def to_dict(self) -> dict[str, list[float]]:
+    def to_dict(self, run: int | None = None) -> dict[str, list[float]]:
+        """The kept curves (of run ``run`` of a pack)."""
         out: dict[str, list] = {"step": self.steps}
         for k, v in self.values.items():
-            out[k] = torch.stack(v).cpu().tolist()
+            values = torch.stack(v)
+            out[k] = (values if run is None else values[:, run]).cpu().tolist()
         return out
+
+
+def check_weights(model: torch.nn.Module, step: int) -> None:
+    """Raise ``FloatingPointError`` if a weight or buffer of ``model`` is NaN or infinite."""
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    if tensors and not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+        raise FloatingPointError(f"the model's weights are NaN or infinite after step "
+                                 f"{step}: the run diverged")
 
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}

@@ -20,6 +20,14 @@ SCHEDULES = {
 }
 
 
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None,
+                  ) -> torch.Tensor:
+    """Mean cross-entropy over the batch (optionally weighted per sample): a scalar for one
+    run's ``(B, C)`` logits, one value per run for a pack's ``(S, B, C)``."""
+    ce = F.cross_entropy(logits.movedim(-1, 1), y, reduction="none")
+    return (ce if weight is None else ce * weight).mean(-1)
+
+
 class Method:
     """Base of every method.
 
@@ -36,11 +44,21 @@ class Method:
     ``reset_optimizer`` (streams only) clears the optimizer's state (Adam's moments, SGD's
     momentum) at the start of every task, so no task's training is pushed by the last one's.
     ``augmentation`` is ``shift``, ``crop-flip`` or ``none`` (see :meth:`augment`).
+
+    Packed runs (:mod:`dalib.pack`): a method whose losses are written for tensors with a
+    leading run dimension (``(S, B, ...)``, see :func:`cross_entropy`, ``lead_dims``) sets
+    ``packable``; ``per_run`` names its hyperparameters that may differ within a pack (one
+    value per run), ``stacked`` its lists of per-run tensors, and :meth:`adopt` takes over
+    any other state from the runs' own methods.
     """
 
     name = "method"
     needs: tuple[str, ...] = ("source",)
     precision = "fp32"  # "bf16": the engine runs each update under bfloat16 autocast
+    packable = False
+    per_run: tuple[str, ...] = ()
+    stacked: tuple[str, ...] = ()
+    lead_dims = 0  # 1 in a pack: tensors are (S, B, ...)
 
     def __init__(self, model: nn.Module, *, lr: float = 1e-3, weight_decay: float = 5e-4,
                  optimizer: str = "adam", momentum: float = 0.9, shift: int = 1,
@@ -131,17 +149,38 @@ class Method:
 
     def step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.sum().backward()  # a pack's runs: each run's loss gives its own gradients
         self.schedule_lr(self.optimizer)
         self.optimizer.step()
 
     def classification_loss(self, batch: Batch) -> torch.Tensor:
-        return F.cross_entropy(self.logits(self.augment(batch.x), batch.task), batch.y)
+        return cross_entropy(self.logits(self.augment(batch.x), batch.task), batch.y)
+
+    def run_mean(self, t: torch.Tensor) -> torch.Tensor:
+        """The mean of each run's part of ``t`` (a scalar for one run)."""
+        return t.flatten(self.lead_dims).mean(-1)
+
+    def run_sum(self, t: torch.Tensor) -> torch.Tensor:
+        """The sum of each run's part of ``t`` (a scalar for one run)."""
+        return t.flatten(self.lead_dims).sum(-1)
+
+    def pack_reason(self) -> str | None:
+        """Why this method cannot train in a pack, or None."""
+        if not self.packable:
+            return f"{type(self).__name__} is not written for packed runs"
+        return None
+
+    def trained_modules(self) -> list[nn.Module]:
+        """The modules the optimizer trains (the model and auxiliary ones)."""
+        return [self.model]
+
+    def adopt(self, methods: list[Method]) -> None:
+        """As a pack's lead: take over the per-run state of ``methods`` (one per run) that
+        the generic packing does not (see :func:`dalib.pack.runs.pack_methods`)."""
 
     def loss(self, batch: dict[str, Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The training loss of one batch and the detached terms to log. Methods whose seeds
-        can train in parallel (:mod:`dalib.parallel`) also take ``x``, the batch's
-        :meth:`augmented` inputs, drawn by the caller."""
+        """The training loss of one batch (one per run in a pack) and the detached terms to
+        log."""
         raise NotImplementedError
 
     def update(self, batch: dict[str, Batch]) -> dict[str, torch.Tensor]:

@@ -10,11 +10,13 @@ from functools import partial
 import torch
 from torch import nn
 
+from dalib.pack.modules import packable
 from dalib.pretrained import FAMILIES, Torchvision
 from scenarios import checks
 from scenarios.errors import InputError, reject_unknown
 
 
+@packable
 class MLP(nn.Module):
     """Fully connected backbone: ``[Linear -> BatchNorm -> ReLU -> Dropout] x len(hidden)``."""
 
@@ -41,6 +43,7 @@ def _conv_block(c_in: int, c_out: int, kernel: int, batch_norm: bool) -> list[nn
             nn.BatchNorm2d(c_out) if batch_norm else nn.Identity(), nn.ReLU(inplace=True)]
 
 
+@packable
 class LeNet(nn.Module):
     """LeNet-style backbone for 28 x 28 and 32 x 32 digits (LeCun et al. 1998), with batch norm,
     as used for digit adaptation benchmarks (Ganin & Lempitsky 2015)."""
@@ -63,6 +66,7 @@ class LeNet(nn.Module):
         return self.fc(self.conv(x))
 
 
+@packable
 class SmallCNN(nn.Module):
     """Three 3x3 conv blocks (conv -> BN -> ReLU -> pool) and global average pooling."""
 
@@ -96,6 +100,7 @@ OPTION_CHECKS = {
 }
 
 
+@packable
 class Normalize(nn.Module):
     """``(x - mean) / std`` per channel (per feature for vectors), constants of the model."""
 
@@ -135,6 +140,7 @@ def normalizer(kind: str, input_shape: tuple[int, ...], reference: torch.Tensor 
                      reference.dim())
 
 
+@packable
 class Classifier(nn.Module):
     """``head(bottleneck(backbone(normalize(x))))``; :meth:`features` returns the bottleneck
     output."""

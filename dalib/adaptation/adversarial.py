@@ -19,16 +19,16 @@ from dalib.adaptation.blocks import (
     reverse_grad,
 )
 from dalib.engine import Batch
-from dalib.method import Method
+from dalib.method import Method, cross_entropy
+from dalib.pack.modules import packable
 
 
+@packable
 class DANN(Term):
     """``dann``: a domain discriminator on the features through gradient reversal, its
     coefficient rising from 0 to ``grl_high`` (Ganin & Lempitsky, "Unsupervised Domain
     Adaptation by Backpropagation", ICML 2015). Source samples count by the other terms'
     source weights, when there are any (``dann+gate``)."""
-
-    parallel_seeds = True
 
     def __init__(self, method, weight: float | None = None, hidden: int = 256,
                  grl_high: float = 1.0) -> None:
@@ -38,18 +38,17 @@ class DANN(Term):
 
     def forward(self, out: Outputs) -> torch.Tensor:
         coeff = grl_schedule(self.method.progress, high=self.grl_high)
-        d = self.discriminator(reverse_grad(torch.cat([out.feat_s, out.feat_t]), coeff))
-        n = len(out.feat_s)
-        return domain_loss(d[:n], d[n:], out.source_weight)
+        d = self.discriminator(reverse_grad(torch.cat([out.feat_s, out.feat_t], -2), coeff))
+        n = out.feat_s.shape[-2]
+        return domain_loss(d[..., :n], d[..., n:], out.source_weight)
 
 
+@packable
 class CDAN(Term):
     """``cdan`` / ``cdan-e``: the discriminator sees the multilinear map of features and
     (detached) predictions, randomized when ``features x classes > 4096``; ``entropy=True``
     weights samples by ``1 + exp(-H(p))`` (Long et al., "Conditional Adversarial Domain
     Adaptation", NeurIPS 2018)."""
-
-    parallel_seeds = True
 
     def __init__(self, method, weight: float | None = None, entropy: bool = False,
                  hidden: int = 256, random_dim: int = 1024, grl_high: float = 1.0) -> None:
@@ -63,25 +62,24 @@ class CDAN(Term):
         self.grl_high = grl_high
 
     def forward(self, out: Outputs) -> torch.Tensor:
-        f = torch.cat([out.feat_s, out.feat_t])
-        g = F.softmax(torch.cat([out.logits_s, out.logits_t]), 1).detach()
+        f = torch.cat([out.feat_s, out.feat_t], -2)
+        g = F.softmax(torch.cat([out.logits_s, out.logits_t], -2), -1).detach()
         h = self.map(f, g) if self.map is not None else multilinear(f, g)
         d = self.discriminator(reverse_grad(h, grl_schedule(self.method.progress,
                                                             high=self.grl_high)))
-        n = len(out.feat_s)
+        n = out.feat_s.shape[-2]
         if not self.entropy_weighting:
-            return domain_loss(d[:n], d[n:])
+            return domain_loss(d[..., :n], d[..., n:])
         w = 1.0 + torch.exp(-entropy(g))
-        return domain_loss(d[:n], d[n:], w[:n], w[n:])
+        return domain_loss(d[..., :n], d[..., n:], w[..., :n], w[..., n:])
 
 
+@packable
 class MDD(Term):
     """``mdd``: margin disparity discrepancy (Zhang et al., "Bridging Theory and Algorithm
     for Domain Adaptation", ICML 2019). An adversarial head, behind gradient reversal, learns
     to agree with the main head on source (weighted by the margin ``margin``) and to disagree
     on target (``-log(1 - p)``); the features learn the opposite."""
-
-    parallel_seeds = True
 
     def __init__(self, method, weight: float | None = None, margin: float = 4.0,
                  grl_high: float = 0.1) -> None:
@@ -92,12 +90,12 @@ class MDD(Term):
 
     def forward(self, out: Outputs) -> torch.Tensor:
         coeff = grl_schedule(self.method.progress, high=self.grl_high)
-        adv = self.adversary(reverse_grad(torch.cat([out.feat_s, out.feat_t]), coeff))
-        n = len(out.feat_s)
-        pred_s, pred_t = out.logits_s.argmax(1).detach(), out.logits_t.argmax(1).detach()
-        agree = F.cross_entropy(adv[:n], pred_s)
-        p_t = F.softmax(adv[n:], 1).gather(1, pred_t[:, None]).squeeze(1)
-        disagree = -torch.log((1.0 - p_t).clamp_min(1e-6)).mean()
+        adv = self.adversary(reverse_grad(torch.cat([out.feat_s, out.feat_t], -2), coeff))
+        n = out.feat_s.shape[-2]
+        pred_s, pred_t = out.logits_s.argmax(-1).detach(), out.logits_t.argmax(-1).detach()
+        agree = cross_entropy(adv[..., :n, :], pred_s)
+        p_t = F.softmax(adv[..., n:, :], -1).gather(-1, pred_t.unsqueeze(-1)).squeeze(-1)
+        disagree = -torch.log((1.0 - p_t).clamp_min(1e-6)).mean(-1)
         return self.margin * agree + disagree
 
 

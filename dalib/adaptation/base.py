@@ -16,11 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dalib.engine import Batch
-from dalib.method import Method
+from dalib.method import Method, cross_entropy
+from dalib.pack.modules import CONTAINERS, pack
+from dalib.pack.runs import adopt_per_run
 
 
 @dataclass
@@ -53,9 +54,7 @@ class Term(nn.Module):
 
     default_weight = 1.0
     needs: tuple[str, ...] = ()  # feeds the term cannot do without (e.g. target_labelled)
-    # a pure function of the forward pass and its own modules (no random draws, no state
-    # kept between steps): seeds can train in parallel under vmap (dalib.parallel)
-    parallel_seeds = False
+    per_run: tuple[str, ...] = ("weight",)  # may differ between the runs of a pack
 
     def __init__(self, method: Adaptation, weight: float | None = None) -> None:
         super().__init__()
@@ -87,6 +86,7 @@ class Adaptation(Method):
 
     needs = ("source", "target")
     optional_needs = ("target_labelled",)
+    packable = True
 
     def __init__(self, model: nn.Module, *, name: str,
                  terms: list[tuple[str, type[Term], dict]], **optim) -> None:
@@ -96,32 +96,30 @@ class Adaptation(Method):
         self.needs = Adaptation.needs + tuple(dict.fromkeys(
             n for t in self.terms.values() for n in t.needs))
 
-    def forward(self, batch: dict[str, Batch], x: dict[str, torch.Tensor] | None = None
-                ) -> Outputs:
-        """The joint forward pass of the batch's augmented inputs ``x`` (drawn when None)."""
-        x = self.augmented(batch) if x is None else x
+    def forward(self, batch: dict[str, Batch]) -> Outputs:
+        """The joint forward pass of the batch's augmented inputs."""
+        x = self.augmented(batch)
         s, t, lab = batch["source"], batch["target"], batch.get("target_labelled")
         parts = [x["source"], x["target"]] + ([x["target_labelled"]] if lab is not None else [])
-        feats = self.model.features(torch.cat(parts))
+        feats = self.model.features(torch.cat(parts, self.lead_dims))
         logits = self.model.head(feats)
-        n, m = len(s.x), len(s.x) + len(t.x)
-        out = Outputs(s.y, parts[1], t.x, feats[:n], feats[n:m], logits[:n], logits[n:m])
+        n = s.y.shape[-1]
+        m = n + t.x.shape[self.lead_dims]
+        out = Outputs(s.y, parts[1], t.x, feats[..., :n, :], feats[..., n:m, :],
+                      logits[..., :n, :], logits[..., n:m, :])
         if lab is not None:
-            out.yl, out.feat_l, out.logits_l = lab.y, feats[m:], logits[m:]
+            out.yl, out.feat_l, out.logits_l = lab.y, feats[..., m:, :], logits[..., m:, :]
         return out
 
-    def loss(self, batch: dict[str, Batch], x: dict[str, torch.Tensor] | None = None
-             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        out = self.forward(batch, x)
+    def loss(self, batch: dict[str, Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = self.forward(batch)
         weights = [w for t in self.terms.values() if (w := t.source_weights(out)) is not None]
         if weights:
             out.source_weight = w = torch.stack(weights).prod(0)
-            cls = (F.cross_entropy(out.logits_s, out.ys, reduction="none") * w).mean()
-        else:
-            cls = F.cross_entropy(out.logits_s, out.ys)
+        cls = cross_entropy(out.logits_s, out.ys, out.source_weight)
         total, logs = cls, {"cls": cls.detach()}
         if out.yl is not None:
-            target_cls = F.cross_entropy(out.logits_l, out.yl)
+            target_cls = cross_entropy(out.logits_l, out.yl)
             total = total + target_cls
             logs["target_cls"] = target_cls.detach()
         for name, term in self.terms.items():
@@ -129,6 +127,24 @@ class Adaptation(Method):
             logs[name] = value.detach()
             total = total + term.weight * value
         return total, logs
+
+    def pack_reason(self) -> str | None:
+        bad = [n for n, t in self.terms.items() if type(t) not in CONTAINERS]
+        if bad:
+            return f"the term(s) {', '.join(bad)} keep state or draw at random between steps"
+        return None
+
+    def trained_modules(self) -> list[nn.Module]:
+        return [self.model, *self.terms.values()]
+
+    def adopt(self, methods: list[Method]) -> None:
+        self.terms = {}
+        for name in methods[0].terms:
+            own = [m.terms[name] for m in methods]
+            term = pack(own)
+            term.method_ref = [self]
+            adopt_per_run(term, own, self.device)
+            self.terms[name] = term
 
     def prepare(self, feeds: dict) -> None:
         for term in self.terms.values():

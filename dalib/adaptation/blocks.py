@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dalib.pack.modules import packable
+
 
 class _ReverseGrad(torch.autograd.Function):
-    generate_vmap_rule = True  # usable under vmap (seeds in parallel, dalib.parallel)
-
     @staticmethod
     def forward(x: torch.Tensor, coeff: float) -> torch.Tensor:
         return x.view_as(x)
@@ -37,6 +37,7 @@ def grl_schedule(progress: float, gamma: float = 10.0, high: float = 1.0) -> flo
     return high * (2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0)
 
 
+@packable
 class Discriminator(nn.Module):
     """Domain classifier ``in -> hidden -> hidden -> 1`` (logit: source = 1, target = 0)."""
 
@@ -52,25 +53,27 @@ class Discriminator(nn.Module):
         self.net = nn.Sequential(*layers, nn.Linear(width, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(1)
+        return self.net(x).squeeze(-1)
 
 
 def domain_loss(logits_s: torch.Tensor, logits_t: torch.Tensor,
                 weight_s: torch.Tensor | None = None, weight_t: torch.Tensor | None = None,
                 ) -> torch.Tensor:
     """Binary cross-entropy of a discriminator: source labelled 1, target 0 (optional
-    per-sample weights, normalised to mean 1 within each domain)."""
+    per-sample weights, normalised to mean 1 within each domain); one value per run."""
     def bce(logits: torch.Tensor, label: float, w: torch.Tensor | None) -> torch.Tensor:
         loss = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, label),
                                                   reduction="none")
-        return loss.mean() if w is None else (loss * w / w.mean().clamp_min(1e-8)).mean()
+        if w is not None:
+            loss = loss * w / w.mean(-1, keepdim=True).clamp_min(1e-8)
+        return loss.mean(-1)
 
     return 0.5 * (bce(logits_s, 1.0, weight_s) + bce(logits_t, 0.0, weight_t))
 
 
 def entropy(probs: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Per-sample Shannon entropy (nats) of probability rows."""
-    return -(probs * torch.log(probs + eps)).sum(1)
+    return -(probs * torch.log(probs + eps)).sum(-1)
 
 
 def multi_kernel_mmd(xs: torch.Tensor, xt: torch.Tensor,
@@ -79,27 +82,31 @@ def multi_kernel_mmd(xs: torch.Tensor, xt: torch.Tensor,
 
     Bandwidths are ``multipliers`` times the mean pairwise squared distance of the joint
     batch (detached), the usual DAN heuristic. Biased estimate: exactly 0 for equal samples.
+    The batch is dimension -2 (one value per run of a pack).
     """
-    z = torch.cat([xs, xt])
+    z = torch.cat([xs, xt], -2)
     d2 = torch.cdist(z, z).pow(2)
-    base = d2.detach().sum() / (len(z) ** 2 - len(z))
+    size = z.shape[-2]
+    base = d2.detach().sum((-2, -1), keepdim=True) / (size ** 2 - size)
     k = sum(torch.exp(-d2 / (base * m).clamp_min(1e-8)) for m in multipliers)
-    n = len(xs)
-    return k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean()
+    n = xs.shape[-2]
+    return (k[..., :n, :n].mean((-2, -1)) + k[..., n:, n:].mean((-2, -1))
+            - 2 * k[..., :n, n:].mean((-2, -1)))
 
 
 def coral(xs: torch.Tensor, xt: torch.Tensor) -> torch.Tensor:
     """CORAL loss: squared Frobenius distance of the feature covariances over ``4 d^2``
     (Sun & Saenko 2016, Deep CORAL)."""
-    d = xs.shape[1]
+    d = xs.shape[-1]
 
     def cov(x: torch.Tensor) -> torch.Tensor:
-        x = x - x.mean(0, keepdim=True)
-        return x.T @ x / max(len(x) - 1, 1)
+        x = x - x.mean(-2, keepdim=True)
+        return x.mT @ x / max(x.shape[-2] - 1, 1)
 
-    return (cov(xs) - cov(xt)).pow(2).sum() / (4 * d * d)
+    return (cov(xs) - cov(xt)).pow(2).sum((-2, -1)) / (4 * d * d)
 
 
+@packable
 class RandomizedMultilinear(nn.Module):
     """Randomized multilinear map ``(R_f f) * (R_g g) / sqrt(dim)`` with fixed Gaussian
     matrices (Long et al. 2018, CDAN), for large ``features x classes`` products."""
@@ -116,4 +123,4 @@ class RandomizedMultilinear(nn.Module):
 
 def multilinear(f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """The outer product ``g (x) f`` flattened per sample (CDAN's multilinear conditioning)."""
-    return torch.bmm(g.unsqueeze(2), f.unsqueeze(1)).flatten(1)
+    return (g.unsqueeze(-1) * f.unsqueeze(-2)).flatten(-2)

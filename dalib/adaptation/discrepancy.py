@@ -6,25 +6,24 @@ import torch
 
 from dalib.adaptation.base import Outputs, Term
 from dalib.adaptation.blocks import coral, multi_kernel_mmd
+from dalib.pack.modules import packable
 
 
+@packable
 class MMD(Term):
     """``dan``: multi-kernel MMD between source and target bottleneck features and between
     their logits (Long et al., "Learning Transferable Features with Deep Adaptation
     Networks", ICML 2015)."""
-
-    parallel_seeds = True
 
     def forward(self, out: Outputs) -> torch.Tensor:
         return (multi_kernel_mmd(out.feat_s, out.feat_t)
                 + multi_kernel_mmd(out.logits_s, out.logits_t))
 
 
+@packable
 class CORAL(Term):
     """``deep-coral``: match the covariances of the last layer's outputs, the logits as in
     the paper, or the bottleneck features (Sun & Saenko, "Deep CORAL", ECCV-W 2016)."""
-
-    parallel_seeds = True
 
     def __init__(self, method, weight: float | None = None, layer: str = "logits") -> None:
         super().__init__(method, weight)

@@ -53,8 +53,6 @@ class PADA(DANN):
     al. average predictions over the whole target set every few hundred steps; here an
     exponential moving average over target batches (``ema``) keeps ``gamma`` current."""
 
-    parallel_seeds = False  # the average is state kept between steps
-
     def __init__(self, method, weight: float | None = None, hidden: int = 256,
                  grl_high: float = 1.0, ema: float = 0.99) -> None:
         super().__init__(method, weight, hidden, grl_high)

@@ -33,5 +33,8 @@ class Continual(Method):
     def task_batches(self, task, batch_size: int = 256):
         """The task's training data on the device, in batches (for importance estimates)."""
         x, y, t = (v.to(self.device) for v in (task.train.x, task.train.y, task.train.task))
-        for i in range(0, len(x), batch_size):
-            yield Batch(x[i:i + batch_size], y[i:i + batch_size], t[i:i + batch_size])
+        d = self.lead_dims
+        n = y.shape[-1]
+        for i in range(0, n, batch_size):
+            size = min(batch_size, n - i)
+            yield Batch(x.narrow(d, i, size), y.narrow(d, i, size), t.narrow(d, i, size))

@@ -89,3 +89,23 @@ class Buffer:
         idx = torch.randint(0, self.count, (n,), generator=self.generator).to(self.x.device)
         out = (self.x[idx], self.y[idx], self.task[idx])
         return out if self.logits is None else (*out, self.logits[idx])
+
+
+class Buffers:
+    """The buffers of a pack's runs as one: each run offers its own part of a packed batch
+    ``(S, B, ...)`` to its own buffer and draws from it with its own generator."""
+
+    def __init__(self, buffers: list[Buffer]) -> None:
+        self.buffers = buffers
+
+    def __len__(self) -> int:
+        return len(self.buffers[0])  # every run has seen as many samples
+
+    def add(self, x: torch.Tensor, y: torch.Tensor, task: torch.Tensor,
+            logits: torch.Tensor | None = None) -> None:
+        for s, buffer in enumerate(self.buffers):
+            buffer.add(x[s], y[s], task[s], None if logits is None else logits[s])
+
+    def sample(self, n: int) -> tuple[torch.Tensor, ...]:
+        draws = [buffer.sample(n) for buffer in self.buffers]
+        return tuple(torch.stack(parts) for parts in zip(*draws, strict=True))

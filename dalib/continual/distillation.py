@@ -16,6 +16,9 @@ class LwF(Continual):
     training task t > 0, the outputs of the classes seen so far are distilled from a frozen
     copy of the model taken before task t (temperature ``temperature``, weight ``alpha``)."""
 
+    packable = True
+    per_run = ("alpha",)
+
     def __init__(self, model, *, name: str, alpha: float = 1.0, temperature: float = 2.0,
                  **optim) -> None:
         super().__init__(model, name=name, **optim)
@@ -37,8 +40,8 @@ class LwF(Continual):
             return None, {}
         x = self.augment(batch.x)
         with torch.no_grad():
-            old = self.teacher(x)[:, self.seen] / self.temperature
-        new = self.model(x)[:, self.seen] / self.temperature
-        kd = F.kl_div(F.log_softmax(new, 1), F.log_softmax(old, 1), log_target=True,
-                      reduction="batchmean") * self.temperature ** 2
+            old = self.teacher(x)[..., self.seen] / self.temperature
+        new = self.model(x)[..., self.seen] / self.temperature
+        kd = F.kl_div(F.log_softmax(new, -1), F.log_softmax(old, -1), log_target=True,
+                      reduction="none").sum(-1).mean(-1) * self.temperature ** 2
         return self.alpha * kd, {"distill": kd.detach()}

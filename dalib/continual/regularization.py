@@ -7,16 +7,20 @@ saved after each task; the strategies differ in the importance ``Omega``.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from dalib.continual.base import Continual
 from dalib.engine import Batch, eval_mode
+from dalib.method import cross_entropy
 
 
 class ImportancePenalty(Continual):
     """Shared machinery: anchors and importances per task, or one running pair
     (``mode="online"``: ``Omega <- decay * Omega + Omega_new``, one anchor; Schwarz et al.
     2018)."""
+
+    packable = True
+    per_run = ("strength",)
+    stacked = ("anchors", "importances")
 
     def __init__(self, model, *, name: str, strength: float = 1e4, mode: str = "separate",
                  decay: float = 1.0, **optim) -> None:
@@ -34,7 +38,7 @@ class ImportancePenalty(Continual):
         total = torch.zeros((), device=self.device)
         for anchor, omega in zip(self.anchors, self.importances, strict=True):
             for p, a, w in zip(self.params(), anchor, omega, strict=True):
-                total = total + (w * (p - a).pow(2)).sum()
+                total = total + self.run_sum(w * (p - a).pow(2))
         return total
 
     def extra_loss(self, batch: Batch):
@@ -64,7 +68,7 @@ class ImportancePenalty(Continual):
         with eval_mode(self.model):
             for b in self.task_batches(task, 64):
                 self.model.zero_grad(set_to_none=True)
-                objective(b).backward()
+                objective(b).sum().backward()
                 for t, p in zip(total, self.params(), strict=True):
                     if p.grad is not None:
                         t += transform(p.grad.detach())
@@ -82,7 +86,7 @@ class EWC(ImportancePenalty):
 
     def importance(self, task) -> list[torch.Tensor]:
         return self._average_grads(
-            task, lambda b: F.cross_entropy(self.logits(b.x, b.task), b.y), torch.square)
+            task, lambda b: cross_entropy(self.logits(b.x, b.task), b.y), torch.square)
 
 
 class MAS(ImportancePenalty):
@@ -93,7 +97,7 @@ class MAS(ImportancePenalty):
         super().__init__(model, name=name, strength=strength, **kw)
 
     def importance(self, task) -> list[torch.Tensor]:
-        return self._average_grads(task, lambda b: self.model(b.x).pow(2).sum(1).mean(),
+        return self._average_grads(task, lambda b: self.model(b.x).pow(2).sum(-1).mean(-1),
                                    torch.abs)
 
 
@@ -102,6 +106,8 @@ class SI(ImportancePenalty):
     to the loss decrease along the training path, ``omega = -sum g * delta``, normalised by
     the squared total move over the task plus ``xi``; registered with ``mode="online"``
     (one running importance)."""
+
+    stacked = (*ImportancePenalty.stacked, "path", "start", "previous")
 
     def __init__(self, model, *, name: str, strength: float = 100.0, xi: float = 0.1, **kw,
                  ) -> None:

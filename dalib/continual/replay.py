@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from dalib.continual.base import Continual
-from dalib.continual.buffers import Buffer
+from dalib.continual.buffers import Buffer, Buffers
 from dalib.engine import Batch
+from dalib.method import cross_entropy
 
 
 class Replay(Continual):
@@ -15,18 +16,23 @@ class Replay(Continual):
     every step adds the current batch to a buffer of ``memory`` samples (``policy`` reservoir
     or class-balanced) and adds the cross-entropy of an equally large batch drawn from it."""
 
+    packable = True
+
     def __init__(self, model, *, name: str, memory: int = 500, policy: str = "reservoir",
                  **optim) -> None:
         super().__init__(model, name=name, **optim)
-        self.buffer = Buffer(memory, policy, self.cpu_generator)
+        self.buffer: Buffer | Buffers = Buffer(memory, policy, self.cpu_generator)
+
+    def adopt(self, methods) -> None:
+        self.buffer = Buffers([m.buffer for m in methods])
 
     def extra_loss(self, batch: Batch):
-        past = self.buffer.sample(len(batch.y)) if len(self.buffer) else None
+        past = self.buffer.sample(batch.y.shape[-1]) if len(self.buffer) else None
         self.buffer.add(batch.x, batch.y, batch.task)
         if past is None:
             return None, {}
         x, y, t = past[:3]
-        ce = F.cross_entropy(self.logits(self.augment(x), t), y)
+        ce = cross_entropy(self.logits(self.augment(x), t), y)
         return ce, {"replay": ce.detach()}
 
 
@@ -36,21 +42,23 @@ class DER(Replay):
     by mean squared error (weight ``alpha``), and ``der++`` (``beta > 0``) adds the
     cross-entropy on a second replayed batch."""
 
+    per_run = ("alpha",)
+
     def __init__(self, model, *, name: str, alpha: float = 0.3, beta: float = 0.0,
                  **kw) -> None:
         super().__init__(model, name=name, **kw)
         self.alpha, self.beta = alpha, beta
 
     def extra_loss(self, batch: Batch):
-        n = len(batch.y)
+        n = batch.y.shape[-1]
         loss, logs = None, {}
         if len(self.buffer):
             x, _, t, z = self.buffer.sample(n)
-            mse = F.mse_loss(self.model(self.augment(x)), z)
+            mse = self.run_mean(F.mse_loss(self.model(self.augment(x)), z, reduction="none"))
             loss, logs = self.alpha * mse, {"logit_mse": mse.detach()}
             if self.beta > 0:
                 x2, y2, t2, _ = self.buffer.sample(n)
-                ce = F.cross_entropy(self.logits(self.augment(x2), t2), y2)
+                ce = cross_entropy(self.logits(self.augment(x2), t2), y2)
                 loss, logs = loss + self.beta * ce, {**logs, "replay": ce.detach()}
         with torch.no_grad():
             z_now = self.model(batch.x)
