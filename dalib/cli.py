@@ -48,10 +48,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="bf16: train under bfloat16 autocast (evaluation in float32)")
     run.add_argument("--compile", action="store_true",
                      help="wrap each backbone in torch.compile")
-    run.add_argument("--parallel-seeds", action="store_true",
-                     help="train the seeds of each transfer method at once (vmap) where exact: "
-                          "supervised baselines and adaptation terms without random draws or "
-                          "state")
+    run.add_argument("--pack", default="auto", metavar="auto|N|off",
+                     help="train runs of one scenario and method that differ in seed, learning "
+                          "rate, weight decay or loss weights as one batched model, up to N "
+                          "runs at a time (auto: up to 64; off: every run alone)")
+    run.add_argument("--threads", type=int, metavar="N",
+                     help="torch threads per process (default: cores / jobs, 1 while other "
+                          "processes keep the cores busy)")
     run.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
                      help="load a plugin (a .py file or a module) before the suite; repeatable")
     run.add_argument("--no-report", action="store_true",
@@ -106,18 +109,32 @@ def check_run_args(args: argparse.Namespace, suite) -> tuple[list[int] | None, s
         raise InputError("--seeds", f"is {args.seeds}", expected=f"a count in 1..{MAX_SEEDS}")
     if not 1 <= args.jobs <= MAX_JOBS:
         raise InputError("--jobs", f"is {args.jobs}", expected=f"a process count in 1..{MAX_JOBS}")
-    ways = [w for w, on in (("--jobs", args.jobs > 1), ("--parallel-seeds", args.parallel_seeds),
-                            ("--executor ray", args.executor == "ray")) if on]
-    if len(ways) > 1:
-        given = f"is {args.jobs}" if ways[0] == "--jobs" else "is set"
-        raise InputError(ways[0], f"{given} with {ways[1]}", expected="one way to run at a "
-                         "time: --jobs, --executor ray or --parallel-seeds")
+    if args.jobs > 1 and args.executor == "ray":
+        raise InputError("--jobs", f"is {args.jobs} with --executor ray", expected="one way to "
+                         "run at a time: --jobs or --executor ray")
+    if args.threads is not None and not 1 <= args.threads <= MAX_JOBS:
+        raise InputError("--threads", f"is {args.threads}",
+                         expected=f"a thread count in 1..{MAX_JOBS}")
+    pack_size(args.pack)
     device = args.device or suite.device
     try:
         resolve_device(device)
     except InputError as exc:
         raise exc if args.device else exc.within(suite.path, "device") from None
     return (list(range(args.seeds)) if args.seeds else None), device
+
+
+def pack_size(value: str) -> int:
+    """The largest pack ``--pack`` allows (1: off)."""
+    from dalib.pack.plan import AUTO
+
+    if value == "auto":
+        return AUTO
+    if value == "off":
+        return 1
+    if not value.isdigit() or not 1 <= int(value) <= 1024:
+        raise InputError("--pack", f"is {value!r}", expected="auto, off or a pack size in 1..1024")
+    return int(value)
 
 
 def load_with_plugins(name_or_path: str, extra: list[str]):
@@ -179,7 +196,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                               on_run=on_run, save_features=args.save_features, jobs=args.jobs,
                               executor=args.executor, address=args.address,
                               precision=args.precision, compile=args.compile,
-                              parallel_seeds=args.parallel_seeds, plugins=plugins)
+                              pack=pack_size(args.pack), threads=args.threads,
+                              plugins=plugins)
     except KeyboardInterrupt:
         print(f"dalib: interrupted: {done[0]} of {total} runs done and saved in {out}; run the "
               "same command again to resume", file=sys.stderr)

@@ -28,7 +28,7 @@ import torch
 from dalib import store
 from dalib.engine import resolve_device
 from dalib.models import model_for
-from dalib.parallel import supports
+from dalib.pack.plan import plan
 from dalib.registry import OPTIM, check_method
 from dalib.runspec import RunSpec, scenario_methods
 from dalib.worker import Worker
@@ -77,6 +77,19 @@ def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> None:
 _WORKER: Worker | None = None
 
 
+def default_threads(jobs: int) -> int:
+    """torch threads per process: the cores this process may use over ``jobs`` processes,
+    and 1 while other processes already keep the cores busy (load average at or above half
+    of them): torch's threads wait for each other, so on shared cores more threads run
+    slower (a 102-step run took 10.6 s with 2 threads and 2.2 s with 1 on 2 shared cores)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        (os.cpu_count() or 1)
+    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if busy >= cores / 2:
+        return 1
+    return max(1, cores // jobs)
+
+
 @contextmanager
 def _torch_threads(threads: int) -> Iterator[None]:
     """torch's intra-op threads set to ``threads`` inside, restored after."""
@@ -109,18 +122,19 @@ def _init_pool_worker(device: str, data_root: str | None, options: dict, threads
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _pool_run(run: RunSpec) -> tuple[dict, dict | None]:
+def _pool_run(unit: list[RunSpec]) -> list[tuple[RunSpec, dict, dict | None]]:
+    """A unit of runs (one run, or the runs of a pack) in a worker process."""
     assert _WORKER is not None
-    return _WORKER(run)
+    return list(_WORKER.pack(unit))
 
 
-def _ray_run(run: RunSpec, device: str, data_root: str | None, options: dict,
-             threads: int) -> tuple[dict, dict | None]:
+def _ray_run(unit: list[RunSpec], device: str, data_root: str | None, options: dict,
+             threads: int) -> list[tuple[RunSpec, dict, dict | None]]:
     _init_worker(device, data_root, options, threads)
-    return _pool_run(run)
+    return _pool_run(unit)
 
 
-def _ray_results(pending: list[RunSpec], address: str | None, device: str,
+def _ray_results(units: list[list[RunSpec]], address: str | None, device: str,
                  data_root: str | None, options: dict
                  ) -> Iterator[tuple[RunSpec, dict, dict | None]]:
     """Each run as a Ray task (one CPU, and one GPU with ``--device cuda``) on the cluster at
@@ -134,43 +148,30 @@ def _ray_results(pending: list[RunSpec], address: str | None, device: str,
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     gpus = 1 if device.startswith("cuda") else 0
     remote = ray.remote(num_cpus=1, num_gpus=gpus)(_ray_run)
-    futures = {remote.remote(run, device, data_root, options, 1): run for run in pending}
+    futures = [remote.remote(unit, device, data_root, options, 1) for unit in units]
     waiting = list(futures)
     while waiting:
         done, waiting = ray.wait(waiting, num_returns=1)
-        yield futures[done[0]], *ray.get(done[0])
+        yield from ray.get(done[0])
 
 
 def _results(pending: list[RunSpec], jobs: int, device: str, data_root: str | None,
              options: dict, executor: str = "local", address: str | None = None,
-             parallel_seeds: bool = False) -> Iterator[tuple[RunSpec, dict, dict | None]]:
-    """Each pending run with its record and features, as they finish: in process (``jobs =
-    1``; with ``parallel_seeds`` the seeds of each transfer scenario and method at once), in
-    ``jobs`` processes (this one and ``jobs - 1`` workers) with ``cores // jobs`` torch
-    threads each, or as Ray tasks (``executor = "ray"``)."""
-    if parallel_seeds:
-        worker = Worker(device, data_root, **options)
-        groups: dict[tuple[str, str], list[RunSpec]] = {}
-        for run in pending:
-            groups.setdefault((run.scenario.name, run.method.label), []).append(run)
-        for group in groups.values():
-            run = group[0]
-            entry = check_method(run.method.name, run.params, run.scenario.kind)
-            if len(group) > 1 and run.scenario.kind == "transfer" and supports(entry):
-                yield from worker.seeds(group)
-            else:
-                for run in group:
-                    yield run, *worker(run)
-        return
+             pack: int = 1, threads: int = 1) -> Iterator[tuple[RunSpec, dict, dict | None]]:
+    """Each pending run with its record and features, as they finish, in units of up to
+    ``pack`` runs trained as one (:mod:`dalib.pack`): in process (``jobs = 1``), in ``jobs``
+    processes (this one and ``jobs - 1`` workers) with ``threads`` torch threads each, or as
+    Ray tasks (``executor = "ray"``)."""
+    units = plan(pending, pack)
     if executor == "ray":
-        yield from _ray_results(pending, address, device, data_root, options)
+        yield from _ray_results(units, address, device, data_root, options)
         return
-    if jobs <= 1 or len(pending) <= 1:
+    if jobs <= 1 or len(units) <= 1:
         worker = Worker(device, data_root, **options)
-        for run in pending:
-            yield run, *worker(run)
+        with _torch_threads(threads):
+            for unit in units:
+                yield from worker.pack(unit)
         return
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     ctx = multiprocessing.get_context("spawn")
     worker = Worker(device, data_root, **options)
     pool = ProcessPoolExecutor(jobs - 1, mp_context=ctx, initializer=_init_pool_worker,
@@ -182,23 +183,23 @@ def _results(pending: list[RunSpec], jobs: int, device: str, data_root: str | No
             # traceback)
             handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
             try:
-                futures = {pool.submit(_pool_run, run): run for run in pending}
+                futures = [pool.submit(_pool_run, unit) for unit in units]
             finally:
                 signal.signal(signal.SIGINT, handler)
             waiting = set(futures)
-            # this process takes runs from the back of the queue while its workers start up
-            # and take them from the front; a run it takes is cancelled in the pool
-            for future in reversed(list(futures)):
+            # this process takes units from the back of the queue while its workers start
+            # up and take them from the front; a unit it takes is cancelled in the pool
+            for future, unit in reversed(list(zip(futures, units, strict=True))):
                 if not future.cancel():
                     break
                 waiting.discard(future)
-                yield futures[future], *worker(futures[future])
+                yield from worker.pack(unit)
                 done = {f for f in waiting if f.done()}
                 waiting -= done
                 for f in done:
-                    yield futures[f], *f.result()
+                    yield from f.result()
             for future in as_completed(waiting):
-                yield futures[future], *future.result()
+                yield from future.result()
     except BaseException:  # Ctrl-C, a full disk, ...: stop the workers now, not after their runs
         for process in list(getattr(pool, "_processes", {}).values()):
             process.kill()
@@ -213,6 +214,10 @@ def _write_log(out: Path, record: dict) -> None:
     lines = [f"run {record['run_id']} ({record['status']}, finished {record['finished']})",
              f"device {record['device']}; versions {record['versions']}",
              f"config {json.dumps(record['config'], sort_keys=True, default=str)}"]
+    pack = record.get("pack")
+    if pack:
+        lines.append(f"trained alone: {pack['reason']}" if "reason" in pack else
+                     f"trained in a pack of {pack['size']} runs")
     if record["status"] == "ok":
         lines.append("metrics " + ", ".join(f"{k}={v:.4g}" for k, v in record["metrics"].items()))
         lines.append(f"timings {record['timings']}")
@@ -271,15 +276,17 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
               on_run: Callable[[RunSpec, dict, bool], None] | None = None,
               save_features: bool = False, jobs: int = 1, executor: str = "local",
               address: str | None = None, precision: str = "fp32",
-              compile: bool = False, parallel_seeds: bool = False,
+              compile: bool = False, pack: int = 1, threads: int | None = None,
               plugins: list[str] | tuple[str, ...] = ()) -> Sweep:
     """Execute ``runs`` (skipping finished ones: ``on_run(run, record, cached)``) in process,
     in ``jobs`` processes (this one and ``jobs - 1`` workers) or as Ray tasks (``executor =
     "ray"``, cluster ``address``), holding ``OUT``'s writer lock; write their records and a
     log per run (only this process writes), rebuild ``results.csv``. With ``save_features``,
     transfer runs save test-set features to ``OUT/features/``; ``precision`` and ``compile``
-    as in :func:`execute`; ``parallel_seeds`` as in :func:`execute_seeds` (in process);
-    ``plugins`` (resolved, see :mod:`dalib.plugins`) are loaded by every worker process."""
+    as in :func:`execute`; runs that may train together do so in packs of up to ``pack``
+    (:mod:`dalib.pack`; 1: every run alone); ``threads``: torch threads per process (default
+    :func:`default_threads`); ``plugins`` (resolved, see :mod:`dalib.plugins`) are loaded by
+    every worker process."""
     out = Path(out)
     store.check_out(out)
     resolve_device(device)  # fail early on a missing GPU
@@ -301,8 +308,9 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
                 pending.append(run)
         options = {"features": save_features, "precision": precision, "compile": compile,
                    "plugins": tuple(plugins)}
+        threads = threads or default_threads(jobs)
         for run, record, sample in _results(pending, jobs, device, data_root, options, executor,
-                                            address, parallel_seeds):
+                                            address, pack, threads):
             if sample is not None:
                 store.write_atomic(out / "features" / f"{run.run_id}.npz",
                                    lambda fh, sample=sample: np.savez_compressed(fh, **sample))

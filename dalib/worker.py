@@ -22,7 +22,8 @@ from dalib.engine import (
     versions,
 )
 from dalib.models import model_for
-from dalib.parallel import fit_transfer_seeds
+from dalib.pack.runs import method_pack_reason
+from dalib.pack.train import fit_stream_pack, fit_transfer_pack, stream_pack_reason
 from dalib.plugins import load_all as load_plugins
 from dalib.registry import check_method
 from dalib.runspec import RunSpec, resolved_budget
@@ -73,6 +74,21 @@ def _transfer_record(run: RunSpec, entry, method, data, scorer: CheckpointScorer
     return record, sample
 
 
+def _stream_record(data: Stream, R: np.ndarray, validation: list[list[float]], joint: bool
+                   ) -> dict:
+    """A trained stream run's record: its accuracy matrix (and the validation one) and
+    metrics."""
+    fwt = fwt_defined(data.protocol, [list(t.classes) for t in data.tasks])
+    record = {"accuracy_matrix": R.tolist(), "protocol": data.protocol,
+              "metrics": {"acc": float(np.mean(R[-1]))} if joint else summarize(R, fwt)}
+    if validation:  # the tasks' validation parts: selection reads these, never the tests
+        record["accuracy_matrix_val"] = validation
+        record["metrics"]["acc_val"] = float(np.mean(validation[-1]))
+    if not fwt and not joint:
+        record["undefined"] = {"fwt": FWT_UNDEFINED}
+    return record
+
+
 def execute(run: RunSpec, data, device: torch.device, features: bool = False,
             precision: str = "fp32", compile: bool = False) -> tuple[dict, dict | None]:
     """Run one method on one scenario's data for one seed; returns its record and, with
@@ -87,15 +103,7 @@ def execute(run: RunSpec, data, device: torch.device, features: bool = False,
         validation: list[list[float]] = []
         R = fit_stream(method, data, budget, device, run.seed, trace, validation)
         train_s = time.perf_counter() - start
-        joint = getattr(method, "joint", False)
-        fwt = fwt_defined(data.protocol, [list(t.classes) for t in data.tasks])
-        record = {"accuracy_matrix": R.tolist(), "protocol": data.protocol,
-                  "metrics": {"acc": float(np.mean(R[-1]))} if joint else summarize(R, fwt)}
-        if validation:  # the tasks' validation parts: selection reads these, never the tests
-            record["accuracy_matrix_val"] = validation
-            record["metrics"]["acc_val"] = float(np.mean(validation[-1]))
-        if not fwt and not joint:
-            record["undefined"] = {"fwt": FWT_UNDEFINED}
+        record = _stream_record(data, R, validation, getattr(method, "joint", False))
     else:
         scorer = CheckpointScorer(data, run.seed)
         steps = fit_transfer(method, data, budget, device, run.seed, trace,
@@ -107,30 +115,64 @@ def execute(run: RunSpec, data, device: torch.device, features: bool = False,
     return record, sample
 
 
-def execute_seeds(runs: list[RunSpec], datas: list, device: torch.device,
-                  features: bool = False, precision: str = "fp32", compile: bool = False
-                  ) -> list[tuple[dict, dict | None]]:
-    """Runs of one transfer method that differ only in their seed, trained at once
-    (:mod:`dalib.parallel`); the records are those of :func:`execute`, with the parallel
-    time split evenly over the seeds and ``parallel_seeds`` = S. Raises ``ValueError`` for
-    methods it cannot reproduce exactly (:func:`dalib.parallel.supports`)."""
-    prepared = [_prepare(r, d, device, precision, compile)
+class CannotPack(Exception):
+    """Why the runs of a group cannot train as one pack (they run one by one)."""
+
+
+def pack_reason(methods: list, datas: list, compile: bool) -> str | None:
+    """Why runs with these built methods and data cannot train as one pack, or None."""
+    if compile:
+        return "torch.compile is not applied to packs"
+    reason = method_pack_reason(methods[0])
+    if reason is None and isinstance(datas[0], Stream):
+        reason = stream_pack_reason(datas)
+    return reason
+
+
+def execute_pack(runs: list[RunSpec], datas: list, device: torch.device,
+                 features: bool = False, precision: str = "fp32", compile: bool = False
+                 ) -> list[tuple[dict | str, dict | None]]:
+    """Runs of one method that differ only in their seed and per-run hyperparameters,
+    trained as one pack (:mod:`dalib.pack`): per run, the record :func:`execute` would give
+    (with ``pack`` = its size and place, and the pack's time split evenly) or, for a run that
+    diverged, the reason; the feature sample as in :func:`execute`. Raises
+    :class:`CannotPack` before training when they cannot pack."""
+    prepared = [_prepare(r, d, device, precision, False)
                 for r, d in zip(runs, datas, strict=True)]
     methods = [m for _, m, _ in prepared]
-    scorers = [CheckpointScorer(d, r.seed) for r, d in zip(runs, datas, strict=True)]
-    traces = [Trace() for _ in runs]
+    reason = pack_reason(methods, datas, compile)
+    if reason:
+        raise CannotPack(reason)
+    budget, seeds = prepared[0][2], [r.seed for r in runs]
     start = time.perf_counter()
-    steps = fit_transfer_seeds(methods, datas, prepared[0][2], device, [r.seed for r in runs],
-                               traces, [lambda step, sc=sc, m=m: sc.score(m, step)
-                                        for sc, m in zip(scorers, methods, strict=True)])
+    results: list[dict] = []
+    if isinstance(datas[0], Stream):
+        validations: list[list[list[float]]] = [[] for _ in runs]
+        matrices, pack = fit_stream_pack(methods, datas, budget, device, seeds, validations)
+        results = [_stream_record(d, R, v, False)
+                   for d, R, v in zip(datas, matrices, validations, strict=True)]
+        samples = [None] * len(runs)
+    else:
+        scorers = [CheckpointScorer(d, r.seed) for r, d in zip(runs, datas, strict=True)]
+        steps, pack = fit_transfer_pack(methods, datas, budget, device, seeds,
+                                        [lambda step, sc=sc, m=m: sc.score(m, step)
+                                         for sc, m in zip(scorers, methods, strict=True)])
+        results, samples = [], []
+        for s, (run, (entry, method, _), data, scorer) in enumerate(
+                zip(runs, prepared, datas, scorers, strict=True)):
+            record, sample = ({}, None) if s in pack.failures else _transfer_record(
+                run, entry, method, data, scorer, steps, features)
+            results.append(record)
+            samples.append(sample)
     train_s = (time.perf_counter() - start) / len(runs)
-    out = []
-    for run, (entry, method, _), data, scorer, trace in zip(runs, prepared, datas, scorers,
-                                                             traces, strict=True):
-        record, sample = _transfer_record(run, entry, method, data, scorer, steps, features)
-        record.update(curves=trace.to_dict(), precision=precision, compiled=compile,
-                      parallel_seeds=len(runs), timings={"train_s": train_s,
-                                                         "total_s": train_s})
+    out: list[tuple[dict | str, dict | None]] = []
+    for s, (record, sample) in enumerate(zip(results, samples, strict=True)):
+        if s in pack.failures:
+            out.append((pack.failures[s], None))
+            continue
+        record.update(curves=pack.trace.to_dict(s), precision=precision, compiled=False,
+                      pack={"size": len(runs), "index": s},
+                      timings={"train_s": train_s, "total_s": train_s})
         out.append((record, sample))
     return out
 
@@ -151,7 +193,7 @@ class Worker:
     def data(self, run: RunSpec):
         """The run's scenario data, built once per (scenario, seed): the data of every seed of
         the latest scenario is kept (the runs of a sweep come scenario by scenario, seed by
-        seed, or with ``--parallel-seeds`` method by method over the seeds)."""
+        seed, or with ``--pack`` method by method over the seeds)."""
         key = (run.scenario.name, run.seed)
         if key not in self.built:
             if any(name != run.scenario.name for name, _ in self.built):
@@ -178,16 +220,28 @@ class Worker:
         record["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
         return record, sample
 
-    def seeds(self, runs: list[RunSpec]) -> Iterator[tuple[RunSpec, dict, dict | None]]:
-        """Runs differing only in their seed, trained at once (:func:`execute_seeds`); if
-        that fails, one by one, so each failure is recorded with its own reason."""
+    def pack(self, runs: list[RunSpec]) -> Iterator[tuple[RunSpec, dict, dict | None]]:
+        """Runs that may train as one pack (:func:`execute_pack`); where they cannot, or
+        packing itself fails, one by one, each record saying why."""
+        if len(runs) == 1:
+            yield runs[0], *self(runs[0])
+            return
         try:
-            datas = [self.data(r) for r in runs]
-            results = execute_seeds(runs, datas, self.device, **self.options)
-        except Exception:  # each run on its own
+            results = execute_pack(runs, [self.data(r) for r in runs], self.device,
+                                   **self.options)
+        except Exception as exc:  # each run on its own, with the reason
+            reason = str(exc) if isinstance(exc, CannotPack) else \
+                f"packing failed ({type(exc).__name__}: {exc})"
             for run in runs:
-                yield run, *self(run)
+                record, sample = self(run)
+                yield run, {**record, "pack": {"size": 1, "reason": reason}}, sample
             return
         stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z")
         for run, (result, sample) in zip(runs, results, strict=True):
-            yield run, {**self.header(run), **result, "status": "ok", "finished": stamp}, sample
+            record = self.header(run)
+            if isinstance(result, str):
+                record.update(status="failed", error=result, pack={"size": len(runs)})
+            else:
+                record.update(result, status="ok")
+            record["finished"] = stamp
+            yield run, record, sample

@@ -91,11 +91,9 @@ class PackedBatchNorm(Layout):
             self.num_batches_tracked.add_(1)
             if momentum is None:  # the cumulative average, as nn.BatchNorm
                 momentum = 1.0 / float(self.num_batches_tracked[0])
-        flat = (lambda t: None if t is None else t.reshape(-1))
-        return F.batch_norm(x, flat(getattr(self, "running_mean", None)),
-                            flat(getattr(self, "running_var", None)),
-                            flat(getattr(self, "weight", None)), flat(getattr(self, "bias", None)),
-                            training, momentum or 0.0, self.eps)
+        flat = [None if (t := getattr(self, name, None)) is None else t.reshape(-1)
+                for name in ("running_mean", "running_var", "weight", "bias")]
+        return F.batch_norm(x, *flat, training, momentum or 0.0, self.eps)
 
 
 class PackedConv2d(Layout):
@@ -219,7 +217,7 @@ def _pack(mods: list[nn.Module]) -> nn.Module:
         shell.register_parameter(name, None if p is None else nn.Parameter(
             torch.stack([m._parameters[name].detach() for m in mods]),
             requires_grad=p.requires_grad))
-    for name, b in first.named_buffers(recurse=False):
+    for name in first._buffers:
         shell.register_buffer(name, torch.stack([m._buffers[name] for m in mods]))
     for name in first._modules:
         shell._modules[name] = _pack([m._modules[name] for m in mods])

@@ -227,8 +227,9 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, digits_npz, capsys, case
 @pytest.mark.parametrize("flags, expected", [
     (["--jobs", "0"], "--jobs: is 0"),
     (["--jobs", "2", "--executor", "ray"], "--jobs: is 2 with --executor ray"),
-    (["--jobs", "2", "--parallel-seeds"], "--jobs: is 2 with --parallel-seeds"),
-    (["--parallel-seeds", "--executor", "ray"], "--parallel-seeds: is set with --executor ray"),
+    (["--pack", "0"], "--pack: is '0'"),
+    (["--pack", "many"], "--pack: is 'many'"),
+    (["--threads", "0"], "--threads: is 0"),
 ])
 def test_conflicting_ways_to_run_exit_2(tmp_path, digits_npz, capsys, flags, expected):
     out = tmp_path / "out"

@@ -1,6 +1,7 @@
 """Sweeps survive SIGKILL and resume to the same results; a process pool gives the same
 results as one process."""
 
+import json
 import os
 import signal
 import subprocess
@@ -88,27 +89,23 @@ def test_a_killed_sweep_resumes_to_the_same_results(tmp_path, digits_npz, jobs):
 def test_a_process_pool_gives_the_same_results(tmp_path, digits_npz):
     suite = _suite(tmp_path, digits_npz)
     threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))  # what each of 2 workers gets
-    try:
-        assert main(["run", str(suite), "--out", str(tmp_path / "one"), "--no-report"]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    assert main(["run", str(suite), "--out", str(tmp_path / "one"), "--no-report",
+                 "--threads", "1"]) == 0
     assert main(["run", str(suite), "--out", str(tmp_path / "two"), "--no-report",
-                 "--jobs", "2"]) == 0
+                 "--jobs", "2", "--threads", "1"]) == 0
     pd.testing.assert_frame_equal(_table(tmp_path / "one"), _table(tmp_path / "two"))
     assert torch.get_num_threads() == threads  # this process ran runs with 1, then restored
+    records = [json.loads(p.read_text()) for p in (tmp_path / "two" / "runs").glob("*.json")]
+    assert {r["threads"] for r in records} == {1}
 
 
 def test_the_ray_executor_gives_the_same_results_as_local(tmp_path, digits_npz):
     import ray
 
     suite = _suite(tmp_path, digits_npz)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # what each Ray task gets
-    try:
-        assert main(["run", str(suite), "--out", str(tmp_path / "local"), "--no-report"]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    # one thread, as each Ray task
+    assert main(["run", str(suite), "--out", str(tmp_path / "local"), "--no-report",
+                 "--threads", "1"]) == 0
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         assert main(["run", str(suite), "--out", str(tmp_path / "ray"), "--no-report",
@@ -138,20 +135,25 @@ def test_bf16_autocast_and_compile_train_and_are_recorded(tmp_path, digits_npz):
     assert abs(acc["bf16"] - acc["fp32"]) < 5 and abs(acc["compiled"] - acc["fp32"]) < 2
 
 
-def test_parallel_seeds_from_the_command_line(tmp_path, digits_npz):
+def test_packed_runs_from_the_command_line(tmp_path, digits_npz):
     import json
 
     suite = _suite(tmp_path, digits_npz)
     suite.write_text(suite.read_text().replace('"dann"]', '"dann", "fixmatch"]'))
-    assert main(["run", str(suite), "--out", str(tmp_path / "seq"), "--no-report"]) == 0
+    assert main(["run", str(suite), "--out", str(tmp_path / "seq"), "--no-report",
+                 "--pack", "off"]) == 0
     assert main(["run", str(suite), "--out", str(tmp_path / "par"), "--no-report",
-                 "--parallel-seeds"]) == 0
+                 "--pack", "auto"]) == 0
     records = {(r["method"], r["seed"]): r for r in (
         json.loads(p.read_text()) for p in (tmp_path / "par" / "runs").glob("*.json"))}
-    assert records["source-only", 0]["parallel_seeds"] == 2
-    assert records["target-only", 1]["parallel_seeds"] == 2
-    assert records["dann", 1]["parallel_seeds"] == 2
-    assert "parallel_seeds" not in records["fixmatch", 0]  # random draws in the loss: alone
+    assert records["source-only", 0]["pack"] == {"size": 2, "index": 0}
+    assert records["target-only", 1]["pack"] == {"size": 2, "index": 1}
+    assert records["dann", 1]["pack"] == {"size": 2, "index": 1}
+    # random draws inside the loss: alone, and the record says why
+    assert records["fixmatch", 0]["pack"]["size"] == 1
+    assert "keep state or draw at random" in records["fixmatch", 0]["pack"]["reason"]
+    log = (tmp_path / "par" / "logs" / f"{records['fixmatch', 0]['run_id']}.log").read_text()
+    assert "alone" in log and "draw at random" in log
     seq, par = _table(tmp_path / "seq"), _table(tmp_path / "par")
     acc = (seq.metric == "target_acc")
     assert (seq[acc]["value"] - par[acc]["value"]).abs().max() < 3  # a few test samples
