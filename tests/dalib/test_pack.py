@@ -1,0 +1,246 @@
+"""Packed runs reproduce separate runs: packed modules compute what their originals do, and
+packs of transfer methods and continual strategies train to the same weights and results."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dalib.cli import main
+from dalib.engine import Budget, Trace, fit_stream, fit_transfer, seed_everything
+from dalib.models import build_model
+from dalib.pack.modules import pack, pack_reason, unpack_into
+from dalib.pack.runs import method_pack_reason
+from dalib.pack.train import fit_stream_pack, fit_transfer_pack
+from dalib.registry import check_method
+from scenarios.datasets import load_uci_digits
+from scenarios.stream import build_stream
+from scenarios.transfer import build_transfer
+
+SEEDS = [0, 1, 2]
+CPU = torch.device("cpu")
+
+
+def _models(arch: str, shape=(1, 8, 8)) -> list[nn.Module]:
+    out = []
+    for seed in SEEDS:
+        torch.manual_seed(seed)
+        out.append(build_model(shape, 10, arch=arch, bottleneck=16))
+    return out
+
+
+@pytest.mark.parametrize("arch", ["mlp", "lenet", "cnn"])
+def test_packed_modules_compute_what_their_originals_do(arch):
+    shape = (1, 28, 28) if arch == "lenet" else (1, 8, 8)
+    models = _models(arch, shape)
+    packed = pack(models)
+    x = torch.rand(len(SEEDS), 16, *shape)
+    out = packed(x)
+    out.square().sum().backward()
+    for s, m in enumerate(models):
+        ref = m(x[s])
+        ref.square().sum().backward()
+        assert torch.allclose(out[s], ref, atol=1e-5), s
+        grads = dict(packed.named_parameters())
+        for name, p in m.named_parameters():
+            assert torch.allclose(grads[name].grad[s], p.grad, atol=1e-4), name
+        # batch-norm statistics are each run's own
+        for name, b in m.named_buffers():
+            assert torch.allclose(dict(packed.named_buffers())[name][s].float(), b.float(),
+                                  atol=1e-6), name
+    packed.eval()
+    for m in models:
+        m.eval()
+    assert torch.allclose(packed(x)[1], models[1](x[1]), atol=1e-5)
+    fresh = _models(arch, shape)[0]
+    unpack_into(packed, 2, fresh)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(),
+                                                 models[2].state_dict().values(), strict=True))
+
+
+def test_modules_without_a_packed_form_are_named():
+    torch.manual_seed(0)
+    assert "dropout" in pack_reason(build_model((1, 8, 8), 10, arch="mlp", dropout=0.5))
+    assert "LSTM" in pack_reason(nn.Sequential(nn.LSTM(4, 4)))
+    assert pack_reason(build_model((1, 8, 8), 10, arch="mlp")) is None
+
+
+def _transfer(name: str, seed: int, params: dict):
+    uci = load_uci_digits()
+    sc = build_transfer("t", uci, uci, seed=seed, k=3,
+                        target_shifts=[{"name": "rotate", "degrees": 20}])
+    seed_everything(seed)
+    model = build_model(sc.input_shape, sc.num_classes, bottleneck=32)
+    return sc, check_method(name, params, "transfer").build(model, params)
+
+
+def _same_weights(a: nn.Module, b: nn.Module) -> float:
+    return max((x - y).abs().max().item() for x, y in zip(
+        a.state_dict().values(), b.state_dict().values(), strict=True) if x.is_floating_point())
+
+
+def _separate_and_packed_transfer(name, params_per_run, steps=6):
+    budget = Budget(steps=steps, batch_size=32, checkpoints=2)
+    separate = []
+    for seed, params in zip(SEEDS, params_per_run, strict=True):
+        sc, method = _transfer(name, seed, params)
+        try:
+            fit_transfer(method, sc, budget, CPU, seed, Trace(log_every=1))
+        except FloatingPointError:
+            method = None
+        separate.append(method)
+    pairs = [_transfer(name, s, p) for s, p in zip(SEEDS, params_per_run, strict=True)]
+    seen = []
+    _, packed = fit_transfer_pack([m for _, m in pairs], [sc for sc, _ in pairs], budget, CPU,
+                                  SEEDS, [lambda step, s=s: seen.append((s, step))
+                                          for s in SEEDS])
+    return separate, pairs, packed, seen
+
+
+SGD = {"optimizer": "sgd", "lr": 0.02, "schedule": "cosine"}
+
+
+@pytest.mark.parametrize("name", ["source-only", "source+target", "target-only", "dann",
+                                  "cdan", "cdan-e", "mdd", "dan", "deep-coral", "mcc", "entmin",
+                                  "im", "dann+mcc"])
+def test_packed_transfer_runs_equal_separate_runs(name):
+    separate, pairs, packed, seen = _separate_and_packed_transfer(name, [SGD] * 3)
+    assert packed.failures == {} and sorted(seen) == [(s, t) for s in range(3) for t in (3, 6)]
+    for (sc, par), sep in zip(pairs, separate, strict=True):
+        assert _same_weights(par.model, sep.model) < 1e-4
+        par.model.eval()
+        sep.model.eval()
+        with torch.no_grad():
+            assert torch.allclose(par.model(sc.target_test.x), sep.model(sc.target_test.x),
+                                  atol=1e-4)
+    # the runs really are different models
+    assert not torch.allclose(pairs[0][1].model.head.weight, pairs[1][1].model.head.weight)
+
+
+def test_adam_packs_reach_the_same_function():
+    """Adam divides by each gradient's running scale, so elements whose gradient is float
+    noise (the first layer's weights on pixels that are 0 in every image) move by up to lr
+    either way; the function does not."""
+    separate, pairs, packed, _ = _separate_and_packed_transfer("dann", [{}] * 3, steps=20)
+    for (sc, par), sep in zip(pairs, separate, strict=True):
+        par.model.eval()
+        sep.model.eval()
+        with torch.no_grad():
+            a, b = par.model(sc.target_test.x), sep.model(sc.target_test.x)
+        assert (a - b).abs().max() < 1e-2
+        assert (a.argmax(1) != b.argmax(1)).sum() <= 3
+
+
+def test_runs_with_different_hyperparameters_pack_together():
+    params = [{**SGD, "lr": lr, "weight_decay": wd, "weight": w}
+              for lr, wd, w in ((0.01, 0.0, 0.5), (0.03, 1e-3, 1.0), (0.05, 5e-4, 2.0))]
+    separate, pairs, packed, _ = _separate_and_packed_transfer("dann", params)
+    assert isinstance(packed.lead.terms["dann"].weight, torch.Tensor)
+    for (_, par), sep in zip(pairs, separate, strict=True):
+        assert _same_weights(par.model, sep.model) < 1e-4
+
+
+def test_a_diverging_run_fails_alone_and_the_others_go_on():
+    params = [SGD, {**SGD, "lr": 1e30}, SGD]
+    separate, pairs, packed, seen = _separate_and_packed_transfer("source-only", params)
+    assert separate[1] is None  # its separate run diverges too
+    assert list(packed.failures) == [1] and "diverged" in packed.failures[1]
+    assert {s for s, _ in seen} == {0, 2}
+    for s in (0, 2):
+        assert _same_weights(pairs[s][1].model, separate[s].model) < 1e-4
+
+
+def test_methods_that_cannot_pack_say_why():
+    def reason(name, params=None, **model):
+        torch.manual_seed(0)
+        return method_pack_reason(check_method(name, params or {}, "transfer").build(
+            build_model((1, 8, 8), 10, **model), params or {}))
+
+    assert reason("dann") is None and reason("source-only") is None
+    assert "draw at random" in reason("fixmatch")
+    assert "draw at random" in reason("dann+pseudo-label")
+    assert "not written for packed runs" in reason("mcd")
+    assert "dropout" in reason("dann", dropout=0.3)
+
+
+def _stream(name: str, seed: int, params: dict, protocol: str):
+    st = build_stream("s", "split", [load_uci_digits()], seed=seed, protocol=protocol, tasks=3)
+    seed_everything(seed)
+    return st, check_method(name, params, "stream").build(
+        build_model(st.input_shape, st.num_classes), params)
+
+
+@pytest.mark.parametrize("name", ["naive", "ewc", "si", "mas", "lwf", "replay", "der", "der++"])
+def test_packed_streams_equal_separate_runs(name):
+    params = {"optimizer": "sgd", "lr": 0.05, **({"strength": 10.0} if name in ("ewc", "si")
+                                                  else {})}
+    budget = Budget(steps=15, batch_size=32)
+    for protocol in ("task-il", "class-il"):
+        separate = []
+        for seed in SEEDS:
+            st, m = _stream(name, seed, params, protocol)
+            separate.append((m, fit_stream(m, st, budget, CPU, seed, Trace(log_every=1), [])))
+        pairs = [_stream(name, s, params, protocol) for s in SEEDS]
+        matrices, packed = fit_stream_pack([m for _, m in pairs], [st for st, _ in pairs],
+                                           budget, CPU, SEEDS, [[] for _ in SEEDS])
+        assert packed.failures == {}
+        for (_, par), (sep, R), P in zip(pairs, separate, matrices, strict=True):
+            if protocol == "task-il":  # well-conditioned: float tolerance after 45 steps
+                assert _same_weights(par.model, sep.model) < 1e-4
+                assert np.array_equal(P, R)
+            else:  # class-IL amplifies float noise: within a few test samples
+                assert np.abs(P - R).max() <= 2.5
+
+
+SUITE = """name = "packs"
+seeds = [0, 1, 2]
+[budget]
+steps = 30
+batch_size = 32
+checkpoints = 2
+[search]
+select = "dev"
+[[scenario]]
+name = "rot"
+kind = "transfer"
+source = { dataset = "uci-digits" }
+target = { dataset = "uci-digits", shifts = [{ name = "rotate", degrees = 30 }] }
+methods = [{ name = "dann", lr = [1e-3, 3e-3], weight = [0.3, 1.0] }]
+"""
+
+
+def _records(out):
+    return {r["run_id"]: r for r in (json.loads(p.read_text())
+                                     for p in (out / "runs").glob("*.json"))}
+
+
+def test_a_searched_sweep_packs_its_configurations_and_resumes_per_run(tmp_path):
+    suite = tmp_path / "suite.toml"
+    suite.write_text(SUITE)
+    out = tmp_path / "packed"
+    assert main(["run", str(suite), "--out", str(out), "--no-report", "--pack", "auto",
+                 "--threads", "1"]) == 0
+    first = _records(out)
+    assert len(first) == 12 and {r["pack"]["size"] for r in first.values()} == {12}
+    # a pack with some finished runs trains only the rest, to the same results
+    lost = sorted(first)[:5]
+    for run_id in lost:
+        (out / "runs" / f"{run_id}.json").unlink()
+    assert main(["run", str(suite), "--out", str(out), "--no-report", "--pack", "auto",
+                 "--threads", "1"]) == 0
+    again = _records(out)
+    assert {r["pack"]["size"] for k, r in again.items() if k in lost} == {5}
+    for run_id in lost:
+        assert again[run_id]["metrics"] == pytest.approx(first[run_id]["metrics"], abs=2.0)
+    for run_id in set(first) - set(lost):
+        assert again[run_id] == first[run_id]  # untouched
+    alone = tmp_path / "alone"
+    assert main(["run", str(suite), "--out", str(alone), "--no-report", "--pack", "off",
+                 "--threads", "1"]) == 0
+    for run_id, record in _records(alone).items():
+        assert "pack" not in record
+        diff = {k: abs(v - first[run_id]["metrics"][k]) for k, v in record["metrics"].items()
+                if k.endswith("acc")}
+        assert max(diff.values()) <= 3.0, (run_id, diff)  # a few test samples
