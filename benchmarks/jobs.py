@@ -1,13 +1,13 @@
-"""Wall time of a sweep in one process against a pool of processes, or against seeds in parallel.
+"""Wall time of a sweep run by run in one process against a pool of processes, or packed.
 
     python benchmarks/jobs.py [--suite quick] [--seeds 2] [--methods a,b] [--jobs 2]
-    python benchmarks/jobs.py --parallel-seeds [--suite ...] [--seeds ...] [--methods ...]
+    python benchmarks/jobs.py --pack [--suite ...] [--seeds ...] [--methods ...]
 
-Runs ``dalib run SUITE --seeds N`` (the quick suite with 2 seeds is 12 runs) into two fresh
-temporary directories, plainly and with ``--jobs N`` (or ``--parallel-seeds``), and prints
-both times, their ratio and the largest differences of accuracy and NTG between the two
-tables. They are not 0 in general: ``--jobs 1`` gives one run every core, a worker cores / N,
-and another thread count changes the float summation order; seeds in parallel multiply
+Runs ``dalib run SUITE --seeds N --pack off`` (the quick suite with 2 seeds is 12 runs) into
+a fresh temporary directory, and again with ``--jobs N`` (or ``--pack auto``, one process),
+and prints both times, their ratio and the largest differences of accuracy and NTG between
+the two tables. They are not 0 in general: ``--jobs 1`` gives one run every core, a worker
+cores / N, and another thread count changes the float summation order; packs multiply
 batched matrices; either can flip a prediction or a selected checkpoint.
 """
 
@@ -46,15 +46,15 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--methods", help="comma-separated subset of the suite's methods")
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--parallel-seeds", action="store_true",
-                   help="compare against --parallel-seeds instead of --jobs N")
+    p.add_argument("--pack", action="store_true",
+                   help="compare against --pack auto instead of --jobs N")
     p.add_argument("--keep", help="write both sweeps under this directory (plain/, other/) "
                                   "instead of a temporary one")
     args = p.parse_args()
-    other = ["--parallel-seeds"] if args.parallel_seeds else ["--jobs", str(args.jobs)]
+    other = ["--pack", "auto"] if args.pack else ["--jobs", str(args.jobs), "--pack", "off"]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep or tmp)
-        one = timed_run(args, root / "plain", [])
+        one = timed_run(args, root / "plain", ["--pack", "off"])
         many = timed_run(args, root / "other", other)
         a, b = (pd.read_csv(root / d / "results.csv") for d in ("plain", "other"))
     acc = largest_difference(a, b, ["target_acc", "acc"])

@@ -50,6 +50,7 @@ class AdaBN(Method):
     uses the target statistics; they are re-estimated whenever training moved on."""
 
     needs = ("source", "target")
+    packable = True  # trains as source-only; each run re-estimates its own statistics
 
     def __init__(self, model, *, name: str, batch_size: int = 512, **optim) -> None:
         super().__init__(model, **optim)

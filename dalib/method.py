@@ -126,6 +126,11 @@ class Method:
             return x
         return random_shift(x, self.shift, self.generator)
 
+    def draw(self, fn, x: torch.Tensor) -> torch.Tensor:
+        """``fn(x, method)``: a random transformation of a batch drawn with a run's own method
+        (its generator); a pack draws each run's part with that run's method."""
+        return fn(x, self)
+
     def augmented(self, batch: dict[str, Batch]) -> dict[str, torch.Tensor]:
         """Each feed's inputs augmented, drawn in feed order (what :meth:`loss` trains on)."""
         return {name: self.augment(b.x) for name, b in batch.items()}
@@ -173,6 +178,11 @@ class Method:
     def trained_modules(self) -> list[nn.Module]:
         """The modules the optimizer trains (the model and auxiliary ones)."""
         return [self.model]
+
+    def optimizer_modules(self) -> dict[str, list[nn.Module]]:
+        """Each optimizer attribute with the modules it trains (one optimizer by default;
+        methods with several, as MCD, name each)."""
+        return {"optimizer": self.trained_modules()}
 
     def adopt(self, methods: list[Method]) -> None:
         """As a pack's lead: take over the per-run state of ``methods`` (one per run) that

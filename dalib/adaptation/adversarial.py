@@ -20,7 +20,7 @@ from dalib.adaptation.blocks import (
 )
 from dalib.engine import Batch
 from dalib.method import Method, cross_entropy
-from dalib.pack.modules import packable
+from dalib.pack.modules import pack, packable
 
 
 @packable
@@ -100,7 +100,7 @@ class MDD(Term):
 
 
 def _discrepancy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (F.softmax(a, 1) - F.softmax(b, 1)).abs().mean()
+    return (F.softmax(a, -1) - F.softmax(b, -1)).abs().mean((-2, -1))
 
 
 class MCD(Method):
@@ -112,6 +112,7 @@ class MCD(Method):
 
     needs = ("source", "target")
     optional_needs = ("target_labelled",)
+    packable = True
 
     def __init__(self, model: nn.Module, *, name: str, num_k: int = 4, **optim) -> None:
         super().__init__(model, **optim)
@@ -125,6 +126,16 @@ class MCD(Method):
         self.head_optimizer = self.make_optimizer(
             list(model.head.parameters()) + list(self.head2.parameters()), **self.optim_settings)
 
+    def trained_modules(self) -> list[nn.Module]:
+        return [self.model, self.head2]
+
+    def optimizer_modules(self) -> dict[str, list[nn.Module]]:
+        m = self.model
+        return {"optimizer": [m.backbone, m.bottleneck], "head_optimizer": [m.head, self.head2]}
+
+    def adopt(self, methods: list) -> None:
+        self.head2 = pack([m.head2 for m in methods])
+
     def _zero(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         self.head_optimizer.zero_grad(set_to_none=True)
@@ -132,39 +143,40 @@ class MCD(Method):
     def update(self, batch: dict[str, Batch]) -> dict[str, torch.Tensor]:
         s, t = batch["source"], batch["target"]
         xs, xt = self.augment(s.x), self.augment(t.x)
-        m = self.model
+        m, d = self.model, self.lead_dims
         self.schedule_lr(self.optimizer, self.head_optimizer)
         # (A) fit the source (and the labelled target) with both heads
         lab = batch.get("target_labelled")
-        xa, ya = (xs, s.y) if lab is None else (torch.cat([xs, self.augment(lab.x)]),
-                                                 torch.cat([s.y, lab.y]))
+        xa, ya = (xs, s.y) if lab is None else (torch.cat([xs, self.augment(lab.x)], d),
+                                                 torch.cat([s.y, lab.y], -1))
         f = m.features(xa)
-        loss_a = F.cross_entropy(m.head(f), ya) + F.cross_entropy(self.head2(f), ya)
+        loss_a = cross_entropy(m.head(f), ya) + cross_entropy(self.head2(f), ya)
         self._zero()
-        loss_a.backward()
+        loss_a.sum().backward()
         self.optimizer.step()
         self.head_optimizer.step()
         # (B) heads disagree on the target, features fixed
         with torch.no_grad():
-            f = m.features(torch.cat([xs, xt]))
-        n = len(xs)
+            f = m.features(torch.cat([xs, xt], d))
+        n = s.y.shape[-1]
         l1, l2 = m.head(f), self.head2(f)
-        disc_b = _discrepancy(l1[n:], l2[n:])
-        loss_b = F.cross_entropy(l1[:n], s.y) + F.cross_entropy(l2[:n], s.y) - disc_b
+        disc_b = _discrepancy(l1[..., n:, :], l2[..., n:, :])
+        loss_b = (cross_entropy(l1[..., :n, :], s.y) + cross_entropy(l2[..., :n, :], s.y)
+                  - disc_b)
         self._zero()
-        loss_b.backward()
+        loss_b.sum().backward()
         self.head_optimizer.step()
         # (C) features make the heads agree on the target
         for _ in range(self.num_k):
             ft = m.features(xt)
             disc_c = _discrepancy(m.head(ft), self.head2(ft))
             self._zero()
-            disc_c.backward()
+            disc_c.sum().backward()
             self.optimizer.step()
         self.updates += 1
         return {"loss": loss_a.detach(), "discrepancy": disc_c.detach()}
 
     def predict(self, x: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         f = self.model.features(x)
-        p = 0.5 * (F.softmax(self.model.head(f), 1) + F.softmax(self.head2(f), 1))
+        p = 0.5 * (F.softmax(self.model.head(f), -1) + F.softmax(self.head2(f), -1))
         return torch.log(p.clamp_min(1e-12))

@@ -131,7 +131,7 @@ class Adaptation(Method):
     def pack_reason(self) -> str | None:
         bad = [n for n, t in self.terms.items() if type(t) not in CONTAINERS]
         if bad:
-            return f"the term(s) {', '.join(bad)} keep state or draw at random between steps"
+            return f"the term(s) {', '.join(bad)} are not written for packed runs"
         return None
 
     def trained_modules(self) -> list[nn.Module]:

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from dalib.adaptation.base import Outputs, Term
 from dalib.augment import strong_augment
 from dalib.engine import predict_logits
+from dalib.method import cross_entropy
+from dalib.pack.modules import packable
 from scenarios.domain import Domain
 
 
@@ -69,6 +71,7 @@ class PseudoLabel(Term):
         return F.cross_entropy(m.model(m.augment(x)), self.labels[pick])
 
 
+@packable
 class FixMatch(Term):
     """``fixmatch``: predictions on weakly augmented target images (the shared 1-pixel shift)
     whose confidence passes ``threshold`` become labels for a strongly augmented view (Sohn
@@ -86,13 +89,17 @@ class FixMatch(Term):
         self.range = (float(x.min()), float(x.max()))
 
     def forward(self, out: Outputs) -> torch.Tensor:
-        conf, pseudo = F.softmax(out.logits_t.detach(), 1).max(1)
-        strong = self.method.model(strong_augment(out.xt_raw, self.method.generator,
-                                                  *self.range))
-        loss = F.cross_entropy(strong, pseudo, reduction="none")
-        return (loss * (conf >= self.threshold).float()).mean()
+        conf, pseudo = F.softmax(out.logits_t.detach(), -1).max(-1)
+        strong = self.method.model(self.method.draw(self._strong, out.xt_raw))
+        return cross_entropy(strong, pseudo, (conf >= self.threshold).float())
+
+    def _strong(self, x: torch.Tensor, method) -> torch.Tensor:
+        """The strong view of a run's batch, with the run's generator and data range."""
+        own = next(t for t in method.terms.values() if type(t) is type(self))
+        return strong_augment(x, method.generator, *own.range)
 
 
+@packable
 class MeanTeacher(Term):
     """``mean-teacher``: a teacher whose weights are an exponential moving average
     (``ema``) of the student's gives targets on another augmentation of the target batch;
@@ -116,10 +123,10 @@ class MeanTeacher(Term):
     def forward(self, out: Outputs) -> torch.Tensor:
         with torch.no_grad():
             self.predictor.train()
-            teacher = F.softmax(self.predictor(self.method.augment(out.xt_raw)), 1)
-        student = F.softmax(out.logits_t, 1)
-        mask = (teacher.max(1).values >= self.threshold).float()
-        return (((student - teacher) ** 2).sum(1) * mask).mean()
+            teacher = F.softmax(self.predictor(self.method.augment(out.xt_raw)), -1)
+        student = F.softmax(out.logits_t, -1)
+        mask = (teacher.amax(-1) >= self.threshold).float()
+        return (((student - teacher) ** 2).sum(-1) * mask).mean(-1)
 
     @torch.no_grad()
     def after_step(self) -> None:

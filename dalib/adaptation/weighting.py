@@ -8,8 +8,10 @@ import torch.nn.functional as F
 from dalib.adaptation.adversarial import DANN
 from dalib.adaptation.base import Outputs, Term
 from dalib.adaptation.blocks import Discriminator, domain_loss
+from dalib.pack.modules import packable
 
 
+@packable
 class Gate(Term):
     """``gate``: the discriminator gate of Wang et al. ("Characterizing and Avoiding Negative
     Transfer", CVPR 2019). A discriminator on (features, one-hot label) pairs, trained on
@@ -30,21 +32,23 @@ class Gate(Term):
         self.max_weight = max_weight
 
     def _pairs(self, feat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.cat([feat.detach(), F.one_hot(y, self.num_classes).float()], 1)
+        return torch.cat([feat.detach(), F.one_hot(y, self.num_classes).float()], -1)
 
     def forward(self, out: Outputs) -> torch.Tensor:
         # logit > 0: target-like. domain_loss labels its first argument 1.
         d = self.discriminator(torch.cat([self._pairs(out.feat_l, out.yl),
-                                          self._pairs(out.feat_s, out.ys)]))
-        n = len(out.yl)
-        return domain_loss(d[:n], d[n:])
+                                          self._pairs(out.feat_s, out.ys)], -2))
+        n = out.yl.shape[-1]
+        return domain_loss(d[..., :n], d[..., n:])
 
     @torch.no_grad()
     def source_weights(self, out: Outputs) -> torch.Tensor:
         ratio = self.discriminator(self._pairs(out.feat_s, out.ys)).clamp(-10, 10).exp()
-        return (ratio / ratio.mean().clamp_min(1e-8)).clamp_max(self.max_weight)
+        return (ratio / ratio.mean(-1, keepdim=True).clamp_min(1e-8)).clamp_max(
+            self.max_weight)
 
 
+@packable
 class PADA(DANN):
     """``pada``: partial adversarial domain adaptation (Cao et al., ECCV 2018). Class weights
     ``gamma`` = the mean target prediction, normalised by its maximum, down-weight source
@@ -61,10 +65,10 @@ class PADA(DANN):
                                                       device=method.device))
 
     def gamma(self) -> torch.Tensor:
-        return self.class_mass / self.class_mass.max().clamp_min(1e-8)
+        return self.class_mass / self.class_mass.amax(-1, keepdim=True).clamp_min(1e-8)
 
     def source_weights(self, out: Outputs) -> torch.Tensor:
         with torch.no_grad():
             self.class_mass.mul_(self.ema).add_(
-                F.softmax(out.logits_t, 1).mean(0), alpha=1 - self.ema)
-        return self.gamma()[out.ys]
+                F.softmax(out.logits_t, -1).mean(-2), alpha=1 - self.ema)
+        return self.gamma().gather(-1, out.ys)

@@ -1,16 +1,14 @@
 """One optimizer for the stacked parameters of a pack, with a learning rate and a weight decay
 per run.
 
-The parameters are moved into one flat buffer (each stays a contiguous ``(S, ...)`` view of
-it) and so are their gradients, so a step is a handful of element-wise operations on the
-whole pack however many layers it has. The update is torch's AdamW (Loshchilov & Hutter,
-ICLR 2019) or SGD with momentum, element by element, so run s takes exactly the step its own
-optimizer would take, up to float rounding.
+The update is torch's fused AdamW (Loshchilov & Hutter, ICLR 2019) or SGD with momentum,
+which act element by element, so run s takes the step its own optimizer would take, up to
+float rounding. When every run has the same learning rate and weight decay one fused call
+steps the whole pack; otherwise one call per run steps that run's slices (each contiguous,
+since packed parameters are ``(S, ...)``).
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
@@ -23,74 +21,68 @@ class PackedOptimizer:
     ``state.clear()`` forgets the moments, as for a torch optimizer."""
 
     def __init__(self, params: list[nn.Parameter], lr: torch.Tensor, weight_decay: torch.Tensor,
-                 kind: str = "adam", momentum: float = 0.9, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8) -> None:
+                 kind: str = "adam", momentum: float = 0.9,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
         self.params = [p for p in params if p.requires_grad]
         self.kind, self.momentum, self.betas, self.eps = kind, momentum, betas, eps
-        ref = self.params[0]
-        sizes = [p.numel() for p in self.params]
-        self.flat = torch.empty(sum(sizes), dtype=ref.dtype, device=ref.device)
-        self.grad = torch.zeros_like(self.flat)
-        self.views: list[torch.Tensor] = []
-        self.per_run = [n // len(p) for p, n in zip(self.params, sizes, strict=True)]
-        offset = 0
-        for p, n in zip(self.params, sizes, strict=True):
-            view = self.flat[offset:offset + n].view_as(p)
-            view.copy_(p.detach())
-            p.data = view
-            self.views.append(self.grad[offset:offset + n].view_as(p))
-            offset += n
-        self.run_lr = lr.to(ref.device, ref.dtype)
-        self.lr, self.weight_decay = self._expand(self.run_lr), self._expand(weight_decay)
+        self.lr, self.weight_decay = lr.tolist(), weight_decay.tolist()
         self.param_groups = [{"lr": 1.0}]
-        self.state: dict[str, torch.Tensor | int] = {}
-        self.zero_grad()
-
-    def _expand(self, values: torch.Tensor) -> torch.Tensor:
-        """Per-run values as one per element of the flat buffer."""
-        values = values.to(self.flat.device, self.flat.dtype)
-        return torch.cat([values.repeat_interleave(n) for n in self.per_run])
-
-    def stop(self, run: int) -> None:
-        """Stop training run ``run`` (a diverged run: its parameters stay as they are)."""
-        self.run_lr[run] = 0.0
-        self.lr = self._expand(self.run_lr)
+        self.state: dict[int, dict[str, torch.Tensor]] = {}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        self.grad.zero_()
-        for p, view in zip(self.params, self.views, strict=True):
-            p.grad = view
+        for p in self.params:
+            p.grad = None
 
     def add_param_group(self, group: dict) -> None:
         raise ValueError("a pack's optimizer is built over all of its parameters at once")
 
+    def stop(self, run: int) -> None:
+        """Stop training run ``run`` (a diverged run: its parameters stay as they are)."""
+        self.lr[run] = 0.0
+
+    def _state(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
+        state = self.state.get(id(p))
+        if state is None:
+            state = self.state[id(p)] = {"step": torch.zeros((), dtype=torch.float32)}
+            if self.kind == "adam":
+                state["m"], state["v"] = torch.zeros_like(p), torch.zeros_like(p)
+            else:
+                state["momentum"] = torch.zeros_like(p)
+        return state
+
     @torch.no_grad()
     def step(self) -> None:
-        for p, view in zip(self.params, self.views, strict=True):
-            if p.grad is None:
-                view.zero_()
-            elif p.grad.data_ptr() != view.data_ptr():  # a gradient set elsewhere
-                view.copy_(p.grad)
-        lr = self.lr * self.param_groups[0]["lr"]
-        g, x = self.grad, self.flat
-        if self.kind == "sgd":
-            g = g.add(x * self.weight_decay)
-            if self.momentum:
-                buf = self.state.get("momentum")
-                if buf is None:
-                    buf = self.state["momentum"] = g.clone()
-                else:
-                    buf.mul_(self.momentum).add_(g)
-                g = buf
-            x.sub_(lr * g)
+        params = [p for p in self.params if p.grad is not None]
+        if not params:
             return
-        b1, b2 = self.betas
-        if not self.state:
-            self.state.update(step=0, m=torch.zeros_like(x), v=torch.zeros_like(x))
-        self.state["step"] += 1
-        t, m, v = self.state["step"], self.state["m"], self.state["v"]
-        x.mul_(1 - lr * self.weight_decay)
-        m.lerp_(g, 1 - b1)
-        v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        denom = (v.sqrt() / math.sqrt(1 - b2 ** t)).add_(self.eps)
-        x.sub_(lr / (1 - b1 ** t) * m / denom)
+        states = [self._state(p) for p in params]
+        for s in states:
+            s["step"] += 1
+        factor = self.param_groups[0]["lr"]
+        settings = list(zip(self.lr, self.weight_decay, strict=True))
+        if len(set(settings)) == 1:
+            self._fused(params, [p.grad for p in params], states, None, *settings[0], factor)
+            return
+        for run, (lr, wd) in enumerate(settings):
+            if lr:
+                self._fused([p[run] for p in params], [p.grad[run] for p in params], states,
+                            run, lr, wd, factor)
+
+    def _fused(self, params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict],
+               run: int | None, lr: float, wd: float, factor: float) -> None:
+        if not lr:
+            return
+
+        def part(name: str) -> list[torch.Tensor]:
+            return [s[name] if run is None else s[name][run] for s in states]
+
+        if self.kind == "adam":
+            torch._fused_adamw_(params, grads, part("m"), part("v"), [],
+                                [s["step"] for s in states], lr=lr * factor, beta1=self.betas[0],
+                                beta2=self.betas[1], weight_decay=wd, eps=self.eps,
+                                amsgrad=False, maximize=False)
+            return
+        first = bool(states[0]["step"] == 1)
+        torch._fused_sgd_(params, grads, part("momentum") if self.momentum else [],
+                          weight_decay=wd, momentum=self.momentum, lr=lr * factor, dampening=0.0,
+                          nesterov=False, maximize=False, is_first_step=first)

@@ -66,7 +66,11 @@ class Augment:
                        for m in self.methods]
             dy, dx = (torch.cat(parts) for parts in zip(*offsets, strict=True))
             return shift(x.flatten(0, 1), first.shift, dy, dx).view_as(x)
-        return torch.stack([m.augment(part) for m, part in zip(self.methods, x, strict=True)])
+        return self.draw(lambda part, method: method.augment(part), x)
+
+    def draw(self, fn, x: torch.Tensor) -> torch.Tensor:
+        """``fn(part, method)`` on each run's part of ``x`` with the run's own method."""
+        return torch.stack([fn(part, m) for m, part in zip(self.methods, x, strict=True)])
 
 
 def pack_methods(methods: list):
@@ -82,12 +86,13 @@ def pack_methods(methods: list):
         setattr(lead, name, _stack([getattr(m, name) for m in methods]))
     adopt_per_run(lead, methods, first.device)
     lead.adopt(methods)
-    params = list({id(p): p for module in lead.trained_modules()
-                   for p in module.parameters()}.values())
     settings = first.optim_settings
-    lead.optimizer = PackedOptimizer(
-        params, torch.tensor([m.optim_settings["lr"] for m in methods]),
-        torch.tensor([m.optim_settings["weight_decay"] for m in methods]),
-        settings["optimizer"], settings["momentum"])
+    for attr, modules in lead.optimizer_modules().items():
+        params = list({id(p): p for module in modules for p in module.parameters()}.values())
+        setattr(lead, attr, PackedOptimizer(
+            params, torch.tensor([m.optim_settings["lr"] for m in methods]),
+            torch.tensor([m.optim_settings["weight_decay"] for m in methods]),
+            settings["optimizer"], settings["momentum"]))
     lead.augment = Augment(methods)
+    lead.draw = lead.augment.draw
     return lead

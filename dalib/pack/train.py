@@ -96,7 +96,8 @@ class Pack:
 
     def fail(self, run: int, reason: str) -> None:
         self.failures[run] = reason
-        self.lead.optimizer.stop(run)
+        for attr in self.lead.optimizer_modules():
+            getattr(self.lead, attr).stop(run)
 
     def watch(self) -> None:
         """Fail the runs whose loss diverged since the last look (a host sync)."""
@@ -105,11 +106,13 @@ class Pack:
                 self.fail(s, f"FloatingPointError: {self.trace.divergence()}")
 
     def sync(self) -> list[int]:
-        """Copy each live run's weights into its own model (a run with NaN or infinite
-        weights fails); returns the live runs."""
+        """Copy each live run's weights into its own modules (model, critics, heads,
+        teachers; a run with NaN or infinite weights fails); returns the live runs."""
         self.watch()
         for s in self.alive:
-            unpack_into(self.lead.model, s, self.methods[s].model)
+            for packed, own in zip(self.lead.trained_modules(),
+                                   self.methods[s].trained_modules(), strict=True):
+                unpack_into(packed, s, own)
             try:
                 check_weights(self.methods[s].model, self.trace.last_step)
             except FloatingPointError as exc:

@@ -102,9 +102,10 @@ def _separate_and_packed_transfer(name, params_per_run, steps=6):
 SGD = {"optimizer": "sgd", "lr": 0.02, "schedule": "cosine"}
 
 
-@pytest.mark.parametrize("name", ["source-only", "source+target", "target-only", "dann",
-                                  "cdan", "cdan-e", "mdd", "dan", "deep-coral", "mcc", "entmin",
-                                  "im", "dann+mcc"])
+@pytest.mark.parametrize("name", ["source-only", "source+target", "target-only",
+                                  "target-oracle", "adabn", "dann", "cdan", "cdan-e", "mdd",
+                                  "dan", "deep-coral", "mcc", "entmin", "im", "dann+mcc", "mcd",
+                                  "fixmatch", "mean-teacher", "dann+gate", "pada"])
 def test_packed_transfer_runs_equal_separate_runs(name):
     separate, pairs, packed, seen = _separate_and_packed_transfer(name, [SGD] * 3)
     assert packed.failures == {} and sorted(seen) == [(s, t) for s in range(3) for t in (3, 6)]
@@ -159,9 +160,9 @@ def test_methods_that_cannot_pack_say_why():
             build_model((1, 8, 8), 10, **model), params or {}))
 
     assert reason("dann") is None and reason("source-only") is None
-    assert "draw at random" in reason("fixmatch")
-    assert "draw at random" in reason("dann+pseudo-label")
-    assert "not written for packed runs" in reason("mcd")
+    assert reason("fixmatch") is None and reason("mcd") is None
+    assert "pseudo-label are not written for packed runs" in reason("dann+pseudo-label")
+    assert "not written for packed runs" in reason("finetune-full")
     assert "dropout" in reason("dann", dropout=0.3)
 
 
@@ -174,8 +175,10 @@ def _stream(name: str, seed: int, params: dict, protocol: str):
 
 @pytest.mark.parametrize("name", ["naive", "ewc", "si", "mas", "lwf", "replay", "der", "der++"])
 def test_packed_streams_equal_separate_runs(name):
-    params = {"optimizer": "sgd", "lr": 0.05, **({"strength": 10.0} if name in ("ewc", "si")
-                                                  else {})}
+    # penalties that keep SGD at lr 0.05 stable (SI's importance clamps its path at 0, a
+    # discontinuity that can amplify float noise where a path sits at 0)
+    params = {"optimizer": "sgd", "lr": 0.05, **{"ewc": {"strength": 10.0},
+                                                  "si": {"strength": 1.0}}.get(name, {})}
     budget = Budget(steps=15, batch_size=32)
     for protocol in ("task-il", "class-il"):
         separate = []

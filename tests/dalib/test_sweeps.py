@@ -139,7 +139,7 @@ def test_packed_runs_from_the_command_line(tmp_path, digits_npz):
     import json
 
     suite = _suite(tmp_path, digits_npz)
-    suite.write_text(suite.read_text().replace('"dann"]', '"dann", "fixmatch"]'))
+    suite.write_text(suite.read_text().replace('"dann"]', '"dann", "pseudo-label"]'))
     assert main(["run", str(suite), "--out", str(tmp_path / "seq"), "--no-report",
                  "--pack", "off"]) == 0
     assert main(["run", str(suite), "--out", str(tmp_path / "par"), "--no-report",
@@ -149,13 +149,14 @@ def test_packed_runs_from_the_command_line(tmp_path, digits_npz):
     assert records["source-only", 0]["pack"] == {"size": 2, "index": 0}
     assert records["target-only", 1]["pack"] == {"size": 2, "index": 1}
     assert records["dann", 1]["pack"] == {"size": 2, "index": 1}
-    # random draws inside the loss: alone, and the record says why
-    assert records["fixmatch", 0]["pack"]["size"] == 1
-    assert "keep state or draw at random" in records["fixmatch", 0]["pack"]["reason"]
-    log = (tmp_path / "par" / "logs" / f"{records['fixmatch', 0]['run_id']}.log").read_text()
-    assert "alone" in log and "draw at random" in log
+    # pseudo-label rounds have no packed form: alone, and the record and log say why
+    assert records["pseudo-label", 0]["pack"]["size"] == 1
+    reason = records["pseudo-label", 0]["pack"]["reason"]
+    assert "pseudo-label are not written for packed runs" in reason
+    log = (tmp_path / "par" / "logs" / f"{records['pseudo-label', 0]['run_id']}.log")
+    assert f"trained alone: {reason}" in log.read_text()
     seq, par = _table(tmp_path / "seq"), _table(tmp_path / "par")
     acc = (seq.metric == "target_acc")
     assert (seq[acc]["value"] - par[acc]["value"]).abs().max() < 3  # a few test samples
-    pd.testing.assert_frame_equal(seq[acc & (seq.method == "fixmatch")],
-                                  par[acc & (par.method == "fixmatch")])
+    pd.testing.assert_frame_equal(seq[acc & (seq.method == "pseudo-label")],
+                                  par[acc & (par.method == "pseudo-label")])
