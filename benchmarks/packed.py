@@ -9,14 +9,13 @@ stream of 5 tasks), or the small CNN (``cnn-*``). In one process, with interleav
 (the best of each), it times the S runs one at a time (dalib's engine), the same S runs as
 one pack, and for ``mlp-source-only`` a bare PyTorch loop per run (model, AdamW, index
 batches: the floor a single run can reach). It prints seconds, the speed-up of the pack, and
-the peak resident memory of a process that trains one pack of each size (measured in a
-child process, whole process, as ``/usr/bin/time -v`` does).
+the peak resident memory of a fresh process that trains the runs one at a time and of one
+that trains them as one pack (whole process, as ``/usr/bin/time -v`` reports it).
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import time
@@ -95,11 +94,19 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def peak_memory(workload: str, size: int, steps: int, device: str) -> float:
-    """MiB resident at peak in a child process that trains one pack of ``size`` runs."""
-    out = subprocess.run([sys.executable, __file__, "--child", workload, str(size), str(steps),
-                          device], capture_output=True, text=True, check=True)
+def peak_memory(way: str, workload: str, size: int, steps: int, device: str) -> float:
+    """MiB resident at peak in a fresh process that trains ``size`` runs ``way`` (packed or
+    separate): its high-water mark (``VmHWM``; ``ru_maxrss`` would carry the parent's
+    across the exec on Linux)."""
+    out = subprocess.run([sys.executable, __file__, "--child", way, workload, str(size),
+                          str(steps), device], capture_output=True, text=True, check=True)
     return float(out.stdout.split()[-1])
+
+
+def _high_water_mib() -> float:
+    with open("/proc/self/status") as fh:
+        line = next(line for line in fh if line.startswith("VmHWM:"))
+    return float(line.split()[1]) / 1024
 
 
 def main() -> None:
@@ -109,13 +116,15 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
-    p.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    p.add_argument("--memory-only", action="store_true", help="skip the timings")
+    p.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        workload, size, steps, device = args.child
-        packed(workload, _data(workload, list(range(int(size)))), int(steps),
-               torch.device(device))
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        way, workload, size, steps, device = args.child
+        train = packed if way == "packed" else separate
+        train(workload, _data(workload, list(range(int(size)))), int(steps),
+              torch.device(device))
+        print(_high_water_mib())
         return
     device = torch.device(args.device)
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
@@ -127,6 +136,13 @@ def main() -> None:
             ways = {"one at a time": separate, "packed": packed}
             if workload == "mlp-source-only":
                 ways["bare PyTorch, one at a time"] = floor
+            mib = {w: peak_memory(w, workload, size, args.steps, args.device)
+                   for w in ("separate", "packed")}
+            memory = (f"peak memory {mib['separate']:.0f} MiB one at a time, "
+                      f"{mib['packed']:.0f} MiB packed")
+            if args.memory_only:
+                print(f"{workload} x {size}: {memory}", flush=True)
+                continue
             best = {name: float("inf") for name in ways}
             for way in ways.values():  # warm-up: allocator, kernels, lazy imports
                 way(workload, datas[:2], 10, device)
@@ -137,13 +153,12 @@ def main() -> None:
                     way(workload, datas, args.steps, device)
                     _sync(device)
                     best[name] = min(best[name], time.perf_counter() - start)
-            mib = peak_memory(workload, size, args.steps, args.device)
             line = ", ".join(f"{n} {t:.2f} s" for n, t in best.items())
             ratio = best["one at a time"] / best["packed"]
             extra = (f", packed vs floor {best['bare PyTorch, one at a time'] / best['packed']:.2f}x"
                      if "bare PyTorch, one at a time" in best else "")
-            print(f"{workload} x {size}: {line}; speed-up {ratio:.2f}x{extra}; "
-                  f"peak memory of the pack {mib:.0f} MiB", flush=True)
+            print(f"{workload} x {size}: {line}; speed-up {ratio:.2f}x{extra}; {memory}",
+                  flush=True)
 
 
 if __name__ == "__main__":

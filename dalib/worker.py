@@ -15,6 +15,7 @@ from analysis.continual import FWT_UNDEFINED, fwt_defined, summarize
 from dalib.engine import (
     Budget,
     Trace,
+    memory_budget,
     fit_stream,
     fit_transfer,
     resolve_device,
@@ -119,6 +120,24 @@ class CannotPack(Exception):
     """Why the runs of a group cannot train as one pack (they run one by one)."""
 
 
+class TooLarge(Exception):
+    """A pack larger than the device's memory allows: ``fits`` runs do."""
+
+    def __init__(self, fits: int) -> None:
+        super().__init__(f"only {fits} runs fit in a pack")
+        self.fits = fits
+
+
+def run_bytes(method, data) -> int:
+    """A rough size of one run in a pack: its trained parameters four times (weights,
+    gradients, two moments) and its training inputs (the runs' data are stacked)."""
+    params = sum(p.numel() * p.element_size() for module in method.trained_modules()
+                 for p in module.parameters())
+    parts = [t.train for t in data.tasks] if isinstance(data, Stream) else [data.source,
+                                                                          data.target_train]
+    return 4 * params + sum(d.x.numel() * d.x.element_size() for d in parts)
+
+
 def pack_reason(methods: list, datas: list, compile: bool) -> str | None:
     """Why runs with these built methods and data cannot train as one pack, or None."""
     if compile:
@@ -136,13 +155,20 @@ def execute_pack(runs: list[RunSpec], datas: list, device: torch.device,
     trained as one pack (:mod:`dalib.pack`): per run, the record :func:`execute` would give
     (with ``pack`` = its size and place, and the pack's time split evenly) or, for a run that
     diverged, the reason; the feature sample as in :func:`execute`. Raises
-    :class:`CannotPack` before training when they cannot pack."""
+    :class:`CannotPack` before training when they cannot pack, and :class:`TooLarge` when the
+    device's memory budget (:func:`~dalib.engine.memory_budget`: half a GPU's free memory, or
+    ``$DALIB_DEVICE_MEMORY``) holds fewer runs (:func:`run_bytes` each)."""
     prepared = [_prepare(r, d, device, precision, False)
                 for r, d in zip(runs, datas, strict=True)]
     methods = [m for _, m, _ in prepared]
     reason = pack_reason(methods, datas, compile)
     if reason:
         raise CannotPack(reason)
+    budget = memory_budget(device)
+    fits = len(runs) if budget == float("inf") else \
+        int(budget // max(1, run_bytes(methods[0], datas[0])))
+    if fits < len(runs):
+        raise TooLarge(max(1, fits))
     budget, seeds = prepared[0][2], [r.seed for r in runs]
     start = time.perf_counter()
     results: list[dict] = []
@@ -229,6 +255,10 @@ class Worker:
         try:
             results = execute_pack(runs, [self.data(r) for r in runs], self.device,
                                    **self.options)
+        except TooLarge as exc:  # packs the device's memory holds
+            for start in range(0, len(runs), exc.fits):
+                yield from self.pack(runs[start:start + exc.fits])
+            return
         except Exception as exc:  # each run on its own, with the reason
             reason = str(exc) if isinstance(exc, CannotPack) else \
                 f"packing failed ({type(exc).__name__}: {exc})"

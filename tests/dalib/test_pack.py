@@ -247,3 +247,17 @@ def test_a_searched_sweep_packs_its_configurations_and_resumes_per_run(tmp_path)
         diff = {k: abs(v - first[run_id]["metrics"][k]) for k, v in record["metrics"].items()
                 if k.endswith("acc")}
         assert max(diff.values()) <= 3.0, (run_id, diff)  # a few test samples
+
+
+def test_packs_are_cut_to_the_device_memory_budget(tmp_path, monkeypatch):
+    from dalib.worker import run_bytes
+
+    suite = tmp_path / "suite.toml"
+    suite.write_text(SUITE.replace("lr = [1e-3, 3e-3], weight = [0.3, 1.0]", "weight = 1.0"))
+    sc, method = _transfer("dann", 0, {})
+    per_run = run_bytes(method, sc)
+    monkeypatch.setenv("DALIB_DEVICE_MEMORY", str(int(2.5 * per_run)))  # 2 runs fit
+    out = tmp_path / "out"
+    assert main(["run", str(suite), "--out", str(out), "--no-report", "--threads", "1"]) == 0
+    sizes = sorted(r.get("pack", {}).get("size", 1) for r in _records(out).values())
+    assert sizes == [1, 2, 2]
