@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -52,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="train runs of one scenario and method that differ in seed, learning "
                           "rate, weight decay or loss weights as one batched model, up to N "
                           "runs at a time (auto: up to 64; off: every run alone)")
+    run.add_argument("--logger", action="append", default=[], metavar="csv|tensorboard|wandb",
+                     help="also log every run's losses to OUT/curves/*.csv, TensorBoard event "
+                          "files (OUT/tensorboard/) or W&B (offline unless WANDB_MODE says "
+                          "otherwise); repeatable")
     run.add_argument("--threads", type=int, metavar="N",
                      help="torch threads per process (default: cores / jobs, 1 while other "
                           "processes keep the cores busy)")
@@ -75,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
                          "selection criteria, methods and built-in suites")
     lst.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
                      help="load a plugin first, so its entries are listed")
+    status = sub.add_parser("status", help="where a sweep stands (running or not): runs done, "
+                            "failed, running, remaining, time left")
+    status.add_argument("dir", metavar="DIR", help="the --out directory of a dalib run")
     data = sub.add_parser("data", help="show where dataset files are searched and what is found")
     data.add_argument("--data-root")
     return p
@@ -103,6 +111,7 @@ def check_run_args(args: argparse.Namespace, suite) -> tuple[list[int] | None, s
     """The seeds and device of a ``dalib run``, every flag checked (exit 2 before anything
     is written)."""
     from dalib.engine import resolve_device
+    from dalib.logging import check_loggers
     from scenarios.suite import MAX_SEEDS
 
     if args.seeds is not None and not 1 <= args.seeds <= MAX_SEEDS:
@@ -116,6 +125,7 @@ def check_run_args(args: argparse.Namespace, suite) -> tuple[list[int] | None, s
         raise InputError("--threads", f"is {args.threads}",
                          expected=f"a thread count in 1..{MAX_JOBS}")
     pack_size(args.pack)
+    check_loggers(args.logger)
     device = args.device or suite.device
     try:
         resolve_device(device)
@@ -174,6 +184,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     validate(suite, runs, args.data_root)
     total = len(runs)
     done = [0]
+    trained: list[float] = []  # when each run trained here ended
+    start = time.perf_counter()
     # one bar per sweep on a terminal (the line per run is printed above it), plain lines
     # otherwise
     bar = tqdm(total=total, desc=suite.name, unit="run", disable=not sys.stdout.isatty())
@@ -184,8 +196,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         detail = record.get("error", "") if record["status"] != "ok" else " ".join(
             f"{k}={v:.2f}" for k, v in record["metrics"].items()
             if k in TRANSFER_METRICS + STREAM_METRICS)
-        bar.write(f"[{done[0]}/{total}] {run.scenario.name} {run.method.label} "
-                  f"seed={run.seed} {status} {detail}")
+        timing = ""
+        if not cached:
+            trained.append(time.perf_counter())
+            took = record.get("timings", {}).get("total_s")
+            eta = (trained[-1] - start) / len(trained) * (total - done[0])
+            timing = (f" ({took:.1f} s" if took is not None else " (") + \
+                f"; sweep ETA {eta:.0f} s)"
+        bar.write(f"[{done[0]}/{total}] {run.run_id} {status}{timing} {detail}")
         sys.stdout.flush()
         bar.update()
 
@@ -197,7 +215,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                               executor=args.executor, address=args.address,
                               precision=args.precision, compile=args.compile,
                               pack=pack_size(args.pack), threads=args.threads,
-                              plugins=plugins)
+                              plugins=plugins, loggers=tuple(dict.fromkeys(args.logger)))
     except KeyboardInterrupt:
         print(f"dalib: interrupted: {done[0]} of {total} runs done and saved in {out}; run the "
               "same command again to resume", file=sys.stderr)
@@ -387,7 +405,15 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "data": cmd_data}
+def cmd_status(args: argparse.Namespace) -> int:
+    from dalib.status import format_status, sweep_status
+
+    print(format_status(Path(args.dir), sweep_status(Path(args.dir))))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "data": cmd_data,
+            "status": cmd_status}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -221,8 +221,10 @@ class Trace:
     flag kept on the device, which :meth:`check` reads at each log step, at the end of
     training (each task of a stream) and before every evaluation."""
 
-    def __init__(self, log_every: int = 50) -> None:
+    def __init__(self, log_every: int = 50,
+                 on_log: Callable[[int, dict[str, torch.Tensor]], None] | None = None) -> None:
         self.log_every = log_every
+        self.on_log = on_log  # sees each log step's values (live loggers)
         self.steps: list[int] = []
         self.values: dict[str, list[torch.Tensor]] = {}
         self.bad: torch.Tensor | None = None
@@ -242,8 +244,15 @@ class Trace:
         self.steps.append(step)
         for k, v in logs.items():
             self.values.setdefault(k, []).append(v.detach().float())
+        if self.on_log is not None:
+            self.on_log(step, logs)
         if self.bad is None or self.bad.dim() == 0:
             self.check()
+
+    def last(self, name: str = "loss") -> float | None:
+        """The latest logged mean of ``name`` (a host sync)."""
+        values = self.values.get(name)
+        return None if not values else float(values[-1].mean())
 
     def diverged(self) -> list[bool]:
         """Per run of a pack: whether its loss has been NaN or infinite (a host sync)."""
@@ -299,6 +308,8 @@ def _train(method, samplers: dict[str, Sampler], steps: int, trace: Trace, offse
                 logs = method.update({name: s.next() for name, s in samplers.items()})
             trace.log(offset + step, logs)
             bar.update()
+            if not bar.disable and (offset + step) % trace.log_every == 0:
+                bar.set_postfix(loss=f"{trace.last():.4g}", refresh=False)
             if checkpoint is not None and checkpoint_due(step, steps, checkpoints):
                 trace.check(method.model)
                 checkpoint(step + 1)

@@ -31,6 +31,7 @@ from dalib.models import model_for
 from dalib.pack.plan import plan
 from dalib.registry import OPTIM, check_method
 from dalib.runspec import RunSpec, scenario_methods
+from dalib.status import write_sweep
 from dalib.worker import Worker
 from scenarios.errors import InputError, reject_unknown
 from scenarios.suite import Suite
@@ -163,8 +164,9 @@ def _results(pending: list[RunSpec], jobs: int, device: str, data_root: str | No
     processes (this one and ``jobs - 1`` workers) with ``threads`` torch threads each, or as
     Ray tasks (``executor = "ray"``)."""
     units = plan(pending, pack)
-    if executor == "ray":
-        yield from _ray_results(units, address, device, data_root, options)
+    if executor == "ray":  # live logs stay with local processes (cluster nodes may not
+        # share OUT's file system); records and final logs come back to this one
+        yield from _ray_results(units, address, device, data_root, {**options, "out": None})
         return
     if jobs <= 1 or len(units) <= 1:
         worker = Worker(device, data_root, **options)
@@ -277,7 +279,8 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
               save_features: bool = False, jobs: int = 1, executor: str = "local",
               address: str | None = None, precision: str = "fp32",
               compile: bool = False, pack: int = 1, threads: int | None = None,
-              plugins: list[str] | tuple[str, ...] = ()) -> Sweep:
+              plugins: list[str] | tuple[str, ...] = (), loggers: tuple[str, ...] = ()
+              ) -> Sweep:
     """Execute ``runs`` (skipping finished ones: ``on_run(run, record, cached)``) in process,
     in ``jobs`` processes (this one and ``jobs - 1`` workers) or as Ray tasks (``executor =
     "ray"``, cluster ``address``), holding ``OUT``'s writer lock; write their records and a
@@ -286,7 +289,7 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
     as in :func:`execute`; runs that may train together do so in packs of up to ``pack``
     (:mod:`dalib.pack`; 1: every run alone); ``threads``: torch threads per process (default
     :func:`default_threads`); ``plugins`` (resolved, see :mod:`dalib.plugins`) are loaded by
-    every worker process."""
+    every worker process; ``loggers`` name the optional live loggers (:mod:`dalib.logging`)."""
     out = Path(out)
     store.check_out(out)
     resolve_device(device)  # fail early on a missing GPU
@@ -307,7 +310,8 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
             else:
                 pending.append(run)
         options = {"features": save_features, "precision": precision, "compile": compile,
-                   "plugins": tuple(plugins)}
+                   "plugins": tuple(plugins), "out": str(out), "loggers": tuple(loggers)}
+        write_sweep(out, suite.name, [r.run_id for r in runs], jobs, pack)
         threads = threads or default_threads(jobs)
         for run, record, sample in _results(pending, jobs, device, data_root, options, executor,
                                             address, pack, threads):

@@ -87,8 +87,10 @@ def _file_part(text: str, limit: int = 60) -> str:
 
 def resolved_budget(budget: dict) -> dict:
     """A scenario's budget with the defaults filled in (batch 64, 10 checkpoints, 10 epochs
-    when neither epochs nor steps is given)."""
-    out = {"batch_size": 64, "checkpoints": 10, **budget}
+    when neither epochs nor steps is given); ``log_every`` (how often losses are logged) is
+    not part of it: it changes no number."""
+    out = {"batch_size": 64, "checkpoints": 10,
+           **{k: v for k, v in budget.items() if k != "log_every"}}
     if "epochs" not in out and "steps" not in out:
         out["epochs"] = 10
     return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,13 +16,14 @@ from analysis.continual import FWT_UNDEFINED, fwt_defined, summarize
 from dalib.engine import (
     Budget,
     Trace,
-    memory_budget,
     fit_stream,
     fit_transfer,
+    memory_budget,
     resolve_device,
     seed_everything,
     versions,
 )
+from dalib.logging import Loggers
 from dalib.models import model_for
 from dalib.pack.runs import method_pack_reason
 from dalib.pack.train import fit_stream_pack, fit_transfer_pack, stream_pack_reason
@@ -91,13 +93,15 @@ def _stream_record(data: Stream, R: np.ndarray, validation: list[list[float]], j
 
 
 def execute(run: RunSpec, data, device: torch.device, features: bool = False,
-            precision: str = "fp32", compile: bool = False) -> tuple[dict, dict | None]:
+            precision: str = "fp32", compile: bool = False, trace: Trace | None = None,
+            ) -> tuple[dict, dict | None]:
     """Run one method on one scenario's data for one seed; returns its record and, with
     ``features``, the :func:`feature_sample` of a transfer run's final model (no I/O).
     ``precision = "bf16"`` trains under bfloat16 autocast (evaluation stays in float32);
-    ``compile`` wraps the backbone in ``torch.compile``."""
+    ``compile`` wraps the backbone in ``torch.compile``; ``trace`` keeps the losses (and may
+    pass them on to live loggers)."""
     entry, method, budget = _prepare(run, data, device, precision, compile)
-    trace = Trace()
+    trace = trace or Trace()
     start = time.perf_counter()
     sample = None
     if isinstance(data, Stream):
@@ -149,8 +153,8 @@ def pack_reason(methods: list, datas: list, compile: bool) -> str | None:
 
 
 def execute_pack(runs: list[RunSpec], datas: list, device: torch.device,
-                 features: bool = False, precision: str = "fp32", compile: bool = False
-                 ) -> list[tuple[dict | str, dict | None]]:
+                 features: bool = False, precision: str = "fp32", compile: bool = False,
+                 trace: Trace | None = None) -> list[tuple[dict | str, dict | None]]:
     """Runs of one method that differ only in their seed and per-run hyperparameters,
     trained as one pack (:mod:`dalib.pack`): per run, the record :func:`execute` would give
     (with ``pack`` = its size and place, and the pack's time split evenly) or, for a run that
@@ -174,7 +178,8 @@ def execute_pack(runs: list[RunSpec], datas: list, device: torch.device,
     results: list[dict] = []
     if isinstance(datas[0], Stream):
         validations: list[list[list[float]]] = [[] for _ in runs]
-        matrices, pack = fit_stream_pack(methods, datas, budget, device, seeds, validations)
+        matrices, pack = fit_stream_pack(methods, datas, budget, device, seeds, validations,
+                                         trace)
         results = [_stream_record(d, R, v, False)
                    for d, R, v in zip(datas, matrices, validations, strict=True)]
         samples = [None] * len(runs)
@@ -182,7 +187,8 @@ def execute_pack(runs: list[RunSpec], datas: list, device: torch.device,
         scorers = [CheckpointScorer(d, r.seed) for r, d in zip(runs, datas, strict=True)]
         steps, pack = fit_transfer_pack(methods, datas, budget, device, seeds,
                                         [lambda step, sc=sc, m=m: sc.score(m, step)
-                                         for sc, m in zip(scorers, methods, strict=True)])
+                                         for sc, m in zip(scorers, methods, strict=True)],
+                                        trace)
         results, samples = [], []
         for s, (run, (entry, method, _), data, scorer) in enumerate(
                 zip(runs, prepared, datas, scorers, strict=True)):
@@ -209,12 +215,30 @@ class Worker:
 
     def __init__(self, device: str, data_root: str | None, features: bool,
                  precision: str = "fp32", compile: bool = False,
-                 plugins: tuple[str, ...] = ()) -> None:
+                 plugins: tuple[str, ...] = (), out: str | None = None,
+                 loggers: tuple[str, ...] = ()) -> None:
         load_plugins(list(plugins))  # a worker process registers what the suite's plugins do
         self.device = resolve_device(device)
         self.data_root = data_root
         self.options = {"features": features, "precision": precision, "compile": compile}
         self.built: dict[tuple[str, int], object] = {}
+        self.loggers = Loggers(Path(out) if out else None, loggers)
+
+    def _start(self, runs: list[RunSpec]) -> Trace:
+        """Tell the loggers the runs started; their trace, which passes each log step's
+        values (per run of a pack) on to the loggers."""
+        for run in runs:
+            self.loggers.start(run.run_id, {"suite": run.suite, "scenario": run.scenario.name,
+                                            "method": run.method.label, "seed": run.seed,
+                                            "config": run.config()})
+
+        def on_log(step: int, logs: dict[str, torch.Tensor]) -> None:
+            values = {k: v.detach().float().cpu() for k, v in logs.items()}
+            for s, run in enumerate(runs):
+                self.loggers.log(run.run_id, step, {k: float(v if v.dim() == 0 else v[s])
+                                                    for k, v in values.items()})
+
+        return Trace(runs[0].scenario.budget.get("log_every", 50), on_log)
 
     def data(self, run: RunSpec):
         """The run's scenario data, built once per (scenario, seed): the data of every seed of
@@ -238,12 +262,14 @@ class Worker:
         record = self.header(run)
         sample = None
         try:
-            result, sample = execute(run, self.data(run), self.device, **self.options)
+            result, sample = execute(run, self.data(run), self.device, **self.options,
+                                     trace=self._start([run]))
             record.update(result, status="ok")
         except Exception as exc:  # a failing run is recorded and the sweep goes on
             record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                           traceback=traceback.format_exc(limit=8))
         record["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        self.loggers.end(run.run_id, record["status"])
         return record, sample
 
     def pack(self, runs: list[RunSpec]) -> Iterator[tuple[RunSpec, dict, dict | None]]:
@@ -253,8 +279,9 @@ class Worker:
             yield runs[0], *self(runs[0])
             return
         try:
-            results = execute_pack(runs, [self.data(r) for r in runs], self.device,
-                                   **self.options)
+            datas = [self.data(r) for r in runs]
+            results = execute_pack(runs, datas, self.device, **self.options,
+                                   trace=self._start(runs))
         except TooLarge as exc:  # packs the device's memory holds
             for start in range(0, len(runs), exc.fits):
                 yield from self.pack(runs[start:start + exc.fits])
@@ -274,4 +301,5 @@ class Worker:
             else:
                 record.update(result, status="ok")
             record["finished"] = stamp
+            self.loggers.end(run.run_id, record["status"])
             yield run, record, sample

@@ -25,13 +25,13 @@ BUILTIN_DIR = Path(__file__).parent / "suites"
 
 SUITE_KEYS = {"name", "description", "seeds", "device", "budget", "model", "optim", "scenario",
               "plugins", "search"}
-BUDGET_KEYS = {"epochs", "steps", "batch_size", "checkpoints"}
+BUDGET_KEYS = {"epochs", "steps", "batch_size", "checkpoints", "log_every"}
 MAX_SEEDS = 10_000
 MAX_TASKS = 100  # each task of a permuted or rotated stream is a copy of the data
 SEED_LIMIT = 2**32
 # sane upper bounds: a typo (1e9 epochs) is an error, not a run that never ends
 BUDGET_LIMITS = {"epochs": 100_000, "steps": 100_000_000, "batch_size": 1_000_000,
-                 "checkpoints": 10_000}
+                 "checkpoints": 10_000, "log_every": 100_000_000}
 NPZ_KEYS = {"npz", "shifts", "layout", "domain"}
 SELECTION_CRITERIA = ("dev", "source-val", "snd", "entropy", "im", "bnm", "iwcv", "last")
 COMMON_KEYS = {"name", "kind", "methods", "budget", "model", "optim", "search"}

@@ -84,10 +84,10 @@ class Pack:
     """The runs' own methods, their lead (:func:`~dalib.pack.runs.pack_methods`), one trace
     (one value per run) and the runs that failed, with their reasons."""
 
-    def __init__(self, methods: list) -> None:
+    def __init__(self, methods: list, trace: Trace | None = None) -> None:
         self.methods = methods
         self.lead = pack_methods(methods)
-        self.trace = Trace()
+        self.trace = trace or Trace()
         self.failures: dict[int, str] = {}
 
     @property
@@ -135,6 +135,8 @@ class Pack:
                 self.trace.log(offset + step, logs)
                 if (offset + step) % self.trace.log_every == 0:
                     self.watch()
+                    if not bar.disable:
+                        bar.set_postfix(loss=f"{self.trace.last():.4g}", refresh=False)
                 bar.update()
                 if checkpoint is not None and checkpoint_due(step, steps, checkpoints):
                     self.sync()
@@ -145,16 +147,18 @@ class Pack:
 
 def fit_transfer_pack(methods: list, scenarios: list[TransferScenario], budget: Budget,
                       device: torch.device, seeds: list[int],
-                      checkpoints: list[Callable[[int], None]]) -> tuple[int, Pack]:
+                      checkpoints: list[Callable[[int], None]], trace: Trace | None = None
+                      ) -> tuple[int, Pack]:
     """Train ``methods[s]`` on ``scenarios[s]`` with seed ``seeds[s]`` for every s as one
     pack, as :func:`~dalib.engine.fit_transfer` would one by one: ``checkpoints[s]`` sees
-    run s's model (live runs only). Returns the steps and the pack (trace, failures)."""
+    run s's model (live runs only); ``trace`` keeps one value per run. Returns the steps and
+    the pack (trace, failures)."""
     feeds = [transfer_samplers(m, sc, budget, device, seed)
              for m, sc, seed in zip(methods, scenarios, seeds, strict=True)]
     steps = feeds[0][1]
     if any(n != steps for _, n in feeds):
         raise ValueError("the runs of a pack need the same number of steps")
-    pack = Pack(methods)
+    pack = Pack(methods, trace)
     samplers = {name: PackedSampler([f[0][name] for f in feeds]) for name in feeds[0][0]}
 
     def checkpoint(step: int) -> None:
@@ -194,7 +198,8 @@ def stream_pack_reason(streams: list[Stream]) -> str | None:
 
 def fit_stream_pack(methods: list, streams: list[Stream], budget: Budget,
                     device: torch.device, seeds: list[int],
-                    validations: list[list[list[float]]]) -> tuple[list[np.ndarray], Pack]:
+                    validations: list[list[list[float]]], trace: Trace | None = None,
+                    ) -> tuple[list[np.ndarray], Pack]:
     """Train ``methods[s]`` on ``streams[s]`` task after task for every s as one pack, as
     :func:`~dalib.engine.fit_stream` would one by one; returns each run's accuracy matrix
     (a failed run's holds what it reached) and the pack."""
@@ -222,7 +227,7 @@ def fit_stream_pack(methods: list, streams: list[Stream], budget: Budget,
                             for t, tid in zip(tasks, task_ids, strict=True)])
 
     row(list(range(len(methods))))
-    pack = Pack(methods)
+    pack = Pack(methods, trace)
     lead = pack.lead
     offset = 0
     for index, task in enumerate(first.tasks):

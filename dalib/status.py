@@ -1,0 +1,105 @@
+"""``dalib status DIR``: where a sweep stands, running or not: runs done, failed, running,
+remaining and the time left, read from the files the sweep writes (``sweep.json``, the
+records, the live logs) while it runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from dalib import store
+from scenarios.errors import InputError
+
+SWEEP = "sweep.json"
+
+
+def write_sweep(out: Path, suite: str, run_ids: list[str], jobs: int, pack: int) -> None:
+    """Record what the sweep starting now will run (for :func:`sweep_status`)."""
+    store.write_json(out / SWEEP, {"suite": suite, "runs": run_ids, "started": time.time(),
+                                   "pid": os.getpid(), "jobs": jobs, "pack": pack})
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _last_line(path: Path) -> str:
+    lines = path.read_text(errors="replace").splitlines()
+    return lines[-1] if lines else ""
+
+
+def sweep_status(out: Path) -> dict:
+    """The latest sweep of ``OUT``: its runs by state, whether its process is alive, and the
+    estimated time left (from this sweep's pace so far)."""
+    path = Path(out) / SWEEP
+    if not path.is_file():
+        raise InputError("DIR", f"{str(out)!r} has no {SWEEP}", expected="a directory "
+                         "written by dalib run")
+    sweep = json.loads(path.read_text())
+    records = {r["run_id"]: r for r in store.read_records(Path(out)).records}
+    alive = _alive(int(sweep["pid"]))
+    state: dict[str, list[str]] = {"done": [], "failed": [], "running": [], "remaining": []}
+    for run_id in sweep["runs"]:
+        record = records.get(run_id)
+        log = Path(out) / "logs" / f"{run_id}.log"
+        if record is not None:
+            state["done" if record["status"] == "ok" else "failed"].append(run_id)
+        elif log.is_file() and "(running" in log.read_text(errors="replace")[:200]:
+            state["running"].append(run_id)
+        else:
+            state["remaining"].append(run_id)
+    if not alive:
+        state["interrupted"] = state.pop("running")
+    finished_now = [r for r in records.values() if r["run_id"] in set(sweep["runs"])
+                    and _finished_at(r) >= sweep["started"]]
+    elapsed = time.time() - sweep["started"]
+    in_progress = state.get("running", state.get("interrupted", []))
+    left = len(in_progress) + len(state["remaining"])
+    eta = elapsed / len(finished_now) * left if finished_now and alive and left else None
+    return {**sweep, "alive": alive, "state": state, "eta_s": eta, "elapsed_s": elapsed,
+            "latest": {r: _last_line(Path(out) / "logs" / f"{r}.log") for r in in_progress},
+            "errors": {r: records[r].get("error", "") for r in state["failed"]}}
+
+
+def _finished_at(record: dict) -> float:
+    try:
+        return time.mktime(time.strptime(record["finished"][:19], "%Y-%m-%d %H:%M:%S"))
+    except (KeyError, ValueError):
+        return 0.0
+
+
+def _duration(seconds: float) -> str:
+    minutes, s = divmod(int(round(seconds)), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours} h {m} min" if hours else f"{m} min {s} s" if m else f"{s} s"
+
+
+def format_status(out: Path, status: dict) -> str:
+    """The status as text: a summary line, then the running and failed runs."""
+    state = status["state"]
+    counts = ", ".join(f"{len(v)} {k}" for k, v in state.items())
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(status["started"]))
+    if status["alive"]:
+        head = (f"running (pid {status['pid']}, started {started}, "
+                f"{_duration(status['elapsed_s'])} ago)")
+        tail = f"; about {_duration(status['eta_s'])} left" if status["eta_s"] else ""
+    elif state["interrupted"] or state["remaining"]:
+        head = (f"not running: interrupted (started {started}); `dalib run` with the same "
+                "suite and --out resumes it")
+        tail = ""
+    else:
+        head, tail = f"finished (started {started})", ""
+    lines = [f"suite {status['suite']} in {out}: {head}",
+             f"{len(status['runs'])} runs: {counts}{tail}"]
+    label = "running" if status["alive"] else "interrupted"
+    lines += [f"  {label}: {r}  {line}" for r, line in status["latest"].items()]
+    lines += [f"  failed: {r}: {e}" for r, e in status["errors"].items()]
+    return "\n".join(lines)

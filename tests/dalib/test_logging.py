@@ -1,0 +1,139 @@
+"""Live logging: a line per run start off a terminal, each run's log written as it trains,
+`dalib status` on a running and on a killed sweep, and the CSV and TensorBoard loggers."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dalib.cli import main
+
+SUITE = """name = "live"
+seeds = [0, 1]
+[budget]
+steps = {steps}
+batch_size = 32
+checkpoints = 2
+log_every = {log_every}
+[[scenario]]
+name = "rot"
+kind = "transfer"
+source = {{ dataset = "uci-digits" }}
+target = {{ dataset = "uci-digits", shifts = [{{ name = "rotate", degrees = 30 }}] }}
+methods = [{methods}]
+"""
+
+
+def _suite(tmp_path, steps=20, log_every=5, methods='"source-only", "dann"'):
+    path = tmp_path / "suite.toml"
+    path.write_text(SUITE.format(steps=steps, log_every=log_every, methods=methods))
+    return path
+
+
+def _records(out):
+    return [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+
+
+def test_off_a_terminal_each_run_prints_a_line_when_it_starts_and_when_it_ends(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "dalib.cli", "run", str(_suite(tmp_path)),
+                           "--out", str(out), "--no-report", "--pack", "off"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    for record in _records(out):
+        start = next(i for i, line in enumerate(lines) if f"start {record['run_id']}" in line)
+        end = next(i for i, line in enumerate(lines) if f"] {record['run_id']} ok (" in line)
+        assert start < end and "sweep ETA" in lines[end]
+
+
+def test_log_every_sets_the_curves_and_not_the_identity(tmp_path):
+    ids = {}
+    for every in (5, 10):
+        out = tmp_path / f"every{every}"
+        suite = _suite(tmp_path, log_every=every, methods='"source-only"')
+        assert main(["run", str(suite), "--out", str(out), "--no-report"]) == 0
+        records = _records(out)
+        assert all(r["curves"]["step"] == list(range(0, 20, every)) for r in records)
+        ids[every] = sorted(r["config_hash"] for r in records)
+    assert ids[5] == ids[10]
+
+
+def test_a_sweep_logs_as_it_trains_and_status_reports_it_running_then_killed(tmp_path):
+    out = tmp_path / "out"
+    suite = _suite(tmp_path, steps=100_000, log_every=20, methods='"source-only"')
+    proc = subprocess.Popen([sys.executable, "-m", "dalib.cli", "run", str(suite), "--out",
+                             str(out), "--no-report", "--pack", "off"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        logs = []
+        while time.time() < deadline:
+            logs = list((out / "logs").glob("*.log")) if (out / "logs").is_dir() else []
+            if logs and logs[0].read_text().count("\nstep ") >= 3:
+                break
+            time.sleep(0.2)
+        text = logs[0].read_text()
+        assert text.startswith(f"run {logs[0].stem} (running") and "step 40: loss=" in text
+        status = subprocess.run([sys.executable, "-m", "dalib.cli", "status", str(out)],
+                                capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0, status.stderr
+        assert f"running (pid {proc.pid}" in status.stdout
+        assert "2 runs: 0 done, 0 failed, 1 running, 1 remaining" in status.stdout
+        assert f"running: {logs[0].stem}  step " in status.stdout
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    status = subprocess.run([sys.executable, "-m", "dalib.cli", "status", str(out)],
+                            capture_output=True, text=True, timeout=60)
+    assert "not running: interrupted" in status.stdout
+    assert "0 done, 0 failed, 1 remaining, 1 interrupted" in status.stdout
+    assert f"interrupted: {logs[0].stem}" in status.stdout
+
+
+def test_status_of_a_finished_sweep_and_of_a_directory_without_one(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", str(_suite(tmp_path, methods='"source-only"')), "--out", str(out),
+                 "--no-report"]) == 0
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "finished" in text and "2 runs: 2 done, 0 failed, 0 running, 0 remaining" in text
+    assert main(["status", str(tmp_path)]) == 2
+    assert "has no sweep.json" in capsys.readouterr().err
+
+
+def test_csv_and_tensorboard_loggers_write_every_curve(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "out"
+    assert main(["run", str(_suite(tmp_path)), "--out", str(out), "--no-report",
+                 "--logger", "csv", "--logger", "tensorboard"]) == 0
+    for record in _records(out):
+        curves, run_id = record["curves"], record["run_id"]
+        rows = (out / "curves" / f"{run_id}.csv").read_text().splitlines()
+        header = rows[0].split(",")
+        assert header[0] == "step" and [int(r.split(",")[0]) for r in rows[1:]] == curves["step"]
+        loss = [float(r.split(",")[header.index("loss")]) for r in rows[1:]]
+        assert loss == pytest.approx(curves["loss"], rel=1e-6)
+        events = EventAccumulator(str(out / "tensorboard" / run_id))
+        events.Reload()
+        scalars = events.Scalars("loss")
+        assert [e.step for e in scalars] == curves["step"]
+        assert [e.value for e in scalars] == pytest.approx(curves["loss"], rel=1e-5)
+
+
+def test_an_unknown_or_missing_logger_exits_2(tmp_path, capsys):
+    suite = _suite(tmp_path)
+    assert main(["run", str(suite), "--out", str(tmp_path / "a"), "--logger", "mlflow"]) == 2
+    assert "--logger: is 'mlflow'" in capsys.readouterr().err
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        assert main(["run", str(suite), "--out", str(tmp_path / "b"), "--logger", "wandb"]) == 2
+        assert "wandb is not installed" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
