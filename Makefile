@@ -1,4 +1,5 @@
-# `make demo`: create .venv, install, run the quick suite. `make test`: same set-up, run the tests.
+# `make demo`: create .venv, install, run the quick suite. `make test`: same set-up, run the
+# tests. `make docs`: the documentation site, built offline into site/ (warnings are errors).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ STAMP := $(VENV)/.installed
 DALIB_DATA ?= $(abspath ../shared/data)
 export DALIB_DATA
 
-.PHONY: demo test lint setup clean
+.PHONY: demo test lint docs setup clean
 
 setup: $(STAMP)
 
@@ -23,10 +24,15 @@ demo: $(STAMP)
 	$(BIN)/dalib run quick --out runs/quick
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+docs: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[docs]"
+	$(BIN)/python docs/gen_cli.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site

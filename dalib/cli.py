@@ -1,4 +1,4 @@
-"""The ``dalib`` command: ``run``, ``report``, ``list`` and ``data``.
+"""dalib: run, report and follow sweeps of transfer and continual-learning experiments.
 
 Exit codes: 0 success, 1 some runs failed, 2 bad input (nothing written).
 """
@@ -29,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"dalib: error: {message} (see {self.prog} --help)\n")
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="dalib", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run a suite (a built-in name or a .toml path)")
@@ -419,7 +419,7 @@ COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "data": cmd_
 def main(argv: list[str] | None = None) -> int:
     from dalib.store import DiskFull
 
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except InputError as exc:

@@ -78,15 +78,34 @@ def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> None:
 _WORKER: Worker | None = None
 
 
+def busy_cores(interval: float = 0.25) -> float:
+    """How many cores other processes keep busy now: the non-idle share of all cores over
+    ``interval`` seconds (``/proc/stat``), while this process waits; the 1-minute load
+    average where ``/proc/stat`` is missing."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as fh:
+            values = [int(v) for v in fh.readline().split()[1:]]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        return sum(values), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(interval)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    cores = os.cpu_count() or 1
+    return cores * (1 - (idle1 - idle0) / max(1, total1 - total0))
+
+
 def default_threads(jobs: int) -> int:
     """torch threads per process: the cores this process may use over ``jobs`` processes,
-    and 1 while other processes already keep the cores busy (load average at or above half
-    of them): torch's threads wait for each other, so on shared cores more threads run
-    slower (a 102-step run took 10.6 s with 2 threads and 2.2 s with 1 on 2 shared cores)."""
+    and 1 while other processes keep at least half of them busy: torch's threads wait for
+    each other, so on shared cores more threads run slower (a 102-step run took 10.6 s with
+    2 threads and 2.2 s with 1 while other processes shared the 2 cores)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
         (os.cpu_count() or 1)
-    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if busy >= cores / 2:
+    if busy_cores() >= cores / 2:
         return 1
     return max(1, cores // jobs)
 

@@ -27,7 +27,7 @@ class PackedOptimizer:
         self.kind, self.momentum, self.betas, self.eps = kind, momentum, betas, eps
         self.lr, self.weight_decay = lr.tolist(), weight_decay.tolist()
         self.param_groups = [{"lr": 1.0}]
-        self.state: dict[int, dict[str, torch.Tensor]] = {}
+        self.state: dict[int, dict[str, torch.Tensor | int]] = {}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
@@ -40,10 +40,11 @@ class PackedOptimizer:
         """Stop training run ``run`` (a diverged run: its parameters stay as they are)."""
         self.lr[run] = 0.0
 
-    def _state(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _state(self, p: torch.Tensor) -> dict[str, torch.Tensor | int]:
         state = self.state.get(id(p))
         if state is None:
-            state = self.state[id(p)] = {"step": torch.zeros((), dtype=torch.float32)}
+            state = self.state[id(p)] = {"step": torch.zeros((), dtype=torch.float32,
+                                                             device=p.device), "count": 0}
             if self.kind == "adam":
                 state["m"], state["v"] = torch.zeros_like(p), torch.zeros_like(p)
             else:
@@ -58,6 +59,7 @@ class PackedOptimizer:
         states = [self._state(p) for p in params]
         for s in states:
             s["step"] += 1
+            s["count"] += 1  # the same on the host: no device sync to read it
         factor = self.param_groups[0]["lr"]
         settings = list(zip(self.lr, self.weight_decay, strict=True))
         if len(set(settings)) == 1:
@@ -82,7 +84,7 @@ class PackedOptimizer:
                                 beta2=self.betas[1], weight_decay=wd, eps=self.eps,
                                 amsgrad=False, maximize=False)
             return
-        first = bool(states[0]["step"] == 1)
+        first = states[0]["count"] == 1
         torch._fused_sgd_(params, grads, part("momentum") if self.momentum else [],
                           weight_decay=wd, momentum=self.momentum, lr=lr * factor, dampening=0.0,
                           nesterov=False, maximize=False, is_first_step=first)
