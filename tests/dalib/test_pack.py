@@ -250,12 +250,15 @@ def test_a_searched_sweep_packs_its_configurations_and_resumes_per_run(tmp_path)
 
 
 def test_packs_are_cut_to_the_device_memory_budget(tmp_path, monkeypatch):
-    from dalib.worker import run_bytes
+    from dalib.runspec import expand
+    from dalib.worker import _prepare, run_bytes
+    from scenarios.suite import load_suite
 
     suite = tmp_path / "suite.toml"
     suite.write_text(SUITE.replace("lr = [1e-3, 3e-3], weight = [0.3, 1.0]", "weight = 1.0"))
-    sc, method = _transfer("dann", 0, {})
-    per_run = run_bytes(method, sc)
+    run = expand(load_suite(str(suite)), None, None)[0]
+    data = run.scenario.build(run.seed, None)
+    per_run = run_bytes(_prepare(run, data, CPU, "fp32", False)[1], data)
     monkeypatch.setenv("DALIB_DEVICE_MEMORY", str(int(2.5 * per_run)))  # 2 runs fit
     out = tmp_path / "out"
     assert main(["run", str(suite), "--out", str(out), "--no-report", "--threads", "1"]) == 0
