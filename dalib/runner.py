@@ -80,22 +80,24 @@ _WORKER: Worker | None = None
 
 def busy_cores(interval: float = 0.25) -> float:
     """How many cores other processes keep busy now: the non-idle share of all cores over
-    ``interval`` seconds (``/proc/stat``), while this process waits; the 1-minute load
-    average where ``/proc/stat`` is missing."""
-    def sample() -> tuple[int, int]:
+    ``interval`` seconds (``/proc/stat``) less this process's own CPU time (its threads may
+    still spin after earlier work); the 1-minute load average where ``/proc/stat`` is
+    missing."""
+    def sample() -> tuple[float, float, float]:
         with open("/proc/stat") as fh:
             values = [int(v) for v in fh.readline().split()[1:]]
         idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-        return sum(values), idle
+        own = os.times()
+        return sum(values), idle, (own.user + own.system) * os.sysconf("SC_CLK_TCK")
 
     try:
-        total0, idle0 = sample()
+        total0, idle0, own0 = sample()
         time.sleep(interval)
-        total1, idle1 = sample()
+        total1, idle1, own1 = sample()
     except (OSError, ValueError, IndexError):
         return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    cores = os.cpu_count() or 1
-    return cores * (1 - (idle1 - idle0) / max(1, total1 - total0))
+    busy = (total1 - total0) - (idle1 - idle0) - (own1 - own0)
+    return (os.cpu_count() or 1) * max(0.0, busy) / max(1, total1 - total0)
 
 
 def default_threads(jobs: int) -> int:
