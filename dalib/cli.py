@@ -203,7 +203,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             eta = (trained[-1] - start) / len(trained) * (total - done[0])
             timing = (f" ({took:.1f} s" if took is not None else " (") + \
                 f"; sweep ETA {eta:.0f} s)"
-        bar.write(f"[{done[0]}/{total}] {run.run_id} {status}{timing} {detail}")
+        bar.write(f"[{done[0]}/{total}] {run.scenario.name} {run.method.label} seed={run.seed} "
+                  f"{status}{timing} {detail} [{run.run_id}]")
         sys.stdout.flush()
         bar.update()
 

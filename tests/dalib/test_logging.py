@@ -47,8 +47,8 @@ def test_off_a_terminal_each_run_prints_a_line_when_it_starts_and_when_it_ends(t
     lines = proc.stdout.splitlines()
     for record in _records(out):
         start = next(i for i, line in enumerate(lines) if f"start {record['run_id']}" in line)
-        end = next(i for i, line in enumerate(lines) if f"] {record['run_id']} ok (" in line)
-        assert start < end and "sweep ETA" in lines[end]
+        end = next(i for i, line in enumerate(lines) if line.endswith(f"[{record['run_id']}]"))
+        assert start < end and " ok (" in lines[end] and "sweep ETA" in lines[end]
 
 
 def test_log_every_sets_the_curves_and_not_the_identity(tmp_path):
