@@ -58,10 +58,15 @@ NAMES = {"target_acc": "target acc", "gain_over_source_only": "gain over source-
          "ntg": "NTG", "source_acc": "source acc", "source_drop": "source drop",
          "target_acc_oracle": "oracle pick (upper bound)", "acc": "ACC", "bwt": "BWT",
          "fwt": "FWT", "forgetting": "forgetting", "intransigence": "intransigence"}
-CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
-color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}
+# wide tables scroll inside their box; figures sit two per row on a wide screen, one below
+# 1000 px
+CSS = """body{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;
+color:#222}.scroll{overflow-x:auto;max-width:100%;margin:.5em 0 1.5em}
+table{border-collapse:collapse;font-size:.9em}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;white-space:nowrap}th{background:#f2f2f2}
-img{max-width:100%;height:auto}figure{margin:1em 0 2em}figcaption{color:#555;font-size:.9em}
+img{max-width:100%;height:auto}figcaption{color:#555;font-size:.9em}
+figure{display:inline-block;vertical-align:top;box-sizing:border-box;width:calc(50% - 1em);
+margin:1em 1em 2em 0}@media (max-width:1000px){figure{width:100%;margin-right:0}}
 code{background:#f5f5f5;padding:0 .2em}"""
 
 
@@ -96,10 +101,11 @@ class Doc:
 
         self.md += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
         self.md += ["| " + " | ".join(md(c) for c in r) + " |" for r in rows] + [""]
-        self.html.append("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>"
-                                                        for h in header) + "</tr></thead><tbody>"
+        self.html.append('<div class="scroll"><table><thead><tr>'
+                         + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+                         + "</tr></thead><tbody>"
                          + "".join("<tr>" + "".join(f"<td>{ht(c)}</td>" for c in r) + "</tr>"
-                                   for r in rows) + "</tbody></table>")
+                                   for r in rows) + "</tbody></table></div>")
 
     def figure(self, png: Path, caption: str) -> None:
         rel = png.relative_to(self.root).as_posix()
@@ -419,7 +425,7 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
                     reasons.get(r.get("run_id"), "") or str(r["status"])]
                    for r in failed.to_dict("records")])
     doc.heading("Environment")
-    doc.table(["", ""], environment(table, records))
+    doc.table(["setting", "value"], environment(table, records))
 
     md, page = out / "report.md", out / "report.html"
     md.write_text("\n".join(doc.md))

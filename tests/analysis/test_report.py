@@ -186,6 +186,15 @@ def test_html_renders_in_headless_chromium_without_console_messages(report, tmp_
     import matplotlib.image
 
     assert matplotlib.image.imread(shot)[..., :3].std() > 0.05
+    # no horizontal overflow of the page at 1400 px (wide tables scroll in their own box)
+    probe = tmp_path / "probe.html"
+    probe.write_text(files["html"].read_text().replace(
+        "</body>", "<script>document.body.setAttribute('data-overflow', String("
+        "document.documentElement.scrollWidth - window.innerWidth))</script></body>"))
+    dom = subprocess.run([CHROMIUM, *flags, "--window-size=1400,900", "--dump-dom",
+                          probe.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+    overflow = re.search(r'data-overflow="(-?\d+)"', dom.stdout)
+    assert overflow is not None and int(overflow.group(1)) <= 0, dom.stdout[:300]
 
 
 def test_negative_transfer_figures_and_transferability_tau(tmp_path):
