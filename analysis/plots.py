@@ -53,27 +53,40 @@ def save(fig, stem: str | Path) -> list[Path]:
 
 
 def metric_bars(agg: pd.DataFrame, metric: str, colours: dict, *, zero_line: bool = False,
-                title: str | None = None):
-    """One panel per scenario: the mean of ``metric`` per method with its interval. With
-    ``zero_line`` (differences such as gain or NTG) a line marks 0 and ``*`` the methods whose
-    interval excludes it."""
+                title: str | None = None, upper: frozenset[str] | set[str] = frozenset()):
+    """One panel per scenario: the mean of ``metric`` per method as a point with its
+    interval, on an axis fitted to the intervals (differences of a few points stay visible).
+    Methods in ``upper`` (upper-bound references) are drawn apart, below a line, in grey with
+    hollow points and dashed intervals, and never marked. With ``zero_line`` (differences
+    such as gain or NTG) a line marks 0 and ``*`` the methods whose interval excludes it."""
     a = agg[agg["metric"] == metric]
     scenarios = list(dict.fromkeys(a["scenario"]))
     fig, axes = _grid(len(scenarios))
     for ax, sc in zip(axes, scenarios, strict=True):
-        s = a[a["scenario"] == sc].reset_index(drop=True)
+        s = a[a["scenario"] == sc]
+        s = pd.concat([s[~s["method"].isin(upper)], s[s["method"].isin(upper)]])
+        s = s.reset_index(drop=True)
         y = np.arange(len(s))[::-1]
         lo = (s["mean"] - s["ci_low"]).fillna(0).clip(lower=0)
         hi = (s["ci_high"] - s["mean"]).fillna(0).clip(lower=0)
-        ax.barh(y, s["mean"], xerr=[lo, hi], color=[colours[m] for m in s["method"]],
-                capsize=2, error_kw={"lw": 1})
-        ax.set_yticks(y, s["method"])
+        for yi, (i, r) in zip(y, s.iterrows(), strict=True):
+            bound = r["method"] in upper
+            bars = ax.errorbar(r["mean"], yi, xerr=[[lo[i]], [hi[i]]], fmt="o", capsize=3,
+                               color="grey" if bound else colours[r["method"]],
+                               markerfacecolor="white" if bound else None, lw=1.2)
+            if bound:
+                bars[-1][0].set_linestyle("--")
+            elif zero_line and r["n"] >= MIN_SEEDS and (r["ci_low"] > 0 or r["ci_high"] < 0):
+                ax.text(r["ci_high"] if r["mean"] >= 0 else r["ci_low"], yi, " *",
+                        va="center", ha="left" if r["mean"] >= 0 else "right")
+        bounds = int(s["method"].isin(upper).sum())
+        if 0 < bounds < len(s):
+            ax.axhline(bounds - 0.5, color="grey", lw=0.6, ls=":")
+        ax.set_yticks(y, [m + (" (upper bound)" if m in upper else "") for m in s["method"]])
+        ax.set_ylim(-0.7, len(s) - 0.3)
         if zero_line:
             ax.axvline(0, color="black", lw=0.8)
-            for yi, (_, r) in zip(y, s.iterrows(), strict=True):
-                if r["n"] >= MIN_SEEDS and (r["ci_low"] > 0 or r["ci_high"] < 0):
-                    ax.text(r["ci_high"] if r["mean"] >= 0 else r["ci_low"], yi, " *",
-                            va="center", ha="left" if r["mean"] >= 0 else "right")
+        ax.margins(x=0.15)
         ax.set_title(sc)
         ax.set_xlabel(metric)
     fig.suptitle(title or f"{metric}: mean and 95% CI over seeds", y=1.02)

@@ -532,10 +532,14 @@ def _kind_figures(doc: Doc, kind: str, scenarios: list[str], agg: pd.DataFrame, 
     for metric in COLUMNS.get(kind, []):
         if metric in set(a["metric"]) and metric != "target_acc_oracle":
             diff = metric in DIFFERENCES
-            add(plots.metric_bars(a, metric, colours, zero_line=diff,
+            upper = {m for m in a["method"] if base_name(m) in UPPER_BOUNDS}
+            add(plots.metric_bars(a, metric, colours, zero_line=diff, upper=upper,
                                   title=f"{NAMES[metric]}: mean and 95% CI over seeds"
                                   + (" (* interval excludes 0)" if diff else "")),
-                f"{kind}-{metric}", f"{NAMES[metric]} per method and scenario")
+                f"{kind}-{metric}", f"{NAMES[metric]} of each method in each scenario: the mean "
+                "over seeds (point) and its 95% interval (line); upper-bound references in "
+                "grey, dashed, below the line" if upper else f"{NAMES[metric]} of each method "
+                "in each scenario: the mean over seeds (point) and its 95% interval (line)")
     ntg = a[a["metric"] == "ntg"]
     if ntg["scenario"].nunique() >= 2:
         add(plots.difference_heatmap(a, "ntg", "NTG = acc(target-only) - acc(method), mean over "
