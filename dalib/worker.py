@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -154,14 +154,17 @@ def pack_reason(methods: list, datas: list, compile: bool) -> str | None:
 
 def execute_pack(runs: list[RunSpec], datas: list, device: torch.device,
                  features: bool = False, precision: str = "fp32", compile: bool = False,
-                 trace: Trace | None = None) -> list[tuple[dict | str, dict | None]]:
+                 begin: Callable[[], Trace] | None = None
+                 ) -> list[tuple[dict | str, dict | None]]:
     """Runs of one method that differ only in their seed and per-run hyperparameters,
     trained as one pack (:mod:`dalib.pack`): per run, the record :func:`execute` would give
     (with ``pack`` = its size and place, and the pack's time split evenly) or, for a run that
     diverged, the reason; the feature sample as in :func:`execute`. Raises
     :class:`CannotPack` before training when they cannot pack, and :class:`TooLarge` when the
     device's memory budget (:func:`~dalib.engine.memory_budget`: half a GPU's free memory, or
-    ``$DALIB_DEVICE_MEMORY``) holds fewer runs (:func:`run_bytes` each)."""
+    ``$DALIB_DEVICE_MEMORY``) holds fewer runs (:func:`run_bytes` each). ``begin`` is called
+    once they are known to pack, before training: it announces the runs and returns their
+    trace."""
     prepared = [_prepare(r, d, device, precision, False)
                 for r, d in zip(runs, datas, strict=True)]
     methods = [m for _, m, _ in prepared]
@@ -174,6 +177,7 @@ def execute_pack(runs: list[RunSpec], datas: list, device: torch.device,
     if fits < len(runs):
         raise TooLarge(max(1, fits))
     budget, seeds = prepared[0][2], [r.seed for r in runs]
+    trace = begin() if begin else None
     start = time.perf_counter()
     results: list[dict] = []
     if isinstance(datas[0], Stream):
@@ -281,7 +285,7 @@ class Worker:
         try:
             datas = [self.data(r) for r in runs]
             results = execute_pack(runs, datas, self.device, **self.options,
-                                   trace=self._start(runs))
+                                   begin=lambda: self._start(runs))
         except TooLarge as exc:  # packs the device's memory holds
             for start in range(0, len(runs), exc.fits):
                 yield from self.pack(runs[start:start + exc.fits])

@@ -38,15 +38,22 @@ def _records(out):
     return [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
 
 
-def test_off_a_terminal_each_run_prints_a_line_when_it_starts_and_when_it_ends(tmp_path):
+@pytest.mark.parametrize("pack", ["off", "auto"])
+def test_off_a_terminal_each_run_prints_a_line_when_it_starts_and_when_it_ends(tmp_path, pack):
+    """One start line per run, also for a method that cannot pack (trained alone)."""
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "dalib.cli", "run", str(_suite(tmp_path)),
-                           "--out", str(out), "--no-report", "--pack", "off"],
+    suite = _suite(tmp_path, methods='"source-only", "pseudo-label"')
+    proc = subprocess.run([sys.executable, "-m", "dalib.cli", "run", str(suite),
+                           "--out", str(out), "--no-report", "--pack", pack],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    for record in _records(out):
-        start = next(i for i, line in enumerate(lines) if f"start {record['run_id']}" in line)
+    records = _records(out)
+    assert len(records) == 4
+    for record in records:
+        starts = [i for i, line in enumerate(lines) if f"start {record['run_id']}" in line]
+        assert len(starts) == 1, lines
+        start = starts[0]
         end = next(i for i, line in enumerate(lines) if line.endswith(f"[{record['run_id']}]"))
         assert start < end and " ok (" in lines[end] and "sweep ETA" in lines[end]
 
