@@ -52,102 +52,131 @@ def save(fig, stem: str | Path) -> list[Path]:
     return paths
 
 
-def metric_bars(agg: pd.DataFrame, metric: str, colours: dict, *, zero_line: bool = False,
-                title: str | None = None, upper: frozenset[str] | set[str] = frozenset()):
-    """One panel per scenario: the mean of ``metric`` per method as a point with its
-    interval, on an axis fitted to the intervals (differences of a few points stay visible).
-    Methods in ``upper`` (upper-bound references) are drawn apart, below a line, in grey with
-    hollow points and dashed intervals, and never marked. With ``zero_line`` (differences
-    such as gain or NTG) a line marks 0 and ``*`` the methods whose interval excludes it."""
-    a = agg[agg["metric"] == metric]
-    scenarios = list(dict.fromkeys(a["scenario"]))
-    fig, axes = _grid(len(scenarios))
-    for ax, sc in zip(axes, scenarios, strict=True):
-        s = a[a["scenario"] == sc]
-        s = pd.concat([s[~s["method"].isin(upper)], s[s["method"].isin(upper)]])
-        s = s.reset_index(drop=True)
-        y = np.arange(len(s))[::-1]
-        lo = (s["mean"] - s["ci_low"]).fillna(0).clip(lower=0)
-        hi = (s["ci_high"] - s["mean"]).fillna(0).clip(lower=0)
-        for yi, (i, r) in zip(y, s.iterrows(), strict=True):
+def interval_panels(panels: list[tuple[str, str, pd.DataFrame, bool]], colours: dict, *,
+                    title: str, upper: frozenset[str] | set[str] = frozenset()):
+    """One panel per ``(title, x label, rows, difference)``: for each method in ``rows`` (rows
+    of :func:`analysis.stats.aggregate` for one scenario and metric) the mean as a point with
+    its interval, on an axis fitted to the intervals (differences of a few points stay
+    visible). Methods in ``upper`` (upper-bound references) are drawn apart, below a line, in
+    grey with hollow points and dashed intervals, and never marked. In a ``difference`` panel
+    (gain, NTG: 0 is no effect) a line marks 0 and ``*`` the methods whose interval excludes
+    it (with at least ``MIN_SEEDS`` seeds). Every panel has the same rows, one per method,
+    named in the first column."""
+    methods = list(dict.fromkeys(m for _, _, rows, _ in panels for m in rows["method"]))
+    methods = [m for m in methods if m not in upper] + [m for m in methods if m in upper]
+    y = dict(zip(methods, range(len(methods) - 1, -1, -1), strict=True))  # same rows everywhere
+    ncols = 3
+    fig, axes = _grid(len(panels), ncols, size=(3.6, 1.0 + 0.4 * len(methods)))
+    for k, (ax, (name, xlabel, rows, difference)) in enumerate(zip(axes, panels, strict=True)):
+        for r in rows.to_dict("records"):
             bound = r["method"] in upper
-            bars = ax.errorbar(r["mean"], yi, xerr=[[lo[i]], [hi[i]]], fmt="o", capsize=3,
+            lo, hi = (0.0, 0.0) if pd.isna(r["ci_low"]) else (max(0.0, r["mean"] - r["ci_low"]),
+                                                              max(0.0, r["ci_high"] - r["mean"]))
+            bars = ax.errorbar(r["mean"], y[r["method"]], xerr=[[lo], [hi]], fmt="o", capsize=3,
                                color="grey" if bound else colours[r["method"]],
                                markerfacecolor="white" if bound else None, lw=1.2)
             if bound:
                 bars[-1][0].set_linestyle("--")
-            elif zero_line and r["n"] >= MIN_SEEDS and (r["ci_low"] > 0 or r["ci_high"] < 0):
-                ax.text(r["ci_high"] if r["mean"] >= 0 else r["ci_low"], yi, " *",
+            elif difference and r["n"] >= MIN_SEEDS and (r["ci_low"] > 0 or r["ci_high"] < 0):
+                ax.text(r["ci_high"] if r["mean"] >= 0 else r["ci_low"], y[r["method"]], " *",
                         va="center", ha="left" if r["mean"] >= 0 else "right")
-        bounds = int(s["method"].isin(upper).sum())
-        if 0 < bounds < len(s):
+        bounds = sum(m in upper for m in methods)
+        if 0 < bounds < len(methods):
             ax.axhline(bounds - 0.5, color="grey", lw=0.6, ls=":")
-        ax.set_yticks(y, [m + (" (upper bound)" if m in upper else "") for m in s["method"]])
-        ax.set_ylim(-0.7, len(s) - 0.3)
-        if zero_line:
+        first = k % ncols == 0
+        ax.set_yticks(list(y.values()), [m + (" (upper bound)" if m in upper else "")
+                                         for m in methods] if first else [])
+        ax.set_ylim(-0.7, len(methods) - 0.3)
+        if difference:
             ax.axvline(0, color="black", lw=0.8)
         ax.margins(x=0.15)
-        ax.set_title(sc)
-        ax.set_xlabel(metric)
-    fig.suptitle(title or f"{metric}: mean and 95% CI over seeds", y=1.02)
+        ax.set_title(name)
+        ax.set_xlabel(xlabel)
+    fig.suptitle(title, y=1.02)
     fig.tight_layout()
     return fig
 
 
+def matrix_rows(R: np.ndarray) -> list[str]:
+    """Row labels of an accuracy matrix: before training, then after each task (or after
+    training on all tasks at once, for a matrix of two rows such as ``joint``'s)."""
+    if R.shape[0] == R.shape[1] + 1:
+        return ["before training"] + [f"after task {i}" for i in range(1, R.shape[0])]
+    if R.shape[0] == 2:
+        return ["before training", "after all tasks"]
+    return [f"row {i}" for i in range(R.shape[0])]
+
+
 def accuracy_heatmaps(matrices: dict[str, np.ndarray], title: str):
-    """One heatmap per method of the mean accuracy matrix ``R[i, j]`` (row 0 before training,
-    row i after task i)."""
-    fig, axes = _grid(len(matrices), ncols=4, size=(3.6, 3.2))
+    """One heatmap per method of the mean accuracy matrix: rows "before training" and
+    "after task i", columns "task j" (tasks numbered from 1 in both)."""
+    fig, axes = _grid(len(matrices), ncols=3, size=(4.2, 3.4))
     for ax, (method, R) in zip(axes, matrices.items(), strict=True):
         sns.heatmap(R, ax=ax, vmin=0, vmax=100, cmap="viridis", cbar=False, annot=R.shape[1] <= 6,
-                    fmt=".0f", annot_kws={"fontsize": 7})
+                    fmt=".0f", annot_kws={"fontsize": 7},
+                    xticklabels=[f"task {j}" for j in range(1, R.shape[1] + 1)],
+                    yticklabels=matrix_rows(R))
+        ax.tick_params(axis="x", labelrotation=0 if R.shape[1] <= 5 else 90)
+        ax.tick_params(axis="y", labelrotation=0)
         ax.set_title(method)
-        ax.set_xlabel("task evaluated")
-        ax.set_ylabel("after task (0 = before training)")
+        ax.set_xlabel("accuracy on")
+        ax.set_ylabel("")
     fig.suptitle(f"{title}: accuracy matrix (mean over seeds, %)", y=1.02)
     fig.tight_layout()
     return fig
 
 
 def task_curves(matrices: dict[str, np.ndarray], title: str):
-    """Accuracy of each task over the stream, one panel per method (forgetting curves); methods
-    whose matrix lacks a row per task (``joint`` trains once) are left out."""
+    """Accuracy on each task from the moment it is learned to the end of the stream, one panel
+    per method (forgetting curves; tasks numbered from 1); methods whose matrix lacks a row
+    per task (``joint`` trains once) are left out."""
     matrices = {m: R for m, R in matrices.items() if R.shape[0] == R.shape[1] + 1}
-    fig, axes = _grid(len(matrices), ncols=4, size=(3.6, 3.0))
+    fig, axes = _grid(len(matrices), ncols=3, size=(4.2, 3.2))
     for ax, (method, R) in zip(axes, matrices.items(), strict=True):
         colours = sns.color_palette("crest", R.shape[1])
         for j in range(R.shape[1]):
             ax.plot(range(j + 1, R.shape[0]), R[j + 1:, j], marker=".", color=colours[j],
-                    label=f"task {j}")
+                    label=f"task {j + 1}")
+        ax.set_xticks(range(1, R.shape[0]))
         ax.set_ylim(0, 100)
         ax.set_title(method)
         ax.set_xlabel("after task")
-        ax.set_ylabel("accuracy (%)")
+        ax.set_ylabel("accuracy on the task (%)")
     axes[0].legend(fontsize=6)
-    fig.suptitle(f"{title}: accuracy of each task after it is learned", y=1.02)
+    fig.suptitle(f"{title}: accuracy on each task once it is learned", y=1.02)
     fig.tight_layout()
     return fig
 
 
-def training_curves(curves: pd.DataFrame, checkpoints: pd.DataFrame, colours: dict, title: str):
-    """Training loss per step and, where given, target accuracy at each checkpoint (mean over
-    seeds per method); ``checkpoints`` rows with ``selected`` mark the picked checkpoints."""
+def training_curves(curves: pd.DataFrame, checkpoints: pd.DataFrame, colours: dict, title: str,
+                    upper: frozenset[str] | set[str] = frozenset()):
+    """Training loss per step and, where given, target test accuracy at each checkpoint, mean
+    over seeds per method (methods in ``upper``, upper-bound references, dashed);
+    ``checkpoints`` rows with ``selected`` mark each seed's selected checkpoint."""
     panels = 2 if not checkpoints.empty else 1
     fig, axes = _grid(panels, ncols=2, size=(5.5, 3.6))
-    sns.lineplot(curves, x="step", y="loss", hue="method", palette=colours, ax=axes[0],
-                 errorbar=None, lw=1)
+    for method, part in curves.groupby("method", sort=False):
+        mean = part.groupby("step")["loss"].mean()
+        axes[0].plot(mean.index, mean.to_numpy(), color=colours[method], lw=1,
+                     ls="--" if method in upper else "-",
+                     label=method + (" (upper bound)" if method in upper else ""))
     axes[0].set_yscale("log" if (curves["loss"] > 0).all() else "symlog")
     axes[0].set_title("training loss (mean over seeds)")
+    axes[0].set_xlabel("step")
+    axes[0].set_ylabel("loss")
     if panels == 2:
-        sns.lineplot(checkpoints, x="step", y="target_acc", hue="method", palette=colours,
-                     ax=axes[1], errorbar=None, marker=".", legend=False)
+        for method, part in checkpoints.groupby("method", sort=False):
+            mean = part.groupby("step")["target_acc"].mean()
+            axes[1].plot(mean.index, mean.to_numpy(), color=colours[method], marker=".", lw=1,
+                         ls="--" if method in upper else "-")
         picked = checkpoints[checkpoints["selected"]]
         axes[1].scatter(picked["step"], picked["target_acc"], marker="x", color="black", s=20,
-                        label="selected (each seed)", zorder=3)
+                        label="selected checkpoint (each seed)", zorder=3)
         axes[1].legend(fontsize=7, loc="lower right")
-        axes[1].set_title("target test accuracy at checkpoints")
+        axes[1].set_title("target test accuracy at checkpoints (mean over seeds)")
+        axes[1].set_xlabel("step")
+        axes[1].set_ylabel("accuracy (%)")
     handles, labels = axes[0].get_legend_handles_labels()
-    axes[0].get_legend().remove()
     fig.suptitle(title, y=1.02)
     fig.tight_layout()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,

@@ -65,8 +65,9 @@ color:#222}.scroll{overflow-x:auto;max-width:100%;margin:.5em 0 1.5em}
 table{border-collapse:collapse;font-size:.9em}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;white-space:nowrap}th{background:#f2f2f2}
 img{max-width:100%;height:auto}figcaption{color:#555;font-size:.9em}
-figure{display:inline-block;vertical-align:top;box-sizing:border-box;width:calc(50% - 1em);
-margin:1em 1em 2em 0}@media (max-width:1000px){figure{width:100%;margin-right:0}}
+.figures{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:1em 2em;
+margin:1em 0 2em}figure{margin:0}
+@media (max-width:1000px){.figures{grid-template-columns:minmax(0,1fr)}}
 code{background:#f5f5f5;padding:0 .2em}"""
 
 
@@ -111,9 +112,13 @@ class Doc:
         rel = png.relative_to(self.root).as_posix()
         self.md += [f"![{caption}]({rel})", "", f"*{caption}* (also `{rel[:-4]}.svg`)", ""]
         data = base64.b64encode(png.read_bytes()).decode()
-        self.html.append(f'<figure><img alt="{html.escape(caption)}" '
-                         f'src="data:image/png;base64,{data}"><figcaption>'
-                         f"{html.escape(caption)}</figcaption></figure>")
+        item = (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        grid = '<div class="figures">'
+        if self.html and self.html[-1].startswith(grid):  # consecutive figures share a grid
+            self.html[-1] = self.html[-1][:-len("</div>")] + item + "</div>"
+        else:
+            self.html.append(f"{grid}{item}</div>")
 
     def render_html(self, title: str) -> str:
         return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -529,55 +534,88 @@ def _kind_figures(doc: Doc, kind: str, scenarios: list[str], agg: pd.DataFrame, 
         doc.figure(paths[0], caption)
 
     doc.heading(f"{kind.capitalize()}: figures", 3)
-    for metric in COLUMNS.get(kind, []):
-        if metric in set(a["metric"]) and metric != "target_acc_oracle":
-            diff = metric in DIFFERENCES
-            upper = {m for m in a["method"] if base_name(m) in UPPER_BOUNDS}
-            add(plots.metric_bars(a, metric, colours, zero_line=diff, upper=upper,
-                                  title=f"{NAMES[metric]}: mean and 95% CI over seeds"
-                                  + (" (* interval excludes 0)" if diff else "")),
-                f"{kind}-{metric}", f"{NAMES[metric]} of each method in each scenario: the mean "
-                "over seeds (point) and its 95% interval (line); upper-bound references in "
-                "grey, dashed, below the line" if upper else f"{NAMES[metric]} of each method "
-                "in each scenario: the mean over seeds (point) and its 95% interval (line)")
+    upper = {m for m in a["method"] if base_name(m) in UPPER_BOUNDS}
+    metrics = [m for m in COLUMNS.get(kind, [])
+               if m in set(a["metric"]) and m != "target_acc_oracle"]
+    drawn = (" Upper-bound references are grey and dashed, below the dotted line, and never "
+             "ranked." if upper else "")
+    zero = f"a line marks 0 and * an interval that excludes it (with {MIN_SEEDS}+ seeds)."
+    diffs = [NAMES[m] for m in metrics if m in DIFFERENCES]
+    marks = f" In the panels of differences ({', '.join(diffs)}) {zero}" if diffs else ""
+
+    def rows(sc: str, metric: str) -> pd.DataFrame:
+        return a[(a["scenario"] == sc) & (a["metric"] == metric)]
+
+    if len(scenarios) < len(metrics):  # fewer figures: one per scenario, a panel per metric
+        for sc in scenarios:
+            panels = [(NAMES[m], "", rows(sc, m), m in DIFFERENCES) for m in metrics
+                      if not rows(sc, m).empty]
+            add(plots.interval_panels(panels, colours, upper=upper,
+                                      title=f"{sc}: mean and 95% CI over seeds"),
+                f"{sc}-metrics", f"{sc}: each metric (panel) of each method: the mean over "
+                f"seeds (point) and its 95% interval (line).{drawn}{marks}")
+    else:  # one figure per metric, a panel per scenario
+        for m in metrics:
+            panels = [(sc, NAMES[m], rows(sc, m), m in DIFFERENCES) for sc in scenarios
+                      if not rows(sc, m).empty]
+            add(plots.interval_panels(panels, colours, upper=upper,
+                                      title=f"{NAMES[m]}: mean and 95% CI over seeds"),
+                f"{kind}-{m}", f"{NAMES[m]} of each method in each scenario (panel): the mean "
+                f"over seeds (point) and its 95% interval (line).{drawn}"
+                + (f" A difference: {zero}" if m in DIFFERENCES else ""))
     ntg = a[a["metric"] == "ntg"]
     if ntg["scenario"].nunique() >= 2:
         add(plots.difference_heatmap(a, "ntg", "NTG = acc(target-only) - acc(method), mean over "
                                      "seeds (* interval above 0: significant negative transfer)"),
-            f"{kind}-ntg-heatmap", "NTG per method and condition; * marks significant "
-            "negative transfer, - a significant gain over target-only")
+            f"{kind}-ntg-heatmap", "Mean NTG of each method (row) in each condition (column): red "
+            "where the source hurts (negative transfer), blue where it helps; * marks an "
+            "interval above 0, - one below 0 (with at least "
+            f"{MIN_SEEDS} seeds).")
         levels = noise_levels(records)
         if len(levels) >= 3:
             add(plots.difference_vs_level(a, levels, "ntg", colours, "source label noise rate",
                                           "NTG against source label noise (band: 95% CI)"),
-                f"{kind}-ntg-vs-noise", "NTG against the source label-noise rate, per k")
+                f"{kind}-ntg-vs-noise", "Mean NTG of each method (line, band: 95% interval) "
+                "against the rate of label noise in the source, one panel per number k of "
+                "labelled target samples per class; above 0 the source hurts.")
     for sc in scenarios:
         matrices = _matrices(records, sc)
         if matrices:
             add(plots.accuracy_heatmaps(matrices, sc), f"{sc}-accuracy-matrix",
-                f"{sc}: accuracy matrix per method")
+                f"{sc}: accuracy matrix of each method (panel), mean over seeds: row 'after task "
+                "i' holds the accuracy on every task (column) once task i is learned; below the "
+                "diagonal is what is remembered, above it what is known of tasks not yet seen.")
             if any(R.shape[0] == R.shape[1] + 1 for R in matrices.values()):
                 add(plots.task_curves(matrices, sc), f"{sc}-task-curves",
-                    f"{sc}: accuracy of each task over the stream")
+                    f"{sc}: accuracy on each task (line) from the moment it is learned to the "
+                    "end of the stream, one panel per method, mean over seeds; a falling line "
+                    "is forgetting.")
         curves, checkpoints = _curves(records, sc)
         if not curves.empty:
-            add(plots.training_curves(curves, checkpoints, colours, f"{sc}: training"),
-                f"{sc}-training", f"{sc}: training loss and target accuracy at checkpoints "
-                "(x: selected checkpoint)")
-        chosen = _tsne_features(features or {}, agg, sc)
+            add(plots.training_curves(curves, checkpoints, colours, f"{sc}: training",
+                                      upper=upper),
+                f"{sc}-training", f"{sc}: training loss per step"
+                + (" and target test accuracy at each checkpoint, mean over seeds per method; "
+                   "x marks the checkpoint each seed's model selection picked (selection does "
+                   "not read these target labels)" if not checkpoints.empty
+                   else ", mean over seeds per method") + ".")
+        chosen, seed = _tsne_features(features or {}, agg, sc)
         if chosen:
-            add(plots.tsne(chosen, sc), f"{sc}-tsne",
-                f"{sc}: t-SNE of source and target test features, " + " vs ".join(chosen))
+            add(plots.tsne(chosen, f"{sc}, seed {seed}"), f"{sc}-tsne",
+                f"{sc}: t-SNE of the source (blue) and target (orange) test-set features of "
+                f"seed {seed}, {' (before adaptation) and '.join(chosen)} (best mean target "
+                "accuracy); where the colours mix, the model maps both domains alike.")
     return written
 
 
-def _tsne_features(features: dict, agg: pd.DataFrame, scenario: str) -> dict:
-    """``{source-only: arrays, best method: arrays}`` for the first seed with both saved."""
+def _tsne_features(features: dict, agg: pd.DataFrame, scenario: str) -> tuple[dict, str]:
+    """``{source-only: arrays, best method: arrays}`` for the first seed with both saved,
+    and that seed."""
     order = [m for m in ranking(agg, scenario, "target_acc") if m != "source-only"]
     if not order:
-        return {}
+        return {}, ""
     seeds = sorted({k[2] for k in features if k[0] == scenario and k[1] == order[0]}
                    & {k[2] for k in features if k[0] == scenario and k[1] == "source-only"})
     if not seeds:
-        return {}
-    return {m: features[(scenario, m, seeds[0])] for m in ("source-only", order[0])}
+        return {}, ""
+    return {m: features[(scenario, m, seeds[0])] for m in ("source-only", order[0])}, seeds[0]

@@ -56,8 +56,10 @@ def report(tmp_path_factory):
 def test_expected_files_tables_and_figures(report):
     out, files = report
     assert files["markdown"].is_file() and files["html"].is_file()
-    # transfer: target acc, gain, source acc, source drop; stream: acc, bwt, forgetting
-    assert len(files["figures"]) == 2 * 7
+    # fewer scenarios than metrics: one figure per scenario (easy, tied, split), a panel per
+    # metric (transfer: target acc, gain, source acc, source drop; stream: acc, bwt, forgetting)
+    assert sorted(p.name for p in files["figures"] if p.suffix == ".png") == [
+        "easy-metrics.png", "split-metrics.png", "tied-metrics.png"]
     for png in (f for f in files["figures"] if f.suffix == ".png"):
         data = png.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
@@ -130,6 +132,47 @@ def test_html_is_self_contained_with_every_figure_embedded(report):
     assert page.tables == len(re.findall(r"^\| --- \|", files["markdown"].read_text(), re.M))
 
 
+def test_more_scenarios_than_metrics_give_one_figure_per_metric(tmp_path):
+    t = hand_table()
+    t = t[t["scenario"] != "split"]
+    many = pd.concat([t.assign(scenario=f"{sc}{i}") for i in range(3) for sc in ("easy",)]
+                     + [t])
+    files = build_report(many, tmp_path)
+    assert sorted(p.name for p in files["figures"] if p.suffix == ".png") == [
+        "transfer-gain_over_source_only.png", "transfer-source_acc.png",
+        "transfer-source_drop.png", "transfer-target_acc.png"]
+
+
+def test_every_caption_says_what_its_figure_shows(tmp_path):
+    rows, records = [], []
+    for seed in range(5):
+        for method, acc in (("naive", 20.0), ("replay", 80.0), ("joint", 95.0)):
+            R = np.tril(np.full((4, 3), 95.0), -1)
+            R[0], R[3, :2] = 10.0, acc
+            if method == "joint":
+                R = np.stack([R[0], np.full(3, acc)])
+            records.append({"scenario": "s", "method": method, "seed": seed, "status": "ok",
+                            "accuracy_matrix": R.tolist(),
+                            "curves": {"step": [0, 10], "loss": [2.0, 1.0]}})
+            rows.append(("s", method, seed, "acc", float(R[-1].mean()) + seed))
+            rows.append(("s", method, seed, "forgetting", 95.0 - acc + seed))
+    table = pd.DataFrame(rows, columns=["scenario", "method", "seed", "metric", "value"])
+    files = build_report(table, tmp_path, records=records)
+    text = files["markdown"].read_text()
+    captions = dict(re.findall(r"^\*(.+?)\* \(also `figures/([^`]+)\.svg`\)$", text, re.M))
+    captions = {name: caption for caption, name in captions.items()}
+    assert set(captions) == {"s-metrics", "s-accuracy-matrix", "s-task-curves", "s-training"}
+    assert "upper-bound references are grey" in captions["s-metrics"].lower()
+    assert "row 'after task i'" in captions["s-accuracy-matrix"]
+    assert "falling line is forgetting" in captions["s-task-curves"]
+    assert "training loss" in captions["s-training"]
+    from analysis.plots import matrix_rows
+
+    assert matrix_rows(np.zeros((4, 3))) == ["before training", "after task 1", "after task 2",
+                                             "after task 3"]
+    assert matrix_rows(np.zeros((2, 3))) == ["before training", "after all tasks"]
+
+
 def test_records_add_matrices_curves_and_tsne(tmp_path):
     rng = np.random.default_rng(0)
     rows, records, feats = [], [], {}
@@ -186,15 +229,21 @@ def test_html_renders_in_headless_chromium_without_console_messages(report, tmp_
     import matplotlib.image
 
     assert matplotlib.image.imread(shot)[..., :3].std() > 0.05
-    # no horizontal overflow of the page at 1400 px (wide tables scroll in their own box)
+    # no horizontal overflow of the page at 1400 or 1000 px (wide tables scroll in their own
+    # box), and figures two per row at 1400 px, one per row at 1000 px
     probe = tmp_path / "probe.html"
     probe.write_text(files["html"].read_text().replace(
-        "</body>", "<script>document.body.setAttribute('data-overflow', String("
-        "document.documentElement.scrollWidth - window.innerWidth))</script></body>"))
-    dom = subprocess.run([CHROMIUM, *flags, "--window-size=1400,900", "--dump-dom",
-                          probe.resolve().as_uri()], capture_output=True, text=True, timeout=120)
-    overflow = re.search(r'data-overflow="(-?\d+)"', dom.stdout)
-    assert overflow is not None and int(overflow.group(1)) <= 0, dom.stdout[:300]
+        "</body>", "<script>const f = [...document.querySelectorAll('figure')]"
+        ".map(e => e.getBoundingClientRect().left); document.body.setAttribute('data-probe', "
+        "String(document.documentElement.scrollWidth - window.innerWidth) + ' ' + "
+        "String(new Set(f).size))</script></body>"))
+    for width, columns in ((1400, 2), (1000, 1)):
+        dom = subprocess.run([CHROMIUM, *flags, f"--window-size={width},900", "--dump-dom",
+                              probe.resolve().as_uri()], capture_output=True, text=True,
+                             timeout=120)
+        found = re.search(r'data-probe="(-?\d+) (\d+)"', dom.stdout)
+        assert found is not None, dom.stdout[:300]
+        assert int(found.group(1)) <= 0 and int(found.group(2)) == columns, (width, found[0])
 
 
 def test_negative_transfer_figures_and_transferability_tau(tmp_path):
