@@ -134,13 +134,64 @@ def test_csv_and_tensorboard_loggers_write_every_curve(tmp_path):
         assert [e.value for e in scalars] == pytest.approx(curves["loss"], rel=1e-5)
 
 
-def test_an_unknown_or_missing_logger_exits_2(tmp_path, capsys):
+def _wandb_records(path) -> list:
+    """The protobuf records of a W&B run file (``run-*.wandb``: a 7-byte header, then the
+    LevelDB log format, 32 KiB blocks of chunks with a 7-byte header: CRC, length, type)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    pos, chunk, records = 7, b"", []
+    while pos + 7 <= len(data):
+        left = 32768 - pos % 32768
+        if left < 7:  # a block's padding
+            pos += left
+            continue
+        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        chunk += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # a whole record, or the last chunk of one
+            record = pb.Record()
+            record.ParseFromString(chunk)
+            records.append(record)
+            chunk = b""
+    return records
+
+
+def test_wandb_logger_writes_one_offline_run_per_run_with_its_curve(tmp_path):
+    pytest.importorskip("wandb", reason="the wandb extra is not installed")
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    proc = subprocess.run([sys.executable, "-m", "dalib.cli", "run", str(_suite(tmp_path)),
+                           "--out", str(out), "--no-report", "--logger", "wandb"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    runs = {}
+    for path in (out / "wandb").glob("offline-run-*/run-*.wandb"):  # offline by default
+        records = _wandb_records(path)
+        name = next(r.run.display_name for r in records if r.WhichOneof("record_type") == "run")
+        history = [{i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                    for i in r.history.item}
+                   for r in records if r.WhichOneof("record_type") == "history"]
+        exits = [r.exit.exit_code for r in records if r.WhichOneof("record_type") == "exit"]
+        runs[name] = history, exits
+    assert len(runs) == 4
+    for record in _records(out):
+        history, exits = runs[record["run_id"]]
+        assert exits == [0]
+        assert [h["_step"] for h in history] == record["curves"]["step"]
+        assert [h["loss"] for h in history] == pytest.approx(record["curves"]["loss"], rel=1e-6)
+
+
+def test_an_unknown_or_missing_logger_exits_2(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
     suite = _suite(tmp_path)
     assert main(["run", str(suite), "--out", str(tmp_path / "a"), "--logger", "mlflow"]) == 2
     assert "--logger: is 'mlflow'" in capsys.readouterr().err
-    try:
-        import wandb  # noqa: F401
-    except ImportError:
-        assert main(["run", str(suite), "--out", str(tmp_path / "b"), "--logger", "wandb"]) == 2
-        assert "wandb is not installed" in capsys.readouterr().err
-    assert not (tmp_path / "a").exists()
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "wandb" else find_spec(name, *a))
+    assert main(["run", str(suite), "--out", str(tmp_path / "b"), "--logger", "wandb"]) == 2
+    assert "wandb is not installed" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
