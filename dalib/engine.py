@@ -296,9 +296,17 @@ def checkpoint_due(step: int, steps: int, checkpoints: int) -> bool:
     return (step + 1) % every == 0 or step + 1 == steps
 
 
-def _train(method, samplers: dict[str, Sampler], steps: int, trace: Trace, offset: int,
-           desc: str, checkpoint: Callable[[int], None] | None = None,
-           checkpoints: int = 0) -> None:
+def train_steps(method, samplers: dict[str, Sampler], steps: int, trace: Trace, offset: int,
+                desc: str, checkpoint: Callable[[int], None] | None = None,
+                checkpoints: int = 0, *, on_log: Callable[[], None] | None = None,
+                settle: Callable[[], None] | None = None) -> None:
+    """The step loop of one run or of a pack (:class:`dalib.pack.train.Pack`): ``steps``
+    calls of ``method.update`` on the samplers' batches (under autocast at the method's
+    ``precision``), each step's losses to ``trace``, the latest loss on the progress bar
+    every ``log_every`` steps, where ``on_log`` is called too. Before each of ``checkpoints``
+    calls of ``checkpoint(step)`` and at the end, ``settle`` (default: check the model for
+    divergence) makes the model ready to be read."""
+    settle = settle or (lambda: trace.check(method.model))
     method.model.train()
     dtype = PRECISIONS[getattr(method, "precision", "fp32")]
     device_type = next(method.model.parameters()).device.type
@@ -307,14 +315,17 @@ def _train(method, samplers: dict[str, Sampler], steps: int, trace: Trace, offse
             with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
                 logs = method.update({name: s.next() for name, s in samplers.items()})
             trace.log(offset + step, logs)
+            if (offset + step) % trace.log_every == 0:
+                if on_log is not None:
+                    on_log()
+                if not bar.disable:
+                    bar.set_postfix(loss=f"{trace.last():.4g}", refresh=False)
             bar.update()
-            if not bar.disable and (offset + step) % trace.log_every == 0:
-                bar.set_postfix(loss=f"{trace.last():.4g}", refresh=False)
             if checkpoint is not None and checkpoint_due(step, steps, checkpoints):
-                trace.check(method.model)
+                settle()
                 checkpoint(step + 1)
                 method.model.train()
-    trace.check(method.model)
+    settle()
 
 
 def transfer_samplers(method, scenario: TransferScenario, budget: Budget, device: torch.device,
@@ -348,8 +359,21 @@ def fit_transfer(method, scenario: TransferScenario, budget: Budget, device: tor
     ``budget.checkpoints`` times, evenly spaced, the last after the final step. Returns the
     steps."""
     samplers, steps = transfer_samplers(method, scenario, budget, device, seed)
-    _train(method, samplers, steps, trace, 0, method.name, checkpoint, budget.checkpoints)
+    train_steps(method, samplers, steps, trace, 0, method.name, checkpoint,
+                budget.checkpoints)
     return steps
+
+
+def stream_row(method, stream: Stream, validation: list[list[float]] | None = None
+               ) -> list[float]:
+    """One row of the accuracy matrix: ``method``'s accuracy on each task's test part (with
+    the task's id under task-IL); where every task has a validation part, the same row
+    measured on it is appended to ``validation``."""
+    tasks = stream.tasks
+    ids = [t.id if stream.protocol == "task-il" else None for t in tasks]
+    if validation is not None and all(t.val is not None for t in tasks):
+        validation.append([accuracy(method, t.val, tid) for t, tid in zip(tasks, ids, strict=True)])
+    return [accuracy(method, t.test, tid) for t, tid in zip(tasks, ids, strict=True)]
 
 
 def fit_stream(method, stream: Stream, budget: Budget, device: torch.device, seed: int,
@@ -364,22 +388,14 @@ def fit_stream(method, stream: Stream, budget: Budget, device: torch.device, see
     method.class_mask = None if stream.class_mask() is None else stream.class_mask().to(device)
     generator = torch.Generator().manual_seed(seed)
     tasks = stream.tasks
-    task_ids = [t.id for t in tasks] if stream.protocol == "task-il" else [None] * len(tasks)
-
-    def row() -> list[float]:
-        if validation is not None and all(t.val is not None for t in tasks):
-            validation.append([accuracy(method, t.val, tid)
-                               for t, tid in zip(tasks, task_ids, strict=True)])
-        return [accuracy(method, t.test, tid) for t, tid in zip(tasks, task_ids, strict=True)]
-
-    rows = [row()]
+    rows = [stream_row(method, stream, validation)]
     method.total_steps = sum(budget.steps_for(len(t.train)) for t in tasks)
     if getattr(method, "joint", False):
         data = Placement(device)(concat([t.train for t in tasks], f"{stream.name}/joint"))
         steps = method.total_steps
-        _train(method, {"train": Sampler(data, budget.batch_size, generator)}, steps, trace, 0,
-               method.name)
-        rows.append(row())
+        train_steps(method, {"train": Sampler(data, budget.batch_size, generator)}, steps,
+                    trace, 0, method.name)
+        rows.append(stream_row(method, stream, validation))
         return np.array(rows)
     offset = 0
     for index, task in enumerate(tasks):
@@ -391,10 +407,10 @@ def fit_stream(method, stream: Stream, budget: Budget, device: torch.device, see
             method.train_task(stream, index, steps, budget.batch_size)
             trace.check(method.model)
         else:
-            _train(method, {"train": Sampler(Placement(device)(task.train), budget.batch_size,
-                                             generator)},
-                   steps, trace, offset, f"{method.name} task {task.id}")
+            train_steps(method, {"train": Sampler(Placement(device)(task.train),
+                                                  budget.batch_size, generator)},
+                        steps, trace, offset, f"{method.name} task {task.id}")
         offset += steps
         method.after_task(task)
-        rows.append(row())
+        rows.append(stream_row(method, stream, validation))
     return np.array(rows)

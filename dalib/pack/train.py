@@ -17,16 +17,14 @@ import numpy as np
 import torch
 
 from dalib.engine import (
-    PRECISIONS,
     Batch,
     Budget,
     Placement,
     Sampler,
     Trace,
-    accuracy,
     check_weights,
-    checkpoint_due,
-    progress,
+    stream_row,
+    train_steps,
     transfer_samplers,
 )
 from dalib.pack.modules import unpack_into
@@ -123,26 +121,11 @@ class Pack:
 
     def train(self, samplers: dict[str, PackedSampler], steps: int, offset: int, desc: str,
               checkpoint: Callable[[int], None] | None = None, checkpoints: int = 0) -> None:
-        """``steps`` packed updates (as :func:`dalib.engine._train` for one run);
-        ``checkpoint(step)`` sees the live runs' own models, synced."""
-        lead = self.lead
-        lead.model.train()
-        dtype = PRECISIONS[lead.precision]
-        with progress(steps, desc) as bar:
-            for step in range(steps):
-                with torch.autocast(lead.device.type, dtype=dtype, enabled=dtype is not None):
-                    logs = lead.update({name: s.next() for name, s in samplers.items()})
-                self.trace.log(offset + step, logs)
-                if (offset + step) % self.trace.log_every == 0:
-                    self.watch()
-                    if not bar.disable:
-                        bar.set_postfix(loss=f"{self.trace.last():.4g}", refresh=False)
-                bar.update()
-                if checkpoint is not None and checkpoint_due(step, steps, checkpoints):
-                    self.sync()
-                    checkpoint(step + 1)
-                    lead.model.train()
-        self.sync()
+        """``steps`` packed updates (:func:`~dalib.engine.train_steps`), diverged runs
+        failed at every log step; ``checkpoint(step)`` sees the live runs' own models,
+        synced."""
+        train_steps(self.lead, samplers, steps, self.trace, offset, desc, checkpoint,
+                    checkpoints, on_log=self.watch, settle=self.sync)
 
 
 def fit_transfer_pack(methods: list, scenarios: list[TransferScenario], budget: Budget,
@@ -208,8 +191,6 @@ def fit_stream_pack(methods: list, streams: list[Stream], budget: Budget,
         raise ValueError(reason)
     first = streams[0]
     mask = first.class_mask()
-    task_ids = [t.id for t in first.tasks] if first.protocol == "task-il" else \
-        [None] * len(first.tasks)
     total = sum(budget.steps_for(len(t.train)) for t in first.tasks)
     for m in methods:
         m.class_mask = None if mask is None else mask.to(device)
@@ -219,12 +200,7 @@ def fit_stream_pack(methods: list, streams: list[Stream], budget: Budget,
 
     def row(runs: list[int]) -> None:
         for s in runs:
-            tasks, m = streams[s].tasks, methods[s]
-            if all(t.val is not None for t in tasks):
-                validations[s].append([accuracy(m, t.val, tid)
-                                       for t, tid in zip(tasks, task_ids, strict=True)])
-            rows[s].append([accuracy(m, t.test, tid)
-                            for t, tid in zip(tasks, task_ids, strict=True)])
+            rows[s].append(stream_row(methods[s], streams[s], validations[s]))
 
     row(list(range(len(methods))))
     pack = Pack(methods, trace)
