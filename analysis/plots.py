@@ -78,8 +78,9 @@ def interval_panels(panels: list[tuple[str, str, pd.DataFrame, bool]], colours: 
             if bound:
                 bars[-1][0].set_linestyle("--")
             elif difference and r["n"] >= MIN_SEEDS and (r["ci_low"] > 0 or r["ci_high"] < 0):
-                ax.text(r["ci_high"] if r["mean"] >= 0 else r["ci_low"], y[r["method"]], " *",
-                        va="center", ha="left" if r["mean"] >= 0 else "right")
+                right = r["mean"] >= 0
+                ax.text(r["ci_high"] if right else r["ci_low"], y[r["method"]],
+                        " *" if right else "* ", va="center", ha="left" if right else "right")
         bounds = sum(m in upper for m in methods)
         if 0 < bounds < len(methods):
             ax.axhline(bounds - 0.5, color="grey", lw=0.6, ls=":")
@@ -209,15 +210,19 @@ def tsne(features: dict[str, dict[str, np.ndarray]], title: str, seed: int = 0):
     return fig
 
 
-def difference_heatmap(agg: pd.DataFrame, metric: str, title: str):
+def difference_heatmap(agg: pd.DataFrame, metric: str, title: str, label: str,
+                       upper: frozenset[str] | set[str] = frozenset()):
     """Methods x scenarios heatmap of the mean of a difference ``metric`` (NTG: positive =
-    negative transfer), ``*`` where the interval is above 0 and ``-`` where below."""
+    negative transfer), ``*`` where the interval is above 0 and ``-`` where below; methods in
+    ``upper`` (upper-bound references) last, labelled, unmarked. ``label`` names the colour
+    bar."""
     a = agg[agg["metric"] == metric]
     methods = list(dict.fromkeys(a["method"]))
+    methods = [m for m in methods if m not in upper] + [m for m in methods if m in upper]
     scenarios = list(dict.fromkeys(a["scenario"]))
     grid = a.pivot_table(index="method", columns="scenario", values="mean", sort=False)
     grid = grid.reindex(index=methods, columns=scenarios)
-    enough = a["n"] >= MIN_SEEDS
+    enough = (a["n"] >= MIN_SEEDS) & ~a["method"].isin(upper)
     marks = a.assign(mark=np.where(enough & (a["ci_low"] > 0), "*",
                                    np.where(enough & (a["ci_high"] < 0), "-", "")))
     marks = marks.pivot_table(index="method", columns="scenario", values="mark",
@@ -225,11 +230,15 @@ def difference_heatmap(agg: pd.DataFrame, metric: str, title: str):
                                                                    columns=scenarios)
     text = np.vectorize(lambda v, m: "" if pd.isna(v) else f"{v:.1f}{m if isinstance(m, str) else ''}"
                         )(grid.to_numpy(), marks.to_numpy())
+    grid.index = [m + (" (upper bound)" if m in upper else "") for m in methods]
     sns.set_theme(**STYLE)
     fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(scenarios), 0.9 + 0.38 * len(methods)))
     lim = float(np.nanmax(np.abs(grid.to_numpy()))) if grid.notna().any().any() else 1.0
     sns.heatmap(grid, ax=ax, cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, annot=text, fmt="",
-                annot_kws={"fontsize": 7}, cbar_kws={"label": metric})
+                annot_kws={"fontsize": 7}, cbar_kws={"label": label})
+    bounds = sum(m in upper for m in methods)
+    if 0 < bounds < len(methods):
+        ax.axhline(len(methods) - bounds, color="black", lw=1.2)
     ax.grid(False)
     ax.set_xlabel("")
     ax.set_ylabel("")
@@ -239,9 +248,11 @@ def difference_heatmap(agg: pd.DataFrame, metric: str, title: str):
 
 
 def difference_vs_level(agg: pd.DataFrame, levels: pd.DataFrame, metric: str, colours: dict,
-                        xlabel: str, title: str):
+                        xlabel: str, ylabel: str, title: str,
+                        upper: frozenset[str] | set[str] = frozenset()):
     """The mean of ``metric`` with its interval as a band against a numeric condition level
-    (``levels``: ``scenario, level, group``), one panel per group, one line per method."""
+    (``levels``: ``scenario, level, group``), one panel per group, one line per method
+    (methods in ``upper``, upper-bound references, grey and dashed)."""
     a = agg[agg["metric"] == metric].merge(levels, on="scenario")
     groups = list(dict.fromkeys(a["group"]))
     fig, axes = _grid(len(groups), ncols=2, size=(5.2, 3.8))
@@ -249,13 +260,17 @@ def difference_vs_level(agg: pd.DataFrame, levels: pd.DataFrame, metric: str, co
         part = a[a["group"] == g]
         for method in dict.fromkeys(part["method"]):
             m = part[part["method"] == method].sort_values("level")
-            ax.plot(m["level"], m["mean"], marker=".", color=colours[method], label=method, lw=1)
-            ax.fill_between(m["level"], m["ci_low"], m["ci_high"], color=colours[method],
+            bound = method in upper
+            colour = "grey" if bound else colours[method]
+            ax.plot(m["level"], m["mean"], marker=".", color=colour, lw=1,
+                    ls="--" if bound else "-",
+                    label=method + (" (upper bound)" if bound else ""))
+            ax.fill_between(m["level"], m["ci_low"], m["ci_high"], color=colour,
                             alpha=0.15, lw=0)
         ax.axhline(0, color="black", lw=0.8)
         ax.set_title(str(g))
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(metric)
+        ax.set_ylabel(ylabel)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.suptitle(title, y=1.02)
     fig.tight_layout()

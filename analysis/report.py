@@ -566,18 +566,22 @@ def _kind_figures(doc: Doc, kind: str, scenarios: list[str], agg: pd.DataFrame, 
     ntg = a[a["metric"] == "ntg"]
     if ntg["scenario"].nunique() >= 2:
         add(plots.difference_heatmap(a, "ntg", "NTG = acc(target-only) - acc(method), mean over "
-                                     "seeds (* interval above 0: significant negative transfer)"),
+                                     "seeds (* interval above 0: significant negative transfer)",
+                                     "NTG (points)", upper),
             f"{kind}-ntg-heatmap", "Mean NTG of each method (row) in each condition (column): red "
             "where the source hurts (negative transfer), blue where it helps; * marks an "
-            "interval above 0, - one below 0 (with at least "
-            f"{MIN_SEEDS} seeds).")
+            f"interval above 0, - one below 0 (with at least {MIN_SEEDS} seeds)."
+            + (" Upper-bound references below the line, unmarked." if upper else ""))
         levels = noise_levels(records)
         if len(levels) >= 3:
             add(plots.difference_vs_level(a, levels, "ntg", colours, "source label noise rate",
-                                          "NTG against source label noise (band: 95% CI)"),
+                                          "NTG (points)",
+                                          "NTG against source label noise (band: 95% CI)",
+                                          upper),
                 f"{kind}-ntg-vs-noise", "Mean NTG of each method (line, band: 95% interval) "
                 "against the rate of label noise in the source, one panel per number k of "
-                "labelled target samples per class; above 0 the source hurts.")
+                "labelled target samples per class; above 0 the source hurts."
+                + (" Upper-bound references grey and dashed." if upper else ""))
     for sc in scenarios:
         matrices = _matrices(records, sc)
         if matrices:
