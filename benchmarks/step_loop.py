@@ -8,7 +8,7 @@ checkpoint scoring (model selection is measured apart, since the floor has none)
     .venv/bin/python benchmarks/step_loop.py [--steps 1500] [--device cpu] [--repeats 3]
 
 Prints the best wall time of each loop over interleaved repeats and the ratio ours / floor
-(goal: <= 1.3).
+(1.0 means no overhead over the floor).
 """
 
 from __future__ import annotations
