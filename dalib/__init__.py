@@ -14,8 +14,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 __version__ = "0.2.0"
 
-PUBLIC = {"register_method": "dalib.plugins", "register_term": "dalib.plugins",
-          "register_backbone": "dalib.plugins", "register_dataset": "dalib.plugins",
+PUBLIC = {"build_method": "dalib.registry", "register_method": "dalib.plugins",
+          "register_term": "dalib.plugins", "register_backbone": "dalib.plugins",
+          "register_dataset": "dalib.plugins",
           "Method": "dalib.method", "Term": "dalib.adaptation.base",
           "Outputs": "dalib.adaptation.base", "Batch": "dalib.engine"}
 

@@ -202,4 +202,12 @@ def check_method(name: str, params: dict, kind: str, field_name: str = "methods"
     return entry
 
 
+def build_method(name: str, model: nn.Module, **params) -> Method:
+    """The method ``name`` around ``model``, its hyperparameters checked as a suite's are
+    (an unknown option or a wrong type raises ``InputError`` naming it):
+    ``build_method("dann", model, weight=0.5)``, ``build_method("replay", model, memory=200)``."""
+    entry = lookup(name)
+    return check_method(name, params, entry.kind if entry else "transfer").build(model, params)
+
+
 import dalib.catalog  # noqa: E402,F401  (the built-in methods, registered through dalib.plugins)

@@ -187,3 +187,22 @@ def test_registered_names_reach_the_registry():
         assert lookup("dann+im") is not None
     finally:
         del REGISTRY["test-only-method"]
+
+
+def test_build_method_checks_options_as_a_suite_does():
+    from dalib.models import build_model
+    from scenarios import InputError
+
+    model = build_model((1, 8, 8), 10)
+    dann = dalib.build_method("dann", model, weight=0.5, lr=3e-4)
+    assert dann.name == "dann" and dann.optimizer.param_groups[0]["lr"] == 3e-4
+    replay = dalib.build_method("replay", build_model((1, 8, 8), 10), memory=20)
+    assert replay.name == "replay" and replay.buffer.size == 20
+    both = dalib.build_method("dann+mcc", build_model((1, 8, 8), 10), mcc={"weight": 0.3})
+    assert both.name == "dann+mcc"
+    with pytest.raises(InputError, match="memroy"):
+        dalib.build_method("replay", model, memroy=20)
+    with pytest.raises(InputError, match="unknown method 'dnn'"):
+        dalib.build_method("dnn", model)
+    with pytest.raises(InputError, match="lr"):
+        dalib.build_method("dann", model, lr=-1.0)
