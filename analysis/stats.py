@@ -80,13 +80,25 @@ def ok_rows(results: pd.DataFrame) -> pd.DataFrame:
     return ok.dropna(subset=["value"])
 
 
+def value_range(metric: str) -> tuple[float, float]:
+    """The values a metric can take: accuracies (``acc``, ``*_acc``, ``target_acc_*``) lie in
+    [0, 100] percent; other metrics (differences, forgetting, scores) are left unbounded."""
+    if metric == "acc" or metric.endswith("_acc") or metric.startswith("target_acc_"):
+        return 0.0, 100.0
+    return -np.inf, np.inf
+
+
 def aggregate(results: pd.DataFrame, ci: str = "t", level: float = 0.95) -> pd.DataFrame:
     """Mean, sample std (ddof = 1), n and the ``ci`` interval (``ci_low``, ``ci_high``) over
-    seeds for every suite, scenario, method and metric, in order of first appearance."""
+    seeds for every suite, scenario, method and metric, in order of first appearance. An
+    interval is cut to the metric's :func:`value_range` (a t interval of accuracies near 100
+    would reach past it); the true mean lies in that range, so the coverage is kept."""
     keys = [k for k in GROUP if k in results]
     rows = []
     for key, g in ok_rows(results).groupby(keys, sort=False)["value"]:
+        low, high = value_range(str(dict(zip(keys, key, strict=True))["metric"]))
         lo, hi = interval(g, ci, level)
+        lo, hi = (lo, hi) if np.isnan(lo) else (max(lo, low), min(hi, high))
         rows.append((*key, g.mean(), g.std(ddof=1), len(g), lo, hi))
     return pd.DataFrame(rows, columns=[*keys, "mean", "std", "n", "ci_low", "ci_high"])
 

@@ -88,6 +88,18 @@ def test_aggregate_gives_mean_std_n_and_interval():
     assert aggregate(failed)["n"].tolist() == [8, 7]
 
 
+def test_accuracy_intervals_stay_within_0_and_100_and_differences_do_not():
+    rows = [("s", "m", seed, metric, value) for seed, value in enumerate([99.0, 100.0, 96.0])
+            for metric in ("target_acc", "acc", "ntg")]
+    agg = aggregate(pd.DataFrame(rows, columns=["scenario", "method", "seed", "metric",
+                                                "value"])).set_index("metric")
+    lo, hi = t_interval([99.0, 100.0, 96.0])
+    assert hi > 100
+    assert agg.loc["target_acc", "ci_high"] == agg.loc["acc", "ci_high"] == 100.0
+    assert agg.loc["target_acc", "ci_low"] == pytest.approx(lo)
+    assert (agg.loc["ntg", "ci_low"], agg.loc["ntg", "ci_high"]) == pytest.approx((lo, hi))
+
+
 def test_average_rank_by_hand():
     means = {"s1": {"a": 90, "b": 80, "c": 70}, "s2": {"a": 60, "b": 75, "c": 60},
              "s3": {"b": 50, "c": 40}}
