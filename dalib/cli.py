@@ -172,6 +172,7 @@ def load_with_plugins(name_or_path: str, extra: list[str]):
 def cmd_run(args: argparse.Namespace) -> int:
     from dalib.runner import check_owner, run_suite, validate
     from dalib.runspec import expand
+    from dalib.status import time_left
     from dalib.store import check_out
 
     suite, plugins = load_with_plugins(args.suite, args.plugin)
@@ -181,10 +182,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_out(args.out)
     out = Path(args.out)
     check_owner(out, suite)
-    validate(suite, runs, args.data_root)
+    work = validate(suite, runs, args.data_root)
     total = len(runs)
     done = [0]
-    trained: list[float] = []  # when each run trained here ended
+    left = [sum(work[r.scenario.name] for r in runs)]  # planned steps not yet done
+    trained = [0.0]  # planned steps trained here
     start = time.perf_counter()
     # one bar per sweep on a terminal (the line per run is printed above it), plain lines
     # otherwise
@@ -197,10 +199,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{k}={v:.2f}" for k, v in record["metrics"].items()
             if k in TRANSFER_METRICS + STREAM_METRICS)
         timing = ""
+        left[0] -= work[run.scenario.name]
         if not cached:
-            trained.append(time.perf_counter())
+            trained[0] += work[run.scenario.name]
             took = record.get("timings", {}).get("total_s")
-            eta = (trained[-1] - start) / len(trained) * (total - done[0])
+            eta = time_left(time.perf_counter() - start, trained[0], left[0]) or 0.0
             timing = (f" ({took:.1f} s" if took is not None else " (") + \
                 f"; sweep ETA {eta:.0f} s)"
         bar.write(f"[{done[0]}/{total}] {run.scenario.name} {run.method.label} seed={run.seed} "
@@ -216,7 +219,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                               executor=args.executor, address=args.address,
                               precision=args.precision, compile=args.compile,
                               pack=pack_size(args.pack), threads=args.threads,
-                              plugins=plugins, loggers=tuple(dict.fromkeys(args.logger)))
+                              plugins=plugins, loggers=tuple(dict.fromkeys(args.logger)),
+                              work=work)
     except KeyboardInterrupt:
         print(f"dalib: interrupted: {done[0]} of {total} runs done and saved in {out}; run the "
               "same command again to resume", file=sys.stderr)

@@ -214,6 +214,14 @@ class Budget:
         return max(1, math.ceil((self.epochs or 1) * n / self.batch_size))
 
 
+def planned_steps(data: TransferScenario | Stream, budget: Budget) -> int:
+    """The steps a run on ``data`` trains for: over the source of a transfer scenario, summed
+    over the tasks of a stream (methods that pretrain before fine-tuning train longer)."""
+    if isinstance(data, Stream):
+        return sum(budget.steps_for(len(t.train)) for t in data.tasks)
+    return budget.steps_for(len(data.source))
+
+
 class Trace:
     """Losses kept as device tensors every ``log_every`` steps, read back once at the end.
 

@@ -26,20 +26,22 @@ import pandas as pd
 import torch
 
 from dalib import store
-from dalib.engine import resolve_device
+from dalib.engine import Budget, planned_steps, resolve_device
 from dalib.models import model_for
 from dalib.pack.plan import plan
 from dalib.registry import OPTIM, check_method
-from dalib.runspec import RunSpec, scenario_methods
+from dalib.runspec import RunSpec, resolved_budget, scenario_methods
 from dalib.status import write_sweep
 from dalib.worker import Worker
 from scenarios.errors import InputError, reject_unknown
 from scenarios.suite import Suite
 
 
-def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> None:
+def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> dict[str, int]:
     """Check methods, hyperparameters, data, models and each method built on its model,
-    before anything is written."""
+    before anything is written; returns each scenario's planned steps per run
+    (:func:`~dalib.engine.planned_steps`)."""
+    work = {}
     for i, sc in enumerate(suite.scenarios):
         field = f"scenario[{i}]"
         try:
@@ -54,6 +56,7 @@ def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> None:
             entries = [check_method(m.name, sc.method_params(m), sc.kind, f"methods[{j}]")
                        for j, m, _ in configs]
             data = sc.build(runs[0].seed if runs else 0, data_root)
+            work[sc.name] = planned_steps(data, Budget(**resolved_budget(sc.budget)))
             model_for(data, **sc.model)
             if sc.kind == "transfer" and data.target_labelled is None:
                 needing = [m.name for m, e in zip(methods, entries, strict=True)
@@ -73,6 +76,7 @@ def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> None:
                                      expected="valid hyperparameters") from None
         except InputError as exc:
             raise exc.within(suite.path, field) from None
+    return work
 
 
 _WORKER: Worker | None = None
@@ -300,8 +304,8 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
               save_features: bool = False, jobs: int = 1, executor: str = "local",
               address: str | None = None, precision: str = "fp32",
               compile: bool = False, pack: int = 1, threads: int | None = None,
-              plugins: list[str] | tuple[str, ...] = (), loggers: tuple[str, ...] = ()
-              ) -> Sweep:
+              plugins: list[str] | tuple[str, ...] = (), loggers: tuple[str, ...] = (),
+              work: dict[str, int] | None = None) -> Sweep:
     """Execute ``runs`` (skipping finished ones: ``on_run(run, record, cached)``) in process,
     in ``jobs`` processes (this one and ``jobs - 1`` workers) or as Ray tasks (``executor =
     "ray"``, cluster ``address``), holding ``OUT``'s writer lock; write their records and a
@@ -310,7 +314,9 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
     as in :func:`execute`; runs that may train together do so in packs of up to ``pack``
     (:mod:`dalib.pack`; 1: every run alone); ``threads``: torch threads per process (default
     :func:`default_threads`); ``plugins`` (resolved, see :mod:`dalib.plugins`) are loaded by
-    every worker process; ``loggers`` name the optional live loggers (:mod:`dalib.logging`)."""
+    every worker process; ``loggers`` name the optional live loggers (:mod:`dalib.logging`);
+    ``work``: planned steps per scenario (:func:`validate`), which weigh the runs in the
+    time left that ``dalib status`` estimates (equal weights without it)."""
     out = Path(out)
     store.check_out(out)
     resolve_device(device)  # fail early on a missing GPU
@@ -332,7 +338,8 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
                 pending.append(run)
         options = {"features": save_features, "precision": precision, "compile": compile,
                    "plugins": tuple(plugins), "out": str(out), "loggers": tuple(loggers)}
-        write_sweep(out, suite.name, [r.run_id for r in runs], jobs, pack)
+        write_sweep(out, suite.name, [r.run_id for r in runs],
+                    [(work or {}).get(r.scenario.name, 1) for r in runs], jobs, pack)
         threads = threads or default_threads(jobs)
         for run, record, sample in _results(pending, jobs, device, data_root, options, executor,
                                             address, pack, threads):

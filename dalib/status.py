@@ -15,10 +15,20 @@ from scenarios.errors import InputError
 SWEEP = "sweep.json"
 
 
-def write_sweep(out: Path, suite: str, run_ids: list[str], jobs: int, pack: int) -> None:
-    """Record what the sweep starting now will run (for :func:`sweep_status`)."""
-    store.write_json(out / SWEEP, {"suite": suite, "runs": run_ids, "started": time.time(),
-                                   "pid": os.getpid(), "jobs": jobs, "pack": pack})
+def write_sweep(out: Path, suite: str, run_ids: list[str], work: list[float], jobs: int,
+                pack: int) -> None:
+    """Record what the sweep starting now will run, and each run's planned steps (``work``),
+    for :func:`sweep_status`."""
+    store.write_json(out / SWEEP, {"suite": suite, "runs": run_ids, "work": work,
+                                   "started": time.time(), "pid": os.getpid(), "jobs": jobs,
+                                   "pack": pack})
+
+
+def time_left(elapsed: float, done: float, left: float) -> float | None:
+    """Seconds left at the pace so far: ``elapsed`` seconds trained ``done`` work (planned
+    steps, so a run of a larger scenario weighs more), ``left`` remains; None before any
+    work is done or when none is left."""
+    return elapsed / done * left if done > 0 and left > 0 else None
 
 
 def _alive(pid: int) -> bool:
@@ -38,7 +48,7 @@ def _last_line(path: Path) -> str:
 
 def sweep_status(out: Path) -> dict:
     """The latest sweep of ``OUT``: its runs by state, whether its process is alive, and the
-    estimated time left (from this sweep's pace so far)."""
+    estimated time left (:func:`time_left`, from this sweep's pace so far)."""
     path = Path(out) / SWEEP
     if not path.is_file():
         raise InputError("DIR", f"{str(out)!r} has no {SWEEP}", expected="a directory "
@@ -58,12 +68,13 @@ def sweep_status(out: Path) -> dict:
             state["remaining"].append(run_id)
     if not alive:
         state["interrupted"] = state.pop("running")
-    finished_now = [r for r in records.values() if r["run_id"] in set(sweep["runs"])
+    work = dict(zip(sweep["runs"], sweep.get("work") or [1] * len(sweep["runs"]), strict=True))
+    finished_now = [r for r in records.values() if r["run_id"] in work
                     and _finished_at(r) >= sweep["started"]]
     elapsed = time.time() - sweep["started"]
     in_progress = state.get("running", state.get("interrupted", []))
-    left = len(in_progress) + len(state["remaining"])
-    eta = elapsed / len(finished_now) * left if finished_now and alive and left else None
+    eta = time_left(elapsed, sum(work[r["run_id"]] for r in finished_now),
+                    sum(work[r] for r in in_progress + state["remaining"])) if alive else None
     return {**sweep, "alive": alive, "state": state, "eta_s": eta, "elapsed_s": elapsed,
             "latest": {r: _last_line(Path(out) / "logs" / f"{r}.log") for r in in_progress},
             "errors": {r: records[r].get("error", "") for r in state["failed"]}}

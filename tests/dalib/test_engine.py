@@ -123,3 +123,20 @@ def test_host_held_inputs_train_the_same_model_as_device_held_ones(monkeypatch):
         fit_transfer(method, sc, Budget(steps=30), torch.device("cuda"), 0, Trace())
         weights.append(method.model.head.weight.detach().cpu())
     assert torch.allclose(weights[0], weights[1], atol=1e-5)
+
+
+def test_planned_steps_are_the_steps_the_loops_train():
+    import dalib
+    from dalib.engine import Trace, fit_stream, fit_transfer, planned_steps
+    from scenarios import build_stream, build_transfer
+
+    uci = load_uci_digits()
+    budget = Budget(epochs=0.5, batch_size=64)
+    stream = build_stream("split", "split", [uci], seed=0, tasks=3, protocol="class-il")
+    naive = dalib.build_method("naive", build_model(stream.input_shape, stream.num_classes))
+    fit_stream(naive, stream, budget, torch.device("cpu"), 0, Trace())
+    assert planned_steps(stream, budget) == naive.total_steps == naive.updates
+    sc = build_transfer("rot", uci, uci, seed=0, k=0)
+    method = dalib.build_method("source-only", build_model(sc.input_shape, sc.num_classes))
+    steps = fit_transfer(method, sc, budget, torch.device("cpu"), 0, Trace())
+    assert planned_steps(sc, budget) == steps == method.updates

@@ -195,3 +195,30 @@ def test_an_unknown_or_missing_logger_exits_2(tmp_path, capsys, monkeypatch):
     assert main(["run", str(suite), "--out", str(tmp_path / "b"), "--logger", "wandb"]) == 2
     assert "wandb is not installed" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_the_time_left_weighs_each_run_by_its_planned_steps(tmp_path):
+    """A scenario trained 4x longer weighs 4x in the time left (sweep.json and end lines)."""
+    from dalib.status import time_left
+
+    suite = tmp_path / "suite.toml"
+    suite.write_text(SUITE.format(steps=10, log_every=5, methods='"source-only"') + """
+[[scenario]]
+name = "long"
+kind = "transfer"
+source = { dataset = "uci-digits" }
+target = { dataset = "uci-digits", shifts = [{ name = "rotate", degrees = 30 }] }
+budget = { steps = 40 }
+methods = ["source-only"]
+""")
+    out = tmp_path / "out"
+    assert main(["run", str(suite), "--out", str(out), "--no-report"]) == 0
+    sweep = json.loads((out / "sweep.json").read_text())
+    work = dict(zip(sweep["runs"], sweep["work"], strict=True))
+    records = {r["run_id"]: r for r in _records(out)}
+    long = [w for r, w in work.items() if records[r]["scenario"] == "long"]
+    assert [w for r, w in work.items() if records[r]["scenario"] == "rot"] == [10, 10]
+    assert long == [40, 40] and all(r["curves"]["step"][-1] == 35 for r in records.values()
+                                    if r["scenario"] == "long")
+    assert time_left(30.0, 20, 58) == pytest.approx(87.0)
+    assert time_left(30.0, 0, 58) is None and time_left(30.0, 20, 0) is None
