@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -73,11 +74,22 @@ def sweep_status(out: Path) -> dict:
                     and _finished_at(r) >= sweep["started"]]
     elapsed = time.time() - sweep["started"]
     in_progress = state.get("running", state.get("interrupted", []))
-    eta = time_left(elapsed, sum(work[r["run_id"]] for r in finished_now),
-                    sum(work[r] for r in in_progress + state["remaining"])) if alive else None
+    latest = {r: _last_line(Path(out) / "logs" / f"{r}.log") for r in in_progress}
+    # steps the running runs have logged (with planned steps in sweep.json)
+    partial = sum(min(work[r], _logged_step(latest[r])) for r in in_progress) \
+        if sweep.get("work") else 0
+    eta = time_left(elapsed, sum(work[r["run_id"]] for r in finished_now) + partial,
+                    sum(work[r] for r in in_progress + state["remaining"]) - partial
+                    ) if alive else None
     return {**sweep, "alive": alive, "state": state, "eta_s": eta, "elapsed_s": elapsed,
-            "latest": {r: _last_line(Path(out) / "logs" / f"{r}.log") for r in in_progress},
+            "latest": latest,
             "errors": {r: records[r].get("error", "") for r in state["failed"]}}
+
+
+def _logged_step(line: str) -> int:
+    """The step of a live log line (``step 250: loss=...``), 0 for any other line."""
+    found = re.match(r"step (\d+):", line)
+    return int(found.group(1)) if found else 0
 
 
 def _finished_at(record: dict) -> float:

@@ -222,3 +222,19 @@ methods = ["source-only"]
                                     if r["scenario"] == "long")
     assert time_left(30.0, 20, 58) == pytest.approx(87.0)
     assert time_left(30.0, 0, 58) is None and time_left(30.0, 20, 0) is None
+
+
+def test_status_counts_the_steps_running_runs_have_logged(tmp_path):
+    """Two runs of 100 planned steps, none finished, one at step 50 after 50 s: 150 steps
+    are left at one step a second."""
+    from dalib.status import sweep_status
+
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "sweep.json").write_text(json.dumps({
+        "suite": "s", "runs": ["a", "b"], "work": [100, 100], "started": time.time() - 50,
+        "pid": os.getpid(), "jobs": 1, "pack": 1}))
+    (tmp_path / "logs" / "a.log").write_text("run a (running, started now)\n"
+                                             "step 50: loss=0.5\n")
+    status = sweep_status(tmp_path)
+    assert status["state"]["running"] == ["a"] and status["state"]["remaining"] == ["b"]
+    assert status["eta_s"] == pytest.approx(150, rel=0.05)
