@@ -352,7 +352,7 @@ def transfer_samplers(method, scenario: TransferScenario, budget: Budget, device
         if domain is None:
             raise ValueError(f"{method.name} needs labelled target samples: set k >= 1")
         samplers[need] = Sampler(place(domain), budget.batch_size, generator, labelled)
-    steps = budget.steps_for(len(scenario.source))
+    steps = planned_steps(scenario, budget)
     method.total_steps = steps
     method.prepare({need: samplers[need].domain for need in samplers})
     return samplers, steps
@@ -397,7 +397,7 @@ def fit_stream(method, stream: Stream, budget: Budget, device: torch.device, see
     generator = torch.Generator().manual_seed(seed)
     tasks = stream.tasks
     rows = [stream_row(method, stream, validation)]
-    method.total_steps = sum(budget.steps_for(len(t.train)) for t in tasks)
+    method.total_steps = planned_steps(stream, budget)
     if getattr(method, "joint", False):
         data = Placement(device)(concat([t.train for t in tasks], f"{stream.name}/joint"))
         steps = method.total_steps

@@ -23,6 +23,7 @@ from dalib.engine import (
     Sampler,
     Trace,
     check_weights,
+    planned_steps,
     stream_row,
     train_steps,
     transfer_samplers,
@@ -191,7 +192,7 @@ def fit_stream_pack(methods: list, streams: list[Stream], budget: Budget,
         raise ValueError(reason)
     first = streams[0]
     mask = first.class_mask()
-    total = sum(budget.steps_for(len(t.train)) for t in first.tasks)
+    total = planned_steps(first, budget)
     for m in methods:
         m.class_mask = None if mask is None else mask.to(device)
         m.total_steps = total
