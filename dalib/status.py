@@ -42,11 +42,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _last_line(path: Path) -> str:
-    lines = path.read_text(errors="replace").splitlines()
-    return lines[-1] if lines else ""
-
-
 def sweep_status(out: Path) -> dict:
     """The latest sweep of ``OUT``: its runs by state, whether its process is alive, and the
     estimated time left (:func:`time_left`, from this sweep's pace so far)."""
@@ -58,13 +53,16 @@ def sweep_status(out: Path) -> dict:
     records = {r["run_id"]: r for r in store.read_records(Path(out)).records}
     alive = _alive(int(sweep["pid"]))
     state: dict[str, list[str]] = {"done": [], "failed": [], "running": [], "remaining": []}
+    latest: dict[str, str] = {}  # the last line of each running run's live log
     for run_id in sweep["runs"]:
         record = records.get(run_id)
         log = Path(out) / "logs" / f"{run_id}.log"
+        text = log.read_text(errors="replace") if record is None and log.is_file() else ""
         if record is not None:
             state["done" if record["status"] == "ok" else "failed"].append(run_id)
-        elif log.is_file() and "(running" in log.read_text(errors="replace")[:200]:
+        elif "(running" in text[:200]:
             state["running"].append(run_id)
+            latest[run_id] = (text.splitlines() or [""])[-1]
         else:
             state["remaining"].append(run_id)
     if not alive:
@@ -74,7 +72,6 @@ def sweep_status(out: Path) -> dict:
                     and _finished_at(r) >= sweep["started"]]
     elapsed = time.time() - sweep["started"]
     in_progress = state.get("running", state.get("interrupted", []))
-    latest = {r: _last_line(Path(out) / "logs" / f"{r}.log") for r in in_progress}
     # steps the running runs have logged (with planned steps in sweep.json)
     partial = sum(min(work[r], _logged_step(latest[r])) for r in in_progress) \
         if sweep.get("work") else 0
