@@ -41,6 +41,26 @@ def _grid(n: int, ncols: int = 3, size: tuple[float, float] = (4.2, 3.4)):
     return fig, list(axes.flat[:n])
 
 
+def bounds_last(methods, upper) -> list[str]:
+    """``methods`` in order, upper-bound references (``upper``) moved to the end."""
+    methods = list(methods)
+    return [m for m in methods if m not in upper] + [m for m in methods if m in upper]
+
+
+def method_label(method: str, upper) -> str:
+    """A method's name in a figure, ``(upper bound)`` appended for a reference in ``upper``."""
+    return method + (" (upper bound)" if method in upper else "")
+
+
+def _mean_lines(ax, frame: pd.DataFrame, column: str, colours: dict, upper, **style) -> None:
+    """One line per method: the mean of ``column`` over seeds at each step (upper-bound
+    references dashed)."""
+    for method, part in frame.groupby("method", sort=False):
+        mean = part.groupby("step")[column].mean()
+        ax.plot(mean.index, mean.to_numpy(), color=colours[method], lw=1,
+                ls="--" if method in upper else "-", label=method_label(method, upper), **style)
+
+
 def save(fig, stem: str | Path) -> list[Path]:
     """Write ``stem.png`` and ``stem.svg`` and close the figure."""
     stem = Path(stem)
@@ -62,8 +82,8 @@ def interval_panels(panels: list[tuple[str, str, pd.DataFrame, bool]], colours: 
     (gain, NTG: 0 is no effect) a line marks 0 and ``*`` the methods whose interval excludes
     it (with at least ``MIN_SEEDS`` seeds). Every panel has the same rows, one per method,
     named in the first column."""
-    methods = list(dict.fromkeys(m for _, _, rows, _ in panels for m in rows["method"]))
-    methods = [m for m in methods if m not in upper] + [m for m in methods if m in upper]
+    methods = bounds_last(dict.fromkeys(m for _, _, rows, _ in panels for m in rows["method"]),
+                          upper)
     y = dict(zip(methods, range(len(methods) - 1, -1, -1), strict=True))  # same rows everywhere
     ncols = 3
     fig, axes = _grid(len(panels), ncols, size=(3.6, 1.0 + 0.4 * len(methods)))
@@ -85,8 +105,7 @@ def interval_panels(panels: list[tuple[str, str, pd.DataFrame, bool]], colours: 
         if 0 < bounds < len(methods):
             ax.axhline(bounds - 0.5, color="grey", lw=0.6, ls=":")
         first = k % ncols == 0
-        ax.set_yticks(list(y.values()), [m + (" (upper bound)" if m in upper else "")
-                                         for m in methods] if first else [])
+        ax.set_yticks(list(y.values()), [method_label(m, upper) for m in methods] if first else [])
         ax.set_ylim(-0.7, len(methods) - 0.3)
         if difference:
             ax.axvline(0, color="black", lw=0.8)
@@ -156,24 +175,17 @@ def training_curves(curves: pd.DataFrame, checkpoints: pd.DataFrame, colours: di
     ``checkpoints`` rows with ``selected`` mark each seed's selected checkpoint."""
     panels = 2 if not checkpoints.empty else 1
     fig, axes = _grid(panels, ncols=2, size=(5.5, 3.6))
-    for method, part in curves.groupby("method", sort=False):
-        mean = part.groupby("step")["loss"].mean()
-        axes[0].plot(mean.index, mean.to_numpy(), color=colours[method], lw=1,
-                     ls="--" if method in upper else "-",
-                     label=method + (" (upper bound)" if method in upper else ""))
+    _mean_lines(axes[0], curves, "loss", colours, upper)
     axes[0].set_yscale("log" if (curves["loss"] > 0).all() else "symlog")
     axes[0].set_title("training loss (mean over seeds)")
     axes[0].set_xlabel("step")
     axes[0].set_ylabel("loss")
     if panels == 2:
-        for method, part in checkpoints.groupby("method", sort=False):
-            mean = part.groupby("step")["target_acc"].mean()
-            axes[1].plot(mean.index, mean.to_numpy(), color=colours[method], marker=".", lw=1,
-                         ls="--" if method in upper else "-")
+        _mean_lines(axes[1], checkpoints, "target_acc", colours, upper, marker=".")
         picked = checkpoints[checkpoints["selected"]]
-        axes[1].scatter(picked["step"], picked["target_acc"], marker="x", color="black", s=20,
-                        label="selected checkpoint (each seed)", zorder=3)
-        axes[1].legend(fontsize=7, loc="lower right")
+        marks = axes[1].scatter(picked["step"], picked["target_acc"], marker="x", color="black",
+                                s=20, label="selected checkpoint (each seed)", zorder=3)
+        axes[1].legend(handles=[marks], fontsize=7, loc="lower right")  # methods: figure legend
         axes[1].set_title("target test accuracy at checkpoints (mean over seeds)")
         axes[1].set_xlabel("step")
         axes[1].set_ylabel("accuracy (%)")
@@ -217,8 +229,7 @@ def difference_heatmap(agg: pd.DataFrame, metric: str, title: str, label: str,
     ``upper`` (upper-bound references) last, labelled, unmarked. ``label`` names the colour
     bar."""
     a = agg[agg["metric"] == metric]
-    methods = list(dict.fromkeys(a["method"]))
-    methods = [m for m in methods if m not in upper] + [m for m in methods if m in upper]
+    methods = bounds_last(dict.fromkeys(a["method"]), upper)
     scenarios = list(dict.fromkeys(a["scenario"]))
     grid = a.pivot_table(index="method", columns="scenario", values="mean", sort=False)
     grid = grid.reindex(index=methods, columns=scenarios)
@@ -230,7 +241,7 @@ def difference_heatmap(agg: pd.DataFrame, metric: str, title: str, label: str,
                                                                    columns=scenarios)
     text = np.vectorize(lambda v, m: "" if pd.isna(v) else f"{v:.1f}{m if isinstance(m, str) else ''}"
                         )(grid.to_numpy(), marks.to_numpy())
-    grid.index = [m + (" (upper bound)" if m in upper else "") for m in methods]
+    grid.index = [method_label(m, upper) for m in methods]
     sns.set_theme(**STYLE)
     fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(scenarios), 0.9 + 0.38 * len(methods)))
     lim = float(np.nanmax(np.abs(grid.to_numpy()))) if grid.notna().any().any() else 1.0
@@ -263,8 +274,7 @@ def difference_vs_level(agg: pd.DataFrame, levels: pd.DataFrame, metric: str, co
             bound = method in upper
             colour = "grey" if bound else colours[method]
             ax.plot(m["level"], m["mean"], marker=".", color=colour, lw=1,
-                    ls="--" if bound else "-",
-                    label=method + (" (upper bound)" if bound else ""))
+                    ls="--" if bound else "-", label=method_label(method, upper))
             ax.fill_between(m["level"], m["ci_low"], m["ci_high"], color=colour,
                             alpha=0.15, lw=0)
         ax.axhline(0, color="black", lw=0.8)
