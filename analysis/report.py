@@ -548,16 +548,16 @@ def _kind_figures(doc: Doc, kind: str, scenarios: list[str], agg: pd.DataFrame, 
 
     if len(scenarios) < len(metrics):  # fewer figures: one per scenario, a panel per metric
         for sc in scenarios:
-            panels = [(NAMES[m], "", rows(sc, m), m in DIFFERENCES) for m in metrics
-                      if not rows(sc, m).empty]
+            panels = [(NAMES[m], "", r, m in DIFFERENCES) for m in metrics
+                      if not (r := rows(sc, m)).empty]
             add(plots.interval_panels(panels, colours, upper=upper,
                                       title=f"{sc}: mean and 95% CI over seeds"),
                 f"{sc}-metrics", f"{sc}: each metric (panel) of each method: the mean over "
                 f"seeds (point) and its 95% interval (line).{drawn}{marks}")
     else:  # one figure per metric, a panel per scenario
         for m in metrics:
-            panels = [(sc, NAMES[m], rows(sc, m), m in DIFFERENCES) for sc in scenarios
-                      if not rows(sc, m).empty]
+            panels = [(sc, NAMES[m], r, m in DIFFERENCES) for sc in scenarios
+                      if not (r := rows(sc, m)).empty]
             add(plots.interval_panels(panels, colours, upper=upper,
                                       title=f"{NAMES[m]}: mean and 95% CI over seeds"),
                 f"{kind}-{m}", f"{NAMES[m]} of each method in each scenario (panel): the mean "
