@@ -222,6 +222,9 @@ def planned_steps(data: TransferScenario | Stream, budget: Budget) -> int:
     return budget.steps_for(len(data.source))
 
 
+LOG_EVERY = 50  # steps between logged losses unless the budget's log_every says otherwise
+
+
 class Trace:
     """Losses kept as device tensors every ``log_every`` steps, read back once at the end.
 
@@ -229,7 +232,7 @@ class Trace:
     flag kept on the device, which :meth:`check` reads at each log step, at the end of
     training (each task of a stream) and before every evaluation."""
 
-    def __init__(self, log_every: int = 50,
+    def __init__(self, log_every: int = LOG_EVERY,
                  on_log: Callable[[int, dict[str, torch.Tensor]], None] | None = None) -> None:
         self.log_every = log_every
         self.on_log = on_log  # sees each log step's values (live loggers)

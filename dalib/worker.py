@@ -14,6 +14,7 @@ import torch
 
 from analysis.continual import FWT_UNDEFINED, fwt_defined, summarize
 from dalib.engine import (
+    LOG_EVERY,
     Budget,
     Trace,
     fit_stream,
@@ -242,7 +243,7 @@ class Worker:
                 self.loggers.log(run.run_id, step, {k: float(v if v.dim() == 0 else v[s])
                                                     for k, v in values.items()})
 
-        return Trace(runs[0].scenario.budget.get("log_every", 50), on_log)
+        return Trace(runs[0].scenario.budget.get("log_every", LOG_EVERY), on_log)
 
     def data(self, run: RunSpec):
         """The run's scenario data, built once per (scenario, seed): the data of every seed of
