@@ -58,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "files (OUT/tensorboard/) or W&B (offline unless WANDB_MODE says "
                           "otherwise); repeatable")
     run.add_argument("--threads", type=int, metavar="N",
-                     help="torch threads per process (default: cores / jobs, 1 while other "
-                          "processes keep the cores busy)")
+                     help="torch threads per process (default: usable cores / jobs; 1 per "
+                          "Ray task); recorded in every run, and a resumed sweep must use the "
+                          "same")
     run.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
                      help="load a plugin (a .py file or a module) before the suite; repeatable")
     run.add_argument("--no-report", action="store_true",
@@ -226,6 +227,11 @@ def cmd_run(args: argparse.Namespace) -> int:
               "same command again to resume", file=sys.stderr)
         return 130
     warned = warn_records(sweep.skipped, sweep.dropped, sweep.stale)
+    if sweep.unrepeatable:
+        print(f"dalib: warning: {len(sweep.unrepeatable)} finished run(s) trained again with "
+              "their pack gave other numbers than their records (kept): this machine does not "
+              f"repeat its own results bit for bit: {', '.join(sweep.unrepeatable)}",
+              file=sys.stderr)
     print_summary(sweep.table)
     print(f"\nresults: {out / 'results.csv'}")
     if not args.no_report:

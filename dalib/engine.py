@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from dalib.settings import torch_threads
 from scenarios.domain import Domain, concat
 from scenarios.errors import InputError
 from scenarios.stream import Stream
@@ -363,15 +364,17 @@ def transfer_samplers(method, scenario: TransferScenario, budget: Budget, device
 
 def fit_transfer(method, scenario: TransferScenario, budget: Budget, device: torch.device,
                  seed: int, trace: Trace, checkpoint: Callable[[int], None] | None = None,
-                 ) -> int:
+                 threads: int | None = None) -> int:
     """Train ``method`` on what it needs of the scenario (and on its ``optional_needs`` where
     the scenario has them); every method gets the same number of
     steps (``epochs`` count passes over the source). ``checkpoint(step)`` is called
-    ``budget.checkpoints`` times, evenly spaced, the last after the final step. Returns the
-    steps."""
-    samplers, steps = transfer_samplers(method, scenario, budget, device, seed)
-    train_steps(method, samplers, steps, trace, 0, method.name, checkpoint,
-                budget.checkpoints)
+    ``budget.checkpoints`` times, evenly spaced, the last after the final step. Trains with
+    ``threads`` torch threads (default: ``dalib run``'s,
+    :func:`~dalib.settings.default_threads`). Returns the steps."""
+    with torch_threads(threads):
+        samplers, steps = transfer_samplers(method, scenario, budget, device, seed)
+        train_steps(method, samplers, steps, trace, 0, method.name, checkpoint,
+                    budget.checkpoints)
     return steps
 
 
@@ -388,14 +391,23 @@ def stream_row(method, stream: Stream, validation: list[list[float]] | None = No
 
 
 def fit_stream(method, stream: Stream, budget: Budget, device: torch.device, seed: int,
-               trace: Trace, validation: list[list[float]] | None = None) -> np.ndarray:
+               trace: Trace, validation: list[list[float]] | None = None,
+               threads: int | None = None) -> np.ndarray:
     """Train task after task and return the accuracy matrix ``R`` (percent).
 
     ``R[0, j]`` is the accuracy on task ``j`` before training; ``R[i, j]`` after training
     tasks ``0 .. i-1``. With tasks that hold a validation part, ``validation`` receives the
     same rows measured on it (for model selection). A ``joint`` method trains once on all
-    tasks (with the summed budget), so its matrix has two rows: before and after.
+    tasks (with the summed budget), so its matrix has two rows: before and after. Trains
+    with ``threads`` torch threads (default: ``dalib run``'s,
+    :func:`~dalib.settings.default_threads`).
     """
+    with torch_threads(threads):
+        return _fit_stream(method, stream, budget, device, seed, trace, validation)
+
+
+def _fit_stream(method, stream: Stream, budget: Budget, device: torch.device, seed: int,
+                trace: Trace, validation: list[list[float]] | None) -> np.ndarray:
     method.class_mask = None if stream.class_mask() is None else stream.class_mask().to(device)
     generator = torch.Generator().manual_seed(seed)
     tasks = stream.tasks

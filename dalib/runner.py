@@ -17,8 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from dalib.models import model_for
 from dalib.pack.plan import plan
 from dalib.registry import OPTIM, check_method
 from dalib.runspec import RunSpec, resolved_budget, scenario_methods
+from dalib.settings import check_resume, default_threads, settings, torch_threads
 from dalib.status import write_sweep
 from dalib.worker import Worker
 from scenarios.errors import InputError, reject_unknown
@@ -82,51 +82,6 @@ def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> dict[s
 _WORKER: Worker | None = None
 
 
-def busy_cores(interval: float = 0.25) -> float:
-    """How many cores other processes keep busy now: the non-idle share of all cores over
-    ``interval`` seconds (``/proc/stat``) less this process's own CPU time (its threads may
-    still spin after earlier work); the 1-minute load average where ``/proc/stat`` is
-    missing."""
-    def sample() -> tuple[float, float, float]:
-        with open("/proc/stat") as fh:
-            values = [int(v) for v in fh.readline().split()[1:]]
-        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-        own = os.times()
-        return sum(values), idle, (own.user + own.system) * os.sysconf("SC_CLK_TCK")
-
-    try:
-        total0, idle0, own0 = sample()
-        time.sleep(interval)
-        total1, idle1, own1 = sample()
-    except (OSError, ValueError, IndexError):
-        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    busy = (total1 - total0) - (idle1 - idle0) - (own1 - own0)
-    return (os.cpu_count() or 1) * max(0.0, busy) / max(1, total1 - total0)
-
-
-def default_threads(jobs: int) -> int:
-    """torch threads per process: the cores this process may use over ``jobs`` processes,
-    and 1 while other processes keep at least half of them busy: torch's threads wait for
-    each other, so on shared cores more threads run slower (a 102-step run took 10.6 s with
-    2 threads and 2.2 s with 1 while other processes shared the 2 cores)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-        (os.cpu_count() or 1)
-    if busy_cores() >= cores / 2:
-        return 1
-    return max(1, cores // jobs)
-
-
-@contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
-    """torch's intra-op threads set to ``threads`` inside, restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _init_worker(device: str, data_root: str | None, options: dict, threads: int) -> None:
     global _WORKER
     os.environ["DALIB_NO_PROGRESS"] = "1"
@@ -148,23 +103,25 @@ def _init_pool_worker(device: str, data_root: str | None, options: dict, threads
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _pool_run(unit: list[RunSpec]) -> list[tuple[RunSpec, dict, dict | None]]:
+def _pool_run(unit: list[RunSpec], done: frozenset[str]
+              ) -> list[tuple[RunSpec, dict, dict | None]]:
     """A unit of runs (one run, or the runs of a pack) in a worker process."""
     assert _WORKER is not None
-    return list(_WORKER.pack(unit))
+    return list(_WORKER.pack(unit, done))
 
 
-def _ray_run(unit: list[RunSpec], device: str, data_root: str | None, options: dict,
-             threads: int) -> list[tuple[RunSpec, dict, dict | None]]:
+def _ray_run(unit: list[RunSpec], done: frozenset[str], device: str, data_root: str | None,
+             options: dict, threads: int) -> list[tuple[RunSpec, dict, dict | None]]:
     _init_worker(device, data_root, options, threads)
-    return _pool_run(unit)
+    return _pool_run(unit, done)
 
 
-def _ray_results(units: list[list[RunSpec]], address: str | None, device: str,
-                 data_root: str | None, options: dict
+def _ray_results(units: list[list[RunSpec]], done: frozenset[str], address: str | None,
+                 device: str, data_root: str | None, options: dict, threads: int
                  ) -> Iterator[tuple[RunSpec, dict, dict | None]]:
-    """Each run as a Ray task (one CPU, and one GPU with ``--device cuda``) on the cluster at
-    ``address`` (or one Ray is already connected to, or a new local one), as they finish."""
+    """Each unit as a Ray task (``threads`` CPUs and torch threads, and one GPU with
+    ``--device cuda``) on the cluster at ``address`` (or one Ray is already connected to, or a new local
+    one), as they finish."""
     try:
         import ray
     except ImportError:
@@ -173,44 +130,52 @@ def _ray_results(units: list[list[RunSpec]], address: str | None, device: str,
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     gpus = 1 if device.startswith("cuda") else 0
-    remote = ray.remote(num_cpus=1, num_gpus=gpus)(_ray_run)
-    futures = [remote.remote(unit, device, data_root, options, 1) for unit in units]
+    remote = ray.remote(num_cpus=threads, num_gpus=gpus)(_ray_run)
+    futures = [remote.remote(unit, done, device, data_root, options, threads)
+               for unit in units]
     waiting = list(futures)
     while waiting:
         done, waiting = ray.wait(waiting, num_returns=1)
         yield from ray.get(done[0])
 
 
-def _results(pending: list[RunSpec], jobs: int, device: str, data_root: str | None,
-             options: dict, executor: str = "local", address: str | None = None,
-             pack: int = 1, threads: int = 1) -> Iterator[tuple[RunSpec, dict, dict | None]]:
-    """Each pending run with its record and features, as they finish, in units of up to
-    ``pack`` runs trained as one (:mod:`dalib.pack`): in process (``jobs = 1``), in ``jobs``
-    processes (this one and ``jobs - 1`` workers) with ``threads`` torch threads each, or as
-    Ray tasks (``executor = "ray"``)."""
-    units = plan(pending, pack)
+def _results(runs: list[RunSpec], done: frozenset[str], jobs: int, device: str,
+             data_root: str | None, options: dict, executor: str = "local",
+             address: str | None = None, pack: int = 1, threads: int = 1
+             ) -> Iterator[tuple[RunSpec, dict, dict | None]]:
+    """Each run not in ``done`` with its record and features, as they finish, in units of up
+    to ``pack`` runs trained as one (:mod:`dalib.pack`): in process (``jobs = 1``), in
+    ``jobs`` processes (this one and ``jobs - 1`` workers) with ``threads`` torch threads
+    each, or as Ray tasks (``executor = "ray"``).
+
+    The packs are those of the whole sweep (:func:`~dalib.pack.plan.plan` over ``runs``), so a
+    resumed or re-run sweep trains each run in the pack it has in an uninterrupted one: a
+    pack with finished runs trains whole, and their records come back again too (the caller
+    keeps the stored ones)."""
+    units = [u for u in plan(runs, pack) if any(r.run_id not in done for r in u)]
     if executor == "ray":  # live logs stay with local processes (cluster nodes may not
         # share OUT's file system); records and final logs come back to this one
-        yield from _ray_results(units, address, device, data_root, {**options, "out": None})
+        yield from _ray_results(units, done, address, device, data_root,
+                                {**options, "out": None}, threads)
         return
     if jobs <= 1 or len(units) <= 1:
         worker = Worker(device, data_root, **options)
-        with _torch_threads(threads):
+        with torch_threads(threads):
             for unit in units:
-                yield from worker.pack(unit)
+                yield from worker.pack(unit, done)
         return
     ctx = multiprocessing.get_context("spawn")
     worker = Worker(device, data_root, **options)
     pool = ProcessPoolExecutor(jobs - 1, mp_context=ctx, initializer=_init_pool_worker,
                                initargs=(device, data_root, options, threads, os.getpid()))
     try:
-        with _torch_threads(threads):
+        with torch_threads(threads):
             # workers start during the submissions: they inherit an ignored Ctrl-C, which
             # is the main process's to handle (a worker still starting would print a
             # traceback)
             handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
             try:
-                futures = [pool.submit(_pool_run, unit) for unit in units]
+                futures = [pool.submit(_pool_run, unit, done) for unit in units]
             finally:
                 signal.signal(signal.SIGINT, handler)
             waiting = set(futures)
@@ -220,10 +185,10 @@ def _results(pending: list[RunSpec], jobs: int, device: str, data_root: str | No
                 if not future.cancel():
                     break
                 waiting.discard(future)
-                yield from worker.pack(unit)
-                done = {f for f in waiting if f.done()}
-                waiting -= done
-                for f in done:
+                yield from worker.pack(unit, done)
+                finished = {f for f in waiting if f.done()}
+                waiting -= finished
+                for f in finished:
                     yield from f.result()
             for future in as_completed(waiting):
                 yield from future.result()
@@ -265,11 +230,10 @@ def check_owner(out: Path, suite: Suite) -> None:
                          "(one suite per output directory)")
 
 
-def retire_stale(out: Path, suite: Suite, found: store.Records) -> list[dict]:
-    """Move records that are not runs of the current suite (a method removed, its settings,
-    data or dalib changed), and older copies of a run (``found.superseded``), to
-    ``OUT/stale/``, so results never mix configurations; nothing is deleted. Returns the
-    records kept."""
+def current_records(suite: Suite, found: store.Records) -> tuple[list[dict], list[Path]]:
+    """The records of runs of the current suite, and the files of those that are not (a
+    method removed, its settings, data or dalib changed) or are older copies of a run
+    (``found.superseded``)."""
     specs = {(sc.name, m.label): (sc, m) for sc in suite.scenarios
              for _, m, _ in scenario_methods(sc)}
     kept, aside = [], [path for path, _ in found.superseded]
@@ -280,22 +244,30 @@ def retire_stale(out: Path, suite: Suite, found: store.Records) -> list[dict]:
             kept.append(record)
         else:
             aside.append(found.paths[record["run_id"]])
-    for path in aside:
+    return kept, aside
+
+
+def retire_stale(out: Path, paths: list[Path]) -> None:
+    """Move records that are not runs of the current suite to ``OUT/stale/``, so results
+    never mix configurations; nothing is deleted."""
+    for path in paths:
         (out / "stale").mkdir(exist_ok=True)
         os.replace(path, out / "stale" / path.name)
-    return kept
 
 
 @dataclass
 class Sweep:
     """What a sweep left: the results table, the files under ``runs/`` that are not records
-    (named, with the reason), and runs the previous ``results.csv`` held that it no longer
-    does (with ``stale``: moved aside because the suite changed)."""
+    (named, with the reason), runs the previous ``results.csv`` held that it no longer
+    does (with ``stale``: moved aside because the suite changed), and finished runs that
+    trained again with their pack and came out with other metrics than their records
+    (``unrepeatable``: this machine does not repeat its own numbers)."""
 
     table: pd.DataFrame
     skipped: list[tuple[Path, str]]
     dropped: list[str]
     stale: list[str]
+    unrepeatable: list[str] = field(default_factory=list)
 
 
 def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str = "auto",
@@ -313,36 +285,44 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
     transfer runs save test-set features to ``OUT/features/``; ``precision`` and ``compile``
     as in :func:`execute`; runs that may train together do so in packs of up to ``pack``
     (:mod:`dalib.pack`; 1: every run alone); ``threads``: torch threads per process (default
-    :func:`default_threads`); ``plugins`` (resolved, see :mod:`dalib.plugins`) are loaded by
-    every worker process; ``loggers`` name the optional live loggers (:mod:`dalib.logging`);
-    ``work``: planned steps per scenario (:func:`validate`), which weigh the runs in the
-    time left that ``dalib status`` estimates (equal weights without it)."""
+    :func:`~dalib.settings.default_threads`; 1 per Ray task). These execution settings are
+    recorded in every run, and finished runs in ``OUT`` trained under others are refused
+    (:func:`~dalib.settings.check_resume`, before anything is written); ``plugins``
+    (resolved, see :mod:`dalib.plugins`) are loaded by every worker process; ``loggers``
+    name the optional live loggers (:mod:`dalib.logging`); ``work``: planned steps per
+    scenario (:func:`validate`), which weigh the runs in the time left that ``dalib status``
+    estimates (equal weights without it)."""
     out = Path(out)
     store.check_out(out)
-    resolve_device(device)  # fail early on a missing GPU
+    resolved = resolve_device(device)  # fail early on a missing GPU
     check_owner(out, suite)
+    threads = threads or (1 if executor == "ray" else default_threads(jobs))
+    current = settings(threads, resolved, precision, compile, pack)
     with store.locked(out):
         found = store.read_records(out)
-        kept = retire_stale(out, suite, found)
+        kept, aside = current_records(suite, found)
+        check_resume(kept, current)
+        retire_stale(out, aside)
         stale = sorted(set(found.paths) - {r["run_id"] for r in kept})
         if Path(suite.path).is_file():  # a suite made in Python has no file
             store.write_atomic(out / "suite.toml",
                                lambda fh: fh.write(Path(suite.path).read_bytes()))
         done = {r["run_id"]: r for r in kept if r["status"] == "ok"}
-        pending = []
         for run in runs:
-            if run.run_id in done:
-                if on_run:
-                    on_run(run, done[run.run_id], True)
-            else:
-                pending.append(run)
+            if run.run_id in done and on_run:
+                on_run(run, done[run.run_id], True)
         options = {"features": save_features, "precision": precision, "compile": compile,
-                   "plugins": tuple(plugins), "out": str(out), "loggers": tuple(loggers)}
+                   "plugins": tuple(plugins), "out": str(out), "loggers": tuple(loggers),
+                   "settings": current}
         write_sweep(out, suite.name, [r.run_id for r in runs],
                     [(work or {}).get(r.scenario.name, 1) for r in runs], jobs, pack)
-        threads = threads or default_threads(jobs)
-        for run, record, sample in _results(pending, jobs, device, data_root, options, executor,
-                                            address, pack, threads):
+        unrepeatable = []
+        for run, record, sample in _results(runs, frozenset(done), jobs, device, data_root,
+                                            options, executor, address, pack, threads):
+            if run.run_id in done:  # trained again with its pack: the record stands
+                if record.get("metrics") != done[run.run_id].get("metrics"):
+                    unrepeatable.append(run.run_id)
+                continue
             if sample is not None:
                 store.write_atomic(out / "features" / f"{run.run_id}.npz",
                                    lambda fh, sample=sample: np.savez_compressed(fh, **sample))
@@ -352,4 +332,4 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
                 on_run(run, record, False)
         final = store.read_records(out)
         table, dropped = store.rebuild_results(out, final.records)
-    return Sweep(table, final.skipped, dropped, stale)
+    return Sweep(table, final.skipped, dropped, stale, unrepeatable)

@@ -107,13 +107,15 @@ def execute(run: RunSpec, data, device: torch.device, features: bool = False,
     sample = None
     if isinstance(data, Stream):
         validation: list[list[float]] = []
-        R = fit_stream(method, data, budget, device, run.seed, trace, validation)
+        R = fit_stream(method, data, budget, device, run.seed, trace, validation,
+                       threads=torch.get_num_threads())
         train_s = time.perf_counter() - start
         record = _stream_record(data, R, validation, getattr(method, "joint", False))
     else:
         scorer = CheckpointScorer(data, run.seed)
         steps = fit_transfer(method, data, budget, device, run.seed, trace,
-                             lambda step: scorer.score(method, step))
+                             lambda step: scorer.score(method, step),
+                             threads=torch.get_num_threads())
         train_s = time.perf_counter() - start
         record, sample = _transfer_record(run, entry, method, data, scorer, steps, features)
     record.update(curves=trace.to_dict(), precision=precision, compiled=compile,
@@ -184,7 +186,7 @@ def execute_pack(runs: list[RunSpec], datas: list, device: torch.device,
     if isinstance(datas[0], Stream):
         validations: list[list[list[float]]] = [[] for _ in runs]
         matrices, pack = fit_stream_pack(methods, datas, budget, device, seeds, validations,
-                                         trace)
+                                         trace, threads=torch.get_num_threads())
         results = [_stream_record(d, R, v, False)
                    for d, R, v in zip(datas, matrices, validations, strict=True)]
         samples = [None] * len(runs)
@@ -193,7 +195,7 @@ def execute_pack(runs: list[RunSpec], datas: list, device: torch.device,
         steps, pack = fit_transfer_pack(methods, datas, budget, device, seeds,
                                         [lambda step, sc=sc, m=m: sc.score(m, step)
                                          for sc, m in zip(scorers, methods, strict=True)],
-                                        trace)
+                                        trace, threads=torch.get_num_threads())
         results, samples = [], []
         for s, (run, (entry, method, _), data, scorer) in enumerate(
                 zip(runs, prepared, datas, scorers, strict=True)):
@@ -221,9 +223,10 @@ class Worker:
     def __init__(self, device: str, data_root: str | None, features: bool,
                  precision: str = "fp32", compile: bool = False,
                  plugins: tuple[str, ...] = (), out: str | None = None,
-                 loggers: tuple[str, ...] = ()) -> None:
+                 loggers: tuple[str, ...] = (), settings: dict | None = None) -> None:
         load_plugins(list(plugins))  # a worker process registers what the suite's plugins do
         self.device = resolve_device(device)
+        self.settings = settings or {}
         self.data_root = data_root
         self.options = {"features": features, "precision": precision, "compile": compile}
         self.built: dict[tuple[str, int], object] = {}
@@ -260,7 +263,8 @@ class Worker:
         return {"run_id": run.run_id, "config_hash": run.config_hash, "config": run.config(),
                 "suite": run.suite, "scenario": run.scenario.name, "kind": run.scenario.kind,
                 "method": run.method.label, "seed": run.seed, "index": list(run.order),
-                "device": str(self.device), "threads": torch.get_num_threads(),
+                "device": str(self.device),
+                "settings": {**self.settings, "threads": torch.get_num_threads()},
                 "versions": versions(), **({"search": run.search} if run.search else {})}
 
     def __call__(self, run: RunSpec) -> tuple[dict, dict | None]:
@@ -277,9 +281,13 @@ class Worker:
         self.loggers.end(run.run_id, record["status"])
         return record, sample
 
-    def pack(self, runs: list[RunSpec]) -> Iterator[tuple[RunSpec, dict, dict | None]]:
+    def pack(self, runs: list[RunSpec], done: frozenset[str] = frozenset()
+             ) -> Iterator[tuple[RunSpec, dict, dict | None]]:
         """Runs that may train as one pack (:func:`execute_pack`); where they cannot, or
-        packing itself fails, one by one, each record saying why."""
+        packing itself fails, one by one, each record saying why. Runs in ``done`` (finished
+        before) train only where their pack does, so the others see the same pack."""
+        if all(r.run_id in done for r in runs):
+            return
         if len(runs) == 1:
             yield runs[0], *self(runs[0])
             return
@@ -289,12 +297,12 @@ class Worker:
                                    begin=lambda: self._start(runs))
         except TooLarge as exc:  # packs the device's memory holds
             for start in range(0, len(runs), exc.fits):
-                yield from self.pack(runs[start:start + exc.fits])
+                yield from self.pack(runs[start:start + exc.fits], done)
             return
         except Exception as exc:  # each run on its own, with the reason
             reason = str(exc) if isinstance(exc, CannotPack) else \
                 f"packing failed ({type(exc).__name__}: {exc})"
-            for run in runs:
+            for run in (r for r in runs if r.run_id not in done):
                 record, sample = self(run)
                 yield run, {**record, "pack": {"size": 1, "reason": reason}}, sample
             return

@@ -30,6 +30,7 @@ from dalib.engine import (
 )
 from dalib.pack.modules import unpack_into
 from dalib.pack.runs import pack_methods
+from dalib.settings import torch_threads
 from scenarios.stream import Stream
 from scenarios.transfer import TransferScenario
 
@@ -131,12 +132,20 @@ class Pack:
 
 def fit_transfer_pack(methods: list, scenarios: list[TransferScenario], budget: Budget,
                       device: torch.device, seeds: list[int],
-                      checkpoints: list[Callable[[int], None]], trace: Trace | None = None
-                      ) -> tuple[int, Pack]:
+                      checkpoints: list[Callable[[int], None]], trace: Trace | None = None,
+                      threads: int | None = None) -> tuple[int, Pack]:
     """Train ``methods[s]`` on ``scenarios[s]`` with seed ``seeds[s]`` for every s as one
     pack, as :func:`~dalib.engine.fit_transfer` would one by one: ``checkpoints[s]`` sees
-    run s's model (live runs only); ``trace`` keeps one value per run. Returns the steps and
-    the pack (trace, failures)."""
+    run s's model (live runs only); ``trace`` keeps one value per run; ``threads`` as in
+    :func:`~dalib.engine.fit_transfer`. Returns the steps and the pack (trace, failures)."""
+    with torch_threads(threads):
+        return _fit_transfer_pack(methods, scenarios, budget, device, seeds, checkpoints, trace)
+
+
+def _fit_transfer_pack(methods: list, scenarios: list[TransferScenario], budget: Budget,
+                       device: torch.device, seeds: list[int],
+                       checkpoints: list[Callable[[int], None]], trace: Trace | None
+                       ) -> tuple[int, Pack]:
     feeds = [transfer_samplers(m, sc, budget, device, seed)
              for m, sc, seed in zip(methods, scenarios, seeds, strict=True)]
     steps = feeds[0][1]
@@ -183,10 +192,18 @@ def stream_pack_reason(streams: list[Stream]) -> str | None:
 def fit_stream_pack(methods: list, streams: list[Stream], budget: Budget,
                     device: torch.device, seeds: list[int],
                     validations: list[list[list[float]]], trace: Trace | None = None,
-                    ) -> tuple[list[np.ndarray], Pack]:
+                    threads: int | None = None) -> tuple[list[np.ndarray], Pack]:
     """Train ``methods[s]`` on ``streams[s]`` task after task for every s as one pack, as
-    :func:`~dalib.engine.fit_stream` would one by one; returns each run's accuracy matrix
-    (a failed run's holds what it reached) and the pack."""
+    :func:`~dalib.engine.fit_stream` would one by one (``threads`` too); returns each run's
+    accuracy matrix (a failed run's holds what it reached) and the pack."""
+    with torch_threads(threads):
+        return _fit_stream_pack(methods, streams, budget, device, seeds, validations, trace)
+
+
+def _fit_stream_pack(methods: list, streams: list[Stream], budget: Budget,
+                     device: torch.device, seeds: list[int],
+                     validations: list[list[list[float]]], trace: Trace | None
+                     ) -> tuple[list[np.ndarray], Pack]:
     reason = stream_pack_reason(streams)
     if reason:
         raise ValueError(reason)

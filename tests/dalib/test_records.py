@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import dalib
 from dalib import store
 from dalib.cli import main
+from dalib.settings import default_threads
 
 SUITE = """
 name = "{name}"
@@ -155,7 +157,10 @@ def test_identity_covers_defaults_data_and_version(tmp_path, digits_npz, capsys,
     record = json.loads(next((out / "runs").glob("*dann*.json")).read_text())
     params = record["config"]["params"]
     assert params["weight"] is None and params["lr"] == 1e-3 and "grl_high" in params
-    assert record["config"]["dalib"] == dalib.__version__ and record["threads"] >= 1
+    assert record["config"]["dalib"] == dalib.__version__
+    assert record["settings"] == {"threads": default_threads(), "device": "cpu",
+                                  "precision": "fp32", "compile": False, "pack": 64,
+                                  "torch": torch.__version__}
     assert record["config"]["files"]  # the contents of both .npz files
     capsys.readouterr()
     assert _run(suite, out, "--seeds", "1") == 0
@@ -236,7 +241,8 @@ def test_ctrl_c_says_how_to_resume_and_leaves_no_partial_files(tmp_path, digits_
     assert err.count("\n") == 0 and "interrupted:" in err and "run the same command" in err, err
     assert "Traceback" not in done.stderr
     assert not list(out.rglob(".tmp-*"))
-    assert main(["run", str(suite), "--out", str(out), "--no-report", "--seeds", "6"]) == 0
+    assert main(["run", str(suite), "--out", str(out), "--no-report", "--seeds", "6",
+                 "--jobs", str(jobs)]) == 0
     assert len(store.load_records(out)) == 12
 
 

@@ -96,7 +96,7 @@ def test_a_process_pool_gives_the_same_results(tmp_path, digits_npz):
     pd.testing.assert_frame_equal(_table(tmp_path / "one"), _table(tmp_path / "two"))
     assert torch.get_num_threads() == threads  # this process ran runs with 1, then restored
     records = [json.loads(p.read_text()) for p in (tmp_path / "two" / "runs").glob("*.json")]
-    assert {r["threads"] for r in records} == {1}
+    assert {r["settings"]["threads"] for r in records} == {1}
 
 
 def test_the_ray_executor_gives_the_same_results_as_local(tmp_path, digits_npz):

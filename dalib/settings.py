@@ -1,0 +1,91 @@
+"""Execution settings: what changes a run's numbers without changing the experiment.
+
+A run's identity (:mod:`dalib.runspec`) covers its data, model, method, budget and seed. How it
+is executed changes its numbers too, in the last bits of every float and, through training,
+sometimes by points: torch's thread count (reductions split over threads sum in another
+order), the device, bf16 autocast, ``torch.compile``, packing (a pack's batched kernels sum
+in another order than a run's own) and the torch release. These settings are recorded in
+every run, and a sweep resumed or extended in the same ``--out`` must run with the settings
+its finished runs were trained with (:func:`check_resume`): results are never mixed.
+
+The default thread count depends only on the machine and the flags: the cores this process
+may use (its CPU affinity) over the ``--jobs`` processes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from scenarios.errors import InputError
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. under ``taskset``)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def default_threads(jobs: int = 1) -> int:
+    """torch threads per process: the usable cores over ``jobs`` processes, at least 1.
+    It never depends on the momentary load, so the same command on the same machine gives
+    the same numbers; on cores other programs keep busy, ``--threads 1`` is often faster."""
+    return max(1, usable_cores() // max(1, jobs))
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[int]:
+    """torch's intra-op threads set to ``threads`` (None: :func:`default_threads`) inside,
+    restored after; yields the count."""
+    threads = threads or default_threads()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)
+
+
+def settings(threads: int, device: torch.device | str, precision: str, compile: bool,
+             pack: int) -> dict:
+    """The execution settings of a run, as its record keeps them: ``pack`` is the largest
+    pack the sweep forms (1: every run alone)."""
+    return {"threads": int(threads), "device": str(device), "precision": precision,
+            "compile": bool(compile), "pack": int(pack), "torch": torch.__version__}
+
+
+FLAGS = {"threads": "--threads {}", "device": "--device {}", "precision": "--precision {}",
+         "compile": "--compile", "pack": "--pack {}", "torch": "torch {}"}
+
+
+def _flag(key: str, value) -> str:
+    if key == "compile":
+        return "--compile" if value else "no --compile"
+    if key == "pack":
+        return "--pack off" if value == 1 else f"--pack {value}"
+    return FLAGS[key].format(value)
+
+
+def check_resume(records: list[dict], current: dict) -> None:
+    """Refuse (exit 2) to add runs to a directory whose finished runs were trained under
+    other execution settings: the one line names the setting, both values and the flag
+    that matches the finished runs."""
+    for record in records:
+        if record.get("status") != "ok":
+            continue  # a failed run is trained again, under the current settings
+        before = record.get("settings")
+        if not isinstance(before, dict):
+            before = {}
+        for key, value in current.items():
+            if before.get(key) != value:
+                old = before.get(key, "not recorded")
+                match = _flag(key, old) if key in before else "a dalib that records them"
+                raise InputError(
+                    "--out", f"holds runs trained with {key} = {old!r} (e.g. "
+                    f"{record['run_id']}), this command uses {key} = {value!r}",
+                    expected=f"{match}, as the finished runs used, so that results are never "
+                    "mixed; or a new --out")
