@@ -14,76 +14,83 @@ from dalib.continual.distillation import LwF
 from dalib.continual.gem import AGEM
 from dalib.continual.regularization import EWC, MAS, SI
 from dalib.continual.replay import DER, Cumulative, Replay
-from dalib.plugins import register_method, register_term
+from dalib.plugins import builtins, register_method, register_term
 from dalib.transfer.finetune import FineTune
 from dalib.transfer.regularized import BSS, L2SP
 
-# transfer baselines and methods
-register_method("source-only", Supervised, description="train on labelled source only",
-                data="source", joint=False)
-register_method("target-only", Supervised, description="train on the k labelled target "
-                "samples per class only (NTG reference)", data="target_labelled", joint=False)
-register_method("source+target", Supervised, description="train on labelled source and the k "
-                "labelled target samples per class (the 'with source' side of the NTG)",
-                data=("source", "target_labelled"), joint=False)
-register_method("target-oracle", Supervised, description="UPPER BOUND: train on all target "
-                "train labels", data="target_oracle", joint=False)
-register_method("adabn", AdaBN, description="source-only with batch-norm statistics "
-                "re-estimated on the unlabelled target")
-# adaptation terms: each is also a method (source loss + the term); '+' combines them
-register_term("dann", DANN, "adversarial: domain discriminator via gradient reversal")
-register_term("cdan", CDAN, "adversarial: discriminator on features x predictions")
-register_term("cdan-e", CDAN, "adversarial: CDAN with entropy conditioning", entropy=True)
-register_term("mdd", MDD, "adversarial: margin disparity discrepancy")
-register_term("dan", MMD, "discrepancy: multi-kernel MMD")
-register_term("deep-coral", CORAL, "discrepancy: covariance alignment")
-register_term("mcc", MCC, "confusion: minimum class confusion on target")
-register_term("entmin", EntropyMin, "entropy minimisation on target")
-register_term("im", InfoMax, "information maximisation on target: mean entropy minus the "
-              "entropy of the mean prediction (SHOT's objective)")
-register_term("pseudo-label", PseudoLabel, "self-training: class-balanced pseudo-label rounds")
-register_term("fixmatch", FixMatch, "self-training: weak/strong consistency")
-register_term("mean-teacher", MeanTeacher, "self-training: EMA teacher consistency")
-register_term("gate", Gate, "negative transfer: source samples weighted by a (feature, label) "
-              "discriminator gate (needs k >= 1)")
-register_term("pada", PADA, "partial adaptation: DANN with source classes weighted by the "
-              "target's predicted class mass")
 
-register_method("mcd", MCD, description="adversarial: maximum classifier discrepancy (two heads)")
-register_method("linear-probe", FineTune, description="pretrain on source, then a new head on "
-                "frozen features fitted to the k labelled target samples", freeze="all")
-register_method("finetune-top", FineTune, description="pretrain on source, freeze the first "
-                "blocks (freeze = count or block name), fine-tune the rest on the k target "
-                "labels", defaults={"freeze": 1})
-register_method("finetune-full", FineTune, description="pretrain on source, fine-tune "
-                "everything on the k target labels (backbone at backbone_lr x lr)", freeze=0)
-register_method("l2-sp", L2SP, description="fine-tuning regularised towards the pretrained "
-                "weights")
-register_method("bss", BSS, description="fine-tuning with batch spectral shrinkage")
+def register_builtins() -> None:
+    """Register dalib's methods and terms (once, when this module is imported)."""
+    # transfer baselines and methods
+    register_method("source-only", Supervised, description="train on labelled source only",
+                    data="source", joint=False)
+    register_method("target-only", Supervised, description="train on the k labelled target "
+                    "samples per class only (NTG reference)", data="target_labelled", joint=False)
+    register_method("source+target", Supervised, description="train on labelled source and the k "
+                    "labelled target samples per class (the 'with source' side of the NTG)",
+                    data=("source", "target_labelled"), joint=False)
+    register_method("target-oracle", Supervised, description="UPPER BOUND: train on all target "
+                    "train labels", data="target_oracle", joint=False)
+    register_method("adabn", AdaBN, description="source-only with batch-norm statistics "
+                    "re-estimated on the unlabelled target")
+    # adaptation terms: each is also a method (source loss + the term); '+' combines them
+    register_term("dann", DANN, "adversarial: domain discriminator via gradient reversal")
+    register_term("cdan", CDAN, "adversarial: discriminator on features x predictions")
+    register_term("cdan-e", CDAN, "adversarial: CDAN with entropy conditioning", entropy=True)
+    register_term("mdd", MDD, "adversarial: margin disparity discrepancy")
+    register_term("dan", MMD, "discrepancy: multi-kernel MMD")
+    register_term("deep-coral", CORAL, "discrepancy: covariance alignment")
+    register_term("mcc", MCC, "confusion: minimum class confusion on target")
+    register_term("entmin", EntropyMin, "entropy minimisation on target")
+    register_term("im", InfoMax, "information maximisation on target: mean entropy minus the "
+                  "entropy of the mean prediction (SHOT's objective)")
+    register_term("pseudo-label", PseudoLabel, "self-training: class-balanced pseudo-label rounds")
+    register_term("fixmatch", FixMatch, "self-training: weak/strong consistency")
+    register_term("mean-teacher", MeanTeacher, "self-training: EMA teacher consistency")
+    register_term("gate", Gate, "negative transfer: source samples weighted by a (feature, label) "
+                  "discriminator gate (needs k >= 1)")
+    register_term("pada", PADA, "partial adaptation: DANN with source classes weighted by the "
+                  "target's predicted class mass")
 
-# continual-learning strategies
-register_method("naive", Supervised, kind="stream", description="fine-tune on each task in "
-                "turn", data="train", joint=False)
-register_method("joint", Supervised, kind="stream", description="UPPER BOUND: train on all "
-                "tasks at once", data="train", joint=True)
-register_method("cumulative", Cumulative, kind="stream", description="retrain on all tasks "
-                "seen so far")
-register_method("ewc", EWC, kind="stream", description="elastic weight consolidation (mode = "
-                "separate | online)")
-register_method("si", SI, kind="stream", description="synaptic intelligence", mode="online")
-register_method("mas", MAS, kind="stream", description="memory-aware synapses")
-register_method("lwf", LwF, kind="stream", description="learning without forgetting "
-                "(distillation)")
-register_method("replay", Replay, kind="stream", description="experience replay (reservoir or "
-                "class-balanced buffer)")
-register_method("agem", AGEM, kind="stream", description="averaged gradient episodic memory")
-register_method("der", DER, kind="stream", description="dark experience replay (logit "
-                "matching)")
-register_method("der++", DER, kind="stream", description="dark experience replay with label "
-                "replay", beta=0.5)
-for _name in ("naive", "ewc", "replay", "lwf", "si", "agem"):
-    register_method(f"avalanche:{_name}", AvalancheStrategy, kind="stream",
-                    description=f"Avalanche's own {_name} strategy on the same model, "
-                    "optimizer and budget",
-                    defaults={"reset_optimizer": False},  # Avalanche 0.6 keeps the state
-                    strategy=_name)
+    register_method("mcd", MCD, description="adversarial: maximum classifier discrepancy (two heads)")
+    register_method("linear-probe", FineTune, description="pretrain on source, then a new head on "
+                    "frozen features fitted to the k labelled target samples", freeze="all")
+    register_method("finetune-top", FineTune, description="pretrain on source, freeze the first "
+                    "blocks (freeze = count or block name), fine-tune the rest on the k target "
+                    "labels", defaults={"freeze": 1})
+    register_method("finetune-full", FineTune, description="pretrain on source, fine-tune "
+                    "everything on the k target labels (backbone at backbone_lr x lr)", freeze=0)
+    register_method("l2-sp", L2SP, description="fine-tuning regularised towards the pretrained "
+                    "weights")
+    register_method("bss", BSS, description="fine-tuning with batch spectral shrinkage")
+
+    # continual-learning strategies
+    register_method("naive", Supervised, kind="stream", description="fine-tune on each task in "
+                    "turn", data="train", joint=False)
+    register_method("joint", Supervised, kind="stream", description="UPPER BOUND: train on all "
+                    "tasks at once", data="train", joint=True)
+    register_method("cumulative", Cumulative, kind="stream", description="retrain on all tasks "
+                    "seen so far")
+    register_method("ewc", EWC, kind="stream", description="elastic weight consolidation (mode = "
+                    "separate | online)")
+    register_method("si", SI, kind="stream", description="synaptic intelligence", mode="online")
+    register_method("mas", MAS, kind="stream", description="memory-aware synapses")
+    register_method("lwf", LwF, kind="stream", description="learning without forgetting "
+                    "(distillation)")
+    register_method("replay", Replay, kind="stream", description="experience replay (reservoir or "
+                    "class-balanced buffer)")
+    register_method("agem", AGEM, kind="stream", description="averaged gradient episodic memory")
+    register_method("der", DER, kind="stream", description="dark experience replay (logit "
+                    "matching)")
+    register_method("der++", DER, kind="stream", description="dark experience replay with label "
+                    "replay", beta=0.5)
+    for _name in ("naive", "ewc", "replay", "lwf", "si", "agem"):
+        register_method(f"avalanche:{_name}", AvalancheStrategy, kind="stream",
+                        description=f"Avalanche's own {_name} strategy on the same model, "
+                        "optimizer and budget",
+                        defaults={"reset_optimizer": False},  # Avalanche 0.6 keeps the state
+                        strategy=_name)
+
+
+with builtins():
+    register_builtins()

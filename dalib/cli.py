@@ -151,8 +151,9 @@ def pack_size(value: str) -> int:
 def load_with_plugins(name_or_path: str, extra: list[str]):
     """The suite and the plugins it runs with (resolved): installed entry points, the suite's
     ``plugins`` (files relative to it) and ``--plugin`` ones (relative to the current folder),
-    loaded before the suite is checked, since its methods and datasets may come from them."""
-    from dalib import plugins
+    loaded before the suite is checked, since its methods and datasets may come from them
+    (after the built-ins, whose names they may not take)."""
+    from dalib import plugins, registry  # noqa: F401  (the built-ins first)
     from scenarios.suite import load_suite, resolve_suite_path, suite_plugins
 
     path = resolve_suite_path(name_or_path)

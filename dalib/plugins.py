@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from dalib import entries
 from scenarios.errors import InputError
 
 LOADED: dict[str, str] = {}  # plugin (resolved path or module name) -> digest of its source
@@ -30,10 +31,21 @@ _LOADING: list[str] = []  # the plugin being loaded, if any
 BACKBONE_ORIGINS: dict[str, str] = {}
 DATASET_ORIGINS: dict[str, str] = {}
 ENTRY_POINT_GROUP = "dalib.plugins"
+BUILTIN = "<built-in>"  # the origin of dalib's own registrations (dalib.catalog)
+# who registered each (kind, name) through these calls: a plugin, BUILTIN, or None (Python)
+OWNERS: dict[tuple[str, str], str | None] = {}
 
 
 def _origin() -> str | None:
-    return _LOADING[-1] if _LOADING else None
+    """The plugin being loaded (None for dalib's own registrations and plain Python)."""
+    return _LOADING[-1] if _LOADING and _LOADING[-1] != BUILTIN else None
+
+
+@contextmanager
+def builtins() -> Iterator[None]:
+    """Registrations inside are dalib's own (:mod:`dalib.catalog`)."""
+    with _loading(BUILTIN):
+        yield
 
 
 def _summary(obj, description: str | None) -> str:
@@ -41,56 +53,83 @@ def _summary(obj, description: str | None) -> str:
     return description or " ".join((inspect.getdoc(obj) or "").split("\n\n")[0].split())
 
 
+def _claim(kind: str, name: str, taken: bool, call: str, replace: bool) -> None:
+    """Take ``name`` for a registration of ``kind``. A name a built-in or another plugin
+    already has is refused (a plugin file: an input error naming the file; plain Python: a
+    ``ValueError``) unless the call says ``replace=True``; the same plugin (or the same
+    Python session) registering a name again replaces its own entry."""
+    me = _LOADING[-1] if _LOADING else None
+    key = (kind, name)
+    if taken and not replace and (key not in OWNERS or OWNERS[key] != me or me == BUILTIN):
+        owner = OWNERS.get(key, BUILTIN)
+        holder = f"the built-in {kind}" if owner == BUILTIN else \
+            f"plugin {Path(owner).name}" if owner else "a registration made in Python"
+        problem = f"registers {kind} {name!r}, which {holder} already has"
+        expected = f"another name, or {call}({name!r}, ..., replace=True) to replace it"
+        if me is None:
+            raise ValueError(f"{problem} (expected {expected})")
+        raise InputError("plugins", f"{Path(me).name} {problem}", expected=expected, source=me)
+    OWNERS[key] = me
+
+
 def register_method(name: str, cls: type | None = None, *, kind: str = "transfer",
-                    description: str | None = None, defaults: dict | None = None, **fixed):
+                    description: str | None = None, defaults: dict | None = None,
+                    replace: bool = False, **fixed):
     """Register a :class:`~dalib.method.Method` subclass under ``name`` for ``kind``
     (``"transfer"`` or ``"stream"``); ``fixed`` options are passed to every instance, and
-    ``defaults`` change the class's defaults. Usable as a class decorator."""
-    from dalib import registry  # here: the registry registers its built-ins through this module
-
+    ``defaults`` change the class's defaults. A name dalib or another plugin already has is
+    refused unless ``replace=True`` (then runs of that name record this plugin). Usable as a
+    class decorator."""
     if kind not in ("transfer", "stream"):
         raise ValueError(f"kind is {kind!r}, expected 'transfer' or 'stream'")
 
     def add(cls: type) -> type:
         _check_name(name, cls)
-        registry.REGISTRY[name] = registry.Entry(name, kind, cls, _summary(cls, description),
-                                                 fixed, defaults=defaults or {},
-                                                 origin=_origin())
+        _claim("method", name, name in entries.REGISTRY, "register_method", replace)
+        entries.REGISTRY[name] = entries.Entry(name, kind, cls, _summary(cls, description),
+                                               fixed, defaults=defaults or {},
+                                               origin=_origin())
         return cls
 
     return add if cls is None else add(cls)
 
 
-def register_term(name: str, cls: type | None = None, description: str | None = None, **fixed):
+def register_term(name: str, cls: type | None = None, description: str | None = None, *,
+                  replace: bool = False, **fixed):
     """Register an adaptation :class:`~dalib.adaptation.base.Term` under ``name``: it is a
     method on its own (the source loss plus the term) and combines with others by ``+``
-    (``dann+NAME``). Usable as a class decorator."""
-    from dalib import registry
+    (``dann+NAME``). A name dalib or another plugin already has is refused unless
+    ``replace=True``. Usable as a class decorator."""
 
     def add(cls: type) -> type:
         _check_name(name, cls)
         if "+" in name:
             raise ValueError(f"term name {name!r} has a '+', which joins terms")
+        _claim("method", name, name in entries.REGISTRY or name in entries.TERMS,
+               "register_term", replace)
         origin = _origin()
         summary = _summary(cls, description)
-        registry.TERMS[name] = registry.TermEntry(cls, summary, fixed, origin=origin)
-        registry.REGISTRY[name] = registry.Entry(name, "transfer", registry.Adaptation, summary,
-                                                 terms=(name,), origin=origin)
+        entries.TERMS[name] = entries.TermEntry(cls, summary, fixed, origin=origin)
+        entries.REGISTRY[name] = entries.Entry(name, "transfer", entries.Adaptation, summary,
+                                               terms=(name,), origin=origin)
         return cls
 
     return add if cls is None else add(cls)
 
 
-def register_backbone(name: str, factory: Callable | None = None):
+def register_backbone(name: str, factory: Callable | None = None, *, replace: bool = False):
     """Register a backbone: ``factory(input_shape, **options)`` returns any ``nn.Module``
     mapping a batch of inputs to a batch of feature vectors; its width is read from an
     ``out_features`` attribute or found by one forward pass. ``[model] arch = NAME`` selects
-    it and the other ``[model]`` keys are its options. Usable as a decorator."""
+    it and the other ``[model]`` keys are its options. A name dalib or another plugin
+    already has is refused unless ``replace=True``. Usable as a decorator."""
     from dalib import models
 
     def add(factory: Callable) -> Callable:
         _check_name(name, factory)
+        _claim("backbone", name, name in models.BACKBONES, "register_backbone", replace)
         models.BACKBONES[name] = factory
+        BACKBONE_ORIGINS.pop(name, None)
         if _origin():
             BACKBONE_ORIGINS[name] = _origin()
         return factory
@@ -98,17 +137,20 @@ def register_backbone(name: str, factory: Callable | None = None):
     return add if factory is None else add(factory)
 
 
-def register_dataset(name: str, loader: Callable | None = None):
+def register_dataset(name: str, loader: Callable | None = None, *, replace: bool = False):
     """Register a dataset: ``loader(root, **options)`` gets the data root (``--data-root``,
     ``$DALIB_DATA`` or ``~/.cache/dalib``) and the data table's other keys, and returns
     ``(x, y)`` arrays, a dict with ``x``, ``y`` (and optional ``classes``, ``task``), a
     map-style torch ``Dataset`` of ``(x, y)`` pairs or a :class:`~scenarios.domain.Domain`.
-    ``{ dataset = NAME, ... }`` in a suite loads it. Usable as a decorator."""
-    from scenarios.datasets import user_dataset
+    ``{ dataset = NAME, ... }`` in a suite loads it. A name dalib or another plugin already
+    has is refused unless ``replace=True``. Usable as a decorator."""
+    from scenarios.datasets import DATASETS, user_dataset
 
     def add(loader: Callable) -> Callable:
         _check_name(name, loader)
+        _claim("dataset", name, name in DATASETS, "register_dataset", replace)
         user_dataset(name, loader)
+        DATASET_ORIGINS.pop(name, None)
         if _origin():
             DATASET_ORIGINS[name] = _origin()
         return loader

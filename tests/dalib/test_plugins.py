@@ -206,3 +206,80 @@ def test_build_method_checks_options_as_a_suite_does():
         dalib.build_method("dnn", model)
     with pytest.raises(InputError, match="lr"):
         dalib.build_method("dann", model, lr=-1.0)
+
+
+@pytest.fixture
+def registry_snapshot():
+    """The method tables as they are, restored after the test (a plugin may replace entries)."""
+    from dalib import entries, plugins
+
+    saved = (dict(entries.REGISTRY), dict(entries.TERMS), dict(plugins.OWNERS))
+    yield
+    for table, old in zip((entries.REGISTRY, entries.TERMS, plugins.OWNERS), saved, strict=True):
+        table.clear()
+        table.update(old)
+
+
+TAKES = '''import dalib
+
+
+@dalib.register_method("source-only"{replace})
+class Mine(dalib.Method):
+    """Source-only that trains on nothing."""
+    needs = ("source",)
+
+    def loss(self, batch):
+        return 0.0 * self.model(batch["source"].x).sum(), {{}}
+'''
+
+
+@pytest.mark.parametrize("content, name", [
+    (TAKES.format(replace=""), "method 'source-only', which the built-in method already has"),
+    ("import dalib\n\n\n@dalib.register_term('dann')\nclass T(dalib.Term):\n"
+     "    def forward(self, out):\n        return 0\n",
+     "method 'dann', which the built-in method already has"),
+    ("import dalib\n\n\n@dalib.register_backbone('mlp')\ndef mlp(shape):\n    return None\n",
+     "backbone 'mlp', which the built-in backbone already has"),
+    ("import dalib\n\n\n@dalib.register_dataset('mnist')\ndef m(root):\n    return None\n",
+     "dataset 'mnist', which the built-in dataset already has"),
+])
+def test_a_plugin_cannot_take_a_built_in_name_unless_it_says_replace(tmp_path, capsys, content,
+                                                                    name, registry_snapshot):
+    (tmp_path / "takes.py").write_text(content)
+    (tmp_path / "s.toml").write_text('plugins = ["takes.py"]\n[budget]\nsteps = 5\n'
+                                     '[[scenario]]\nkind = "transfer"\n'
+                                     'source = { dataset = "uci-digits" }\n'
+                                     'target = { dataset = "uci-digits" }\n'
+                                     'methods = ["source-only", "dann"]\n')
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(tmp_path / "takes.py") in err and name in err, err
+    assert "replace=True" in err and not (tmp_path / "out").exists()
+    from dalib.registry import REGISTRY
+
+    assert REGISTRY["source-only"].origin is None and REGISTRY["dann"].origin is None
+
+
+def test_a_plugin_that_says_replace_replaces_and_its_runs_name_it(tmp_path, registry_snapshot):
+    (tmp_path / "takes.py").write_text(TAKES.format(replace=", replace=True"))
+    (tmp_path / "s.toml").write_text('plugins = ["takes.py"]\nseeds = 1\n[budget]\nsteps = 5\n'
+                                     '[[scenario]]\nkind = "transfer"\n'
+                                     'source = { dataset = "uci-digits" }\n'
+                                     'target = { dataset = "uci-digits" }\n'
+                                     'methods = ["source-only", "dann"]\n')
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out"),
+                 "--no-report"]) == 0
+    records = {r["method"]: r for r in (json.loads(p.read_text())
+                                        for p in (tmp_path / "out" / "runs").glob("*.json"))}
+    assert list(records["source-only"]["config"]["plugins"]) == ["takes.py"]
+    assert "plugins" not in records["dann"]["config"]
+    # the replacement trains nothing: its source accuracy is the untrained model's
+    assert records["source-only"]["metrics"]["source_acc"] < 40
+
+
+def test_registering_a_taken_name_in_python_is_refused_but_a_name_can_be_registered_again(
+        registry_snapshot):
+    with pytest.raises(ValueError, match="'dann', which the built-in method already has"):
+        dalib.register_method("dann", dalib.Method)
+    dalib.register_method("mine-again", dalib.Method)
+    dalib.register_method("mine-again", dalib.Method)  # a notebook cell run twice
