@@ -206,8 +206,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             trained[0] += work[run.scenario.name]
             took = record.get("timings", {}).get("total_s")
             eta = time_left(time.perf_counter() - start, trained[0], left[0]) or 0.0
-            timing = (f" ({took:.1f} s" if took is not None else " (") + \
-                f"; sweep ETA {eta:.0f} s)"
+            timing = (f" ({took:.1f} s; " if took is not None else " (") + \
+                f"sweep ETA {eta:.0f} s)"
         bar.write(f"[{done[0]}/{total}] {run.scenario.name} {run.method.label} seed={run.seed} "
                   f"{status}{timing} {detail} [{run.run_id}]")
         sys.stdout.flush()

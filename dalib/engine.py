@@ -301,6 +301,21 @@ def check_weights(model: torch.nn.Module, step: int) -> None:
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
+def check_logs(logs: dict, lead_dims: int) -> None:
+    """What ``update`` returned is one loss value per run: a dict of scalar tensors (one
+    value per run of a pack, ``lead_dims = 1``); a loss or term that kept the batch
+    dimension raises ``ValueError`` naming it (the run is recorded failed)."""
+    if not isinstance(logs, dict):
+        raise ValueError(f"update() returned {type(logs).__name__}, expected a dict of loss "
+                         "tensors")
+    for name in sorted(logs, key=lambda n: n == "loss"):  # a term before the total it makes
+        value = logs[name]
+        if not isinstance(value, torch.Tensor) or value.dim() != lead_dims:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"the loss {name!r} is {shape}, expected a scalar tensor per run "
+                             "(a term or loss reduces over the batch, e.g. with .mean())")
+
+
 def checkpoint_due(step: int, steps: int, checkpoints: int) -> bool:
     """Whether a checkpoint follows step ``step`` (from 0) of ``steps``: ``checkpoints`` of
     them, evenly spaced, the last after the final step."""
@@ -326,6 +341,8 @@ def train_steps(method, samplers: dict[str, Sampler], steps: int, trace: Trace, 
         for step in range(steps):
             with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
                 logs = method.update({name: s.next() for name, s in samplers.items()})
+            if step == 0:
+                check_logs(logs, getattr(method, "lead_dims", 0))
             trace.log(offset + step, logs)
             if (offset + step) % trace.log_every == 0:
                 if on_log is not None:

@@ -283,3 +283,27 @@ def test_registering_a_taken_name_in_python_is_refused_but_a_name_can_be_registe
         dalib.register_method("dann", dalib.Method)
     dalib.register_method("mine-again", dalib.Method)
     dalib.register_method("mine-again", dalib.Method)  # a notebook cell run twice
+
+
+def test_a_term_that_returns_a_vector_is_a_failed_run_with_its_reason(tmp_path, capsys,
+                                                                    registry_snapshot):
+    (tmp_path / "vec.py").write_text("import dalib\n\n\n@dalib.register_term('per-sample')\n"
+                                     "class PerSample(dalib.Term):\n"
+                                     "    def forward(self, out):\n"
+                                     "        return (out.feat_s ** 2).mean(1)  # no batch mean\n")
+    (tmp_path / "s.toml").write_text('plugins = ["vec.py"]\nseeds = 2\n[budget]\nsteps = 5\n'
+                                     '[[scenario]]\nkind = "transfer"\n'
+                                     'source = { dataset = "uci-digits" }\n'
+                                     'target = { dataset = "uci-digits" }\n'
+                                     'methods = ["source-only", "per-sample"]\n')
+    run = ["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out"), "--no-report"]
+    for _ in range(2):  # a re-run trains the failed runs again, and fails them again
+        assert main(run) == 1
+        table = pd.read_csv(tmp_path / "out" / "results.csv")
+        failed = table[table["status"] == "failed"]
+        assert set(failed["method"]) == {"per-sample"} and failed["seed"].nunique() == 2
+    records = [json.loads(p.read_text()) for p in (tmp_path / "out" / "runs").glob("*per*")]
+    assert {r["error"] for r in records} == {
+        "ValueError: the loss 'per-sample' is (64,), expected a scalar tensor per run (a term "
+        "or loss reduces over the batch, e.g. with .mean())"}
+    assert "internal error" not in capsys.readouterr().err
