@@ -30,7 +30,13 @@ from dalib.models import model_for
 from dalib.pack.plan import plan
 from dalib.registry import OPTIM, check_method
 from dalib.runspec import RunSpec, resolved_budget, scenario_methods
-from dalib.settings import check_resume, default_threads, settings, torch_threads
+from dalib.settings import (
+    check_resume,
+    default_threads,
+    resumed_threads,
+    settings,
+    torch_threads,
+)
 from dalib.status import write_sweep
 from dalib.worker import Worker
 from scenarios.errors import InputError, reject_unknown
@@ -285,7 +291,8 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
     transfer runs save test-set features to ``OUT/features/``; ``precision`` and ``compile``
     as in :func:`execute`; runs that may train together do so in packs of up to ``pack``
     (:mod:`dalib.pack`; 1: every run alone); ``threads``: torch threads per process (default
-    :func:`~dalib.settings.default_threads`; 1 per Ray task). These execution settings are
+    :func:`~dalib.settings.default_threads`, 1 per Ray task, or the count the finished runs
+    in ``OUT`` used). These execution settings are
     recorded in every run, and finished runs in ``OUT`` trained under others are refused
     (:func:`~dalib.settings.check_resume`, before anything is written); ``plugins``
     (resolved, see :mod:`dalib.plugins`) are loaded by every worker process; ``loggers``
@@ -296,11 +303,13 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
     store.check_out(out)
     resolved = resolve_device(device)  # fail early on a missing GPU
     check_owner(out, suite)
-    threads = threads or (1 if executor == "ray" else default_threads(jobs))
-    current = settings(threads, resolved, precision, compile, pack)
     with store.locked(out):
         found = store.read_records(out)
         kept, aside = current_records(suite, found)
+        # a resumed sweep keeps the thread count its finished runs used unless told otherwise
+        threads = threads or resumed_threads(kept) or \
+            (1 if executor == "ray" else default_threads(jobs))
+        current = settings(threads, resolved, precision, compile, pack)
         check_resume(kept, current)
         retire_stale(out, aside)
         stale = sorted(set(found.paths) - {r["run_id"] for r in kept})

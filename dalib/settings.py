@@ -9,7 +9,9 @@ every run, and a sweep resumed or extended in the same ``--out`` must run with t
 its finished runs were trained with (:func:`check_resume`): results are never mixed.
 
 The default thread count depends only on the machine and the flags: the cores this process
-may use (its CPU affinity) over the ``--jobs`` processes.
+may use (its CPU affinity) over the ``--jobs`` processes; a resumed sweep keeps the count its
+finished runs used (:func:`resumed_threads`), so ``--jobs`` may change between a run and its
+resume.
 """
 
 from __future__ import annotations
@@ -56,6 +58,14 @@ def settings(threads: int, device: torch.device | str, precision: str, compile: 
     pack the sweep forms (1: every run alone)."""
     return {"threads": int(threads), "device": str(device), "precision": precision,
             "compile": bool(compile), "pack": int(pack), "torch": torch.__version__}
+
+
+def resumed_threads(records: list[dict]) -> int | None:
+    """The thread count the finished runs of a directory were trained with, where they
+    agree (a resumed sweep keeps it unless ``--threads`` says otherwise)."""
+    counts = {r.get("settings", {}).get("threads") for r in records if r.get("status") == "ok"
+              and isinstance(r.get("settings"), dict)}
+    return counts.pop() if len(counts) == 1 and isinstance(next(iter(counts)), int) else None
 
 
 FLAGS = {"threads": "--threads {}", "device": "--device {}", "precision": "--precision {}",

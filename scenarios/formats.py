@@ -309,9 +309,9 @@ def load_table(spec: dict, base_dir: Path | None) -> Domain:
         raise InputError("label", f"is {label!r}" + ("" if label is None else ", not a column"),
                          expected=f"label = one of {', '.join(map(str, frame.columns[:20]))}",
                          source=where)
+    line = 2 if TABLE_SUFFIXES[suffix] else None  # a CSV's first data row is its line 2
     features = spec.get("features") or [c for c in frame.columns if c != label
-                                        and pd.api.types.is_numeric_dtype(frame[c])
-                                        and not pd.api.types.is_bool_dtype(frame[c])]
+                                        and _numeric_column(frame[c], c, where, line)]
     if not features:
         raise InputError("features", "none: no numeric column besides the label",
                          expected="numeric feature columns", source=where)
@@ -319,7 +319,7 @@ def load_table(spec: dict, base_dir: Path | None) -> Domain:
         if col not in frame:
             raise InputError("features", f"names {col!r}, not a column",
                              expected=f"columns of {where!r}", source=where)
-        if not pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(frame[col]):
+        if not _numeric_column(frame[col], col, where, line):
             raise InputError(f"column {col}", f"is not numeric (e.g. {frame[col].iloc[0]!r})",
                              expected="numeric feature columns (encode categories first, or "
                              "leave the column out of features)", source=where)
@@ -327,7 +327,7 @@ def load_table(spec: dict, base_dir: Path | None) -> Domain:
         missing = frame[col].isna().to_numpy()
         if missing.any():
             raise InputError(f"column {col}", f"has {int(missing.sum())} missing values (first "
-                             f"in data row {int(np.flatnonzero(missing)[0]) + 1})",
+                             f"in {_row(int(np.flatnonzero(missing)[0]), line)})",
                              expected="no missing values (impute or drop them first)",
                              source=where)
     y = frame[label]
@@ -337,8 +337,64 @@ def load_table(spec: dict, base_dir: Path | None) -> Domain:
         names = sorted(y.astype(str).unique())
         codes = y.astype(str).map({n: i for i, n in enumerate(names)}).to_numpy()
         classes = names
-    x = frame[features].to_numpy(dtype=np.float32)
-    return from_arrays(x, codes, name=path.stem, classes=classes, source=where)
+    x = frame[features].apply(pd.to_numeric).to_numpy(dtype=np.float64)
+    if not np.isfinite(x).all():
+        r, c = (int(i) for i in np.argwhere(~np.isfinite(x))[0])
+        raise InputError(f"column {features[c]}", f"is {x[r, c]} in {_row(r, line)}",
+                         expected="finite numbers", source=where)
+    if np.abs(x).max(initial=0) > np.finfo(np.float32).max:
+        r, c = (int(i) for i in np.argwhere(np.abs(x) > np.finfo(np.float32).max)[0])
+        raise InputError(f"column {features[c]}", f"is {x[r, c]:g} in {_row(r, line)}, beyond "
+                         "float32", expected="values within +-3.4e38 (rescale the column)",
+                         source=where)
+    domain = from_arrays(x.astype(np.float32), codes, name=path.stem, classes=classes,
+                         source=where)
+    return domain.with_(meta={**domain.meta, "columns": tuple(map(str, features)),
+                              "file": where})
+
+
+def _row(index: int, line: int | None) -> str:
+    """A table's data row (from 1), with its line in a CSV file."""
+    return f"data row {index + 1}" + (f" (line {index + line})" if line else "")
+
+
+def _numeric_column(column, name: str, where: str, line: int | None) -> bool:
+    """Whether a table column holds numbers (booleans are not features). A column of numbers
+    with some cells that are not is an input error naming the first such cell; a column of
+    text is not numeric."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(column):
+        return False
+    if pd.api.types.is_numeric_dtype(column):
+        return True
+    values = pd.to_numeric(column, errors="coerce")
+    bad = (values.isna() & column.notna()).to_numpy()
+    if bad.all() or not bad.any():
+        return not bad.any()
+    first = int(np.flatnonzero(bad)[0])
+    raise InputError(f"column {name}", f"is {column.iloc[first]!r} in {_row(first, line)}, "
+                     "not a number", expected="numbers in every cell of a feature column (or "
+                     "leave the column out of features)", source=where)
+
+
+def align_columns(reference, other, role: str):
+    """``other``'s feature columns in ``reference``'s order, matched by name: tables of
+    several domains may list their columns in any order. A differing set of columns is an
+    input error naming the missing and extra ones. Domains not read from tables pass."""
+    ref, own = reference.meta.get("columns"), other.meta.get("columns")
+    if ref is None or own is None or ref == own:
+        return other
+    missing, extra = [c for c in ref if c not in own], [c for c in own if c not in ref]
+    if missing or extra:
+        parts = ([f"lacks {', '.join(map(repr, missing))}"] if missing else []) + \
+            ([f"has {', '.join(map(repr, extra))} in addition"] if extra else [])
+        raise InputError(role, f"table {other.meta['file']!r} has other feature columns than "
+                         f"{reference.meta['file']!r}: it {' and '.join(parts)}",
+                         expected="the same feature columns (by name, in any order), or "
+                         "features = [...] naming the shared ones")
+    order = [own.index(c) for c in ref]
+    return other.with_(x=other.x[:, order], meta={**other.meta, "columns": ref})
 
 
 LOADERS = {"folder": load_folder, "list": load_list, "table": load_table}

@@ -96,7 +96,8 @@ class ScenarioSpec:
         o = self.options
         if self.kind == "transfer":
             source = _load(o["source"], data_root, self.base_dir, "source")
-            target = _load(o["target"], data_root, self.base_dir, "target")
+            target = formats.align_columns(
+                source, _load(o["target"], data_root, self.base_dir, "target"), "target")
             same = _data_key(o["source"]) == _data_key(o["target"])
             return build_transfer(self.name, source, target, seed=seed, k=o.get("k", 0),
                                   source_shifts=o["source"].get("shifts", []),
@@ -107,6 +108,8 @@ class ScenarioSpec:
         specs = o["domains"] if "domains" in o else [o["data"]]
         roles = [f"domains[{i}]" for i in range(len(specs))] if "domains" in o else ["data"]
         domains = [_load(s, data_root, self.base_dir, r) for s, r in zip(specs, roles, strict=True)]
+        domains = [formats.align_columns(domains[0], d, r) for d, r in zip(domains, roles,
+                                                                            strict=True)]
         return build_stream(self.name, o.get("stream", "domains" if "domains" in o else "split"),
                             domains, seed=seed, protocol=o.get("protocol"), tasks=o.get("tasks"),
                             classes=o.get("classes"), angles=o.get("angles"),

@@ -125,3 +125,14 @@ def test_a_resume_under_other_settings_names_the_setting_and_the_matching_flag()
         assert "\n" not in text
     with pytest.raises(InputError, match="a dalib that records them"):
         check_resume([{**record, "settings": None}], same)
+
+
+def test_a_resume_keeps_the_thread_count_of_the_finished_runs():
+    from dalib.settings import resumed_threads
+
+    def rec(threads, status="ok"):
+        return {"status": status, "settings": {"threads": threads}}
+
+    assert resumed_threads([]) is None
+    assert resumed_threads([rec(1), rec(1), rec(4, "failed")]) == 1
+    assert resumed_threads([rec(1), rec(2)]) is None  # mixed: check_resume names the clash

@@ -198,3 +198,71 @@ methods = ["source-only"]
     assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert expected.replace("'nowhere'", repr(str(tmp_path / "nowhere"))) in err, err
+
+
+def _wine_like_tables(tmp_path):
+    """UCI digits as two CSV tables (even and odd samples, the odd ones inverted), 16
+    named feature columns."""
+    d = load_digits()
+    frame = pd.DataFrame(d.data[:, ::4], columns=[f"px{i}" for i in range(16)])
+    frame["digit"] = d.target
+    source, target = frame.iloc[::2], frame.iloc[1::2].copy()
+    target[frame.columns[:16]] = 16 - target[frame.columns[:16]]
+    source.to_csv(tmp_path / "source.csv", index=False)
+    return source, target
+
+
+TABLE_SUITE = """seeds = 1
+[budget]
+steps = 30
+[[scenario]]
+name = "t"
+kind = "transfer"
+source = {{ table = "source.csv", label = "digit" }}
+target = {{ table = "{target}", label = "digit" }}
+methods = ["source-only", "dann"]
+"""
+
+
+def test_table_columns_are_matched_by_name_not_position(tmp_path):
+    _, target = _wine_like_tables(tmp_path)
+    target.to_csv(tmp_path / "target.csv", index=False)
+    shuffled = target[list(reversed(target.columns))]  # same columns, the label first
+    shuffled.to_csv(tmp_path / "shuffled.csv", index=False)
+    tables = []
+    for name in ("target.csv", "shuffled.csv"):
+        (tmp_path / "s.toml").write_text(TABLE_SUITE.format(target=name))
+        out = tmp_path / f"out-{name}"
+        assert main(["run", str(tmp_path / "s.toml"), "--out", str(out), "--no-report"]) == 0
+        t = pd.read_csv(out / "results.csv")
+        tables.append(t.set_index(["method", "metric"])["value"].sort_index())
+    pd.testing.assert_series_equal(*tables)  # the same numbers
+
+
+def test_tables_with_other_feature_columns_are_refused_by_name(tmp_path, capsys):
+    _, target = _wine_like_tables(tmp_path)
+    target.rename(columns={"px3": "px_3"}).to_csv(tmp_path / "renamed.csv", index=False)
+    (tmp_path / "s.toml").write_text(TABLE_SUITE.format(target="renamed.csv"))
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "scenario[0].target: table" in err, err
+    assert "renamed.csv" in err and "lacks 'px3'" in err and "has 'px_3' in addition" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_one_text_cell_in_a_numeric_column_is_named(tmp_path, capsys, suffix):
+    _, target = _wine_like_tables(tmp_path)
+    target = target.astype({"px5": object})
+    target.iloc[6, 5] = "n/a "
+    name = f"dirty{suffix}"
+    if suffix == ".csv":
+        target.to_csv(tmp_path / name, index=False)
+    else:
+        target.astype({"px5": str}).to_parquet(tmp_path / name)
+    (tmp_path / "s.toml").write_text(TABLE_SUITE.format(target=name))
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    row = "data row 7 (line 8)" if suffix == ".csv" else "data row 7"
+    assert err.count("\n") == 0 and name in err and "column px5: is 'n/a ' in " + row in err, err
+    assert not (tmp_path / "out").exists()
