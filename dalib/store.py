@@ -89,26 +89,53 @@ def write_text(path: Path, text: str) -> None:
 
 
 def remove_temp_files(out: Path) -> None:
-    """Delete what a killed writer left: ``.tmp-*`` files in ``OUT`` and its subfolders."""
+    """Delete what a killed writer left: ``.tmp-*`` files in ``OUT`` and its subfolders. A
+    subfolder that is a symbolic link, or leads out of ``OUT``, is left alone: clean-up never
+    deletes outside ``OUT``."""
+    root = out.resolve()
     for folder in (out, *(out / d for d in SUBDIRS)):
+        if folder != out and (folder.is_symlink() or not folder.resolve().is_relative_to(root)):
+            continue
         if folder.is_dir():
             for tmp in folder.glob(f"{TMP_PREFIX}*"):
-                tmp.unlink(missing_ok=True)
+                if tmp.is_file() or tmp.is_symlink():
+                    tmp.unlink(missing_ok=True)
 
 
 def check_out(out: Path | str) -> None:
-    """``--out`` must be a directory this user can create and write (checked before anything
-    is written)."""
+    """``--out`` must be a directory this user can create and write: checked before anything
+    is written, by creating it (and removing again what was created) and a temporary file
+    in it, so a path under ``/proc``, a link to a missing folder or a read-only disk is an
+    input error naming it."""
     if not str(out).strip():
         raise InputError("--out", "is empty", expected="a directory path")
     out = Path(out)
+    for path in (out, *out.parents):
+        if path.is_symlink() and not path.exists():
+            raise InputError("--out", f"{str(path)!r} is a symbolic link to "
+                             f"{os.readlink(path)!r}, which does not exist",
+                             expected="a directory, or a link to one")
     if out.exists() and not out.is_dir():
         raise InputError("--out", f"{str(out)!r} is a file", expected="a directory (new or "
                          "holding this suite's results)")
-    existing = next((p for p in (out, *out.parents) if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError("--out", f"{str(existing)!r} is not writable", expected="a directory "
-                         "you can write to")
+    created: list[Path] = []
+    try:
+        for path in reversed((out, *out.parents)):
+            if not path.exists():
+                path.mkdir()
+                created.append(path)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=TMP_PREFIX)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError("--out", f"{str(out)!r} cannot be written ({exc.strerror or exc})",
+                         expected="a directory you can write to") from None
+    finally:
+        for path in reversed(created):
+            try:
+                path.rmdir()
+            except OSError:
+                pass
 
 
 @contextmanager

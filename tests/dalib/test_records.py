@@ -65,6 +65,37 @@ def test_temp_records_are_never_read_and_leftovers_are_removed(tmp_path, digits_
     assert not leftover.exists() and len(pd.read_csv(out / "results.csv")) == rows
 
 
+def test_clean_up_never_follows_a_symlink_out_of_out(tmp_path, digits_npz):
+    suite, out = _suite(tmp_path, digits_npz), tmp_path / "out"
+    elsewhere = tmp_path / "my-logs"
+    elsewhere.mkdir()
+    keep = elsewhere / ".tmp-notes.txt"  # a user's file in the folder OUT/logs points to
+    keep.write_text("mine")
+    out.mkdir()
+    (out / "logs").symlink_to(elsewhere)
+    (out / ".tmp-left.json").write_text("{}")  # a killed writer's leftover in OUT itself
+    assert _run(suite, out, "--seeds", "1") == 0
+    assert keep.read_text() == "mine" and not (out / ".tmp-left.json").exists()
+    assert list(elsewhere.glob("*.log"))  # the logs went where the link points
+
+
+@pytest.mark.parametrize("where", ["/proc/dalib-out", "dangling", "dangling/below", "file/x"])
+def test_an_unusable_out_is_one_line_exit_2_and_nothing_is_written(tmp_path, digits_npz,
+                                                                    capsys, where):
+    suite = _suite(tmp_path, digits_npz)
+    (tmp_path / "dangling").symlink_to(tmp_path / "missing")
+    (tmp_path / "file").write_text("")
+    out = where if where.startswith("/") else str(tmp_path / where)
+    before = sorted(tmp_path.rglob("*"))
+    capsys.readouterr()
+    assert _run(suite, out) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("dalib: error: --out: ") and err.count("\n") == 0, err
+    assert "Errno" not in err and captured.out == ""
+    assert sorted(tmp_path.rglob("*")) == before and not Path("/proc/dalib-out").exists()
+
+
 def test_names_that_map_to_one_file_stay_distinct_and_long_names_work(tmp_path, digits_npz,
                                                                        capsys):
     extra = "".join(f"""
