@@ -16,6 +16,7 @@ import json
 import multiprocessing
 import os
 import sys
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from scenarios import checks
-from scenarios.domain import Domain, from_arrays
+from scenarios.domain import MAX_CLASSES, Domain, from_arrays
 from scenarios.errors import InputError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
@@ -40,6 +41,7 @@ FORMAT_HELP = {
     "table": "a CSV, TSV or Parquet table; label = COLUMN, features = [COLUMNS]",
 }
 CACHE_VERSION = 1
+MAX_PIXELS = 89_478_485  # Pillow's own bound (1/4 GiB of RGBA): larger files are refused
 PARALLEL_FROM = 512  # images; fewer are decoded in this process
 
 
@@ -90,12 +92,19 @@ def _decode(path: str, size: tuple[int, int] | None, channels: int) -> np.ndarra
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():  # Pillow warns of large images: refused below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
+            if img.width * img.height > MAX_PIXELS:
+                return (f"{img.width} x {img.height} pixels, more than the {MAX_PIXELS:,} an "
+                        "image may have (a decompression bomb, or a scan to shrink first)")
             img = img.convert("L" if channels == 1 else "RGB")
             if size is not None and img.size != (size[1], size[0]):
                 img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             arr = np.asarray(img, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError,
+            Image.DecompressionBombError) as exc:
         return f"{type(exc).__name__}: {exc}"
     return arr[..., None] if arr.ndim == 2 else arr
 
@@ -198,7 +207,7 @@ def _grey(paths: list[Path]) -> bool:
     try:
         with Image.open(paths[0]) as img:
             return img.mode in ("1", "L", "I", "I;16", "F", "LA")
-    except (OSError, ValueError):
+    except (OSError, ValueError, Image.DecompressionBombError):
         return False  # decode_images names the file
 
 
@@ -262,9 +271,10 @@ def load_list(spec: dict, base_dir: Path | None) -> Domain:
         if not line.strip():
             continue
         parts = line.rsplit(maxsplit=1)
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit() or int(parts[1]) < 0:
-            raise InputError(f"line {i}", f"is {line!r}", expected="'relative/path label' "
-                             "with an integer label >= 0", source=where)
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit() or \
+                not 0 <= int(parts[1]) < MAX_CLASSES:
+            raise InputError(f"line {i}", f"is {line[:200]!r}", expected="'relative/path label' "
+                             f"with an integer label in 0..{MAX_CLASSES - 1}", source=where)
         image = root / parts[0]
         if not image.is_file():
             raise InputError(f"line {i}", f"names {str(image)!r}, which does not exist",

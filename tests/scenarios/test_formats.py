@@ -266,3 +266,48 @@ def test_one_text_cell_in_a_numeric_column_is_named(tmp_path, capsys, suffix):
     row = "data row 7 (line 8)" if suffix == ".csv" else "data row 7"
     assert err.count("\n") == 0 and name in err and "column px5: is 'n/a ' in " + row in err, err
     assert not (tmp_path / "out").exists()
+
+
+def _claims_size(path: Path, width: int, height: int) -> None:
+    """Rewrite a PNG's header to claim another size (a decompression bomb's header: the
+    pixels themselves are never decoded)."""
+    import struct
+    import zlib
+
+    data = bytearray(path.read_bytes())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4:ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17:ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr:ihdr + 17])))
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("size", [None, 8])
+@pytest.mark.parametrize("side", [20_000, 10_000])  # beyond Pillow's error and warning bounds
+def test_a_decompression_bomb_among_small_images_is_named(tmp_path, capsys, size, side):
+    x, y = _digits()
+    write_tree(tmp_path / "d", {"a": x[:30], "b": x[30:60]}, y[:30])
+    bomb = sorted((tmp_path / "d" / "b").rglob("*.png"))[7]
+    _claims_size(bomb, side, side)
+    table = '{ folder = "d", domain = "%s"' + (f", size = {size}" if size else "") + " }"
+    (tmp_path / "s.toml").write_text(f'[[scenario]]\nkind = "transfer"\nsource = {table % "a"}\n'
+                                     f'target = {table % "b"}\nmethods = ["source-only"]\n')
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{bomb.name}' cannot be decoded" in err, err
+    assert ("pixels" in err) and "internal error" not in err and not (tmp_path / "out").exists()
+
+
+def test_an_image_list_label_beyond_the_class_limit_is_named(tmp_path, capsys):
+    x, y = _digits()
+    (tmp_path / "images").mkdir()
+    for i in range(3):
+        Image.fromarray(x[i]).save(tmp_path / "images" / f"{i}.png")
+    (tmp_path / "l.txt").write_text("0.png 1\n1.png 1000000000\n2.png 2\n")
+    (tmp_path / "s.toml").write_text('[[scenario]]\nkind = "transfer"\n'
+                                     'source = { list = "l.txt", root = "images" }\n'
+                                     'target = { list = "l.txt", root = "images" }\n'
+                                     'methods = ["source-only"]\n')
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "l.txt: line 2: is '1.png 1000000000'" in err, err
+    assert "label in 0..99999" in err
