@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=int, help="run seeds 0..N-1 instead of the suite's")
     run.add_argument("--methods", help="comma-separated subset of the suite's methods")
     run.add_argument("--device", help="auto, cpu or cuda (default: the suite's)")
-    run.add_argument("--data-root", help="where dataset files are (else $DALIB_DATA, ~/.cache/dalib)")
+    run.add_argument("--data-root", help="where dataset files are looked for first (then "
+                     "$DALIB_DATA, ./data, ~/.cache/dalib)")
     run.add_argument("--jobs", type=int, default=1,
                      help="run in N processes, this one and N - 1 workers (torch threads each: "
                           "cores / N)")
@@ -148,7 +149,7 @@ def pack_size(value: str) -> int:
     return int(value)
 
 
-def load_with_plugins(name_or_path: str, extra: list[str]):
+def load_with_plugins(name_or_path: str, extra: list[str], data_root: str | None = None):
     """The suite and the plugins it runs with (resolved): installed entry points, the suite's
     ``plugins`` (files relative to it) and ``--plugin`` ones (relative to the current folder),
     loaded before the suite is checked, since its methods and datasets may come from them
@@ -168,7 +169,7 @@ def load_with_plugins(name_or_path: str, extra: list[str]):
         plugins.load_all(own)
     except InputError as exc:
         raise InputError("--plugin", exc.problem, expected=exc.expected) from None
-    return load_suite(name_or_path), tuple(dict.fromkeys(specs + own))
+    return load_suite(name_or_path, data_root), tuple(dict.fromkeys(specs + own))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -177,7 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dalib.status import time_left
     from dalib.store import check_out
 
-    suite, plugins = load_with_plugins(args.suite, args.plugin)
+    suite, plugins = load_with_plugins(args.suite, args.plugin, args.data_root)
     seeds, device = check_run_args(args, suite)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     runs = expand(suite, seeds, methods)
@@ -264,6 +265,10 @@ def load_results(path: Path, warn: bool = True) -> tuple[pd.DataFrame, list[dict
 
     if (path / "runs").is_dir():
         found = read_records(path)
+        if not found.records and not found.skipped:
+            raise InputError("DIR", f"{str(path)!r} holds no run records yet ({path / 'runs'} "
+                             "is empty)", expected="a directory a dalib run has finished runs "
+                             "in (dalib status DIR tells how far a sweep is)")
         if warn:
             warn_records(found.skipped, [], [])
             for path, why in found.superseded:

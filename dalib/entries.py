@@ -208,5 +208,6 @@ def build_method(name: str, model: nn.Module, **params) -> Method:
     """The method ``name`` around ``model``, its hyperparameters checked as a suite's are
     (an unknown option or a wrong type raises ``InputError`` naming it):
     ``build_method("dann", model, weight=0.5)``, ``build_method("replay", model, memory=200)``."""
+    params = checks.plain(params)
     entry = lookup(name)
     return check_method(name, params, entry.kind if entry else "transfer").build(model, params)

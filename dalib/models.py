@@ -239,7 +239,9 @@ def build_model(input_shape: tuple[int, ...], num_classes: int, arch: str = "aut
                 bottleneck: int = 0, normalize: str = "none",
                 reference: torch.Tensor | None = None, **options) -> Classifier:
     """A ``Classifier`` from the suite's ``[model]`` table; unknown options are errors.
-    ``normalize`` (see :func:`normalizer`) standardises the inputs inside the model."""
+    ``normalize`` (see :func:`normalizer`) standardises the inputs inside the model. Any
+    sequence stands for a list (``hidden=(400, 400)``)."""
+    options, bottleneck = checks.plain(options), checks.plain(bottleneck)
     checks.string(normalize, "model.normalize", NORMALIZE)
     if not isinstance(arch, str):
         raise InputError("model.arch", f"is {arch!r}", expected="a backbone name")

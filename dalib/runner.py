@@ -46,10 +46,11 @@ from scenarios.suite import Suite
 def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> dict[str, int]:
     """Check methods, hyperparameters, data, models and each method built on its model,
     before anything is written; returns each scenario's planned steps per run
-    (:func:`~dalib.engine.planned_steps`)."""
+    (:func:`~dalib.engine.planned_steps`). An error names the table its value is written in
+    (:meth:`~scenarios.suite.Suite.locate`)."""
     work = {}
     for i, sc in enumerate(suite.scenarios):
-        field = f"scenario[{i}]"
+        method = None  # the method whose table is being checked
         try:
             reject_unknown(sc.optim, OPTIM, what="optimizer setting", field="optim")
             configs = scenario_methods(sc)
@@ -58,31 +59,51 @@ def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> dict[s
                 raise InputError("val_fraction", "is not set but methods search "
                                  "hyperparameters", expected="val_fraction = 0.1 (a validation "
                                  "part of each task's training data to select on)")
-            methods = [m for _, m, _ in configs]
-            entries = [check_method(m.name, sc.method_params(m), sc.kind, f"methods[{j}]")
-                       for j, m, _ in configs]
+            entries = []
+            for j, m, _ in configs:
+                method = sc.methods[j]
+                entries.append(check_method(m.name, sc.method_params(m), sc.kind,
+                                            f"methods[{j}]"))
+            method = None
             data = sc.build(runs[0].seed if runs else 0, data_root)
-            work[sc.name] = planned_steps(data, Budget(**resolved_budget(sc.budget)))
-            model_for(data, **sc.model)
+            budget = Budget(**resolved_budget(sc.budget))
+            work[sc.name] = planned_steps(data, budget)
+            check_batch(model_for(data, **sc.model), data, budget.batch_size)
             if sc.kind == "transfer" and data.target_labelled is None:
-                needing = [m.name for m, e in zip(methods, entries, strict=True)
+                needing = [m.name for (_, m, _), e in zip(configs, entries, strict=True)
                            if "target_labelled" in e.needs]
                 if needing:
                     raise InputError("k", f"is 0 but {needing[0]!r} trains on labelled target "
                                      "samples", expected="k >= 1 labelled target samples per class")
             for (j, m, _), entry in zip(configs, entries, strict=True):
-                field = f"scenario[{i}].methods[{j}]"
+                method = sc.methods[j]
                 try:
-                    entry.build(model_for(data, **sc.model),
-                                sc.method_params(m))
+                    entry.build(model_for(data, **sc.model), sc.method_params(m))
+                except InputError as exc:
+                    raise exc.within("", f"methods[{j}]") from None
                 except (ValueError, TypeError) as exc:
-                    if isinstance(exc, InputError):
-                        raise
-                    raise InputError("", f"{m.label!r} cannot be built: {exc}",
+                    raise InputError(f"methods[{j}]", f"{m.label!r} cannot be built: {exc}",
                                      expected="valid hyperparameters") from None
         except InputError as exc:
-            raise exc.within(suite.path, field) from None
+            raise suite.locate(exc, i, method) from None
     return work
+
+
+def check_batch(model: torch.nn.Module, data, batch_size: int) -> None:
+    """One training batch of ``batch_size`` samples goes through the model: batch norm needs
+    two or more samples per batch in training (a run would fail at its first step)."""
+    if batch_size > 1:
+        return
+    first = data.source if hasattr(data, "source") else data.tasks[0].train
+    model.train()
+    try:
+        with torch.no_grad():
+            model(first.x[:1])
+    except ValueError as exc:
+        raise InputError("budget.batch_size", f"is 1 but the model cannot train on one "
+                         f"sample per batch ({str(exc).splitlines()[0]})",
+                         expected="batch_size >= 2 (batch norm needs two or more samples), or "
+                         "a model without batch norm") from None
 
 
 _WORKER: Worker | None = None

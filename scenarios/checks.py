@@ -4,8 +4,25 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from scenarios.errors import InputError
+
+
+def plain(value):
+    """A value from Python as a suite file would give it: a tuple, NumPy array, tensor or
+    other sequence (not a string) as a list, a NumPy or torch scalar as a Python number,
+    inside dicts and lists too. The Python API takes any sequence where a suite takes a
+    list."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, str | bytes | bool | int | float) or value is None:
+        return value
+    if hasattr(value, "tolist"):  # NumPy arrays and scalars, torch tensors
+        return plain(value.tolist())
+    if isinstance(value, Sequence | range):
+        return [plain(v) for v in value]
+    return value
 
 
 def _is_number(value) -> bool:

@@ -1,8 +1,9 @@
 """Built-in datasets and the data root: each loader returns a :class:`Domain`.
 
-Data root resolution (first that is set): the ``data_root`` argument (``--data-root``), the
-``DALIB_DATA`` environment variable, then the user cache directory ``~/.cache/dalib``. Nothing
-is downloaded at run time: missing files give an error naming the files and the paths searched.
+Data roots, searched in order: the ``data_root`` argument (``--data-root``), the
+``DALIB_DATA`` environment variable, ``./data`` (where torchvision's ``download=True`` puts
+files by default) and the user cache directory ``~/.cache/dalib``. Nothing is downloaded at
+run time: missing files give an error naming the files and every folder searched.
 """
 
 from __future__ import annotations
@@ -31,8 +32,23 @@ def data_roots(data_root: str | Path | None = None) -> list[Path]:
         roots.append(Path(data_root))
     if os.environ.get("DALIB_DATA"):
         roots.append(Path(os.environ["DALIB_DATA"]))
+    roots.append(Path("data").absolute())
     roots.append(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dalib")
     return roots
+
+
+def mnist_root(data_root: str | Path | None = None) -> Path | None:
+    """The first data root holding MNIST's four files under ``MNIST/raw``."""
+    return next((r for r in data_roots(data_root)
+                 if all((r / "MNIST" / "raw" / f).is_file() for f in MNIST_FILES)), None)
+
+
+def dataset_files(spec: dict, data_root: str | Path | None = None) -> list[Path]:
+    """The files a built-in dataset reads (their contents are part of a run's identity)."""
+    if spec.get("dataset") == "mnist":
+        root = mnist_root(data_root)
+        return [root / "MNIST" / "raw" / f for f in MNIST_FILES] if root else []
+    return []
 
 
 def load_uci_digits(data_root: str | Path | None = None) -> Domain:
@@ -58,14 +74,13 @@ def load_mnist(data_root: str | Path | None = None, split: str = "all") -> Domai
         raise InputError("split", f"is {split!r}", expected="'train', 'test' or 'all'")
     from torchvision.datasets import MNIST
 
-    roots = data_roots(data_root)
-    root = next((r for r in roots if all((r / "MNIST" / "raw" / f).is_file() for f in MNIST_FILES)),
-                None)
+    root = mnist_root(data_root)
     if root is None:
-        searched = ", ".join(str(r / "MNIST" / "raw") for r in roots)
+        searched = ", ".join(str(r / "MNIST" / "raw") for r in data_roots(data_root))
         raise InputError("dataset", f"mnist files not found; searched {searched}",
-                         expected=f"{', '.join(MNIST_FILES)} in DIR/MNIST/raw, with DIR given by "
-                                  "--data-root or DALIB_DATA (nothing is downloaded)")
+                         expected=f"{', '.join(MNIST_FILES)} in DIR/MNIST/raw, with DIR one of "
+                                  "those (--data-root, $DALIB_DATA, ./data or ~/.cache/dalib; "
+                                  "nothing is downloaded: `dalib data` shows what is found)")
     parts = []
     for train in (True, False):
         if split == ("test" if train else "train"):

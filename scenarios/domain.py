@@ -95,8 +95,15 @@ def channels_first(x: np.ndarray, layout: str | None, where: str) -> np.ndarray:
             raise InputError("layout", f"is {layout!r} but x has shape {x.shape}",
                              expected="a layout only for 4-d images", source=where)
         return x
+    first, last = x.shape[1] <= 4, x.shape[3] <= 4
+    if layout is not None and (first, last) == ((False, True) if layout == "NCHW" else
+                                                 (True, False)):
+        axis = 1 if layout == "NCHW" else 3
+        raise InputError("layout", f"is {layout!r} but x has shape {x.shape}: that reads "
+                         f"{x.shape[axis]} channels, while axis {4 - axis} looks like channels",
+                         expected=f"layout = {'NHWC' if layout == 'NCHW' else 'NCHW'!r} for these "
+                         "arrays (or transpose them)", source=where)
     if layout is None:
-        first, last = x.shape[1] <= 4, x.shape[3] <= 4
         if first and last:
             raise InputError("layout", f"is ambiguous for x of shape {x.shape}",
                              expected="layout = 'NCHW' or 'NHWC' in the data table",
@@ -121,12 +128,23 @@ def from_arrays(x, y=None, *, name: str = "arrays", task=None, classes=None,
                          source=where)
     if x.shape[0] == 0:
         raise InputError("x", "is empty", expected="at least one sample", source=where)
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-        raise InputError("x", f"has dtype {x.dtype}", expected="numbers", source=where)
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool) or \
+            np.issubdtype(x.dtype, np.complexfloating):
+        raise InputError("x", f"has dtype {x.dtype}", expected="real numbers (integers, floats "
+                         "or booleans)", source=where)
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         bad = int((~np.isfinite(x)).reshape(len(x), -1).any(1).sum())
         raise InputError("x", f"has NaN or inf values in {bad} samples",
                          expected="finite numbers", source=where)
+    if x.dtype.kind == "f" and x.dtype.itemsize > 4:  # float32 holds every smaller type
+        flat = x.reshape(len(x), -1)
+        bad = np.abs(flat) > np.finfo(np.float32).max
+        if bad.any():
+            sample = int(np.flatnonzero(bad.any(1))[0])
+            raise InputError("x", f"has {int(bad.sum())} values beyond float32's range (first "
+                             f"{flat[sample][bad[sample]][0]:g} in sample {sample})",
+                             expected="values within +-3.4e38 (dalib trains in float32: "
+                             "rescale them)", source=where)
     if x.ndim > 4:
         raise InputError("x", f"has {x.ndim} dimensions",
                          expected="N x D, N x H x W or N x C x H x W", source=where)

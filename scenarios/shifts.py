@@ -152,7 +152,9 @@ SHIFTS: dict[str, Shift] = {
 
 
 def validate_shift(spec: dict) -> tuple[Shift, dict]:
-    """The shift a spec names and its options, or an error naming the unknown parts."""
+    """The shift a spec names and its options, or an error naming the unknown parts (any
+    sequence stands for a list)."""
+    spec = checks.plain(spec)
     if not isinstance(spec, dict) or "name" not in spec:
         raise InputError("", f"entry {spec!r} has no name",
                          expected="a table like {name = 'rotate', degrees = 30}")

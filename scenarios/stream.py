@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from scenarios import checks
 from scenarios.datasets import stratified_split
 from scenarios.domain import Domain
 from scenarios.errors import InputError
@@ -102,6 +103,7 @@ def build_stream(name: str, kind: str, domains: list[Domain], *, seed: int, prot
     ``domains`` holds one domain, or one per task for the ``domains`` kind; ``shifts`` holds
     one list of shift specs per domain.
     """
+    classes, angles = checks.plain(classes), checks.plain(angles)
     if kind not in STREAMS:
         raise InputError("stream", f"is {kind!r}", expected=f"one of {', '.join(STREAMS)}")
     protocol = protocol or ("class-il" if kind == "split" else "domain-il")
@@ -113,8 +115,12 @@ def build_stream(name: str, kind: str, domains: list[Domain], *, seed: int, prot
                          expected="data = {dataset = ...} (domains = [...] is for kind 'domains')")
     splitter = split_by_task if kind == "task-array" else None
     shifts = shifts or [[] for _ in domains]
-    parts = [shifted_split(d, list(s), test_fraction, rng, splitter)
-             for d, s in zip(domains, shifts, strict=True)]
+    parts = []
+    for i, (d, s) in enumerate(zip(domains, shifts, strict=True)):
+        try:
+            parts.append(shifted_split(d, list(s), test_fraction, rng, splitter))
+        except InputError as exc:
+            raise exc.within("", f"domains[{i}]" if kind == "domains" else "data") from None
     class_names = domains[0].classes
     out: list[Task] = []
     if kind == "split":

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from pathlib import Path
 
 from scenarios import checks, formats
-from scenarios.datasets import dataset_loader, load_dataset
+from scenarios.datasets import dataset_files, dataset_loader, load_dataset
 from scenarios.domain import LAYOUTS, Domain
 from scenarios.errors import InputError, reject_unknown
 from scenarios.shifts import validate_shift
@@ -67,6 +67,10 @@ class ScenarioSpec:
     base_dir: Path | None = None
     optim: dict = field(default_factory=dict)  # optimizer settings every method starts from
     search: dict = field(default_factory=dict)  # [search] settings (checked by dalib.search)
+    # the keys of model, optim, budget and search that the [[scenario]] table sets itself
+    # (the others come from the suite's top-level tables)
+    own: dict = field(default_factory=dict, compare=False)
+    data_root: str | None = field(default=None, compare=False)  # --data-root, if given
 
     def method_params(self, method: MethodSpec) -> dict:
         """A method's hyperparameters over the scenario's ``optim`` defaults."""
@@ -87,6 +91,8 @@ class ScenarioSpec:
         out: dict[str, str] = {}
         for spec in self.data_specs():
             out.update(formats.fingerprint(spec, self.base_dir))
+            for path in dataset_files(spec, self.data_root):  # a built-in dataset's files
+                out[f"{spec['dataset']}/{path.name}"] = formats.file_digest(path)
         weights = self.model.get("weights")
         if isinstance(weights, str) and Path(weights).expanduser().is_file():
             out[weights] = formats.file_digest(Path(weights).expanduser())
@@ -127,6 +133,28 @@ class Suite:
     scenarios: tuple[ScenarioSpec, ...]
     path: str
     plugins: tuple[str, ...] = ()  # as written: files relative to the suite's folder, or modules
+
+    def locate(self, exc: InputError, index: int, method: MethodSpec | None = None
+               ) -> InputError:
+        """An error found in scenario ``index`` (within ``methods[j]`` for ``method``),
+        located where its value is written: the method's table, the scenario's own
+        ``model``/``optim``/``budget``/``search`` table, or the suite's top-level one that
+        the scenario inherits."""
+        sc = self.scenarios[index]
+        field_name = exc.field
+        head, _, rest = field_name.partition(".")
+        if method is not None and head.startswith("methods[") and rest:
+            key = rest.split(".")[0].split("[")[0]
+            if key not in method.params and key in sc.optim:  # an [optim] default
+                field_name = f"optim.{rest}"
+                head, _, rest = field_name.partition(".")
+        key = rest.split(".")[0].split("[")[0]
+        if head in ("model", "optim", "budget", "search") and key and key not in sc.own.get(
+                head, {key}):
+            return InputError(field_name, exc.problem, expected=exc.expected,
+                              source=exc.source or self.path)
+        moved = InputError(field_name, exc.problem, expected=exc.expected, source=exc.source)
+        return moved.within(self.path, f"scenario[{index}]")
 
 
 def _check_plugins(value) -> tuple[str, ...]:
@@ -321,7 +349,9 @@ def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: d
     return ScenarioSpec(name=name, kind=kind, methods=methods, budget={**budget, **own_budget},
                         model={**model, **own_model}, options=options, base_dir=base_dir,
                         optim={**optim, **own_optim},
-                        search={**search, **own_search})
+                        search={**search, **own_search},
+                        own={"model": set(own_model), "optim": set(own_optim),
+                             "budget": set(own_budget), "search": set(own_search)})
 
 
 def resolve_suite_path(name_or_path: str) -> Path:
@@ -349,8 +379,10 @@ def builtin_suites() -> dict[str, str]:
     return out
 
 
-def load_suite(name_or_path: str) -> Suite:
-    """Read and validate a suite; errors name the file and the field."""
+def load_suite(name_or_path: str, data_root: str | None = None) -> Suite:
+    """Read and validate a suite; errors name the file and the field. ``data_root``
+    (``--data-root``) is where its built-in datasets' files are looked for first: their
+    contents are part of each run's identity."""
     path = resolve_suite_path(name_or_path)
     try:
         with open(path, "rb") as fh:
@@ -367,12 +399,15 @@ def load_suite(name_or_path: str) -> Suite:
         raise InputError("suite", f"cannot be read ({exc.strerror})",
                          expected="a readable .toml file", source=str(path)) from None
     try:
-        return parse_suite(raw, path)
+        return parse_suite(raw, path, data_root)
     except InputError as exc:
         raise exc.within(str(path)) from None
 
 
-def parse_suite(raw: dict, path: Path) -> Suite:
+def parse_suite(raw: dict, path: Path, data_root: str | None = None) -> Suite:
+    """A suite from its TOML tables (or the same dict made in Python: any sequence stands
+    for a list)."""
+    raw = checks.plain(raw)
     reject_unknown(raw, SUITE_KEYS, what="key", field="")
     seeds = raw.get("seeds", 3)
     expected = (f"a count in 1..{MAX_SEEDS} or a list of distinct integers in "
@@ -397,8 +432,8 @@ def parse_suite(raw: dict, path: Path) -> Suite:
     base_dir = path.parent.resolve()
     search = raw.get("search", {})
     _check_type(search, dict, "search", "a table of search settings")
-    scenarios = tuple(_check_scenario(t, i, base_dir, budget, model, optim, search)
-                      for i, t in enumerate(tables))
+    scenarios = tuple(replace(_check_scenario(t, i, base_dir, budget, model, optim, search),
+                              data_root=data_root) for i, t in enumerate(tables))
     names = [s.name for s in scenarios]
     dup = {n for n in names if names.count(n) > 1}
     if dup:

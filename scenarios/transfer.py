@@ -127,10 +127,17 @@ def build_transfer(name: str, source: Domain, target: Domain, *, seed: int, k: i
     if disjoint if disjoint is not None else source is target:
         source, target = disjoint_halves(source, rng)
         source, target = source.with_(name=f"{source.name}/A"), target.with_(name=f"{target.name}/B")
-    src_train, src_val, src_test = shifted_split(source, list(source_shifts),
-                                                 source_test_fraction, rng,
-                                                 val_fraction=source_val_fraction)
-    tgt_train, tgt_test = shifted_split(target, list(target_shifts), target_test_fraction, rng)
+    try:
+        src_train, src_val, src_test = shifted_split(source, list(source_shifts),
+                                                     source_test_fraction, rng,
+                                                     val_fraction=source_val_fraction)
+    except InputError as exc:
+        raise exc.within("", "source") from None
+    try:
+        tgt_train, tgt_test = shifted_split(target, list(target_shifts), target_test_fraction,
+                                            rng)
+    except InputError as exc:
+        raise exc.within("", "target") from None
     if src_train.input_shape != tgt_train.input_shape:
         raise InputError("target", f"samples have shape {tgt_train.input_shape} but source samples "
                          f"have {src_train.input_shape}",
@@ -138,7 +145,7 @@ def build_transfer(name: str, source: Domain, target: Domain, *, seed: int, k: i
                                   "{name = 'resize', size = 8, crop = 4} for MNIST -> UCI)")
     for part in (src_train, src_val, src_test, tgt_train, tgt_test):
         if len(part) == 0:
-            raise InputError("scenario", f"{part.name!r} is empty after shifts and splits",
+            raise InputError("", f"{part.name!r} is empty after shifts and splits",
                              expected="samples in every part")
     labelled = None
     if k > 0:

@@ -164,12 +164,23 @@ GOOD_Y = np.arange(40) % 4
     ("npz-nan", "x: has NaN or inf values in 1 samples"),
     ("npz-label-range", "y: has label 7 (expected labels in [0, 4))"),
     ("npz-empty", "x: is empty"),
+    ("npz-float32-overflow", "x: has 64 values beyond float32's range (first 1e+39 in sample 5)"),
+    ("npz-complex", "x: has dtype complex128 (expected real numbers"),
+    ("npz-complex-labels", "y: has dtype complex128 (expected integers)"),
+    ("npz-layout", "layout: is 'NCHW' but x has shape (40, 8, 8, 1): that reads 8 channels"),
     ("empty-task", "empty train set"),
     ("k-too-large", "k: is 80 but class"),
     ("k-zero-target-only", "k: is 0 but 'target-only'"),
     ("stream-method-in-transfer", "'naive' is a stream method"),
-    ("unknown-optim", "scenario[0].optim.colour: unknown optimizer setting"),
-    ("bad-schedule", "scenario[0].methods[0].schedule: is 'linear' (expected one of constant"),
+    ("unknown-optim", "user.toml: optim.colour: unknown optimizer setting"),  # top level
+    ("scenario-optim", "scenario[1].optim.lr: is 0 (expected a finite number > 0"),
+    ("top-model", "user.toml: model.arch: is 'mlpx'"),
+    ("scenario-model", "scenario[1].model.hidden[0]: is 0"),
+    ("top-optim-value", "user.toml: optim.lr: is -1 (expected a finite number > 0"),
+    ("target-shift-at-build", "scenario[0].target.shifts[0].classes: is [11, 12]"),
+    ("batch-of-one", "user.toml: budget.batch_size: is 1 but the model cannot train on one"),
+    ("bad-schedule", "user.toml: optim.schedule: is 'linear' (expected one of constant"),
+    ("method-schedule", "scenario[0].methods[0].schedule: is 'linear' (expected one of"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, digits_npz, capsys, case, expected):
     src, tgt = digits_npz
@@ -193,6 +204,23 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, digits_npz, capsys, case
         k = 0
     elif case == "unknown-optim":
         text = text.replace("[budget]", "[optim]\ncolour = 1\n[budget]")
+    elif case == "scenario-optim":
+        text += "[scenario.optim]\nlr = 0\n"
+    elif case == "top-model":
+        text = text.replace("[budget]", "[model]\narch = 'mlpx'\n[budget]")
+    elif case == "scenario-model":
+        text += "[scenario.model]\nhidden = [0]\n"
+    elif case == "top-optim-value":
+        text = text.replace("[budget]", "[optim]\nlr = -1\n[budget]")
+    elif case == "target-shift-at-build":
+        text = text.replace('target = {{ npz = "{tgt}" }}',
+                            'target = {{ npz = "{tgt}", shifts = [{{ name = "class-subset", '
+                            'classes = [11, 12] }}] }}')
+    elif case == "batch-of-one":
+        text = text.replace("batch_size = 64", "batch_size = 1")
+    elif case == "method-schedule":
+        text = text.replace('["source-only", "target-only"', '[{{ name = "source-only", '
+                            'schedule = "linear" }}, "target-only"')
     elif case == "bad-schedule":
         text = text.replace("[budget]", '[optim]\nschedule = "linear"\n[budget]')
     elif case == "stream-method-in-transfer":
@@ -205,6 +233,13 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, digits_npz, capsys, case
                   "npz-label-range": {"x": GOOD_X, "y": np.where(GOOD_Y == 3, 7, GOOD_Y),
                                       "classes": np.array(list("abcd"))},
                   "npz-empty": {"x": GOOD_X[:0], "y": GOOD_Y[:0]},
+                  "npz-float32-overflow": {"x": np.where(np.arange(40)[:, None, None] == 5,
+                                                         1e39, GOOD_X.astype(np.float64)),
+                                           "y": GOOD_Y},
+                  "npz-complex": {"x": GOOD_X + 1j * np.where(GOOD_X > 0.5, np.nan, 0),
+                                  "y": GOOD_Y},
+                  "npz-complex-labels": {"x": GOOD_X, "y": GOOD_Y + 0j},
+                  "npz-layout": {"x": GOOD_X[..., None], "y": GOOD_Y},
                   "empty-task": {"x": GOOD_X, "y": GOOD_Y % 3, "classes": np.array(list("abcd"))},
                   }[case]
         bad = _bad_npz(tmp_path, **arrays)
@@ -212,8 +247,9 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, digits_npz, capsys, case
             text = text.replace('stream = "task-array"', 'stream = "split"\nclasses = [[0], [3]]')
             text = text.replace('data = {{ npz = "{tgt}" }}', f'data = {{{{ npz = "{bad.name}" }}}}')
         else:
+            layout = ', layout = "NCHW"' if case == "npz-layout" else ""
             text = text.replace('source = {{ npz = "{src}" }}',
-                                f'source = {{{{ npz = "{bad.name}" }}}}')
+                                f'source = {{{{ npz = "{bad.name}"{layout} }}}}')
     suite = _suite(tmp_path, digits_npz, k=k, text=text)
     out = tmp_path / "out"
     assert main(["run", str(suite), "--out", str(out)]) == 2
@@ -256,3 +292,11 @@ def test_editing_a_suite_retires_records_of_the_old_configuration(tmp_path, digi
     table = pd.read_csv(out / "results.csv")
     assert len(table[(table.metric == "target_acc") & (table.method == "source-only")]) == 1
     assert len(list((out / "stale").glob("*.json"))) == 1
+
+
+def test_report_on_a_directory_without_finished_runs_says_so(tmp_path, capsys):
+    (tmp_path / "sweep" / "runs").mkdir(parents=True)
+    assert main(["report", str(tmp_path / "sweep")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "holds no run records yet" in err and "dalib status" in err
+    assert not (tmp_path / "sweep" / "report.html").exists()
