@@ -20,6 +20,8 @@ from pathlib import Path
 
 from scenarios.errors import InputError
 
+ENDED = "ended"  # the live log's last line once a run has trained: "ended ok|failed TIME"
+
 
 class Logger:
     """Receives a run's start, its logged losses and its end."""
@@ -62,6 +64,11 @@ class FileLogger(Logger):
     def log(self, run_id: str, step: int, values: dict[str, float]) -> None:
         self._write(run_id, f"step {step}: " + " ".join(f"{k}={v:.4g}"
                                                         for k, v in values.items()))
+
+    def end(self, run_id: str, status: str) -> None:
+        """The last line until the runner writes the record (a pool worker's run waits for
+        its pack and for the main process): ``dalib status`` counts the run as ended."""
+        self._write(run_id, f"{ENDED} {status} {time.time():.3f}")
 
 
 class CSVLogger(Logger):

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from dalib import store
+from dalib.logging import ENDED
 from scenarios.errors import InputError
 
 SWEEP = "sweep.json"
@@ -42,24 +43,66 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def sweep_status(out: Path) -> dict:
-    """The latest sweep of ``OUT``: its runs by state, whether its process is alive, and the
-    estimated time left (:func:`time_left`, from this sweep's pace so far)."""
+def read_sweep(out: Path) -> dict:
+    """``OUT/sweep.json``, checked: a missing, truncated or altered file is an input error
+    naming it."""
     path = Path(out) / SWEEP
     if not path.is_file():
         raise InputError("DIR", f"{str(out)!r} has no {SWEEP}", expected="a directory "
                          "written by dalib run")
-    sweep = json.loads(path.read_text())
+    try:
+        sweep = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(SWEEP, f"cannot be read ({type(exc).__name__}: {str(exc)[:80]})",
+                         expected="the sweep file dalib run writes (run the sweep again to "
+                         "rewrite it)", source=str(path)) from None
+    fields = {"suite": str, "runs": list, "started": (int, float), "pid": int}
+    problem = "is not a JSON object" if not isinstance(sweep, dict) else next(
+        (f"has no valid {k!r}" for k, kind in fields.items()
+         if not isinstance(sweep.get(k), kind) or isinstance(sweep.get(k), bool)), None)
+    if problem is None and not all(isinstance(r, str) for r in sweep["runs"]):
+        problem = "has run ids that are not strings"
+    work = sweep.get("work") if problem is None else None
+    if problem is None and work is not None and (
+            not isinstance(work, list) or len(work) != len(sweep["runs"])
+            or not all(isinstance(w, int | float) and not isinstance(w, bool) and w >= 0
+                       for w in work)):
+        problem = "has a 'work' list that does not match its runs"
+    if problem:
+        raise InputError(SWEEP, problem, expected="the sweep file dalib run writes (run the "
+                         "sweep again to rewrite it)", source=str(path))
+    return sweep
+
+
+def _ended(text: str) -> tuple[str, float] | None:
+    """A live log's end line (the run trained; its record is on its way): status and time."""
+    lines = text.splitlines()
+    found = re.fullmatch(rf"{ENDED} (\w+) ([\d.]+)", lines[-1]) if lines else None
+    return (found.group(1), float(found.group(2))) if found else None
+
+
+def sweep_status(out: Path) -> dict:
+    """The latest sweep of ``OUT``: its runs by state, whether its process is alive, and the
+    estimated time left (:func:`time_left`, from this sweep's pace so far). A run that has
+    trained but whose record the main process has not written yet (it waits for its pack,
+    or for the main process to collect a worker's results) counts as done or failed."""
+    sweep = read_sweep(out)
     records = {r["run_id"]: r for r in store.read_records(Path(out)).records}
     alive = _alive(int(sweep["pid"]))
     state: dict[str, list[str]] = {"done": [], "failed": [], "running": [], "remaining": []}
     latest: dict[str, str] = {}  # the last line of each running run's live log
+    finished: dict[str, float] = {}  # when each run of this sweep finished
     for run_id in sweep["runs"]:
         record = records.get(run_id)
         log = Path(out) / "logs" / f"{run_id}.log"
         text = log.read_text(errors="replace") if record is None and log.is_file() else ""
+        ended = _ended(text) if "(running" in text[:200] else None
         if record is not None:
             state["done" if record["status"] == "ok" else "failed"].append(run_id)
+            finished[run_id] = _finished_at(record)
+        elif ended is not None:
+            state["done" if ended[0] == "ok" else "failed"].append(run_id)
+            finished[run_id] = ended[1]
         elif "(running" in text[:200]:
             state["running"].append(run_id)
             latest[run_id] = (text.splitlines() or [""])[-1]
@@ -68,19 +111,19 @@ def sweep_status(out: Path) -> dict:
     if not alive:
         state["interrupted"] = state.pop("running")
     work = dict(zip(sweep["runs"], sweep.get("work") or [1] * len(sweep["runs"]), strict=True))
-    finished_now = [r for r in records.values() if r["run_id"] in work
-                    and _finished_at(r) >= sweep["started"]]
+    finished_now = [r for r, when in finished.items() if when >= sweep["started"]]
     elapsed = time.time() - sweep["started"]
     in_progress = state.get("running", state.get("interrupted", []))
     # steps the running runs have logged (with planned steps in sweep.json)
     partial = sum(min(work[r], _logged_step(latest[r])) for r in in_progress) \
         if sweep.get("work") else 0
-    eta = time_left(elapsed, sum(work[r["run_id"]] for r in finished_now) + partial,
+    eta = time_left(elapsed, sum(work[r] for r in finished_now) + partial,
                     sum(work[r] for r in in_progress + state["remaining"]) - partial
                     ) if alive else None
+    errors = {r: records[r].get("error", "") if r in records else "(record being written)"
+              for r in state["failed"]}
     return {**sweep, "alive": alive, "state": state, "eta_s": eta, "elapsed_s": elapsed,
-            "latest": latest,
-            "errors": {r: records[r].get("error", "") for r in state["failed"]}}
+            "latest": latest, "errors": errors}
 
 
 def _logged_step(line: str) -> int:

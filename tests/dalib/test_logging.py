@@ -238,3 +238,41 @@ def test_status_counts_the_steps_running_runs_have_logged(tmp_path):
     status = sweep_status(tmp_path)
     assert status["state"]["running"] == ["a"] and status["state"]["remaining"] == ["b"]
     assert status["eta_s"] == pytest.approx(150, rel=0.05)
+
+
+def test_status_counts_a_run_that_trained_before_its_record_is_written(tmp_path):
+    """With --jobs 2 a worker's runs wait for the main process to write their records: their
+    live logs end with an end line, and they count as done (the pace, and so the time left,
+    does not jump when the records arrive)."""
+    from dalib.status import sweep_status
+
+    (tmp_path / "logs").mkdir()
+    now = time.time()
+    (tmp_path / "sweep.json").write_text(json.dumps({
+        "suite": "s", "runs": ["a", "b", "c", "d"], "work": [100] * 4, "started": now - 40,
+        "pid": os.getpid(), "jobs": 2, "pack": 1}))
+    (tmp_path / "logs" / "a.log").write_text(f"run a (running, started now)\nstep 50: loss=1\n"
+                                             f"ended ok {now - 20:.3f}\n")
+    (tmp_path / "logs" / "b.log").write_text(f"run b (running, started now)\n"
+                                             f"ended failed {now - 10:.3f}\n")
+    (tmp_path / "logs" / "c.log").write_text("run c (running, started now)\nstep 50: loss=1\n")
+    status = sweep_status(tmp_path)
+    assert status["state"] == {"done": ["a"], "failed": ["b"], "running": ["c"],
+                               "remaining": ["d"]}
+    # 250 planned steps in 40 s; 150 left
+    assert status["eta_s"] == pytest.approx(40 / 250 * 150, rel=0.05)
+
+
+@pytest.mark.parametrize("content, problem", [
+    ('{"suite": "s", "runs": ["a"], "started": 1', "sweep.json: cannot be read (JSONDecodeError"),
+    ("[1, 2]", "sweep.json: is not a JSON object"),
+    ('{"suite": "s", "runs": "a", "started": 1, "pid": 1}', "sweep.json: has no valid 'runs'"),
+    ('{"suite": "s", "runs": ["a"], "started": "x", "pid": 1}', "has no valid 'started'"),
+    ('{"suite": "s", "runs": ["a"], "started": 1, "pid": 1, "work": [1, 2]}',
+     "has a 'work' list that does not match its runs"),
+])
+def test_status_of_a_damaged_sweep_file_is_one_line(tmp_path, capsys, content, problem):
+    (tmp_path / "sweep.json").write_text(content)
+    assert main(["status", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and problem in err and "internal error" not in err, err
