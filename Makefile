@@ -1,5 +1,7 @@
 # `make demo`: create .venv, install, run the quick suite. `make test`: same set-up, run the
-# tests. `make docs`: the documentation site, built offline into site/ (warnings are errors).
+# fast tests in parallel (minutes). `make test-all`: every test, the slow scientific checks and
+# every benchmark's --smoke run included (what CI runs). `make docs`: the documentation site,
+# built offline into site/ (warnings are errors).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +9,7 @@ STAMP := $(VENV)/.installed
 DALIB_DATA ?= $(abspath ../shared/data)
 export DALIB_DATA
 
-.PHONY: demo test lint docs setup clean
+.PHONY: demo test test-all lint docs setup clean
 
 setup: $(STAMP)
 
@@ -24,7 +26,10 @@ demo: $(STAMP)
 	$(BIN)/dalib run quick --out runs/quick
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -rs
+	$(BIN)/python -m pytest -q -rs -n auto -m "not slow"
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -rs -n auto
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -21,6 +21,7 @@ import argparse
 import json
 
 import torch
+from smoke import parse_args
 from step_loop import bare_loop, our_loop
 from vs_avalanche import BATCH as STREAM_BATCH
 from vs_avalanche import bare, run_method
@@ -73,7 +74,7 @@ def main() -> None:
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--compile", action="store_true")
     p.add_argument("--json", help="also write the numbers to this file")
-    args = p.parse_args()
+    args = parse_args(p, steps=10, repeats=1)
     devices = [resolve_device(d) for d in args.devices
                if d != "cuda" or torch.cuda.is_available()]
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None

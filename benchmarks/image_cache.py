@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from smoke import parse_args
 
 import dalib  # noqa: F401  (sets OPENBLAS_NUM_THREADS before scipy loads)
 from scenarios.datasets import load_dataset, load_mnist
@@ -31,7 +32,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=10_000)
     p.add_argument("--repeats", type=int, default=3)
-    args = p.parse_args()
+    args = parse_args(p, images=200, repeats=1)
     mnist = load_mnist()
     n = min(args.images, len(mnist))
     images = np.round(mnist.x[:n, 0].numpy() * 255).astype(np.uint8)

@@ -23,6 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from smoke import parse_args
+
 SUITE = """name = "split-mnist-memory"
 seeds = 1
 [budget]
@@ -91,7 +93,7 @@ def peak(code: str) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=5)
-    args = p.parse_args()
+    args = parse_args(p, epochs=1)
     with tempfile.TemporaryDirectory() as tmp:
         suite = Path(tmp) / "split.toml"
         suite.write_text(SUITE.format(epochs=args.epochs))

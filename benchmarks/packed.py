@@ -22,6 +22,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from smoke import parse_args
 
 from dalib.engine import Budget, Trace, fit_stream, fit_transfer, seed_everything
 from dalib.models import build_model
@@ -118,7 +119,7 @@ def main() -> None:
     p.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
     p.add_argument("--memory-only", action="store_true", help="skip the timings")
     p.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
-    args = p.parse_args()
+    args = parse_args(p, sizes=[2], steps=10, repeats=1)
     if args.child:
         way, workload, size, steps, device = args.child
         train = packed if way == "packed" else separate

@@ -18,6 +18,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from smoke import parse_args
 
 from dalib.augment import random_shift
 from dalib.engine import Budget, Trace, fit_transfer, resolve_device, seed_everything, versions
@@ -83,7 +84,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=3)
-    args = p.parse_args()
+    args = parse_args(p, steps=20, repeats=1)
     device = resolve_device(args.device)
     print(f"device={device} torch threads={torch.get_num_threads()} {versions()}")
     mnist8 = [{"name": "resize", "size": 8, "crop": 4}]

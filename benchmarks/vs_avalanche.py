@@ -6,7 +6,7 @@ for every run (Avalanche's strategies through dalib's bridge, so data and evalua
 identical). The bare loop is the floor: naive fine-tuning, and replay with a reservoir buffer
 of 500 written directly in PyTorch.
 
-    .venv/bin/python benchmarks/vs_avalanche.py [--seeds 0 1 2] [--device cpu]
+    .venv/bin/python benchmarks/vs_avalanche.py [--seeds 0 1 2] [--device cpu] [--epochs 5]
 
 Prints ACC, forgetting and the training wall time of each, and the time ratios. dalib's and
 Avalanche's times include dalib's evaluation after each task (the same for both, 5 x 2,000
@@ -21,6 +21,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from smoke import parse_args
 from step_loop import sync
 
 from analysis.continual import average_accuracy, forgetting
@@ -109,7 +110,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--device", default="cpu")
-    args = p.parse_args()
+    p.add_argument("--epochs", type=int, default=EPOCHS, help="per task")
+    p.add_argument("--digits", type=int, help="use the first N MNIST digits (default: all)")
+    # fewer epochs leave EWC's penalty (strength 1e4) unstable at SGD lr 0.01, on either side
+    args = parse_args(p, seeds=[0], epochs=5, digits=5000)
     device = resolve_device(args.device)
     import avalanche
 
@@ -117,14 +121,17 @@ def main() -> None:
           f"{torch.get_num_threads()}, {versions()}")
     results: dict[str, list[tuple[float, float, float]]] = {}
     for seed in args.seeds:
-        stream = build_stream("split-mnist", "split", [load_mnist()], seed=seed, tasks=5,
+        mnist = load_mnist()
+        digits = mnist.subset(range(0, len(mnist), len(mnist) // (args.digits or len(mnist))))
+        stream = build_stream("split-mnist", "split", [digits], seed=seed, tasks=5,
                               protocol="class-il")
-        runs = {f"bare:{k}": (lambda k=k, s=stream, sd=seed: bare(s, device, sd, k == "replay"))
+        runs = {f"bare:{k}": (lambda k=k, s=stream, sd=seed: bare(s, device, sd, k == "replay",
+                                                                  args.epochs))
                 for k in ("naive", "replay")}
         for name in ("naive", "ewc", "replay", "lwf"):
             for lib in ("", "avalanche:"):
                 runs[lib + name] = (lambda n=lib + name, s=stream, sd=seed:
-                                    run_method(n, s, device, sd))
+                                    run_method(n, s, device, sd, args.epochs))
         for key, fn in runs.items():
             seconds, R = fn()
             results.setdefault(key, []).append((average_accuracy(R), forgetting(R), seconds))

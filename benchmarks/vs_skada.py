@@ -6,10 +6,12 @@ batch norm + bottleneck 128 + linear head, adapted features = the bottleneck); A
 no weight decay, no augmentation, the same number of epochs over the source and batch size;
 the final model is evaluated (no model selection on either side). For DANN both sides use a
 discriminator of the same shape (``dalib``'s, 128 -> 256 -> 256 -> 1); skada's default domain
-classifier is run too, as shipped.
+classifier is run too, as shipped, beside dalib's DANN with a critic of its width (one hidden
+layer of 100 in skada, two of 100 in dalib): skada's default critic ends in a softmax over its
+single output, which is constant, so that row's skada DANN trains no adversary.
 
     .venv/bin/pip install -e ".[bench]"
-    .venv/bin/python benchmarks/vs_skada.py [--epochs 10] [--seeds 0 1 2]
+    .venv/bin/python benchmarks/vs_skada.py [--epochs 10] [--seeds 0 1 2] [--digits N]
 
 Prints target accuracy and fit wall time per method and library, and skada / dalib time.
 """
@@ -21,6 +23,7 @@ import time
 
 import numpy as np
 import torch
+from smoke import parse_args
 from torch import nn
 
 from dalib.adaptation.blocks import Discriminator
@@ -57,9 +60,9 @@ class ForSkada(nn.Module):
         return self.net(x)
 
 
-def ours(name: str, sc, epochs: int, batch: int, seed: int) -> tuple[float, float]:
+def ours(name: str, sc, epochs: int, batch: int, seed: int, **options) -> tuple[float, float]:
     seed_everything(seed)
-    params = {"lr": 1e-3, "weight_decay": 0.0, "shift": 0}
+    params = {"lr": 1e-3, "weight_decay": 0.0, "shift": 0, **options}
     m = check_method(name, params, "transfer").build(model(sc), params)
     start = time.perf_counter()
     fit_transfer(m, sc, Budget(epochs=epochs, batch_size=batch), torch.device("cpu"), seed, Trace())
@@ -114,21 +117,24 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    args = p.parse_args()
+    p.add_argument("--digits", type=int, help="use the first N MNIST digits (default: all)")
+    args = parse_args(p, seeds=[0], epochs=1, digits=1000)
     import skada
 
     torch.set_num_threads(torch.get_num_threads())
     print(f"skada {skada.__version__}, torch threads {torch.get_num_threads()}, {versions()}")
     rows = []
     for seed in args.seeds:
-        sc = flat(build_transfer("m2u", load_mnist(), load_uci_digits(), seed=seed,
+        mnist = load_mnist()
+        digits = mnist.subset(range(0, len(mnist), len(mnist) // (args.digits or len(mnist))))
+        sc = flat(build_transfer("m2u", digits, load_uci_digits(), seed=seed,
                                  source_shifts=MNIST8))
-        for name, dalib_name in (("source-only", "source-only"), ("dann", "dann"),
-                                 ("deep-coral", "deep-coral"),
-                                 ("dann (skada default critic)", None)):
+        for name, dalib_name, options in (
+                ("source-only", "source-only", {}), ("dann", "dann", {}),
+                ("deep-coral", "deep-coral", {}),
+                ("dann (skada default critic)", "dann", {"hidden": 100})):
             t_them, acc_them = theirs(name, sc, args.epochs, args.batch_size, seed)
-            t_us, acc_us = (ours(dalib_name, sc, args.epochs, args.batch_size, seed)
-                            if dalib_name else (float("nan"), float("nan")))
+            t_us, acc_us = ours(dalib_name, sc, args.epochs, args.batch_size, seed, **options)
             rows.append((name, seed, acc_us, t_us, acc_them, t_them))
             print(f"seed {seed} {name:28s} dalib {acc_us:6.2f}% {t_us:6.1f}s | "
                   f"skada {acc_them:6.2f}% {t_them:6.1f}s", flush=True)

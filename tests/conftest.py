@@ -1,15 +1,31 @@
-"""Tests read real data from ../shared/data (never download) and write only to tmp dirs."""
+"""Tests read real data from ../shared/data (never download) and write only to tmp dirs.
+
+Under pytest-xdist (``make test`` runs ``-n auto``) each worker process gets its own share of
+the cores (its CPU affinity, which the processes it starts inherit): dalib's default thread
+count is the usable cores, so workers never oversubscribe the machine, and a test that
+compares two runs compares them under one thread count."""
 
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import dalib  # noqa: F401  (before any scipy import: it sets OPENBLAS_NUM_THREADS, see its docstring)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 os.environ.setdefault("DALIB_DATA", str(SHARED_DATA))
+
+
+def pytest_configure(config):
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), \
+        int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker and count > 1 and hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        share = cores[int(worker.removeprefix("gw")) % len(cores)::count] or cores
+        os.sched_setaffinity(0, share)
+        torch.set_num_threads(len(share))
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ def mnist_uci(tmp_path_factory):
     return acc, src
 
 
+@pytest.mark.slow
 def test_mnist_to_uci_is_a_real_shift(mnist_uci):
     acc, src = mnist_uci
     # measured over 5 seeds at these settings: source-only 74.8-81.6% on UCI digits and
@@ -41,6 +42,7 @@ def test_mnist_to_uci_is_a_real_shift(mnist_uci):
     assert (acc["source-only"] > 60).all()  # ... but it is far above chance (10%)
 
 
+@pytest.mark.slow
 def test_naive_forgets_in_class_il_and_joint_does_not(tmp_path):
     suite = parse_suite({
         "name": "cl", "seeds": [0], "budget": {"epochs": 5, "batch_size": 64},
@@ -54,6 +56,7 @@ def test_naive_forgets_in_class_il_and_joint_does_not(tmp_path):
     assert m["naive", "intransigence"] < 10  # naive learns each new task fully
 
 
+@pytest.mark.slow
 def test_quick_demo_suite(tmp_path, capsys):
     out = tmp_path / "quick"
     assert main(["run", "quick", "--out", str(out), "--seeds", "1", "--save-features"]) == 0

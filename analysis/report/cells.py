@@ -1,0 +1,130 @@
+"""What the report's tables hold: the scenario kinds, their main metrics and baselines, the
+checked results table and the formatting of its cells (mean [CI], paired differences)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from analysis.stats import MIN_SEEDS, better, compare, ok_rows
+from analysis.transfer import transfer_gaps
+
+REQUIRED = ["scenario", "method", "seed", "metric", "value"]
+PRIMARY = {"transfer": "target_acc", "stream": "acc"}
+BASELINE = {"transfer": "source-only", "stream": "naive"}
+UPPER_BOUNDS = {"target-oracle", "joint", "cumulative"}  # references that see what others may not
+
+
+def base_name(label: str) -> str:
+    """A method's registry name from its label (``joint[shift=0] @ v1`` -> ``joint``)."""
+    return label.split(" @ ")[0].split("[")[0]
+
+
+def baseline_of(methods, kind: str) -> str | None:
+    """The label of the kind's baseline (``source-only``, ``naive``) among ``methods``."""
+    return next((m for m in methods if base_name(m) == BASELINE.get(kind)), None)
+COLUMNS = {"transfer": ["target_acc", "gain_over_source_only", "ntg", "source_acc",
+                        "source_drop", "target_acc_oracle"],
+           "stream": ["acc", "bwt", "fwt", "forgetting", "intransigence"]}
+DIFFERENCES = {"gain_over_source_only", "ntg", "source_drop", "bwt", "fwt"}
+NAMES = {"target_acc": "target acc", "gain_over_source_only": "gain over source-only",
+         "ntg": "NTG", "source_acc": "source acc", "source_drop": "source drop",
+         "target_acc_oracle": "oracle pick (upper bound)", "acc": "ACC", "bwt": "BWT",
+         "fwt": "FWT", "forgetting": "forgetting", "intransigence": "intransigence"}
+
+
+def prepare(results: pd.DataFrame) -> pd.DataFrame:
+    """Check the columns, default ``status`` to ``ok`` and add gain over source-only, NTG and
+    source drop when the table has ``target_acc`` but not these derived rows."""
+    missing = [c for c in REQUIRED if c not in results]
+    if missing:
+        raise ValueError(f"the results table lacks column(s) {', '.join(missing)}; expected "
+                         "columns scenario, method, seed, metric, value (suite, status optional)")
+    values = pd.to_numeric(results["value"], errors="coerce")
+    bad = values.isna() & results["value"].notna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ValueError(f"column value, row {i + 1}: {results['value'].iloc[i]!r} is not a "
+                         "number")
+    table = results.assign(value=values)
+    if "status" not in table:
+        table = table.assign(status="ok")
+    derived = {"gain_over_source_only", "ntg", "source_drop"}
+    if not derived & set(table["metric"]):
+        table = pd.concat([table, transfer_gaps(ok_rows(table))], ignore_index=True)
+    return table
+
+
+def kinds(table: pd.DataFrame) -> dict[str, list[str]]:
+    """Scenarios by kind: ``transfer`` (with ``target_acc``), ``stream`` (with ``acc``) and
+    ``other``, in order of appearance."""
+    out: dict[str, list[str]] = {"transfer": [], "stream": [], "other": []}
+    for sc, g in table.groupby("scenario", sort=False):
+        metrics = set(g["metric"])
+        kind = next((k for k, m in PRIMARY.items() if m in metrics), "other")
+        out[kind].append(sc)
+    return {k: v for k, v in out.items() if v}
+
+
+def fmt(x: float) -> str:
+    return "" if pd.isna(x) else f"{x:.2f}"
+
+
+def cell(row: pd.Series) -> str:
+    """``mean [ci_low, ci_high]`` (``mean (n = 1)`` for one seed)."""
+    if row["n"] < 2:
+        return f"{fmt(row['mean'])} (n = 1)"
+    if pd.isna(row["ci_low"]):
+        return fmt(row["mean"])
+    return f"{fmt(row['mean'])} [{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]"
+
+
+def diff_cell(c: dict) -> str:
+    ci = "" if pd.isna(c["ci_low"]) else f" [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]"
+    return f"{c['diff']:+.2f}{ci}"
+
+
+def undefined(table: pd.DataFrame, scenario: str, method: str, metric: str) -> bool:
+    """The metric was recorded for the method, as NaN for every seed (FWT under class-IL)."""
+    v = table[(table["scenario"] == scenario) & (table["method"] == method)
+              & (table["metric"] == metric)]["value"]
+    return len(v) > 0 and bool(v.isna().all())
+
+
+def significance(c: dict) -> str:
+    """Whether a paired comparison is significant, and by which test."""
+    if c["n"] < MIN_SEEDS:
+        return f"not assessed ({c['n']} seeds < {MIN_SEEDS})"
+    return "yes (CI)" if c["significant"] else "no (CI)"
+
+
+def p_cell(p: float) -> str:
+    return "n/a" if pd.isna(p) else f"{p:.3f}"
+
+
+def ranking(agg: pd.DataFrame, scenario: str, metric: str) -> list[str]:
+    """Methods of ``scenario`` from best to worst mean ``metric``, upper-bound references
+    (``target-oracle``, ``joint``, ``cumulative``) left out."""
+    a = agg[(agg["scenario"] == scenario) & (agg["metric"] == metric)
+            & ~agg["method"].map(lambda m: base_name(m) in UPPER_BOUNDS)]
+    order = sorted(zip(a["mean"], a["method"], strict=True), key=lambda t: t[0],
+                   reverse=not better(metric, 0.0, 1.0))
+    return [m for _, m in order]
+
+
+def best_of(table: pd.DataFrame, agg: pd.DataFrame, scenario: str, metric: str, ci: str
+            ) -> tuple[str | None, dict | None]:
+    """The method with the best mean and its paired comparison with the runner-up."""
+    order = ranking(agg, scenario, metric)
+    if not order:
+        return None, None
+    if len(order) == 1:
+        return order[0], None
+    return order[0], compare(table, scenario, metric, order[0], order[1], ci)
+
+
+def slug(text: str) -> str:
+    """``text`` as a file-name part."""
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text)

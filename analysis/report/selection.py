@@ -1,0 +1,96 @@
+"""Report sections on selection: the configurations a hyperparameter search chose, the
+validator study of the checkpoints and whether transferability scores predict the outcome."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import plots
+from analysis.report.cells import NAMES, PRIMARY, fmt
+from analysis.report.doc import Doc
+from analysis.transferability import SCORES, score_correlations
+from analysis.validators import checkpoint_table, validator_study
+
+
+def selected_configurations(doc: Doc, ok: pd.DataFrame, records: list[dict], kind: str,
+              tables_dir: Path) -> None:
+    """The configuration hyperparameter search selected per scenario, method and seed (the
+    label of the chosen run), with the oracle configuration's score and the regret."""
+    chosen = ok[ok["metric"] == "selected_trial"]
+    if chosen.empty or kind not in PRIMARY:
+        return
+    labels = {r["run_id"]: r["method"] for r in records}
+    primary = PRIMARY[kind]
+    rows = []
+    for r in chosen.to_dict("records"):
+        same = ok[(ok["scenario"] == r["scenario"]) & (ok["method"] == r["method"])
+                  & (ok["seed"] == r["seed"])].set_index("metric")["value"]
+        rows.append([r["scenario"], r["method"], str(r["seed"]),
+                     labels.get(r.get("run_id"), f"trial {int(r['value'])}"),
+                     fmt(same.get(primary, float("nan"))),
+                     fmt(same.get(f"{primary}_oracle_hp", float("nan"))),
+                     fmt(same.get("selection_regret", float("nan")))])
+    pd.DataFrame(rows, columns=["scenario", "method", "seed", "selected_config", primary,
+                                f"{primary}_oracle_hp", "selection_regret"]).to_csv(
+        tables_dir / f"selected-{kind}.csv", index=False)
+    doc.heading(f"{kind.capitalize()}: selected configurations", 3)
+    doc.para("Hyperparameter search: the configuration each seed's selection chose without "
+             "target labels, its result, the best configuration on the test labels (an upper "
+             "bound, never a result) and the regret.")
+    doc.table(["scenario", "method", "seed", "selected configuration", NAMES.get(primary),
+               "oracle configuration (upper bound)", "regret"], rows)
+
+
+def validators(doc: Doc, records: list[dict], scenarios: list[str], tables_dir: Path,
+                out: Path) -> list[Path]:
+    """The validator study of the transfer scenarios' checkpoints (:mod:`analysis.validators`):
+    a table and a figure; returns the figure files."""
+    table, directions = checkpoint_table(records)
+    if table.empty:
+        return []
+    study = validator_study(table[table["scenario"].isin(scenarios)], directions)
+    if study.empty:
+        return []
+    study.to_csv(tables_dir / "validators.csv", index=False)
+    doc.heading("Validators: which criterion chooses best?", 3)
+    doc.para("Over every checkpoint of every run (the configurations of a searched method "
+             "pooled under its name): Spearman's rho between each validator's score (signed: "
+             "higher is better) and target accuracy, and its mean regret, the best target "
+             "accuracy among a method's candidates of a seed minus the one the validator picks "
+             "(Musgrave et al. 2022). Raw scores: SND is ranked here without the source-accuracy "
+             "guard dalib's selection applies. Target labels are used for this study only.")
+    doc.table(["scenario", "validator", "Spearman rho", "mean regret", "checkpoints",
+               "best"],
+              [[r["scenario"], r["validator"], fmt(r["spearman"]), fmt(r["regret"]),
+                str(r["candidates"]), "yes" if r["best"] else ""]
+               for r in study.to_dict("records")])
+    paths = plots.save(plots.validator_bars(study, "validators: rank correlation and regret"),
+                       out / "figures" / "transfer-validators")
+    doc.figure(paths[0], "each validator's rank correlation with target accuracy and its "
+               "mean regret, per scenario")
+    return paths
+
+
+def transferability(doc: Doc, ok: pd.DataFrame, tables_dir: Path) -> None:
+    """Kendall's tau across scenarios between each transferability score of the source-trained
+    model and each method's target accuracy and NTG."""
+    tau = score_correlations(ok)
+    if tau.empty:
+        return
+    tau.to_csv(tables_dir / "transferability_tau.csv", index=False)
+    n = int(tau["scenarios"].max())
+    doc.heading("Transferability: do the scores predict the outcome?", 3)
+    doc.para(f"Kendall's tau across {n} scenarios between each score of the `source-only` model "
+             "(computed before any target training, from the k labelled target samples per "
+             "class; mean over seeds) and each method's mean target accuracy (first table) and "
+             "NTG (second). PAD is a distance: a good predictor of accuracy has tau < 0 there.")
+    for metric in ("target_acc", "ntg"):
+        t = tau[tau["metric"] == metric]
+        scores = [sc for sc in SCORES if sc in set(t["score"])]
+        rows = []
+        for method in dict.fromkeys(t["method"]):
+            m = t[t["method"] == method].set_index("score")["tau"]
+            rows.append([method] + [fmt(m.get(sc, float("nan"))) for sc in scores])
+        doc.table([f"tau with {NAMES[metric]}"] + scores, rows)

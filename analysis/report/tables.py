@@ -1,0 +1,83 @@
+"""The report's tables of one kind of scenario (transfer, stream): every metric of every
+method, each method against the kind's baseline (paired over seeds) and the average rank."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.continual import FWT_UNDEFINED
+from analysis.report.cells import (
+    BASELINE,
+    COLUMNS,
+    DIFFERENCES,
+    NAMES,
+    PRIMARY,
+    baseline_of,
+    cell,
+    diff_cell,
+    p_cell,
+    significance,
+    undefined,
+)
+from analysis.report.doc import Bold, Doc
+from analysis.stats import MIN_SEEDS, average_rank, comparisons
+
+
+def kind_tables(doc: Doc, table: pd.DataFrame, ok: pd.DataFrame, agg: pd.DataFrame,
+                kind: str, scenarios: list[str], winners: dict[str, tuple], ci: str,
+                tables_dir: Path) -> pd.DataFrame:
+    """The kind's tables, added to ``doc``; returns its paired comparisons (empty when it
+    has no baseline)."""
+    metrics = COLUMNS.get(kind) or list(dict.fromkeys(ok[ok["scenario"].isin(scenarios)]
+                                                      ["metric"]))
+    present = [m for m in metrics
+               if ((table["metric"] == m) & table["scenario"].isin(scenarios)).any()]
+    doc.heading(f"{kind.capitalize()} scenarios")
+    primary = PRIMARY.get(kind)
+    rows = []
+    for sc in scenarios:
+        a = agg[agg["scenario"] == sc]
+        best, vs = winners[sc] if primary else (None, None)
+        for method in dict.fromkeys(a["method"]):
+            row = [sc, method]
+            for m in present:
+                r = a[(a["method"] == method) & (a["metric"] == m)]
+                if r.empty:
+                    row.append("undefined" if undefined(table, sc, method, m) else "")
+                    continue
+                text = cell(r.iloc[0])
+                if m in DIFFERENCES and r["n"].iloc[0] >= MIN_SEEDS and (
+                        r["ci_low"].iloc[0] > 0 or r["ci_high"].iloc[0] < 0):
+                    text += " *"
+                bold = m == primary and method == best and vs is not None and vs["significant"]
+                row.append(Bold(text) if bold else text)
+            rows.append(row)
+    doc.table(["scenario", "method"] + [NAMES.get(m, m) for m in present], rows)
+    if any("undefined" in r for r in rows):
+        doc.para(f"FWT is {FWT_UNDEFINED}.")
+    frames = []
+    for sc in scenarios if primary else []:
+        part = ok[ok["scenario"] == sc]
+        base = baseline_of(dict.fromkeys(part["method"]), kind)
+        for metric in [primary] + (["forgetting"] if kind == "stream" else []):
+            if base:
+                frames.append(comparisons(part, metric, base, ci))
+    comp = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not comp.empty:
+        doc.heading(f"{kind.capitalize()}: each method against {BASELINE[kind]} (paired)", 3)
+        doc.table(["scenario", "metric", "method", "seeds", "difference [CI]",
+                   "Wilcoxon p (shown, not used)", "significant (paired CI excludes 0)"],
+                  [[c["scenario"], NAMES.get(c["metric"], c["metric"]), c["method"],
+                    str(c["n"]), diff_cell(c), p_cell(c["p_wilcoxon"]),
+                    significance(c)]
+                   for c in comp.to_dict("records")])
+    if primary and len(scenarios) > 1:
+        ar = average_rank(ok[ok["scenario"].isin(scenarios)], primary)
+        ar.to_csv(tables_dir / f"average_rank-{kind}.csv", index=False)
+        doc.heading(f"{kind.capitalize()}: average rank over scenarios ({NAMES[primary]})", 3)
+        doc.table(["method", "average rank", "scenarios"],
+                  [[m, f"{r:.2f}", str(n)] for m, r, n in
+                   zip(ar["method"], ar["average_rank"], ar["scenarios"], strict=True)])
+    return comp
