@@ -1,0 +1,1 @@
+"""The subcommands of ``dalib`` (:mod:`dalib.cli`), one module each."""
