@@ -120,7 +120,7 @@ def test_same_seed_same_numbers(tmp_path, digits_npz):
         assert main(["run", str(suite), "--out", str(tmp_path / name), "--seeds", "1",
                      "--methods", "source-only,naive", "--no-report"]) == 0
     a, b = (pd.read_csv(tmp_path / n / "results.csv") for n in ("a", "b"))
-    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(a, b)  # one machine, one thread count: bit for bit
 
 
 def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, digits_npz, capsys):

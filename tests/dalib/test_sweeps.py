@@ -83,6 +83,7 @@ def test_a_killed_sweep_resumes_to_the_same_results(tmp_path, digits_npz, jobs):
     assert 2 <= len(done) < 6
     assert main([*run, str(part)]) == 0
     assert len(list((part / "runs").glob("*.json"))) == 6
+    # the same runs in the same packs with the same threads: bit for bit, however it was cut
     pd.testing.assert_frame_equal(_table(full), _table(part))
 
 
@@ -93,6 +94,7 @@ def test_a_process_pool_gives_the_same_results(tmp_path, digits_npz):
                  "--threads", "1"]) == 0
     assert main(["run", str(suite), "--out", str(tmp_path / "two"), "--no-report",
                  "--jobs", "2", "--threads", "1"]) == 0
+    # one thread in every process: the same kernels in the same order, so bit for bit
     pd.testing.assert_frame_equal(_table(tmp_path / "one"), _table(tmp_path / "two"))
     assert torch.get_num_threads() == threads  # this process ran runs with 1, then restored
     records = [json.loads(p.read_text()) for p in (tmp_path / "two" / "runs").glob("*.json")]
@@ -113,7 +115,7 @@ def test_the_ray_executor_gives_the_same_results_as_local(tmp_path, digits_npz):
                      "--executor", "ray"]) == 0
     finally:
         ray.shutdown()
-    pd.testing.assert_frame_equal(_table(tmp_path / "local"), _table(tmp_path / "ray"))
+    pd.testing.assert_frame_equal(_table(tmp_path / "local"), _table(tmp_path / "ray"))  # as above
     logs = sorted((tmp_path / "ray" / "logs").glob("*.log"))
     assert len(logs) == 6 and "metrics target_acc=" in logs[0].read_text()
 
