@@ -41,6 +41,11 @@ def environment(table: pd.DataFrame, records: list[dict]) -> list[list[str]]:
         rows.append(["versions", "; ".join(f"{k} {', '.join(sorted(v))}"
                                            for k, v in vers.items())])
         rows.append(["devices", ", ".join(sorted({str(r.get("device", "?")) for r in records}))])
+        settings = sorted({", ".join(f"{k} {v}" for k, v in r["settings"].items()
+                                     if k not in ("device", "torch"))
+                           for r in records if isinstance(r.get("settings"), dict)})
+        if settings:
+            rows.append(["execution settings", "; ".join(settings)])
         total = sum(r.get("timings", {}).get("total_s", 0.0) for r in records)
         rows.append(["compute time", f"{total / 60:.1f} min over all runs"])
         ends = sorted(r["finished"] for r in records if "finished" in r)

@@ -52,8 +52,9 @@ def test_default_threads_follow_cores_and_jobs_not_the_load():
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
 def test_the_python_api_and_the_cli_default_to_the_usable_cores():
-    # one usable core (as under `taskset -c 0`): both train with one thread
-    code = ("import os, torch; os.sched_setaffinity(0, {0}); torch.set_num_threads(7);"
+    # one usable core (as under `taskset -c N`): both train with one thread
+    code = ("import os, torch; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))});"
+            "torch.set_num_threads(7);"
             "from dalib.settings import default_threads, torch_threads;"
             "seen = [];"
             "exec('with torch_threads(None) as n: seen.append((n, torch.get_num_threads()))');"
