@@ -253,6 +253,7 @@ def build_model(input_shape: tuple[int, ...], num_classes: int, arch: str = "aut
     if arch.startswith(FAMILIES) and arch not in BACKBONES:  # resnet50, vit_b_16, ...
         options = {"name": "resnet18" if arch == "resnet" else arch, **options}
         arch = "torchvision"
+    chosen = f"torchvision:{options.get('name', 'resnet18')}" if arch == "torchvision" else arch
     if arch not in BACKBONES:
         raise InputError("model.arch", f"is {arch!r}",
                          expected=f"auto, {', '.join(sorted(BACKBONES))} or a torchvision "
@@ -280,8 +281,10 @@ def build_model(input_shape: tuple[int, ...], num_classes: int, arch: str = "aut
                          f"{tuple(input_shape)} ({str(exc).splitlines()[0]})",
                          expected="a backbone for this input size (mlp, cnn, or a resize "
                          "shift)") from None
-    return Classifier(backbone, num_classes, bottleneck, width,
-                      normalizer(normalize, tuple(input_shape), reference))
+    model = Classifier(backbone, num_classes, bottleneck, width,
+                       normalizer(normalize, tuple(input_shape), reference))
+    model.arch = chosen  # the backbone ``arch = "auto"`` chose, named in every run's record
+    return model
 
 
 def feature_width(backbone: nn.Module, input_shape: tuple[int, ...]) -> int:

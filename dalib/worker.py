@@ -119,6 +119,7 @@ def execute(run: RunSpec, data, device: torch.device, features: bool = False,
         train_s = time.perf_counter() - start
         record, sample = _transfer_record(run, entry, method, data, scorer, steps, features)
     record.update(curves=trace.to_dict(), precision=precision, compiled=compile,
+                  arch=getattr(method.model, "arch", None),
                   timings={"train_s": train_s, "total_s": time.perf_counter() - start})
     return record, sample
 
@@ -210,6 +211,7 @@ def execute_pack(runs: list[RunSpec], datas: list, device: torch.device,
             out.append((pack.failures[s], None))
             continue
         record.update(curves=pack.trace.to_dict(s), precision=precision, compiled=False,
+                      arch=getattr(methods[s].model, "arch", None),
                       pack={"size": len(runs), "index": s},
                       timings={"train_s": train_s, "total_s": train_s})
         out.append((record, sample))

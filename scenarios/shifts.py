@@ -70,6 +70,22 @@ def resize(domain: Domain, rng: np.random.Generator, size: int | list[int], crop
     return domain.with_(x=F.interpolate(x, size=hw, mode=mode, **kwargs).clamp_(0, 1))
 
 
+def channels(domain: Domain, rng: np.random.Generator, count: int) -> Domain:
+    """Grey images as ``count = 3`` identical channels (RGB), or RGB images as ``count = 1``
+    channel, the ITU-R 601 luma Pillow's ``convert("L")`` uses (0.299 R + 0.587 G + 0.114 B):
+    one channel count for domains read from grey and colour sources."""
+    x = _images(domain, "channels")
+    if x.shape[1] == count:
+        return domain
+    if count == 3 and x.shape[1] == 1:
+        return domain.with_(x=x.expand(-1, 3, -1, -1).contiguous())
+    if count == 1 and x.shape[1] == 3:
+        luma = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype).reshape(1, 3, 1, 1)
+        return domain.with_(x=(x * luma).sum(1, keepdim=True))
+    raise InputError("count", f"is {count} but {domain.name!r} has {x.shape[1]} channels",
+                     expected="1 -> 3 or 3 -> 1 channels")
+
+
 def permute(domain: Domain, rng: np.random.Generator, seed: int | None = None) -> Domain:
     """Shuffle the pixels with one fixed permutation (drawn from ``seed`` or the run's seed)."""
     x = domain.x
@@ -120,6 +136,12 @@ def _size(value, field: str):
     return checks.integer(value, field, 1, 4096, "an integer in [1, 4096] or [height, width]")
 
 
+def _channel_count(value, field: str) -> int:
+    if isinstance(value, bool) or value not in (1, 3):
+        raise InputError(field, f"is {value!r}", expected="1 (grey) or 3 (RGB)")
+    return value
+
+
 def _seed(value, field: str):
     return None if value is None else checks.integer(value, field, 0, 2**32 - 1)
 
@@ -141,6 +163,7 @@ SHIFTS: dict[str, Shift] = {
     "invert": Shift(invert),
     "resize": Shift(resize, checks={"size": _size,
                                     "crop": partial(checks.integer, low=0, high=4096)}),
+    "channels": Shift(channels, checks={"count": _channel_count}),
     "permute": Shift(permute, checks={"seed": _seed}),
     "label-noise": Shift(label_noise, train_only=True,
                          checks={"rate": partial(checks.number, low=0, high=1)}),

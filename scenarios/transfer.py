@@ -99,6 +99,25 @@ def pick_per_class(domain: Domain, k: int, rng: np.random.Generator, field: str 
     return np.sort(np.concatenate(picked))
 
 
+def shape_mismatch(source: tuple[int, ...], target: tuple[int, ...]) -> InputError:
+    """The error for target samples of another shape than the source's, suggesting the fix
+    that fits: one channel count (grey against colour images), then one image size."""
+    fixes = []
+    if len(source) == len(target) == 3 and source[0] != target[0]:
+        grey, rgb = ("source", "target") if source[0] < target[0] else ("target", "source")
+        fixes.append(f"one channel count: read both with channels = 3 (image folders and "
+                     f"lists), or add {{name = 'channels', count = 3}} to the {grey}'s shifts "
+                     f"(or count = 1 to the {rgb}'s)")
+    if len(source) == len(target) == 3 and source[1:] != target[1:]:
+        fixes.append(f"one image size: size = {list(source[1:])} in an image table, or a "
+                     f"resize shift (e.g. {{name = 'resize', size = 8, crop = 4}} for MNIST -> "
+                     "UCI)")
+    if not fixes:
+        fixes.append("samples of one shape in source and target")
+    return InputError("target", f"samples have shape {target} but source samples have "
+                      f"{source}", expected="; and ".join(fixes))
+
+
 def build_transfer(name: str, source: Domain, target: Domain, *, seed: int, k: int = 0,
                    source_shifts: list[dict] = (), target_shifts: list[dict] = (),
                    disjoint: bool | None = None, source_test_fraction: float = 0.2,
@@ -139,10 +158,7 @@ def build_transfer(name: str, source: Domain, target: Domain, *, seed: int, k: i
     except InputError as exc:
         raise exc.within("", "target") from None
     if src_train.input_shape != tgt_train.input_shape:
-        raise InputError("target", f"samples have shape {tgt_train.input_shape} but source samples "
-                         f"have {src_train.input_shape}",
-                         expected="one input shape (add a resize shift, e.g. "
-                                  "{name = 'resize', size = 8, crop = 4} for MNIST -> UCI)")
+        raise shape_mismatch(src_train.input_shape, tgt_train.input_shape)
     for part in (src_train, src_val, src_test, tgt_train, tgt_test):
         if len(part) == 0:
             raise InputError("", f"{part.name!r} is empty after shifts and splits",

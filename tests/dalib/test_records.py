@@ -189,6 +189,7 @@ def test_identity_covers_defaults_data_and_version(tmp_path, digits_npz, capsys,
     params = record["config"]["params"]
     assert params["weight"] is None and params["lr"] == 1e-3 and "grl_high" in params
     assert record["config"]["dalib"] == dalib.__version__
+    assert record["config"]["model"] == {} and record["arch"] == "mlp"  # what "auto" chose
     assert record["settings"] == {"threads": default_threads(), "device": "cpu",
                                   "precision": "fp32", "compile": False, "pack": 64,
                                   "torch": torch.__version__}

@@ -311,3 +311,22 @@ def test_an_image_list_label_beyond_the_class_limit_is_named(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "l.txt: line 2: is '1.png 1000000000'" in err, err
     assert "label in 0..99999" in err
+
+
+def test_grey_against_colour_images_suggests_one_channel_count(tmp_path, capsys):
+    x, y = _digits()
+    write_tree(tmp_path / "grey", {"": x[:40]}, y[:40])
+    write_tree(tmp_path / "colour", {"": np.stack([x[40:80]] * 3, axis=-1)}, y[40:80])
+    (tmp_path / "s.toml").write_text('[[scenario]]\nkind = "transfer"\n'
+                                     'source = { folder = "grey" }\n'
+                                     'target = { folder = "colour" }\nmethods = ["source-only"]\n')
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "read both with channels = 3" in err and "{name = 'channels', count = 3}" in err
+    assert "resize" not in err  # the sizes agree: no resize to suggest
+    (tmp_path / "s.toml").write_text('seeds = 1\n[budget]\nsteps = 3\n[[scenario]]\n'
+                                     'kind = "transfer"\nk = 1\n'
+                                     'source = { folder = "grey", channels = 3 }\n'
+                                     'target = { folder = "colour" }\nmethods = ["source-only"]\n')
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out"),
+                 "--no-report"]) == 0

@@ -67,3 +67,20 @@ def test_class_subset(uci, rng):
 def test_bad_shift_specs(spec, msg):
     with pytest.raises(InputError, match=msg):
         validate_shift(spec)
+
+
+def test_channels_turns_grey_into_rgb_and_rgb_into_pillows_grey():
+    from PIL import Image
+
+    from scenarios.domain import from_arrays
+
+    rgb = np.random.default_rng(0).integers(0, 256, (4, 6, 6, 3), dtype=np.uint8)
+    colour = from_arrays(rgb, np.arange(4), layout="NHWC")
+    grey = apply_shifts(colour, [{"name": "channels", "count": 1}], np.random.default_rng(0))
+    pil = np.stack([np.asarray(Image.fromarray(im).convert("L")) for im in rgb]) / 255.0
+    assert grey.input_shape == (1, 6, 6)
+    assert np.abs(grey.x[:, 0].numpy() - pil).max() <= 1 / 255 + 1e-6  # Pillow rounds
+    back = apply_shifts(grey, [{"name": "channels", "count": 3}], np.random.default_rng(0))
+    assert back.input_shape == (3, 6, 6) and bool((back.x[:, 0] == back.x[:, 2]).all())
+    with pytest.raises(InputError, match="count: is 2"):
+        apply_shifts(grey, [{"name": "channels", "count": 2}], np.random.default_rng(0))
