@@ -62,6 +62,11 @@ def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> dict[s
             entries = []
             for j, m, _ in configs:
                 method = sc.methods[j]
+                if sc.kind == "stream" and m.selection:
+                    raise InputError(f"methods[{j}].selection", f"is {m.selection!r} in a "
+                                     "stream scenario", expected="no selection: streams are "
+                                     "judged on their accuracy matrix (searches select on "
+                                     "val_fraction parts)")
                 entries.append(check_method(m.name, sc.method_params(m), sc.kind,
                                             f"methods[{j}]"))
             method = None

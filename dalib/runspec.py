@@ -12,7 +12,7 @@ from functools import cached_property
 from dalib import __version__, plugins
 from dalib.registry import check_method
 from scenarios.errors import InputError
-from scenarios.suite import MethodSpec, ScenarioSpec, Suite
+from scenarios.suite import DEFAULT_SELECTION, MethodSpec, ScenarioSpec, Suite
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,13 @@ class RunSpec:
     order: tuple[int, int, int] = (0, 0, 0)  # (scenario, seed, method) position in the suite
     # a searched method's configuration: group, trial, select, level (not its identity)
     search: dict | None = field(default=None, compare=False)
+
+    @property
+    def selection(self) -> str:
+        """The criterion that picks a transfer run's reported checkpoint: the method's own,
+        else the scenario's, else dalib's default."""
+        return self.method.selection or self.scenario.options.get("selection",
+                                                                  DEFAULT_SELECTION)
 
     @property
     def params(self) -> dict:
@@ -41,6 +48,8 @@ class RunSpec:
                 "budget": resolved_budget(sc.budget), "model": sc.model,
                 "method": self.method.name, "params": entry.resolved(self.params),
                 "seed": self.seed, "dalib": __version__}
+        if self.method.selection:  # a scenario's selection is among its data options
+            config["selection"] = self.method.selection
         used = plugins_used(sc, entry)
         if used:  # the source of every plugin the run uses: an edit re-runs exactly these runs
             config["plugins"] = plugins.digests(used)

@@ -33,13 +33,13 @@ import numpy as np
 from dalib.selection import HIGHER_IS_BETTER, pick
 from scenarios import checks
 from scenarios.errors import InputError, reject_unknown
-from scenarios.suite import MethodSpec
+from scenarios.suite import DEFAULT_SELECTION, MethodSpec
 
 DISTRIBUTIONS = ("log_uniform", "uniform", "int_uniform", "choice")
 SEARCH_KEYS = {"kind", "trials", "seed", "select", "level"}
 CRITERIA = ("dev", "snd", "entropy", "source-val", "im", "bnm", "iwcv")
 MAX_CONFIGURATIONS = 10_000
-DEFAULTS = {"kind": "grid", "seed": 0, "select": "dev", "level": "seed"}
+DEFAULTS = {"kind": "grid", "seed": 0, "select": DEFAULT_SELECTION, "level": "seed"}
 
 
 def is_space(value) -> bool:
@@ -142,7 +142,7 @@ def configurations(method: MethodSpec, options: dict | None
                 fixed.pop(path[0])
     for path, space in spaces:
         _check_space(space, ".".join(path), options["kind"])
-    group = MethodSpec(method.name, fixed).label
+    group = MethodSpec(method.name, fixed, method.selection).label
     if options["kind"] == "grid":
         values = list(itertools.product(*(space for _, space in spaces)))
         if len(values) > MAX_CONFIGURATIONS:
@@ -161,7 +161,7 @@ def configurations(method: MethodSpec, options: dict | None
             params = _assign(params, path, value)
         info = {"group": group, "trial": trial, "select": options["select"],
                 "level": options["level"]}
-        out.append((MethodSpec(method.name, params), info))
+        out.append((MethodSpec(method.name, params, method.selection), info))
     labels = [m.label for m, _ in out]
     if len(set(labels)) < len(labels):  # a random search drew a configuration twice
         seen: set[str] = set()

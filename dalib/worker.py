@@ -65,8 +65,7 @@ def _transfer_record(run: RunSpec, entry, method, data, scorer: CheckpointScorer
     source-trained models, checkpoints) and, with ``features``, its feature sample."""
     # selection criteria judge training on the source; baselines trained on target labels
     # alone (target-only, target-oracle) keep their final model
-    criterion = run.scenario.options.get("selection", "dev") if "source" in method.needs \
-        else "last"
+    criterion = run.selection if "source" in method.needs else "last"
     metrics = selection_metrics(scorer.checkpoints, criterion)
     if entry.needs == ("source",):  # a source-trained model: score it for the target
         metrics.update(transferability_scores(method, data, seed=run.seed))

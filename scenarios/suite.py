@@ -34,6 +34,7 @@ BUDGET_LIMITS = {"epochs": 100_000, "steps": 100_000_000, "batch_size": 1_000_00
                  "checkpoints": 10_000, "log_every": 100_000_000}
 NPZ_KEYS = {"npz", "shifts", "layout", "domain"}
 SELECTION_CRITERIA = ("dev", "source-val", "snd", "entropy", "im", "bnm", "iwcv", "last")
+DEFAULT_SELECTION = "dev"  # the checkpoint criterion of transfer runs unless a suite says
 COMMON_KEYS = {"name", "kind", "methods", "budget", "model", "optim", "search"}
 TRANSFER_KEYS = COMMON_KEYS | {"source", "target", "k", "source_test_fraction",
                                "target_test_fraction", "source_val_fraction", "selection"}
@@ -45,13 +46,16 @@ STREAM_KEYS = COMMON_KEYS | {"data", "domains", "stream", "protocol", "tasks", "
 class MethodSpec:
     name: str
     params: dict = field(default_factory=dict)
+    selection: str | None = None  # the method's own checkpoint criterion (else the scenario's)
 
     @property
     def label(self) -> str:
-        """The name a method has in results: its name, or ``name[key=value,...]`` when tuned."""
-        if not self.params:
+        """The name a method has in results: its name, or ``name[key=value,...]`` when tuned
+        (or given its own ``selection``)."""
+        shown = {**self.params, **({"selection": self.selection} if self.selection else {})}
+        if not shown:
             return self.name
-        return f"{self.name}[{','.join(f'{k}={v}' for k, v in sorted(self.params.items()))}]"
+        return f"{self.name}[{','.join(f'{k}={v}' for k, v in sorted(shown.items()))}]"
 
 
 @dataclass(frozen=True)
@@ -258,7 +262,11 @@ def _check_methods(methods, field_name: str) -> tuple[MethodSpec, ...]:
         if isinstance(m, str):
             out.append(MethodSpec(m))
         elif isinstance(m, dict) and isinstance(m.get("name"), str):
-            out.append(MethodSpec(m["name"], {k: v for k, v in m.items() if k != "name"}))
+            selection = m.get("selection")
+            if selection is not None:
+                checks.string(selection, f"{field_name}[{i}].selection", SELECTION_CRITERIA)
+            out.append(MethodSpec(m["name"], {k: v for k, v in m.items()
+                                              if k not in ("name", "selection")}, selection))
         else:
             raise InputError(f"{field_name}[{i}]", f"is {m!r}",
                              expected="a method name or a table with a name")
@@ -316,7 +324,7 @@ def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: d
                        "an integer >= 0 (labelled target samples per class)")
         for key in ("source_test_fraction", "target_test_fraction", "source_val_fraction"):
             _check_fraction(table, key, f)
-        if table.get("selection", "dev") not in SELECTION_CRITERIA:
+        if table.get("selection", DEFAULT_SELECTION) not in SELECTION_CRITERIA:
             raise InputError(f"{f}.selection", f"is {table['selection']!r}",
                              expected=f"one of {', '.join(SELECTION_CRITERIA)}")
     else:

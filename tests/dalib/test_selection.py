@@ -86,3 +86,38 @@ def test_selection_never_reads_target_test_labels():
     assert metrics["target_acc"] == metrics["target_acc_dev"]
     assert metrics["target_acc_oracle"] >= max(metrics[f"target_acc_{c.replace('-', '_')}"]
                                                 for c in criteria)
+
+
+def test_selection_can_be_set_per_method(tmp_path, capsys):
+    import json
+
+    from dalib.cli import main
+
+    (tmp_path / "s.toml").write_text(
+        'seeds = 1\n[budget]\nsteps = 30\ncheckpoints = 3\n[[scenario]]\nname = "rot"\n'
+        'kind = "transfer"\nselection = "entropy"\nsource = { dataset = "uci-digits" }\n'
+        'target = { dataset = "uci-digits", shifts = [{ name = "rotate", degrees = 30 }] }\n'
+        'methods = ["dann", { name = "dann", selection = "last" }, '
+        '{ name = "dann", weight = 0.5, selection = "im" }]\n'
+        '[[scenario]]\nname = "st"\nkind = "stream"\ndata = { dataset = "uci-digits" }\n'
+        'methods = ["naive"]\n')
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out"),
+                 "--no-report"]) == 0
+    records = {r["method"]: r for r in (json.loads(p.read_text())
+                                        for p in (tmp_path / "out" / "runs").glob("rot-*.json"))}
+    assert {m: r["selection"] for m, r in records.items()} == {
+        "dann": "entropy", "dann[selection=last]": "last", "dann[selection=im,weight=0.5]": "im"}
+    last = records["dann[selection=last]"]["metrics"]
+    assert last["target_acc"] == last["target_acc_last"]
+    own = records["dann[selection=im,weight=0.5]"]["metrics"]
+    assert own["target_acc"] == own["target_acc_im"]
+    # the same training, another pick: another run (its record's numbers differ)
+    assert records["dann"]["run_id"] != records["dann[selection=last]"]["run_id"]
+    bad = (tmp_path / "s.toml").read_text().replace('methods = ["naive"]',
+                                                    'methods = [{ name = "naive", '
+                                                    'selection = "im" }]')
+    (tmp_path / "bad.toml").write_text(bad)
+    capsys.readouterr()
+    assert main(["run", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "bad")]) == 2
+    assert "scenario[1].methods[0].selection: is 'im' in a stream scenario" in \
+        capsys.readouterr().err
