@@ -29,6 +29,7 @@ SEED = 0
 LOWER_IS_BETTER = {"forgetting", "intransigence", "ntg", "source_drop"}
 BOOTSTRAP_MIN_N = 10
 MIN_SEEDS = 4
+SEARCH_TRIAL = "search_trial"  # the metric row that marks one configuration of a search
 
 
 def _values(values) -> np.ndarray:
@@ -78,6 +79,13 @@ def ok_rows(results: pd.DataFrame) -> pd.DataFrame:
     """Rows of successful runs with a value."""
     ok = results[results["status"] == "ok"] if "status" in results else results
     return ok.dropna(subset=["value"])
+
+
+def configurations(results: pd.DataFrame) -> set[str]:
+    """The methods of a table that are single configurations of a hyperparameter search
+    (they have ``search_trial`` rows): ranking them against each other would choose on the
+    test labels, so rankings take the searched method's selected configuration instead."""
+    return set(results.loc[results["metric"] == SEARCH_TRIAL, "method"])
 
 
 def value_range(metric: str) -> tuple[float, float]:

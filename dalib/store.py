@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.continual import intransigence
+from analysis.stats import SEARCH_TRIAL
 from analysis.transfer import transfer_gaps
 from dalib.search import selection_rows
 from scenarios.errors import InputError
@@ -245,7 +246,9 @@ def load_records(out: str | Path) -> list[dict]:
 def results_from_records(records: list[dict]) -> pd.DataFrame:
     """The tidy long table of all records, with derived metrics (NTG, gain over source-only,
     intransigence against the ``joint`` run of the same scenario and seed) and the selected
-    configuration of searched methods (:func:`dalib.search.selection_rows`)."""
+    configuration of searched methods (:func:`dalib.search.selection_rows`). Each run of one
+    configuration of a search also has a ``search_trial`` row (its index): reports rank the
+    searched method (its selected configuration), never its configurations one by one."""
     rows = []
     for r in records:
         base = {"suite": r["suite"], "scenario": r["scenario"], "method": r["method"],
@@ -255,6 +258,8 @@ def results_from_records(records: list[dict]) -> pd.DataFrame:
             rows.append({**base, "metric": "failed", "value": float("nan")})
             continue
         rows += [{**base, "metric": k, "value": v} for k, v in r["metrics"].items()]
+        if isinstance(r.get("search"), dict):  # one configuration of a search: not a method
+            rows.append({**base, "metric": SEARCH_TRIAL, "value": float(r["search"]["trial"])})
     rows += _intransigence_rows(records)
     rows += selection_rows(records)
     table = pd.DataFrame(rows, columns=RESULT_COLUMNS)

@@ -33,9 +33,14 @@ from analysis.report.doc import Doc
 from analysis.report.environment import failures_and_environment
 from analysis.report.figures import kind_figures
 from analysis.report.headline import best_methods
-from analysis.report.selection import selected_configurations, transferability, validators
+from analysis.report.selection import (
+    search_configurations,
+    selected_configurations,
+    transferability,
+    validators,
+)
 from analysis.report.tables import kind_tables
-from analysis.stats import BOOTSTRAP_MIN_N, MIN_SEEDS, aggregate, ok_rows
+from analysis.stats import BOOTSTRAP_MIN_N, MIN_SEEDS, aggregate, configurations, ok_rows
 
 __all__ = ["UPPER_BOUNDS", "build_report", "cell", "diff_cell", "prepare", "significance"]
 
@@ -54,8 +59,12 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
     out = Path(out)
     records = records or []
     table = prepare(results)
-    ok = ok_rows(table)
-    agg = aggregate(ok, ci=ci)
+    every = ok_rows(table)
+    agg_every = aggregate(every, ci=ci)
+    # a search's single configurations are never ranked: its selected configuration is
+    configs = configurations(every)
+    ok = every[~every["method"].isin(configs)]
+    agg = agg_every[~agg_every["method"].isin(configs)]
     groups = kinds(ok) if not ok.empty else {}
     colours = plots.palette(table["method"])
     doc = Doc(out)
@@ -83,7 +92,7 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
 
     tables_dir = out / "tables"
     tables_dir.mkdir(parents=True, exist_ok=True)
-    agg.to_csv(tables_dir / "aggregate.csv", index=False)
+    agg_every.to_csv(tables_dir / "aggregate.csv", index=False)
     comp_frames = []
     for kind, scenarios in groups.items():
         comp = kind_tables(doc, table, ok, agg, kind, scenarios, winners, ci, tables_dir)
@@ -91,6 +100,9 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
             comp_frames.append(comp)
         selected_configurations(doc, ok[ok["scenario"].isin(scenarios)], records, kind,
                                 tables_dir)
+        search_configurations(doc, agg_every[agg_every["scenario"].isin(scenarios)
+                                             & agg_every["method"].isin(configs)],
+                              records, kind, tables_dir)
         if kind == "transfer":
             transferability(doc, ok[ok["scenario"].isin(scenarios)], tables_dir)
             figures += validators(doc, records, scenarios, tables_dir, out)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import plots
-from analysis.report.cells import NAMES, PRIMARY, fmt
+from analysis.report.cells import NAMES, PRIMARY, cell, fmt
 from analysis.report.doc import Doc
 from analysis.transferability import SCORES, score_correlations
 from analysis.validators import checkpoint_table, validator_study
@@ -41,6 +41,30 @@ def selected_configurations(doc: Doc, ok: pd.DataFrame, records: list[dict], kin
              "bound, never a result) and the regret.")
     doc.table(["scenario", "method", "seed", "selected configuration", NAMES.get(primary),
                "oracle configuration (upper bound)", "regret"], rows)
+
+
+def search_configurations(doc: Doc, agg: pd.DataFrame, records: list[dict], kind: str,
+                          tables_dir: Path) -> None:
+    """Every configuration of the kind's searched methods, apart from the method tables:
+    ranking them against each other would choose on the test labels."""
+    if agg.empty or kind not in PRIMARY:
+        return
+    primary = PRIMARY[kind]
+    groups = {r["method"]: r["search"]["group"] for r in records
+              if isinstance(r.get("search"), dict)}
+    a = agg[agg["metric"] == primary]
+    rows = [[r["scenario"], groups.get(r["method"], ""), r["method"], str(int(r["n"])), cell(r)]
+            for _, r in a.iterrows()]
+    pd.DataFrame(rows, columns=["scenario", "searched method", "configuration", "seeds",
+                                primary]).to_csv(tables_dir / f"configurations-{kind}.csv",
+                                                 index=False)
+    doc.heading(f"{kind.capitalize()}: every configuration of a search", 3)
+    doc.para("Each configuration's own result, for reading the search space. These are not "
+             "methods: picking the best of them here would choose on the target test labels. "
+             "The method tables and the headline hold each searched method's selected "
+             "configuration (chosen per seed without target labels; see the table above).")
+    doc.table(["scenario", "searched method", "configuration", "seeds",
+               f"{NAMES.get(primary, primary)} [CI]"], rows)
 
 
 def validators(doc: Doc, records: list[dict], scenarios: list[str], tables_dir: Path,

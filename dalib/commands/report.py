@@ -17,11 +17,16 @@ STREAM_METRICS = ["acc", "bwt", "fwt", "forgetting", "intransigence"]
 
 
 def print_summary(table: pd.DataFrame) -> None:
-    from analysis.stats import summary_table
+    from analysis.stats import configurations, summary_table
 
     if "status" not in table:  # a table made by hand
         table = table.assign(status="ok", run_id="")
     ok = table[table["status"] == "ok"]
+    configs = configurations(ok)
+    if configs:  # searched methods appear as their selected configuration
+        print(f"\n{len(configs)} configurations of searched methods are in the report, "
+              "not ranked here")
+        ok = ok[~ok["method"].isin(configs)]
     for title, metrics in (("transfer", TRANSFER_METRICS), ("stream", STREAM_METRICS)):
         part = ok[ok["metric"].isin(metrics)].dropna(subset=["value"])
         if part.empty:

@@ -79,6 +79,47 @@ def test_poisoned_target_test_labels_change_no_choice(grid):
     assert before == after and len(before) == 4
 
 
+def _headline(records: list[dict], out: Path) -> pd.DataFrame:
+    """The report's "Which method is best" table, built from these records."""
+    from analysis.report import build_report
+    from dalib.store import results_from_records
+
+    build_report(results_from_records(records), out, records=records)
+    text = (out / "report.md").read_text()
+    part = text[text.index("## Which method is best"):].split("\n\n")[1].splitlines()
+    header = [c.strip() for c in part[0].strip("|").split("|")]
+    return pd.DataFrame([[c.strip() for c in line.strip("|").split("|")] for line in part[2:]],
+                        columns=header)
+
+
+def test_no_headline_is_chosen_on_target_test_labels(grid, tmp_path):
+    """A configuration that no seed's selection chose, given perfect target test accuracy
+    (what choosing on test labels would find): the headline ranks methods only (a searched
+    method by its selected configuration), so it neither names that configuration nor moves."""
+    records = load_records(grid)
+    first = _headline(records, tmp_path / "before")
+    chosen = {(r["method"], r["seed"]): r["value"] for r in selection_rows(records)
+              if r["metric"] == "selected_trial"}
+    unchosen = next(r for r in records if (r.get("search") or {}).get("group") == "dann"
+                    and all(chosen[("dann", seed)] != r["search"]["trial"] for seed in (0, 1)))
+    label = unchosen["method"]
+    poisoned = copy.deepcopy(records)
+    for r in poisoned:
+        if r["method"] == label:
+            for c in r["checkpoints"]:
+                c["target_acc"] = 100.0
+            r["metrics"] = {k: 100.0 if k.startswith("target_acc") else v
+                            for k, v in r["metrics"].items()}
+    after = _headline(poisoned, tmp_path / "after")
+    methods = {m for m in (r["method"] for r in records)} - {r["method"] for r in records
+                                                                 if r.get("search")}
+    best = first["best method"].str.replace(r".*best mean: (.*)\)$", r"\1", regex=True)
+    assert best.str.strip("*").isin(methods | {"dann", "dann+mcc"}).all(), best
+    pd.testing.assert_frame_equal(first, after)  # the same names and numbers
+    table = pd.read_csv(tmp_path / "after" / "tables" / "configurations-transfer.csv")
+    assert label in set(table["configuration"])  # it is shown, among the configurations
+
+
 def test_random_search_draws_the_same_configurations_for_every_seed_and_level_mean(tmp_path):
     (tmp_path / "s.toml").write_text(SUITE.format(
         search='kind = "random"\ntrials = 3\nseed = 7\nlevel = "mean"\nselect = "entropy"',
