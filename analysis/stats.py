@@ -151,17 +151,44 @@ def wilcoxon_p(differences) -> float:
     return float(stats.wilcoxon(d, zero_method="wilcox").pvalue)
 
 
+def seeds_needed(differences, power: float = 0.8, level: float = 0.95,
+                 limit: int = 1000) -> int | None:
+    """How many seeds a paired comparison needs so that its two-sided t interval at
+    ``level`` excludes 0 with probability ``power``, were the true difference and its spread
+    the observed ones (the paired t-test's power, from the noncentral t distribution); at
+    least ``MIN_SEEDS``. None when the observed mean difference is 0, fewer than 2 seeds
+    were run, or more than ``limit`` would be needed. An estimate from the observed effect,
+    not a promise: small pilot samples misjudge the spread."""
+    from scipy import stats
+
+    d = _values(differences)
+    if len(d) < 2 or d.mean() == 0:
+        return None
+    sd = float(d.std(ddof=1))
+    if sd == 0:
+        return MIN_SEEDS
+    effect = abs(float(d.mean())) / sd
+    for n in range(max(2, MIN_SEEDS), limit + 1):
+        crit = stats.t.ppf(0.5 + level / 2, n - 1)
+        nc = effect * np.sqrt(n)
+        if stats.nct.sf(crit, n - 1, nc) + stats.nct.cdf(-crit, n - 1, nc) >= power:
+            return n
+    return None
+
+
 def compare(results: pd.DataFrame, scenario: str, metric: str, method: str, baseline: str,
             ci: str = "t", level: float = 0.95) -> dict:
     """Paired comparison of ``method`` against ``baseline`` on the same seeds: the mean
-    difference, its ``ci`` interval, the Wilcoxon p-value, n, and ``significant`` (the
-    interval excludes 0 and n >= ``MIN_SEEDS``; the Wilcoxon p is reported, never used)."""
+    difference, its ``ci`` interval, the Wilcoxon p-value, n, ``significant`` (the interval
+    excludes 0 and n >= ``MIN_SEEDS``; the Wilcoxon p is reported, never used) and
+    ``seeds_needed`` for 80% power at the observed difference (:func:`seeds_needed`)."""
     d = paired_differences(results, scenario, metric, method, baseline)
     lo, hi = interval(d, ci, level)
     return {"scenario": scenario, "metric": metric, "method": method, "baseline": baseline,
             "n": len(d), "diff": float(d.mean()) if len(d) else float("nan"),
             "ci_low": lo, "ci_high": hi, "p_wilcoxon": wilcoxon_p(d),
-            "significant": bool(len(d) >= MIN_SEEDS and (lo > 0 or hi < 0))}
+            "significant": bool(len(d) >= MIN_SEEDS and (lo > 0 or hi < 0)),
+            "seeds_needed": seeds_needed(d, level=level)}
 
 
 def comparisons(results: pd.DataFrame, metric: str, baseline: str, ci: str = "t",
@@ -174,7 +201,7 @@ def comparisons(results: pd.DataFrame, metric: str, baseline: str, ci: str = "t"
             for sc, g in ok.groupby("scenario", sort=False) if baseline in set(g["method"])
             for m in dict.fromkeys(g["method"]) if m != baseline]
     cols = ["scenario", "metric", "method", "baseline", "n", "diff", "ci_low", "ci_high",
-            "p_wilcoxon", "significant"]
+            "p_wilcoxon", "significant", "seeds_needed"]
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -187,7 +187,8 @@ def _result(record: dict, criterion: str) -> dict[str, float]:
     if "accuracy_matrix_val" in record:
         return {k: v for k, v in record["metrics"].items() if k != "acc_val"}
     ckpt = pick(record["checkpoints"], criterion)
-    return {"target_acc": ckpt["target_acc"], "source_acc": ckpt["source_acc"]}
+    return {"target_acc": ckpt["target_acc"], "source_acc": ckpt["source_acc"],
+            "target_acc_last": pick(record["checkpoints"], "last")["target_acc"]}
 
 
 def selection_rows(records: list[dict]) -> list[dict]:

@@ -25,14 +25,30 @@ def base_name(label: str) -> str:
 def baseline_of(methods, kind: str) -> str | None:
     """The label of the kind's baseline (``source-only``, ``naive``) among ``methods``."""
     return next((m for m in methods if base_name(m) == BASELINE.get(kind)), None)
-COLUMNS = {"transfer": ["target_acc", "gain_over_source_only", "ntg", "source_acc",
-                        "source_drop", "target_acc_oracle"],
+
+COLUMNS = {"transfer": ["target_acc", "target_acc_last", "gain_over_source_only", "ntg",
+                        "source_acc", "source_drop", "target_acc_oracle"],
            "stream": ["acc", "bwt", "fwt", "forgetting", "intransigence"]}
 DIFFERENCES = {"gain_over_source_only", "ntg", "source_drop", "bwt", "fwt"}
-NAMES = {"target_acc": "target acc", "gain_over_source_only": "gain over source-only",
+NAMES = {"target_acc": "target acc", "target_acc_last": "last",
+         "gain_over_source_only": "gain over source-only",
          "ntg": "NTG", "source_acc": "source acc", "source_drop": "source drop",
          "target_acc_oracle": "oracle pick (upper bound)", "acc": "ACC", "bwt": "BWT",
          "fwt": "FWT", "forgetting": "forgetting", "intransigence": "intransigence"}
+
+
+FAR_FROM_LAST = 5.0  # points between the selected and the last checkpoint that are flagged
+
+
+def selection_cost(table: pd.DataFrame, scenario: str, method: str) -> float | None:
+    """The mean over seeds of the selected checkpoint's target accuracy minus the last
+    one's (None without both): what selection gained (+) or cost (-) against ``last``."""
+    part = table[(table["scenario"] == scenario) & (table["method"] == method)]
+    by = part.pivot_table(index="seed", columns="metric", values="value", aggfunc="first")
+    if not {"target_acc", "target_acc_last"} <= set(by.columns):
+        return None
+    diff = (by["target_acc"] - by["target_acc_last"]).dropna()
+    return float(diff.mean()) if len(diff) else None
 
 
 def prepare(results: pd.DataFrame) -> pd.DataFrame:

@@ -14,6 +14,7 @@ CSS = """body{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;
 color:#222}.scroll{overflow-x:auto;max-width:100%;margin:.5em 0 1.5em}
 table{border-collapse:collapse;font-size:.9em}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;white-space:nowrap}th{background:#f2f2f2}
+table.wrap{width:100%}table.wrap td,table.wrap th{white-space:normal;overflow-wrap:anywhere}
 img{max-width:100%;height:auto}figcaption{color:#555;font-size:.9em}
 .figures{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:1em 2em;
 margin:1em 0 2em}figure{margin:0}
@@ -43,7 +44,8 @@ class Doc:
         body = re.sub(r"`([^`]+)`", r"<code>\1</code>", body)
         self.html.append(f"<p>{body}</p>")
 
-    def table(self, header: list[str], rows: list[list]) -> None:
+    def table(self, header: list[str], rows: list[list], wrap: bool = False) -> None:
+        """A table; ``wrap``: its cells wrap (long text) instead of scrolling sideways."""
         def md(c) -> str:
             return f"**{c}**" if isinstance(c, Bold) else str(c)
 
@@ -52,7 +54,8 @@ class Doc:
 
         self.md += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
         self.md += ["| " + " | ".join(md(c) for c in r) + " |" for r in rows] + [""]
-        self.html.append('<div class="scroll"><table><thead><tr>'
+        opening = '<table class="wrap">' if wrap else "<table>"
+        self.html.append(f'<div class="scroll">{opening}<thead><tr>'
                          + "".join(f"<th>{html.escape(h)}</th>" for h in header)
                          + "</tr></thead><tbody>"
                          + "".join("<tr>" + "".join(f"<td>{ht(c)}</td>" for c in r) + "</tr>"

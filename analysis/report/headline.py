@@ -31,20 +31,37 @@ def best_methods(doc: Doc, ok: pd.DataFrame, agg: pd.DataFrame, groups: dict[str
             best, vs = winners[sc] = best_of(ok, agg, sc, metric, ci)
             a = agg[(agg["scenario"] == sc) & (agg["metric"] == metric)]
             r = a[a["method"] == best].iloc[0]
+            last = agg[(agg["scenario"] == sc) & (agg["method"] == best)
+                       & (agg["metric"] == f"{metric}_last")]
             base = baseline_of(a["method"], kind)
             vb = compare(ok, sc, metric, best, base, ci) if base and base != best else None
-            few = int(r["n"]) < MIN_SEEDS
-            rows.append([sc, NAMES.get(metric, metric), str(int(r["n"])),
-                         f"none called ({int(r['n'])} seed{'' if r['n'] == 1 else 's'}; best mean: "
-                         f"{best})" if few
-                         else Bold(best) if vs and vs["significant"] else best, cell(r),
-                         f"{vs['baseline']}: {diff_cell(vs)}"
-                         f"{' *' if vs['significant'] else ''}, p {p_cell(vs['p_wilcoxon'])}"
-                         if vs else "",
+            n = int(r["n"])
+            called = vs is not None and vs["significant"]
+            rows.append([sc, NAMES.get(metric, metric),
+                         Bold(best) if called else best, cell(r),
+                         cell(last.iloc[0]) if len(last) else "",
+                         f"{vs['baseline']}: {diff_cell(vs)}{' *' if called else ''}, "
+                         f"p {p_cell(vs['p_wilcoxon'])}" if vs else "",
                          f"{base}: {diff_cell(vb)}{' *' if vb['significant'] else ''}"
-                         if vb else ""])
-    doc.table(["scenario", "metric", "seeds", "best method", "its mean [CI]",
-               "best - runner-up [CI]", "best - baseline [CI]"], rows)
+                         if vb else "", verdict(n, vs)])
+    doc.table(["scenario", "metric", "best method", "its mean [CI]", "last", "best - runner-up "
+               "[CI]", "best - baseline [CI]", "verdict"], rows, wrap=True)
     doc.para("The best method (upper-bound references `target-oracle`, `joint` and "
-             "`cumulative` left out) is bold where it is significantly better than the runner-up.")
+             "`cumulative` left out) is bold, and called, where its paired interval against the "
+             "runner-up excludes 0 with at least "
+             f"{MIN_SEEDS} seeds. `last` is its result at the final checkpoint. Where no verdict "
+             "is possible, the number of seeds a paired t interval would need to exclude 0 "
+             "with 80% probability, were the true difference the observed one, is given.")
     return winners
+
+
+def verdict(n: int, vs: dict | None) -> str:
+    """Whether the best method is called, and if not, what more seeds would take."""
+    if vs is None:
+        return f"{n} seed{'' if n == 1 else 's'}; no runner-up"
+    if vs["significant"]:
+        return f"called ({n} seeds)"
+    needed = vs.get("seeds_needed")
+    more = "more seeds cannot separate them at this difference" if needed is None else \
+        f"about {needed} seeds would (80% power at {vs['diff']:+.2f})"
+    return f"none called: {n} seed{'' if n == 1 else 's'}; {more}"

@@ -12,12 +12,14 @@ from analysis.report.cells import (
     BASELINE,
     COLUMNS,
     DIFFERENCES,
+    FAR_FROM_LAST,
     NAMES,
     PRIMARY,
     baseline_of,
     cell,
     diff_cell,
     p_cell,
+    selection_cost,
     significance,
     undefined,
 )
@@ -36,12 +38,15 @@ def kind_tables(doc: Doc, table: pd.DataFrame, ok: pd.DataFrame, agg: pd.DataFra
                if ((table["metric"] == m) & table["scenario"].isin(scenarios)).any()]
     doc.heading(f"{kind.capitalize()} scenarios")
     primary = PRIMARY.get(kind)
-    rows = []
+    rows, far = [], []
     for sc in scenarios:
         a = agg[agg["scenario"] == sc]
         best, vs = winners[sc] if primary else (None, None)
         for method in dict.fromkeys(a["method"]):
             row = [sc, method]
+            cost = selection_cost(ok, sc, method) if kind == "transfer" else None
+            if cost is not None and abs(cost) >= FAR_FROM_LAST:
+                far.append((sc, method, cost))
             for m in present:
                 r = a[(a["method"] == method) & (a["metric"] == m)]
                 if r.empty:
@@ -51,10 +56,22 @@ def kind_tables(doc: Doc, table: pd.DataFrame, ok: pd.DataFrame, agg: pd.DataFra
                 if m in DIFFERENCES and r["n"].iloc[0] >= MIN_SEEDS and (
                         r["ci_low"].iloc[0] > 0 or r["ci_high"].iloc[0] < 0):
                     text += " *"
+                if m == primary and far and far[-1][:2] == (sc, method):
+                    text += " †"
                 bold = m == primary and method == best and vs is not None and vs["significant"]
                 row.append(Bold(text) if bold else text)
             rows.append(row)
     doc.table(["scenario", "method"] + [NAMES.get(m, m) for m in present], rows)
+    if kind == "transfer" and "target_acc_last" in present:
+        doc.para("`target acc` is read at the checkpoint the selection criterion picks without "
+                 "target labels, `last` at the final checkpoint, `oracle pick` at the best one "
+                 "on the target test labels (an upper bound, never a result).")
+    if far:
+        doc.para(f"† the selected checkpoint is {FAR_FROM_LAST:g} points or more from the last "
+                 "one (mean over seeds): " + "; ".join(
+                     f"{m} in {sc} ({'+' if c > 0 else ''}{c:.1f} points against last: "
+                     f"selection {'gained' if c > 0 else 'cost'} that much)"
+                     for sc, m, c in far) + ". Read both columns before concluding.")
     if any("undefined" in r for r in rows):
         doc.para(f"FWT is {FWT_UNDEFINED}.")
     frames = []

@@ -11,8 +11,8 @@ import pandas as pd
 
 from scenarios.errors import InputError
 
-TRANSFER_METRICS = ["target_acc", "source_acc", "target_train_acc", "target_acc_oracle", "ntg",
-                    "gain_over_source_only", "source_drop"]
+TRANSFER_METRICS = ["target_acc", "target_acc_last", "source_acc", "target_train_acc",
+                    "target_acc_oracle", "ntg", "gain_over_source_only", "source_drop"]
 STREAM_METRICS = ["acc", "bwt", "fwt", "forgetting", "intransigence"]
 
 

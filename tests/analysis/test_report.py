@@ -96,11 +96,13 @@ def test_every_number_equals_the_analysis_functions(report):
 
 def test_first_screen_names_the_best_and_bolds_it_only_when_significant(report):
     text = report[1]["markdown"].read_text()
-    best = {r[0]: r for r in md_rows(text, "scenario | metric | seeds")}
-    assert best["easy"][3] == "**dann**"  # the oracle upper bound is not a contender
+    best = {r[0]: r for r in md_rows(text, "scenario | metric | best method")}
+    assert best["easy"][2] == "**dann**"  # the oracle upper bound is not a contender
     assert best["easy"][6].startswith("source-only: +") and best["easy"][6].endswith("*")
-    assert best["tied"][3] in ("dann", "source-only")  # not bold: no separation
-    assert best["split"][3] == "**replay**"
+    assert best["easy"][7] == "called (6 seeds)"
+    assert best["tied"][2] in ("dann", "source-only")  # not bold: no separation
+    assert best["tied"][7].startswith("none called: 6 seeds; ")
+    assert best["split"][2] == "**replay**"
     gains = md_rows(text, "scenario | method | target acc")
     easy_dann = next(r for r in gains if r[:2] == ["easy", "dann"])
     assert easy_dann[2].startswith("**") and easy_dann[3].endswith("*")
@@ -280,11 +282,37 @@ def test_three_seeds_call_no_winner_and_mark_nothing_significant(tmp_path):
     t = hand_table()
     files = build_report(t[t["seed"] < 3], tmp_path / "three")
     text = files["markdown"].read_text()
-    best = {r[0]: r for r in md_rows(text, "scenario | metric | seeds")}
-    assert best["easy"][3].startswith("none called (3 seeds")
+    best = {r[0]: r for r in md_rows(text, "scenario | metric | best method")}
+    assert best["easy"][2] == "dann"  # the best mean, not bold: no verdict from 3 seeds
+    # and how many seeds would give one at the difference the three show
+    assert re.fullmatch(r"none called: 3 seeds; about \d+ seeds would \(80% power at "
+                        r"[+-]\d+\.\d\d\)", best["easy"][7]), best["easy"][7]
     assert "**" not in text.split("## Failed runs")[0]
     assert not re.search(r"\d \*", text)
     assert "no winner can be called" in text
     assert all(r[-1].startswith("not assessed") for r in md_rows(text, "scenario | metric | method"))
     one = build_report(t[t["seed"] == 0], tmp_path / "one")["markdown"].read_text()
     assert "(n = 1)" in one and "± 0.00" not in one
+
+
+def test_every_selected_number_has_its_last_checkpoint_beside_it_and_far_picks_are_flagged(
+        tmp_path):
+    """A TENT-like method whose selection picked its source-phase checkpoint (9% on the
+    target) where its last checkpoint reached 33%: the table shows both and flags it."""
+    rows = []
+    for seed in range(5):
+        for method, picked, last in (("source-only", 30.0, 31.0), ("tent", 9.0, 33.0)):
+            rows += [("rot", method, seed, "target_acc", picked + seed * 0.1),
+                     ("rot", method, seed, "target_acc_last", last + seed * 0.1)]
+    files = build_report(pd.DataFrame(rows, columns=["scenario", "method", "seed", "metric",
+                                                     "value"]), tmp_path)
+    text = files["markdown"].read_text()
+    table = {r[1]: r for r in md_rows(text, "scenario | method | target acc")}
+    header = next(ln for ln in text.splitlines() if ln.startswith("| scenario | method | "
+                                                                  "target acc"))
+    assert header.startswith("| scenario | method | target acc | last |")
+    assert table["tent"][2].endswith("†") and table["tent"][3].startswith("33.20")
+    assert not table["source-only"][2].endswith("†")
+    assert "tent in rot (-24.0 points against last: selection cost that much)" in text
+    best = {r[0]: r for r in md_rows(text, "scenario | metric | best method")}
+    assert best["rot"][2] == "**source-only**" and best["rot"][4].startswith("31.20")

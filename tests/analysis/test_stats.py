@@ -114,3 +114,17 @@ def test_average_rank_by_hand():
     # lower is better for forgetting
     forget = pd.DataFrame(rows).assign(metric="forgetting")
     assert average_rank(forget, "forgetting").iloc[0]["method"] == "c"
+
+
+def test_seeds_needed_matches_the_paired_t_test_power_tables():
+    """Differences with an exact standardised effect d (mean d, sd 1): the paired t-test
+    needs 34 pairs for d = 0.5, 15 for d = 0.8 and 10 for d = 1.0 at 80% power and
+    alpha = 0.05 two-sided (Cohen 1988; G*Power gives the same)."""
+    from analysis.stats import MIN_SEEDS, seeds_needed
+
+    z = np.random.default_rng(1).normal(size=10)
+    z = (z - z.mean()) / z.std(ddof=1)
+    assert [seeds_needed(z + d) for d in (0.5, 0.8, 1.0)] == [34, 15, 10]
+    assert seeds_needed(z + 3.0) == MIN_SEEDS  # never fewer than a verdict takes
+    assert seeds_needed(z) is None and seeds_needed([1.0]) is None
+    assert seeds_needed(z + 0.01) is None  # beyond 1000

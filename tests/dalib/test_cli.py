@@ -92,7 +92,7 @@ def test_report_on_hand_made_tables_and_merged_directories(tmp_path, capsys):
     text = capsys.readouterr().out
     # 3 seeds: Student-t intervals, no winner called, nothing marked significant
     assert "| a | dann | 71.00 [68.52, 73.48] | 10.00 [10.00, 10.00] |" in text
-    assert "none called (3 seeds; best mean: dann)" in text
+    assert "| a | target acc | dann |" in text and "none called: 3 seeds" in text
     assert (tmp_path / "v1" / "report.html").is_file()
     # same scenarios, methods and seeds in both: names get the directory as suffix
     merged = tmp_path / "merged"
