@@ -241,15 +241,22 @@ class Trace:
         self.values: dict[str, list[torch.Tensor]] = {}
         self.bad: torch.Tensor | None = None
         self.last_step = -1
+        self._interval: torch.Tensor | None = None  # the loss summed since the last mark
+        self._steps = 0
+        self.marks: list[torch.Tensor] = []  # the mean loss of each checkpoint interval
 
     def log(self, step: int, logs: dict[str, torch.Tensor]) -> None:
         """Keep ``logs`` (scalars, or one value per run of a pack) every ``log_every`` steps;
         a single run's trace raises there if its loss has diverged (a pack's loop asks
-        :meth:`diverged` instead)."""
+        :meth:`diverged` instead). Every step's loss also adds to the current checkpoint
+        interval's mean (:meth:`mark`)."""
         loss = logs.get("loss")
         if loss is not None:
             flag = ~torch.isfinite(loss.detach())
             self.bad = flag if self.bad is None else self.bad | flag
+            value = loss.detach().float()
+            self._interval = value if self._interval is None else self._interval + value
+            self._steps += 1
         self.last_step = step
         if step % self.log_every:
             return
@@ -280,6 +287,20 @@ class Trace:
             raise FloatingPointError(self.divergence())
         if model is not None:
             check_weights(model, self.last_step)
+
+    def mark(self) -> None:
+        """Close a checkpoint interval: keep the mean training loss of its steps (on the
+        device, read back by :meth:`interval_losses`)."""
+        if self._interval is not None:
+            self.marks.append(self._interval / self._steps)
+        self._interval, self._steps = None, 0
+
+    def interval_losses(self, run: int | None = None) -> list[float]:
+        """The mean training loss of each checkpoint interval (of run ``run`` of a pack)."""
+        if not self.marks:
+            return []
+        values = torch.stack(self.marks)
+        return (values if run is None else values[:, run]).cpu().tolist()
 
     def to_dict(self, run: int | None = None) -> dict[str, list[float]]:
         """The kept curves (of run ``run`` of a pack)."""
@@ -352,6 +373,7 @@ def train_steps(method, samplers: dict[str, Sampler], steps: int, trace: Trace, 
             bar.update()
             if checkpoint is not None and checkpoint_due(step, steps, checkpoints):
                 settle()
+                trace.mark()
                 checkpoint(step + 1)
                 method.model.train()
     settle()

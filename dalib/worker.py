@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from analysis.continual import FWT_UNDEFINED, fwt_defined, summarize
+from analysis.convergence import convergence
 from dalib.engine import (
     LOG_EVERY,
     Budget,
@@ -120,7 +121,27 @@ def execute(run: RunSpec, data, device: torch.device, features: bool = False,
     record.update(curves=trace.to_dict(), precision=precision, compiled=compile,
                   arch=getattr(method.model, "arch", None),
                   timings={"train_s": train_s, "total_s": time.perf_counter() - start})
+    add_convergence(record, trace.interval_losses())
     return record, sample
+
+
+def add_convergence(record: dict, interval_losses: list[float]) -> None:
+    """A transfer record's checkpoints get the mean training loss of the steps before each
+    (``train_loss``), and the record its ``convergence``
+    (:func:`analysis.convergence.convergence`: the training loss and the selection
+    criterion still moving over the last checkpoints?) and a ``converged`` metric (1 or
+    0)."""
+    if "checkpoints" not in record:
+        return
+    for row, loss in zip(record["checkpoints"], interval_losses, strict=False):
+        row["train_loss"] = loss
+    selectable = [c for c in record["checkpoints"] if c.get("selectable", True)]
+    criterion = record["selection"]
+    scores = [c[criterion] for c in selectable] if criterion != "last" else []
+    record["convergence"] = convergence([c["train_loss"] for c in selectable
+                                         if "train_loss" in c], scores,
+                                        HIGHER_IS_BETTER.get(criterion, True))
+    record["metrics"]["converged"] = float(record["convergence"]["converged"])
 
 
 class CannotPack(Exception):
@@ -213,6 +234,7 @@ def execute_pack(runs: list[RunSpec], datas: list, device: torch.device,
                       arch=getattr(methods[s].model, "arch", None),
                       pack={"size": len(runs), "index": s},
                       timings={"train_s": train_s, "total_s": train_s})
+        add_convergence(record, pack.trace.interval_losses(s))
         out.append((record, sample))
     return out
 

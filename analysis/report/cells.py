@@ -51,6 +51,15 @@ def selection_cost(table: pd.DataFrame, scenario: str, method: str) -> float | N
     return float(diff.mean()) if len(diff) else None
 
 
+def unconverged(table: pd.DataFrame, scenario: str, method: str) -> tuple[int, int] | None:
+    """How many of a method's seeds had not converged (their ``converged`` row is 0), and of
+    how many with such a row; None when all had, or none says."""
+    part = table[(table["scenario"] == scenario) & (table["method"] == method)
+                 & (table["metric"] == "converged")]["value"]
+    k = int((part == 0).sum())
+    return (k, len(part)) if k else None
+
+
 def prepare(results: pd.DataFrame) -> pd.DataFrame:
     """Check the columns, default ``status`` to ``ok`` and add gain over source-only, NTG and
     source drop when the table has ``target_acc`` but not these derived rows."""

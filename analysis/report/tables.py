@@ -21,6 +21,7 @@ from analysis.report.cells import (
     p_cell,
     selection_cost,
     significance,
+    unconverged,
     undefined,
 )
 from analysis.report.doc import Bold, Doc
@@ -38,7 +39,7 @@ def kind_tables(doc: Doc, table: pd.DataFrame, ok: pd.DataFrame, agg: pd.DataFra
                if ((table["metric"] == m) & table["scenario"].isin(scenarios)).any()]
     doc.heading(f"{kind.capitalize()} scenarios")
     primary = PRIMARY.get(kind)
-    rows, far = [], []
+    rows, far, moving = [], [], []
     for sc in scenarios:
         a = agg[agg["scenario"] == sc]
         best, vs = winners[sc] if primary else (None, None)
@@ -47,6 +48,9 @@ def kind_tables(doc: Doc, table: pd.DataFrame, ok: pd.DataFrame, agg: pd.DataFra
             cost = selection_cost(ok, sc, method) if kind == "transfer" else None
             if cost is not None and abs(cost) >= FAR_FROM_LAST:
                 far.append((sc, method, cost))
+            flags = unconverged(ok, sc, method)
+            if flags:
+                moving.append((sc, method, *flags))
             for m in present:
                 r = a[(a["method"] == method) & (a["metric"] == m)]
                 if r.empty:
@@ -58,6 +62,8 @@ def kind_tables(doc: Doc, table: pd.DataFrame, ok: pd.DataFrame, agg: pd.DataFra
                     text += " *"
                 if m == primary and far and far[-1][:2] == (sc, method):
                     text += " †"
+                if m == primary and moving and moving[-1][:2] == (sc, method):
+                    text += " ‡"
                 bold = m == primary and method == best and vs is not None and vs["significant"]
                 row.append(Bold(text) if bold else text)
             rows.append(row)
@@ -72,6 +78,12 @@ def kind_tables(doc: Doc, table: pd.DataFrame, ok: pd.DataFrame, agg: pd.DataFra
                      f"{m} in {sc} ({'+' if c > 0 else ''}{c:.1f} points against last: "
                      f"selection {'gained' if c > 0 else 'cost'} that much)"
                      for sc, m, c in far) + ". Read both columns before concluding.")
+    if moving:
+        doc.para("‡ not converged in some seeds: at the end of the budget the training loss "
+                 "was still falling (more than 5% between the last two quarters of the "
+                 "checkpoint intervals) or the selection criterion still rising at each of the "
+                 "last 3 checkpoints; a longer budget may change the result: " + "; ".join(
+                     f"{m} in {sc} ({k} of {n} seeds)" for sc, m, k, n in moving) + ".")
     if any("undefined" in r for r in rows):
         doc.para(f"FWT is {FWT_UNDEFINED}.")
     frames = []
