@@ -47,7 +47,7 @@ class RunSpec:
                 "files": sc.fingerprints,
                 "budget": resolved_budget(sc.budget), "model": sc.model,
                 "method": self.method.name, "params": entry.resolved(self.params),
-                "seed": self.seed, "dalib": __version__}
+                "seed": self.seed, "standardize": sc.standardize, "dalib": __version__}
         if self.method.selection:  # a scenario's selection is among its data options
             config["selection"] = self.method.selection
         used = plugins_used(sc, entry)

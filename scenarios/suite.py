@@ -18,6 +18,8 @@ from scenarios.datasets import dataset_files, dataset_loader, load_dataset
 from scenarios.domain import LAYOUTS, Domain
 from scenarios.errors import InputError, reject_unknown
 from scenarios.shifts import validate_shift
+from scenarios.standardize import MODES as STANDARDIZE_MODES
+from scenarios.standardize import standardize_stream, standardize_transfer
 from scenarios.stream import PROTOCOLS, STREAMS, Stream, build_stream
 from scenarios.transfer import TransferScenario, build_transfer
 
@@ -36,10 +38,12 @@ NPZ_KEYS = {"npz", "shifts", "layout", "domain"}
 SELECTION_CRITERIA = ("dev", "source-val", "snd", "entropy", "im", "bnm", "iwcv", "last")
 DEFAULT_SELECTION = "dev"  # the checkpoint criterion of transfer runs unless a suite says
 COMMON_KEYS = {"name", "kind", "methods", "budget", "model", "optim", "search"}
-TRANSFER_KEYS = COMMON_KEYS | {"source", "target", "k", "source_test_fraction",
-                               "target_test_fraction", "source_val_fraction", "selection"}
-STREAM_KEYS = COMMON_KEYS | {"data", "domains", "stream", "protocol", "tasks", "classes",
-                             "angles", "test_fraction", "val_fraction"}
+DATA_KEYS = {"standardize"}  # options of how a scenario's inputs are prepared
+TRANSFER_KEYS = COMMON_KEYS | DATA_KEYS | {"source", "target", "k", "source_test_fraction",
+                                           "target_test_fraction", "source_val_fraction",
+                                           "selection"}
+STREAM_KEYS = COMMON_KEYS | DATA_KEYS | {"data", "domains", "stream", "protocol", "tasks",
+                                         "classes", "angles", "test_fraction", "val_fraction"}
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,13 @@ class ScenarioSpec:
         """A method's hyperparameters over the scenario's ``optim`` defaults."""
         return {**self.optim, **method.params}
 
+    @property
+    def standardize(self) -> str:
+        """How the inputs are standardised (:mod:`scenarios.standardize`): the scenario's
+        ``standardize``, else ``source`` for tables and ``none`` for everything else."""
+        tables = any(formats.format_of(s) == "table" for s in self.data_specs())
+        return self.options.get("standardize", "source" if tables else "none")
+
     def data_specs(self) -> list[dict]:
         """The scenario's data tables (source and target, or a stream's data or domains)."""
         o = self.options
@@ -109,23 +120,25 @@ class ScenarioSpec:
             target = formats.align_columns(
                 source, _load(o["target"], data_root, self.base_dir, "target"), "target")
             same = _data_key(o["source"]) == _data_key(o["target"])
-            return build_transfer(self.name, source, target, seed=seed, k=o.get("k", 0),
-                                  source_shifts=o["source"].get("shifts", []),
-                                  target_shifts=o["target"].get("shifts", []), disjoint=same,
-                                  source_test_fraction=o.get("source_test_fraction", 0.2),
-                                  target_test_fraction=o.get("target_test_fraction", 0.3),
-                                  source_val_fraction=o.get("source_val_fraction", 0.1))
+            return standardize_transfer(build_transfer(
+                self.name, source, target, seed=seed, k=o.get("k", 0),
+                source_shifts=o["source"].get("shifts", []),
+                target_shifts=o["target"].get("shifts", []), disjoint=same,
+                source_test_fraction=o.get("source_test_fraction", 0.2),
+                target_test_fraction=o.get("target_test_fraction", 0.3),
+                source_val_fraction=o.get("source_val_fraction", 0.1)), self.standardize)
         specs = o["domains"] if "domains" in o else [o["data"]]
         roles = [f"domains[{i}]" for i in range(len(specs))] if "domains" in o else ["data"]
         domains = [_load(s, data_root, self.base_dir, r) for s, r in zip(specs, roles, strict=True)]
         domains = [formats.align_columns(domains[0], d, r) for d, r in zip(domains, roles,
                                                                             strict=True)]
-        return build_stream(self.name, o.get("stream", "domains" if "domains" in o else "split"),
-                            domains, seed=seed, protocol=o.get("protocol"), tasks=o.get("tasks"),
-                            classes=o.get("classes"), angles=o.get("angles"),
-                            shifts=[s.get("shifts", []) for s in specs],
-                            test_fraction=o.get("test_fraction", 0.2),
-                            val_fraction=o.get("val_fraction", 0.0))
+        return standardize_stream(build_stream(
+            self.name, o.get("stream", "domains" if "domains" in o else "split"), domains,
+            seed=seed, protocol=o.get("protocol"), tasks=o.get("tasks"),
+            classes=o.get("classes"), angles=o.get("angles"),
+            shifts=[s.get("shifts", []) for s in specs],
+            test_fraction=o.get("test_fraction", 0.2), val_fraction=o.get("val_fraction", 0.0)),
+            self.standardize)
 
 
 @dataclass(frozen=True)
@@ -343,6 +356,8 @@ def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: d
         _check_fraction(table, "test_fraction", f)
         _check_fraction(table, "val_fraction", f)
         _check_stream_options(table, f)
+    if "standardize" in table:
+        checks.string(table["standardize"], f"{f}.standardize", STANDARDIZE_MODES)
     if "methods" not in table:
         raise InputError(f"{f}.methods", "missing", expected="a list of methods")
     methods = _check_methods(table["methods"], f"{f}.methods")

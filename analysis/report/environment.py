@@ -41,6 +41,11 @@ def environment(table: pd.DataFrame, records: list[dict]) -> list[list[str]]:
         rows.append(["versions", "; ".join(f"{k} {', '.join(sorted(v))}"
                                            for k, v in vers.items())])
         rows.append(["devices", ", ".join(sorted({str(r.get("device", "?")) for r in records}))])
+        modes = {r["scenario"]: r["config"]["standardize"] for r in records
+                 if isinstance(r.get("config"), dict) and "standardize" in r["config"]}
+        if modes:
+            rows.append(["inputs standardised", "; ".join(
+                f"{sc}: {mode}" for sc, mode in modes.items())])
         settings = sorted({", ".join(f"{k} {v}" for k, v in r["settings"].items()
                                      if k not in ("device", "torch"))
                            for r in records if isinstance(r.get("settings"), dict)})
