@@ -20,7 +20,9 @@ import seaborn as sns  # noqa: E402
 
 from analysis.stats import MIN_SEEDS  # noqa: E402
 
-STYLE = {"style": "whitegrid", "context": "notebook", "font_scale": 0.9}
+STYLE = {"style": "whitegrid", "context": "notebook", "font_scale": 1.0}
+LEGEND = 9  # points: legends and cell annotations stay readable at half a page's width
+ANNOTATION = 8
 
 
 def palette(methods) -> dict[str, tuple]:
@@ -133,7 +135,7 @@ def accuracy_heatmaps(matrices: dict[str, np.ndarray], title: str):
     fig, axes = _grid(len(matrices), ncols=3, size=(4.2, 3.4))
     for ax, (method, R) in zip(axes, matrices.items(), strict=True):
         sns.heatmap(R, ax=ax, vmin=0, vmax=100, cmap="viridis", cbar=False, annot=R.shape[1] <= 6,
-                    fmt=".0f", annot_kws={"fontsize": 7},
+                    fmt=".0f", annot_kws={"fontsize": ANNOTATION},
                     xticklabels=[f"task {j}" for j in range(1, R.shape[1] + 1)],
                     yticklabels=matrix_rows(R))
         ax.tick_params(axis="x", labelrotation=0 if R.shape[1] <= 5 else 90)
@@ -162,7 +164,7 @@ def task_curves(matrices: dict[str, np.ndarray], title: str):
         ax.set_title(method)
         ax.set_xlabel("after task")
         ax.set_ylabel("accuracy on the task (%)")
-    axes[0].legend(fontsize=6)
+    axes[0].legend(fontsize=LEGEND)
     fig.suptitle(f"{title}: accuracy on each task once it is learned", y=1.02)
     fig.tight_layout()
     return fig
@@ -185,14 +187,14 @@ def training_curves(curves: pd.DataFrame, checkpoints: pd.DataFrame, colours: di
         picked = checkpoints[checkpoints["selected"]]
         marks = axes[1].scatter(picked["step"], picked["target_acc"], marker="x", color="black",
                                 s=20, label="selected checkpoint (each seed)", zorder=3)
-        axes[1].legend(handles=[marks], fontsize=7, loc="lower right")  # methods: figure legend
+        axes[1].legend(handles=[marks], fontsize=LEGEND, loc="lower right")  # methods: figure legend
         axes[1].set_title("target test accuracy at checkpoints (mean over seeds)")
         axes[1].set_xlabel("step")
         axes[1].set_ylabel("accuracy (%)")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.suptitle(title, y=1.02)
     fig.tight_layout()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=LEGEND,
                frameon=False)
     return fig
 
@@ -214,7 +216,7 @@ def tsne(features: dict[str, dict[str, np.ndarray]], title: str, seed: int = 0):
                                (slice(n, None), "target", colours[1])):
             ax.scatter(*z[part].T, color=c, s=6, alpha=0.6, linewidths=0, label=label)
         ax.set_title(name)
-        ax.legend(fontsize=7, markerscale=2)
+        ax.legend(fontsize=LEGEND, markerscale=2)
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"{title}: t-SNE of test-set features", y=1.02)
@@ -246,7 +248,7 @@ def difference_heatmap(agg: pd.DataFrame, metric: str, title: str, label: str,
     fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(scenarios), 0.9 + 0.38 * len(methods)))
     lim = float(np.nanmax(np.abs(grid.to_numpy()))) if grid.notna().any().any() else 1.0
     sns.heatmap(grid, ax=ax, cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, annot=text, fmt="",
-                annot_kws={"fontsize": 7}, cbar_kws={"label": label})
+                annot_kws={"fontsize": ANNOTATION}, cbar_kws={"label": label})
     bounds = sum(m in upper for m in methods)
     if 0 < bounds < len(methods):
         ax.axhline(len(methods) - bounds, color="black", lw=1.2)
@@ -284,7 +286,7 @@ def difference_vs_level(agg: pd.DataFrame, levels: pd.DataFrame, metric: str, co
     handles, labels = axes[0].get_legend_handles_labels()
     fig.suptitle(title, y=1.02)
     fig.tight_layout()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=LEGEND,
                frameon=False)
     return fig
 

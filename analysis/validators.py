@@ -64,3 +64,25 @@ def validator_study(table: pd.DataFrame, higher_is_better: dict[str, bool]) -> p
     order = frame.sort_values(["scenario", "regret", "spearman"], ascending=[True, True, False])
     best = order.groupby("scenario", sort=False).head(1).index
     return frame.assign(best=frame.index.isin(best))
+
+
+CATASTROPHE = 10.0  # points of target accuracy below the oracle pick that make a pick a failure
+
+
+def selector_summary(picks: pd.DataFrame) -> pd.DataFrame:
+    """How each selection rule did over many runs: ``picks`` has one row per run and rule
+    (``rule``, ``picked``, ``oracle`` and ``last``: target accuracies of the rule's pick, of
+    the best checkpoint on the test labels and of the final one). Per rule: the mean, median,
+    90th percentile and worst regret against the oracle pick, the share of picks
+    ``CATASTROPHE`` points or more below it, the mean difference to ``last`` and the share of
+    runs where the pick is 5 points or more below ``last``; sorted by mean regret."""
+    out = []
+    for rule, g in picks.groupby("rule", sort=False):
+        regret = g["oracle"] - g["picked"]
+        vs_last = g["picked"] - g["last"]
+        out.append({"rule": rule, "runs": len(g), "mean_regret": regret.mean(),
+                    "median_regret": regret.median(), "p90_regret": regret.quantile(0.9),
+                    "worst_regret": regret.max(),
+                    "catastrophic": float((regret >= CATASTROPHE).mean()),
+                    "vs_last": vs_last.mean(), "below_last": float((vs_last <= -5).mean())})
+    return pd.DataFrame(out).sort_values(["mean_regret", "worst_regret"], ignore_index=True)

@@ -70,7 +70,8 @@ def _transfer_record(run: RunSpec, entry, method, data, scorer: CheckpointScorer
     metrics = selection_metrics(scorer.checkpoints, criterion)
     if entry.needs == ("source",):  # a source-trained model: score it for the target
         metrics.update(transferability_scores(method, data, seed=run.seed))
-    record = {"steps": steps, "selection": criterion, "checkpoints": scorer.checkpoints,
+    record = {"steps": steps, "selection": criterion, "source_trained": "source" in method.needs,
+              "checkpoints": scorer.checkpoints,
               "metrics": metrics, "higher_is_better": {c: up for c, up in HIGHER_IS_BETTER.items()
                                                        if c != "last"}}
     sample = feature_sample(method, data) if features and hasattr(method.model, "features") \

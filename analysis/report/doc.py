@@ -14,7 +14,7 @@ CSS = """body{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;
 color:#222}.scroll{overflow-x:auto;max-width:100%;margin:.5em 0 1.5em}
 table{border-collapse:collapse;font-size:.9em}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;white-space:nowrap}th{background:#f2f2f2}
-table.wrap{width:100%}table.wrap td,table.wrap th{white-space:normal;overflow-wrap:anywhere}
+table.wrap{width:100%}table.wrap td,table.wrap th{white-space:normal;overflow-wrap:break-word}
 img{max-width:100%;height:auto}figcaption{color:#555;font-size:.9em}
 .figures{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:1em 2em;
 margin:1em 0 2em}figure{margin:0}

@@ -234,18 +234,21 @@ def test_html_renders_in_headless_chromium_without_console_messages(report, tmp_
     # no horizontal overflow of the page at 1400 or 1000 px (wide tables scroll in their own
     # box), and figures two per row at 1400 px, one per row at 1000 px
     probe = tmp_path / "probe.html"
+    # and the headline table ("Which method is best") wraps instead of scrolling, at both
     probe.write_text(files["html"].read_text().replace(
         "</body>", "<script>const f = [...document.querySelectorAll('figure')]"
-        ".map(e => e.getBoundingClientRect().left); document.body.setAttribute('data-probe', "
+        ".map(e => e.getBoundingClientRect().left); const h = document.querySelector("
+        "'.scroll'); document.body.setAttribute('data-probe', "
         "String(document.documentElement.scrollWidth - window.innerWidth) + ' ' + "
-        "String(new Set(f).size))</script></body>"))
-    for width, columns in ((1400, 2), (1000, 1)):
+        "String(new Set(f).size) + ' ' + String(h.scrollWidth - h.clientWidth))</script></body>"))
+    for width, columns in ((1400, 2), (1000, 1), (900, 1)):
         dom = subprocess.run([CHROMIUM, *flags, f"--window-size={width},900", "--dump-dom",
                               probe.resolve().as_uri()], capture_output=True, text=True,
                              timeout=120)
-        found = re.search(r'data-probe="(-?\d+) (\d+)"', dom.stdout)
+        found = re.search(r'data-probe="(-?\d+) (\d+) (-?\d+)"', dom.stdout)
         assert found is not None, dom.stdout[:300]
         assert int(found.group(1)) <= 0 and int(found.group(2)) == columns, (width, found[0])
+        assert int(found.group(3)) <= 0, (width, "the headline table scrolls", found[0])
 
 
 def test_negative_transfer_figures_and_transferability_tau(tmp_path):
