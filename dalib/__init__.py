@@ -17,6 +17,7 @@ __version__ = "0.3.0"
 PUBLIC = {"build_method": "dalib.registry", "register_method": "dalib.plugins",
           "register_term": "dalib.plugins", "register_backbone": "dalib.plugins",
           "register_dataset": "dalib.plugins",
+          "packable": "dalib.pack.modules",
           "Method": "dalib.method", "Term": "dalib.adaptation.base",
           "Outputs": "dalib.adaptation.base", "Batch": "dalib.engine"}
 

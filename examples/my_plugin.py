@@ -1,5 +1,9 @@
 """An example dalib plugin: an adaptation term, a method and a backbone, registered with the
-public API. Name it in a suite (``plugins = ["my_plugin.py"]``) or pass ``--plugin``."""
+public API. Name it in a suite (``plugins = ["my_plugin.py"]``) or pass ``--plugin``.
+
+The term and the method pack like the built-ins (many seeds and configurations trained as one
+batched model): their tensors may carry a leading run dimension, so they reduce over the last
+dimensions only (``dim=-1``, ``.mean(-1)``) and return one loss per run."""
 
 import torch
 import torch.nn.functional as F
@@ -9,6 +13,7 @@ import dalib
 
 
 @dalib.register_term("afn")
+@dalib.packable  # its forward works on (B, F) features and on a pack's (S, B, F)
 class AdaptiveFeatureNorm(dalib.Term):
     """Stepwise adaptive feature norm (Xu et al., "Larger Norm More Transferable", ICCV 2019):
     pull each sample's feature norm, source and target alike, ``step`` beyond its current
@@ -21,11 +26,11 @@ class AdaptiveFeatureNorm(dalib.Term):
         self.step = step
 
     def forward(self, out: dalib.Outputs) -> torch.Tensor:
-        loss = out.feat_s.new_zeros(())
+        loss = 0.0
         for feats in (out.feat_s, out.feat_t):
-            norm = feats.norm(p=2, dim=1)
-            loss = loss + ((norm - (norm.detach() + self.step)) ** 2).mean()
-        return loss
+            norm = feats.norm(p=2, dim=-1)  # one norm per sample (and run)
+            loss = loss + ((norm - (norm.detach() + self.step)) ** 2).mean(-1)
+        return loss  # a scalar, or one value per run of a pack
 
 
 @dalib.register_method("label-smoothing")
@@ -33,6 +38,7 @@ class LabelSmoothing(dalib.Method):
     """Source-only training with label smoothing (Szegedy et al., CVPR 2016)."""
 
     needs = ("source",)
+    packable = True  # its loss reduces per run: (B, C) logits, or a pack's (S, B, C)
 
     def __init__(self, model, *, smoothing: float = 0.1, **optim) -> None:
         super().__init__(model, **optim)
@@ -41,7 +47,9 @@ class LabelSmoothing(dalib.Method):
     def loss(self, batch):
         src = batch["source"]
         logits = self.logits(self.augment(src.x), src.task)
-        return F.cross_entropy(logits, src.y, label_smoothing=self.smoothing), {}
+        per_sample = F.cross_entropy(logits.movedim(-1, 1), src.y, reduction="none",
+                                     label_smoothing=self.smoothing)
+        return per_sample.mean(-1), {}
 
 
 @dalib.register_backbone("tiny-cnn")

@@ -36,6 +36,11 @@ def test_example_plugin_runs_in_workers_resumes_and_reruns_what_an_edit_touches(
     assert (table["status"] == "ok").all() and table["run_id"].nunique() == 14
     record = json.loads(next(Path(out, "runs").glob("uci-rot30-afn-s0-*.json")).read_text())
     assert list(record["config"]["plugins"]) == ["my_plugin.py"]
+    # the user's term, method and backbone are written for packs: their seeds train as one
+    for pattern in ("uci-rot30-afn-s1-", "uci-rot30-dann+afn-s0-", "uci-rot30-label-smooth",
+                    "uci-rot30-tiny-cnn-dann-s0-"):
+        packed = json.loads(next(Path(out, "runs").glob(f"{pattern}*.json")).read_text())
+        assert packed["pack"]["size"] == 2 and "reason" not in packed["pack"], pattern
     capsys.readouterr()
     assert main(["run", suite, "--out", out, "--no-report"]) == 0
     assert capsys.readouterr().out.count(" cached ") == 14
