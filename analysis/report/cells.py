@@ -119,10 +119,15 @@ def undefined(table: pd.DataFrame, scenario: str, method: str, metric: str) -> b
 
 
 def significance(c: dict) -> str:
-    """Whether a paired comparison is significant, and by which test."""
+    """Whether a paired comparison is significant, and by which test; if it is not, about
+    how many seeds would decide it at the observed difference (80% power)."""
+    needed = c.get("seeds_needed")
+    more = "" if c["significant"] else \
+        f"; about {needed} seeds would decide" if needed and not pd.isna(needed) else \
+        "; more seeds would not decide"
     if c["n"] < MIN_SEEDS:
-        return f"not assessed ({c['n']} seeds < {MIN_SEEDS})"
-    return "yes (CI)" if c["significant"] else "no (CI)"
+        return f"not assessed ({c['n']} seeds < {MIN_SEEDS}{more})"
+    return "yes (CI)" if c["significant"] else f"no (CI{more})"
 
 
 def p_cell(p: float) -> str:

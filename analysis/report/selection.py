@@ -30,17 +30,20 @@ def selected_configurations(doc: Doc, ok: pd.DataFrame, records: list[dict], kin
         rows.append([r["scenario"], r["method"], str(r["seed"]),
                      labels.get(r.get("run_id"), f"trial {int(r['value'])}"),
                      fmt(same.get(primary, float("nan"))),
+                     fmt(same.get(f"{primary}_last", float("nan"))),
                      fmt(same.get(f"{primary}_oracle_hp", float("nan"))),
                      fmt(same.get("selection_regret", float("nan")))])
     pd.DataFrame(rows, columns=["scenario", "method", "seed", "selected_config", primary,
-                                f"{primary}_oracle_hp", "selection_regret"]).to_csv(
+                                f"{primary}_last", f"{primary}_oracle_hp",
+                                "selection_regret"]).to_csv(
         tables_dir / f"selected-{kind}.csv", index=False)
     doc.heading(f"{kind.capitalize()}: selected configurations", 3)
     doc.para("Hyperparameter search: the configuration each seed's selection chose without "
-             "target labels, its result, the best configuration on the test labels (an upper "
-             "bound, never a result) and the regret.")
+             "target labels, its result (and at its last checkpoint, for transfer runs), the "
+             "best configuration on the test labels (an upper bound, never a result) and the "
+             "regret.")
     doc.table(["scenario", "method", "seed", "selected configuration", NAMES.get(primary),
-               "oracle configuration (upper bound)", "regret"], rows)
+               "last", "oracle configuration (upper bound)", "regret"], rows)
 
 
 def search_configurations(doc: Doc, agg: pd.DataFrame, records: list[dict], kind: str,
