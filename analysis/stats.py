@@ -168,12 +168,10 @@ def seeds_needed(differences, power: float = 0.8, level: float = 0.95,
     if sd == 0:
         return MIN_SEEDS
     effect = abs(float(d.mean())) / sd
-    for n in range(max(2, MIN_SEEDS), limit + 1):
-        crit = stats.t.ppf(0.5 + level / 2, n - 1)
-        nc = effect * np.sqrt(n)
-        if stats.nct.sf(crit, n - 1, nc) + stats.nct.cdf(-crit, n - 1, nc) >= power:
-            return n
-    return None
+    n = np.arange(max(2, MIN_SEEDS), limit + 1)
+    crit, nc = stats.t.ppf(0.5 + level / 2, n - 1), effect * np.sqrt(n)
+    enough = stats.nct.sf(crit, n - 1, nc) + stats.nct.cdf(-crit, n - 1, nc) >= power
+    return int(n[np.argmax(enough)]) if enough.any() else None
 
 
 def compare(results: pd.DataFrame, scenario: str, metric: str, method: str, baseline: str,

@@ -8,8 +8,8 @@ search) or a one-key table: ``{ log_uniform = [lo, hi] }``, ``{ uniform = [lo, h
 spaces too (``{ name = "dann+mcc", mcc = { weight = [0.1, 1.0] } }``). A ``[search]`` table
 (suite-wide, or ``search = {...}`` per scenario) sets ``kind`` (``grid``, or ``random`` with
 ``trials`` configurations drawn with ``seed``: the same ones for every run seed), ``select``
-(the criterion: ``dev`` by default, ``snd``, ``entropy``, ``source-val``, ``im``, ``bnm`` or
-``iwcv``, see :mod:`dalib.selection`) and ``level`` (``seed``: each seed picks its own configuration;
+(the criterion: ``bnm`` by default, as for checkpoints; ``dev``, ``snd``, ``entropy``,
+``source-val``, ``im`` or ``iwcv``, see :mod:`dalib.selection`) and ``level`` (``seed``: each seed picks its own configuration;
 ``mean``: one configuration for all seeds, by the criterion averaged over seeds).
 
 Each configuration x seed is a run labelled ``name[key=value,...]``; the selection adds rows

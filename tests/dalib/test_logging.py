@@ -158,6 +158,7 @@ def _wandb_records(path) -> list:
     return records
 
 
+@pytest.mark.slow  # wandb starts a service process per run
 def test_wandb_logger_writes_one_offline_run_per_run_with_its_curve(tmp_path):
     pytest.importorskip("wandb", reason="the wandb extra is not installed")
     out = tmp_path / "out"

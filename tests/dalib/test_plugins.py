@@ -26,6 +26,7 @@ def example(tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow  # three sweeps of 14 runs, two of them in a process pool
 def test_example_plugin_runs_in_workers_resumes_and_reruns_what_an_edit_touches(example,
                                                                                 capsys):
     suite, out = str(example / "suite.toml"), str(example / "out")

@@ -87,6 +87,7 @@ def test_a_killed_sweep_resumes_to_the_same_results(tmp_path, digits_npz, jobs):
     pd.testing.assert_frame_equal(_table(full), _table(part))
 
 
+@pytest.mark.slow
 def test_a_process_pool_gives_the_same_results(tmp_path, digits_npz):
     suite = _suite(tmp_path, digits_npz)
     threads = torch.get_num_threads()

@@ -77,6 +77,7 @@ def test_ten_thousand_mnist_images_are_decoded_once(tmp_path, cache):
     assert np.array_equal(np.asarray(Image.open(files[k])), second[k, :, :, 0])
 
 
+@pytest.mark.slow  # a process pool decodes and trains (the fast tests cover both in process)
 def test_multi_domain_tree_runs_a_suite_with_jobs_and_resumes(tmp_path, capsys):
     x, y = _digits()
     write_tree(tmp_path / "office", {"plain": x[:900], "inverted": 255 - x[:900]}, y[:900])
