@@ -33,7 +33,7 @@ it. The best-on-test pick is reported separately as ``target_acc_oracle``, an up
 
 The default criterion is ``bnm`` (``scenarios.suite.DEFAULT_SELECTION``): over 624 runs of 13
 transfer scenarios (images, tables, rotation sequences, the built-in suites; 17 methods of
-every family and a two-phase user method) it had the lowest mean regret against the oracle
+every family, a two-phase user method among them) it had the lowest mean regret against the oracle
 pick (3.0 points, DEV 4.3, ``last`` 4.9) and the fewest picks 10 or more points below it
 (7%), and beat DEV in 10 of the 13 scenarios (``benchmarks/validator_study.py``).
 """
