@@ -179,7 +179,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1)
     args = parse_args(p, seeds=1, steps=20, builtin_steps=20, suites=["tables", "quick"],
                       methods=["source-only", "dann", "source-then-tent"])
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # the suites name their tables by absolute path
     out.mkdir(parents=True, exist_ok=True)
     texts = suites(out, args.seeds, args.steps, args.methods, args.builtin_steps)
     records = []

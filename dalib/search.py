@@ -9,8 +9,9 @@ spaces too (``{ name = "dann+mcc", mcc = { weight = [0.1, 1.0] } }``). A ``[sear
 (suite-wide, or ``search = {...}`` per scenario) sets ``kind`` (``grid``, or ``random`` with
 ``trials`` configurations drawn with ``seed``: the same ones for every run seed), ``select``
 (the criterion: ``bnm`` by default, as for checkpoints; ``dev``, ``snd``, ``entropy``,
-``source-val``, ``im`` or ``iwcv``, see :mod:`dalib.selection`) and ``level`` (``seed``: each seed picks its own configuration;
-``mean``: one configuration for all seeds, by the criterion averaged over seeds).
+``source-val``, ``im`` or ``iwcv``, see :mod:`dalib.selection`) and ``level`` (``seed``:
+each seed picks its own configuration; ``mean``: one configuration for all seeds, by the
+criterion averaged over seeds).
 
 Each configuration x seed is a run labelled ``name[key=value,...]``; the selection adds rows
 under the method's own label: ``target_acc`` and ``source_acc`` of the selected configuration's

@@ -112,8 +112,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         done[0] += 1
         status = "cached" if cached else record["status"]
         detail = record.get("error", "") if record["status"] != "ok" else " ".join(
-            f"{k}={v:.2f}" for k, v in record["metrics"].items()
-            if k in TRANSFER_METRICS + STREAM_METRICS)
+            f"{k}={v:.2f}" if v == v else f"{k}=undefined"  # NaN: FWT under class-IL
+            for k, v in record["metrics"].items() if k in TRANSFER_METRICS + STREAM_METRICS)
         timing = ""
         left[0] -= work[run.scenario.name]
         if not cached:

@@ -387,7 +387,7 @@ def test_tables_are_standardised_on_the_source_by_default(tmp_path):
 
 def test_standardising_fits_on_the_training_part_only():
     from scenarios.datasets import load_uci_digits
-    from scenarios.standardize import statistics, standardize_transfer
+    from scenarios.standardize import standardize_transfer, statistics
     from scenarios.transfer import build_transfer
 
     uci = load_uci_digits()
