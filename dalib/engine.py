@@ -30,9 +30,13 @@ from scenarios.transfer import TransferScenario
 
 
 class Batch(NamedTuple):
+    """A mini-batch: inputs, labels (None when unlabelled), task ids (streams), and each
+    sample's environment (its source domain, in data pooled from several)."""
+
     x: torch.Tensor
     y: torch.Tensor | None
     task: torch.Tensor | None
+    env: torch.Tensor | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -98,7 +102,8 @@ class Placement:
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(self.device)
 
-        return domain.with_(x=x, y=move(domain.y), task=move(domain.task))
+        return domain.with_(x=x, y=move(domain.y), task=move(domain.task),
+                            env=move(domain.env))
 
 
 class Sampler:
@@ -109,7 +114,7 @@ class Sampler:
     def __init__(self, domain: Domain, batch_size: int, generator: torch.Generator,
                  labelled: bool = True) -> None:
         self.domain = domain if labelled else domain.unlabelled()
-        self.x, self.task = domain.x, domain.task
+        self.x, self.task, self.env = domain.x, domain.task, domain.env
         self.y = domain.y if labelled else None
         self.device = domain.y.device if domain.y is not None else domain.x.device
         self.host = self.x.device != self.device
@@ -133,7 +138,7 @@ class Sampler:
         def pick(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t[idx]
 
-        return Batch(x, pick(self.y), pick(self.task))
+        return Batch(x, pick(self.y), pick(self.task), pick(self.env))
 
     def _gather(self, idx: torch.Tensor) -> torch.Tensor:
         if not self.host:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -93,9 +94,86 @@ def load_mnist(data_root: str | Path | None = None, split: str = "all") -> Domai
                   test_mask=torch.cat([p[2] for p in parts]) if split == "all" else None)
 
 
+ROTATED_MNIST_ANGLES = (0, 15, 30, 45, 60, 75)
+COLORED_MNIST_ENVS = {"+90%": 0.1, "+80%": 0.2, "-90%": 0.9}  # environment: colour flip rate
+
+
+@lru_cache(maxsize=4)
+def _mnist_environments(data_root: str | None, count: int, seed: int
+                        ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """All local MNIST digits (training and test files), shuffled with ``seed`` and dealt
+    into ``count`` environments of equal size (DomainBed's ``MultipleEnvironmentMNIST``)."""
+    mnist = load_mnist(data_root)
+    order = torch.randperm(len(mnist), generator=torch.Generator().manual_seed(seed))
+    return [(mnist.x[order[i::count]], mnist.y[order[i::count]]) for i in range(count)]
+
+
+def _environments(name: str, parts: list[tuple[torch.Tensor, torch.Tensor]],
+                  envs: list[str], classes: tuple[str, ...], domain) -> Domain:
+    """The environments as one domain (``env`` per sample), or the one ``domain`` names."""
+    pooled = Domain(name=name, x=torch.cat([x for x, _ in parts]),
+                    y=torch.cat([y for _, y in parts]), classes=classes,
+                    env=torch.cat([torch.full((len(y),), i) for i, (_, y) in enumerate(parts)]),
+                    envs=tuple(envs))
+    if domain is None:
+        return pooled
+    if str(domain) not in envs:
+        raise InputError("domain", f"is {domain!r}", expected=f"one of {', '.join(envs)}")
+    index = envs.index(str(domain))
+    one = pooled.subset(torch.nonzero(pooled.env == index).flatten(), f"{name}/{domain}")
+    return one.with_(env=None, envs=())
+
+
+def load_rotated_mnist(data_root: str | Path | None = None,
+                       angles: tuple[float, ...] | list[float] = ROTATED_MNIST_ANGLES,
+                       domain: str | None = None, seed: int = 0) -> Domain:
+    """Rotated MNIST (Ghifary et al. 2015, DomainBed's RotatedMNIST) from the local MNIST: all
+    digits shuffled (``seed``) and dealt into one environment per angle (default 0, 15, ...,
+    75 degrees), each rotated by its angle (bilinear; DomainBed rotates with bicubic). Domains
+    are named by their angle; ``domain`` picks one."""
+    from scenarios.shifts import rotate
+
+    parts = []
+    for (x, y), angle in zip(_mnist_environments(str(data_root) if data_root else None,
+                                                  len(angles), seed), angles, strict=True):
+        turned = rotate(Domain(name="", x=x, y=y, classes=DIGIT_CLASSES), None, angle)
+        parts.append((turned.x, y))
+    names = [f"{a:g}" for a in angles]
+    return _environments("rotated-mnist", parts, names, DIGIT_CLASSES, domain)
+
+
+def load_colored_mnist(data_root: str | Path | None = None, domain: str | None = None,
+                       seed: int = 0) -> Domain:
+    """Colored MNIST (Arjovsky et al. 2019, DomainBed's construction) from the local MNIST:
+    the label is whether the digit is 5 or more, flipped for 25% of the samples; the colour
+    (red or green: the other of 2 channels is zero) follows the label except for a share of
+    each environment: 10% in ``+90%``, 20% in ``+80%``, 90% in ``-90%``, so colour predicts
+    the label far better than the digit in the first two and the opposite way in the third.
+    2 x 28 x 28 inputs, 2 classes; ``domain`` picks one environment; ``seed`` fixes the
+    shuffle and the draws."""
+    g = torch.Generator().manual_seed(seed + 1)
+    parts = []
+    for (x, digit), flip in zip(_mnist_environments(str(data_root) if data_root else None,
+                                                     len(COLORED_MNIST_ENVS), seed),
+                                COLORED_MNIST_ENVS.values(), strict=True):
+        y = (digit >= 5).long() ^ (torch.rand(len(digit), generator=g) < 0.25).long()
+        colour = y ^ (torch.rand(len(digit), generator=g) < flip).long()
+        two = x.repeat(1, 2, 1, 1)
+        two[torch.arange(len(x)), 1 - colour] = 0.0
+        parts.append((two, y))
+    return _environments("colored-mnist", parts, list(COLORED_MNIST_ENVS), ("0-4", "5-9"),
+                         domain)
+
+
+load_rotated_mnist.domain_names = lambda angles=ROTATED_MNIST_ANGLES, **_: [
+    f"{a:g}" for a in angles]
+load_colored_mnist.domain_names = lambda **_: list(COLORED_MNIST_ENVS)
+
 DATASETS: dict[str, Callable[..., Domain]] = {
     "uci-digits": load_uci_digits,
     "mnist": load_mnist,
+    "rotated-mnist": load_rotated_mnist,
+    "colored-mnist": load_colored_mnist,
 }
 
 

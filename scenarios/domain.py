@@ -21,7 +21,9 @@ class Domain:
 
     ``y`` is ``None`` for unlabelled data. ``task`` optionally gives each sample's task id (for
     streams read from arrays); ``test_mask`` marks the dataset's own test split where it has one
-    (MNIST's ``t10k`` files), so scenarios keep official test sets as test sets.
+    (MNIST's ``t10k`` files), so scenarios keep official test sets as test sets. ``env`` gives
+    each sample's environment (the source domain it comes from, an index into ``envs``, their
+    names) in data pooled from several domains (:mod:`scenarios.multidomain`).
     """
 
     name: str
@@ -31,6 +33,8 @@ class Domain:
     task: torch.Tensor | None = None
     test_mask: torch.Tensor | None = None
     meta: dict = field(default_factory=dict, compare=False)
+    env: torch.Tensor | None = None
+    envs: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -51,7 +55,8 @@ class Domain:
             return None if t is None else t[index]
 
         return replace(self, name=name or self.name, x=self.x[index], y=pick(self.y),
-                       task=pick(self.task), test_mask=pick(self.test_mask))
+                       task=pick(self.task), test_mask=pick(self.test_mask),
+                       env=pick(self.env))
 
     def with_(self, **changes) -> Domain:
         """A copy with some fields replaced."""
@@ -69,7 +74,8 @@ class Domain:
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device)
 
-        return replace(self, x=move(self.x), y=move(self.y), task=move(self.task))
+        return replace(self, x=move(self.x), y=move(self.y), task=move(self.task),
+                       env=move(self.env))
 
 
 def concat(domains: list[Domain], name: str) -> Domain:
@@ -82,8 +88,12 @@ def concat(domains: list[Domain], name: str) -> Domain:
     tasks = None
     if all(d.task is not None for d in domains):
         tasks = torch.cat([d.task for d in domains])
+    envs = None
+    if all(d.env is not None and d.envs == first.envs for d in domains):
+        envs = torch.cat([d.env for d in domains])
     return Domain(name=name, x=torch.cat([d.x for d in domains]),
-                  y=torch.cat([d.y for d in domains]), classes=first.classes, task=tasks)
+                  y=torch.cat([d.y for d in domains]), classes=first.classes, task=tasks,
+                  env=envs, envs=first.envs if envs is not None else ())
 
 
 def channels_first(x: np.ndarray, layout: str | None, where: str) -> np.ndarray:

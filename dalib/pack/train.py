@@ -55,6 +55,8 @@ class PackedSampler:
         self.y = None if first.y is None else torch.stack([s.y for s in samplers])
         self.task = None if first.task is None else torch.stack(
             [s.task.to(self.device) for s in samplers])
+        self.env = None if first.env is None else torch.stack(
+            [s.env.to(self.device) for s in samplers])
         self.runs = torch.arange(len(samplers), device=self.device)[:, None]
         self._perm = torch.empty(0, dtype=torch.long)
         self._pos = self.n
@@ -77,7 +79,7 @@ class PackedSampler:
         def pick(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.gather(1, idx)
 
-        return Batch(x, pick(self.y), pick(self.task))
+        return Batch(x, pick(self.y), pick(self.task), pick(self.env))
 
 
 class Pack:
