@@ -14,6 +14,9 @@ from dalib.continual.distillation import LwF
 from dalib.continual.gem import AGEM
 from dalib.continual.regularization import EWC, MAS, SI
 from dalib.continual.replay import DER, Cumulative, Replay
+from dalib.generalization.invariance import IRM, VREx
+from dalib.generalization.mixing import Mixup
+from dalib.generalization.robust import GroupDRO
 from dalib.plugins import builtins, register_method, register_term
 from dalib.transfer.finetune import FineTune
 from dalib.transfer.regularized import BSS, L2SP
@@ -63,6 +66,19 @@ def register_builtins() -> None:
     register_method("l2-sp", L2SP, description="fine-tuning regularised towards the pretrained "
                     "weights")
     register_method("bss", BSS, description="fine-tuning with batch spectral shrinkage")
+
+    # domain generalization: several labelled source domains, each sample's environment known
+    register_method("erm", Supervised, description="empirical risk minimisation on the pooled "
+                    "source domains (Vapnik 1998; the baseline of domain generalization)",
+                    data="source", joint=False)
+    register_method("irm", IRM, description="invariant risk minimisation: the IRMv1 penalty "
+                    "across source environments (Arjovsky et al. 2019)")
+    register_method("vrex", VREx, description="risk extrapolation: the variance of the source "
+                    "environments' risks as a penalty (Krueger et al. 2021)")
+    register_method("groupdro", GroupDRO, description="distributionally robust optimisation "
+                    "over source environments, online weights (Sagawa et al. 2020)")
+    register_method("mixup", Mixup, description="inter-domain Mixup: inputs and labels of two "
+                    "environments mixed (Yan et al. 2020)")
 
     # continual-learning strategies
     register_method("naive", Supervised, kind="stream", description="fine-tune on each task in "

@@ -148,7 +148,8 @@ RANGES = {"lr": {"low": 0, "open_low": True}, "momentum": {"low": 0, "high": 1},
           "ema": {"low": 0, "high": 1}, "threshold": {"low": 0, "high": 1},
           "pretrain": {"low": 0, "high": 1}, "temperature": {"low": 0, "open_low": True},
           "num_k": {"low": 1}, "k": {"low": 1}, "rounds": {"low": 1}, "random_dim": {"low": 1},
-          "sample_size": {"low": 1}, "hidden": {"low": 1}, "shift": {"low": 0, "high": 64}}
+          "sample_size": {"low": 1}, "hidden": {"low": 1}, "shift": {"low": 0, "high": 64},
+          "anneal": {"low": 0, "high": 1}}
 INT_LIMIT = 1_000_000_000
 
 

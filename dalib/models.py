@@ -85,7 +85,27 @@ class SmallCNN(nn.Module):
         return self.body(x)
 
 
+class MNISTCNN(nn.Module):
+    """DomainBed's network for Colored and Rotated MNIST (Gulrajani & Lopez-Paz, ICLR 2021):
+    four 3x3 convolutions of 64, 128, 128 and 128 channels (the second with stride 2), each
+    followed by ReLU and group normalisation (8 groups), then global average pooling to 128
+    features. Group norm has no packed form: its runs train alone."""
+
+    def __init__(self, input_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        c, layers = input_shape[0], []
+        for c_in, c_out, stride in ((c, 64, 1), (64, 128, 2), (128, 128, 1), (128, 128, 1)):
+            layers += [nn.Conv2d(c_in, c_out, 3, stride, padding=1), nn.ReLU(inplace=True),
+                       nn.GroupNorm(8, c_out)]
+        self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.out_features = 128
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
 BACKBONES: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "lenet": LeNet, "cnn": SmallCNN,
+                                                  "mnist-cnn": MNISTCNN,
                                                   "torchvision": Torchvision}
 OPTION_CHECKS = {
     "hidden": partial(checks.number_list, low=1, high=65536, integer=True, min_length=0,
@@ -265,7 +285,7 @@ def build_model(input_shape: tuple[int, ...], num_classes: int, arch: str = "aut
                        what=f"option of {arch!r}", field="model")
     if "hidden" in options:
         options["hidden"] = tuple(options["hidden"])
-    if arch in ("lenet", "cnn", "torchvision") and len(input_shape) != 3:
+    if arch in ("lenet", "cnn", "mnist-cnn", "torchvision") and len(input_shape) != 3:
         raise InputError("model.arch", f"{arch!r} needs images but inputs have shape {input_shape}",
                          expected="arch = 'mlp' for vector data")
     try:

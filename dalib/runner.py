@@ -74,6 +74,16 @@ def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> dict[s
             budget = Budget(**resolved_budget(sc.budget))
             work[sc.name] = planned_steps(data, budget)
             check_batch(model_for(data, **sc.model), data, budget.batch_size)
+            if sc.kind == "transfer" and sc.options.get("target_data") == "none":
+                needing = [(j, m.name) for (j, m, _), e in zip(configs, entries, strict=True)
+                           if "target" in e.needs]
+                if needing:
+                    method = sc.methods[needing[0][0]]
+                    raise InputError(f"methods[{needing[0][0]}]", f"{needing[0][1]!r} trains on "
+                                     "unlabelled target data, which target_data = 'none' "
+                                     "withholds (domain generalization)", expected="a method "
+                                     "that trains on the sources only (erm, irm, vrex, ...), "
+                                     "or target_data = 'unlabelled' (multi-source adaptation)")
             if sc.kind == "transfer" and data.target_labelled is None:
                 needing = [m.name for (_, m, _), e in zip(configs, entries, strict=True)
                            if "target_labelled" in e.needs]

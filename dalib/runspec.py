@@ -12,7 +12,7 @@ from functools import cached_property
 from dalib import __version__, plugins
 from dalib.registry import check_method
 from scenarios.errors import InputError
-from scenarios.suite import DEFAULT_SELECTION, MethodSpec, ScenarioSpec, Suite
+from scenarios.suite import MethodSpec, ScenarioSpec, Suite
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,8 @@ class RunSpec:
     def selection(self) -> str:
         """The criterion that picks a transfer run's reported checkpoint: the method's own,
         else the scenario's, else dalib's default."""
-        return self.method.selection or self.scenario.options.get("selection",
-                                                                  DEFAULT_SELECTION)
+        return self.method.selection or self.scenario.options.get(
+            "selection", self.scenario.default_selection)
 
     @property
     def params(self) -> dict:

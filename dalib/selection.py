@@ -3,7 +3,10 @@
 During training, every checkpoint is scored by unsupervised criteria computed from the
 labelled source validation part and the *unlabelled* target training part only:
 
-* ``source-val``: accuracy on held-out source data (higher is better);
+* ``source-val``: accuracy on held-out source data (higher is better); with several source
+  domains the mean of each domain's accuracy on its held-out part, DomainBed's
+  training-domain validation, the default where no target data is seen (domain
+  generalization);
 * ``dev``: deep embedded validation risk (You et al., ICML 2019), the source validation error
   importance-weighted by a domain classifier's density ratio, with a control variate (lower).
   The domain classifier sees the model's softmax outputs (the ``preds`` layer of Musgrave et
@@ -102,6 +105,16 @@ def soft_neighbourhood_density(logits: torch.Tensor, temperature: float = 0.05) 
     return float(entropy(F.softmax(sim / temperature, 1)).mean())
 
 
+def source_val_accuracy(errors: np.ndarray, env: torch.Tensor | None) -> float:
+    """Accuracy (%) on the held-out source part; with several source domains, the mean of
+    each domain's accuracy on its own held-out part (DomainBed's training-domain
+    validation)."""
+    if env is None:
+        return 100.0 * (1.0 - float(errors.mean()))
+    env = env.cpu().numpy()
+    return float(np.mean([100.0 * (1.0 - errors[env == e].mean()) for e in np.unique(env)]))
+
+
 def _subsample(n: int, limit: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(n, limit, replace=False)) if n > limit else np.arange(n)
 
@@ -130,10 +143,11 @@ class CheckpointScorer:
             raise FloatingPointError(f"model outputs are NaN or inf at step {step}: "
                                      "the run diverged")
         val_error = (val_logits.argmax(1) != self.source_val.y).float().numpy()
+        env = self.source_val.env
         w = density_ratio(*(F.softmax(z, 1).numpy() for z in (src_logits, t_logits, val_logits)))
         t_probs = F.softmax(t_logits, 1)
         row = {"step": step, "selectable": bool(getattr(method, "selectable", True)),
-               "source-val": 100.0 * (1.0 - float(val_error.mean())),
+               "source-val": source_val_accuracy(val_error, env),
                "dev": dev_risk(w, val_error),
                "snd": soft_neighbourhood_density(t_logits),
                "entropy": float(entropy(t_probs).mean()),

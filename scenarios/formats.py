@@ -80,7 +80,7 @@ def _size(value) -> tuple[int, int]:
     return v, v
 
 
-def _resolve(path: str, base_dir: Path | None) -> Path:
+def resolve_path(path: str, base_dir: Path | None) -> Path:
     p = Path(path).expanduser()
     return base_dir / p if base_dir is not None and not p.is_absolute() else p
 
@@ -223,7 +223,7 @@ def load_folder(spec: dict, base_dir: Path | None) -> Domain:
     names from the folders, sorted: the same mapping for every folder with the same
     classes); with ``domain = NAME``, ``ROOT/NAME/class/image`` (DomainBed, Office-31,
     Office-Home, PACS, DomainNet)."""
-    root = _resolve(spec["folder"], base_dir)
+    root = resolve_path(spec["folder"], base_dir)
     where = str(root)
     if not root.is_dir():
         raise InputError("folder", f"{where!r} is not a folder", expected="a folder of class "
@@ -255,12 +255,12 @@ def load_folder(spec: dict, base_dir: Path | None) -> Domain:
 def load_list(spec: dict, base_dir: Path | None) -> Domain:
     """``{ list = FILE, root = FOLDER }``: one ``relative/path label`` per line (TLlib's image
     lists); paths are relative to ``root`` (default: the list's folder), labels integers."""
-    path = _resolve(spec["list"], base_dir)
+    path = resolve_path(spec["list"], base_dir)
     where = str(path)
     if not path.is_file():
         raise InputError("list", f"file {where!r} does not exist", expected="an image list "
                          "(one 'path label' per line)")
-    root = _resolve(spec["root"], base_dir) if "root" in spec else path.parent
+    root = resolve_path(spec["root"], base_dir) if "root" in spec else path.parent
     paths, labels = [], []
     try:
         lines = path.read_text().splitlines()
@@ -294,7 +294,7 @@ def load_table(spec: dict, base_dir: Path | None) -> Domain:
     label. Text labels become classes (sorted names), integer labels are used as they are."""
     import pandas as pd
 
-    path = _resolve(spec["table"], base_dir)
+    path = resolve_path(spec["table"], base_dir)
     where = str(path)
     if not path.is_file():
         raise InputError("table", f"file {where!r} does not exist", expected="a CSV or Parquet "
@@ -442,7 +442,7 @@ def fingerprint(spec: dict, base_dir: Path | None) -> dict[str, str]:
     kind = format_of(spec) or ("npz" if "npz" in spec else None)
     if kind is None:
         return {}
-    path = _resolve(spec[kind], base_dir)
+    path = resolve_path(spec[kind], base_dir)
     out = {}
     if kind != "folder":
         out[str(spec[kind])] = file_digest(path)
@@ -450,7 +450,7 @@ def fingerprint(spec: dict, base_dir: Path | None) -> dict[str, str]:
     if kind == "folder" and path.is_dir():
         images = _images_in(path)
     elif kind == "list" and path.is_file():
-        root = _resolve(spec["root"], base_dir) if "root" in spec else path.parent
+        root = resolve_path(spec["root"], base_dir) if "root" in spec else path.parent
         images = [root / line.rsplit(maxsplit=1)[0]
                   for line in path.read_text(errors="replace").splitlines()
                   if len(line.split()) >= 2]

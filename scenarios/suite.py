@@ -13,11 +13,14 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from pathlib import Path
 
+import numpy as np
+
 from scenarios import checks, formats
 from scenarios.datasets import dataset_files, dataset_loader, load_dataset
 from scenarios.domain import LAYOUTS, Domain
 from scenarios.errors import InputError, reject_unknown
-from scenarios.shifts import validate_shift
+from scenarios.multidomain import TARGET_DATA, leave_one_out, pool, table_name
+from scenarios.shifts import SHIFTS, apply_shifts, validate_shift
 from scenarios.standardize import MODES as STANDARDIZE_MODES
 from scenarios.standardize import standardize_stream, standardize_transfer
 from scenarios.stream import PROTOCOLS, STREAMS, Stream, build_stream
@@ -43,7 +46,9 @@ COMMON_KEYS = {"name", "kind", "methods", "budget", "model", "optim", "search"}
 DATA_KEYS = {"standardize"}  # options of how a scenario's inputs are prepared
 TRANSFER_KEYS = COMMON_KEYS | DATA_KEYS | {"source", "target", "k", "source_test_fraction",
                                            "target_test_fraction", "source_val_fraction",
-                                           "selection"}
+                                           "selection", "target_data", "domains",
+                                           "test_domains"}
+FAMILY_KEYS = {"family", "held_out"}  # set by a leave-one-domain-out expansion only
 STREAM_KEYS = COMMON_KEYS | DATA_KEYS | {"data", "domains", "stream", "protocol", "tasks",
                                          "classes", "angles", "test_fraction", "val_fraction"}
 
@@ -93,11 +98,26 @@ class ScenarioSpec:
         tables = any(formats.format_of(s) == "table" for s in self.data_specs())
         return self.options.get("standardize", "source" if tables else "none")
 
+    @property
+    def sources(self) -> list[dict]:
+        """A transfer scenario's source tables (several: a multi-source scenario)."""
+        source = self.options["source"]
+        return list(source) if isinstance(source, list) else [source]
+
+    @property
+    def default_selection(self) -> str:
+        """The checkpoint criterion of this scenario's runs unless it or a method says:
+        training-domain validation (``source-val``) where no target data is seen (domain
+        generalization), else dalib's default."""
+        if self.options.get("target_data") == "none":
+            return "source-val"
+        return DEFAULT_SELECTION
+
     def data_specs(self) -> list[dict]:
         """The scenario's data tables (source and target, or a stream's data or domains)."""
         o = self.options
         if self.kind == "transfer":
-            return [o["source"], o["target"]]
+            return [*self.sources, o["target"]]
         return list(o["domains"]) if "domains" in o else [o["data"]]
 
     @cached_property
@@ -115,16 +135,36 @@ class ScenarioSpec:
             out[weights] = formats.file_digest(Path(weights).expanduser())
         return out
 
+    def _source(self, seed: int, data_root: str | None) -> tuple[Domain, list[dict]]:
+        """The source domain and the shifts still to apply to it: one table as read, or
+        several pooled (:func:`scenarios.multidomain.pool`), each shifted first."""
+        source = self.options["source"]
+        if not isinstance(source, list):
+            return _load(source, data_root, self.base_dir, "source"), source.get("shifts", [])
+        rng = np.random.default_rng([seed, 1])
+        domains = []
+        for j, spec in enumerate(source):
+            domain = _load(spec, data_root, self.base_dir, f"source[{j}]")
+            if domains:
+                domain = formats.align_columns(domains[0], domain, f"source[{j}]")
+            try:
+                domains.append(apply_shifts(domain, spec.get("shifts", []), rng))
+            except InputError as exc:
+                raise exc.within("", f"source[{j}]") from None
+        names = [table_name(spec, j) for j, spec in enumerate(source)]
+        return pool(domains, names, f"{self.name}/sources"), []
+
     def build(self, seed: int, data_root: str | None = None) -> TransferScenario | Stream:
         o = self.options
         if self.kind == "transfer":
-            source = _load(o["source"], data_root, self.base_dir, "source")
+            source, source_shifts = self._source(seed, data_root)
             target = formats.align_columns(
                 source, _load(o["target"], data_root, self.base_dir, "target"), "target")
-            same = _data_key(o["source"]) == _data_key(o["target"])
+            same = _data_key(o["source"]) == _data_key(o["target"]) \
+                if not isinstance(o["source"], list) else False
             return standardize_transfer(build_transfer(
                 self.name, source, target, seed=seed, k=o.get("k", 0),
-                source_shifts=o["source"].get("shifts", []),
+                source_shifts=source_shifts,
                 target_shifts=o["target"].get("shifts", []), disjoint=same,
                 source_test_fraction=o.get("source_test_fraction", 0.2),
                 target_test_fraction=o.get("target_test_fraction", 0.3),
@@ -324,8 +364,8 @@ def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: d
     kind = table.get("kind")
     if kind not in ("transfer", "stream"):
         raise InputError(f"{f}.kind", f"is {kind!r}", expected="'transfer' or 'stream'")
-    reject_unknown(table, TRANSFER_KEYS if kind == "transfer" else STREAM_KEYS, what="key",
-                   field=f)
+    reject_unknown(table, TRANSFER_KEYS | FAMILY_KEYS if kind == "transfer" else STREAM_KEYS,
+                   what="key", field=f)
     name = table.get("name", f"{kind}-{i}")
     _check_type(name, str, f"{f}.name", "a string")
     if not name.strip():
@@ -334,9 +374,27 @@ def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: d
         for role in ("source", "target"):
             if role not in table:
                 raise InputError(f"{f}.{role}", "missing", expected="a data table")
-            _check_data(table[role], f"{f}.{role}")
-        checks.integer(table.get("k", 0), f"{f}.k", 0, 1_000_000,
-                       "an integer >= 0 (labelled target samples per class)")
+        sources = table["source"] if isinstance(table["source"], list) else [table["source"]]
+        if isinstance(table["source"], list) and not sources:
+            raise InputError(f"{f}.source", "is an empty list", expected="one or more data "
+                             "tables (several: a multi-source scenario)")
+        for j, spec in enumerate(sources):
+            where = f"{f}.source[{j}]" if isinstance(table["source"], list) else f"{f}.source"
+            _check_data(spec, where)
+            if isinstance(table["source"], list) and any(
+                    SHIFTS[s["name"]].train_only for s in spec.get("shifts", [])):
+                raise InputError(f"{where}.shifts", "holds a training-only shift (label "
+                                 "noise) in a list of sources", expected="data shifts only, "
+                                 "or label noise on a single source")
+        _check_data(table["target"], f"{f}.target")
+        target_data = table.get("target_data", "unlabelled")
+        checks.string(target_data, f"{f}.target_data", TARGET_DATA)
+        k = checks.integer(table.get("k", 0), f"{f}.k", 0, 1_000_000,
+                           "an integer >= 0 (labelled target samples per class)")
+        if target_data == "none" and k:
+            raise InputError(f"{f}.k", f"is {k} but target_data is 'none' (domain "
+                             "generalization sees no target sample)", expected="k = 0, or "
+                             "target_data = 'unlabelled'")
         for key in ("source_test_fraction", "target_test_fraction", "source_val_fraction"):
             _check_fraction(table, key, f)
         if table.get("selection", DEFAULT_SELECTION) not in SELECTION_CRITERIA:
@@ -429,6 +487,33 @@ def load_suite(name_or_path: str, data_root: str | None = None) -> Suite:
         raise exc.within(str(path)) from None
 
 
+def _expand_families(tables: list, base_dir: Path) -> list[tuple[int, dict]]:
+    """The scenario tables with every leave-one-domain-out family (``domains``) expanded into
+    one table per held-out domain (:func:`scenarios.multidomain.leave_one_out`), each with the
+    index of the table it comes from (errors name that one)."""
+    out = []
+    for i, table in enumerate(tables):
+        if not isinstance(table, dict):
+            out.append((i, table))
+            continue
+        for key in sorted(FAMILY_KEYS & set(table)):
+            raise InputError(f"scenario[{i}].{key}", "is set", expected="no such key: a "
+                             "domains family sets it for each scenario it expands into")
+        if table.get("kind") == "transfer" and "domains" in table:
+            for role in ("source", "target"):
+                if role in table:
+                    raise InputError(f"scenario[{i}].{role}", "is set beside domains",
+                                     expected="domains (a leave-one-domain-out family) or "
+                                     "source and target")
+            out += [(i, t) for t in leave_one_out(table, base_dir, f"scenario[{i}]")]
+        elif table.get("kind") == "transfer" and "test_domains" in table:
+            raise InputError(f"scenario[{i}].test_domains", "is set without domains",
+                             expected="domains = [...] with it")
+        else:
+            out.append((i, table))
+    return out
+
+
 def parse_suite(raw: dict, path: Path, data_root: str | None = None) -> Suite:
     """A suite from its TOML tables (or the same dict made in Python: any sequence stands
     for a list)."""
@@ -458,7 +543,7 @@ def parse_suite(raw: dict, path: Path, data_root: str | None = None) -> Suite:
     search = raw.get("search", {})
     _check_type(search, dict, "search", "a table of search settings")
     scenarios = tuple(replace(_check_scenario(t, i, base_dir, budget, model, optim, search),
-                              data_root=data_root) for i, t in enumerate(tables))
+                              data_root=data_root) for i, t in _expand_families(tables, base_dir))
     names = [s.name for s in scenarios]
     dup = {n for n in names if names.count(n) > 1}
     if dup:

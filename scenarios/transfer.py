@@ -42,6 +42,14 @@ class TransferScenario:
         return self.source.input_shape
 
 
+def strata(domain: Domain) -> np.ndarray:
+    """What stratified splits keep in proportion: the class, and in data pooled from several
+    domains the (domain, class) pair, so every source domain keeps its share in each part
+    (its held-out part included: DomainBed's training-domain validation)."""
+    y = domain.y.numpy()
+    return y if domain.env is None else domain.env.numpy() * domain.num_classes + y
+
+
 def split_train_test(domain: Domain, test_fraction: float, rng: np.random.Generator,
                      ) -> tuple[Domain, Domain]:
     """The dataset's own test split where it has one, else a stratified random split."""
@@ -49,7 +57,7 @@ def split_train_test(domain: Domain, test_fraction: float, rng: np.random.Genera
         test = torch.nonzero(domain.test_mask).flatten()
         train = torch.nonzero(~domain.test_mask).flatten()
     else:
-        train, test = stratified_split(domain.y.numpy(), test_fraction, rng)
+        train, test = stratified_split(strata(domain), test_fraction, rng)
     return (domain.subset(train, f"{domain.name}/train").with_(test_mask=None),
             domain.subset(test, f"{domain.name}/test").with_(test_mask=None))
 
@@ -70,7 +78,7 @@ def shifted_split(domain: Domain, shifts: list[dict], test_fraction: float,
     train, test = (splitter or split_train_test)(domain, test_fraction, rng)
     if not val_fraction:
         return apply_shifts(train, train_shifts, rng), test
-    fit, val = stratified_split(train.y.numpy(), val_fraction, rng)
+    fit, val = stratified_split(strata(train), val_fraction, rng)
     return (apply_shifts(train.subset(fit), train_shifts, rng),
             apply_shifts(train.subset(val, f"{train.name}/val"), train_shifts, rng), test)
 

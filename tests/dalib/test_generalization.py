@@ -1,0 +1,120 @@
+"""Domain-generalization methods by hand (IRM's penalty against a finite difference, GroupDRO
+moving weight to the worst environment, VREx's variance, Mixup's partners), and the shapes
+DomainBed reports on the local MNIST (slow)."""
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dalib.cli import main
+from dalib.engine import Batch
+from dalib.generalization.base import per_environment
+from dalib.generalization.invariance import irm_penalty
+from dalib.generalization.mixing import partners
+from dalib.models import build_model
+from dalib.registry import build_method
+
+
+def test_per_environment_means_by_hand():
+    values = torch.tensor([1.0, 3.0, 10.0, 2.0, 4.0])
+    env = torch.tensor([0, 0, 2, 0, 2])
+    assert per_environment(values, env).tolist() == [2.0, 7.0]  # environment 1 is absent
+
+
+def test_irm_penalty_is_the_product_of_the_halves_gradients_at_scale_one():
+    g = torch.Generator().manual_seed(0)
+    logits, y = torch.randn(12, 4, generator=g), torch.randint(0, 4, (12,), generator=g)
+    h = 1e-3
+
+    def slope(part):
+        def risk(s):
+            return F.cross_entropy(logits[part] * s, y[part])
+        return (risk(1 + h) - risk(1 - h)) / (2 * h)
+
+    expected = slope(slice(0, None, 2)) * slope(slice(1, None, 2))
+    assert torch.allclose(irm_penalty(logits, y), expected, atol=1e-4)
+
+
+def _batch(n=32, envs=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"source": Batch(torch.rand(n, 1, 8, 8, generator=g),
+                            torch.randint(0, 10, (n,), generator=g), None,
+                            torch.arange(n) % envs)}
+
+
+def test_groupdro_moves_weight_to_the_worst_environment():
+    torch.manual_seed(0)
+    method = build_method("groupdro", build_model((1, 8, 8), 10), eta=1.0)
+    batch = _batch()
+    # environment 0 always has label 3 (learnt at once), environment 1 random labels: its
+    # loss stays higher
+    batch["source"] = batch["source"]._replace(y=torch.where(
+        batch["source"].env == 1, torch.randint(0, 10, (32,)), torch.full((32,), 3)))
+    for _ in range(5):  # (later the model memorises the 16 random labels too)
+        method.update(batch)
+    assert method.q[1] > 0.75 > 0.25 > method.q[0]
+
+
+def test_vrex_penalises_unequal_risks_only():
+    torch.manual_seed(0)
+    method = build_method("vrex", build_model((1, 8, 8), 10), anneal=0.0)
+    method.total_steps = 10
+    loss, logs = method.loss(_batch(envs=1))  # one environment: no variance
+    assert float(logs["variance"]) == 0.0 and torch.isclose(loss, logs["risk"])
+    loss, logs = method.loss(_batch(envs=2))
+    assert float(logs["variance"]) > 0 and loss > logs["risk"]
+
+
+def test_mixup_pairs_each_sample_with_another_environment():
+    env = torch.tensor([0, 0, 1, 1, 2, 2, 2])
+    j = partners(env, torch.Generator().manual_seed(0))
+    assert bool((env[j] != env).all())
+    alone = partners(torch.zeros(4, dtype=torch.long), torch.Generator().manual_seed(0))
+    assert alone.shape == (4,)  # one environment: any partner
+
+
+@pytest.mark.parametrize("name", ["erm", "irm", "vrex", "groupdro", "mixup"])
+def test_generalization_methods_train_on_environments(name):
+    torch.manual_seed(0)
+    method = build_method(name, build_model((1, 8, 8), 10))
+    method.total_steps = 4
+    for _ in range(4):
+        logs = method.update(_batch(envs=3))
+        assert torch.isfinite(logs["loss"]) and logs["loss"].dim() == 0
+
+
+DG = """seeds = 2
+[budget]
+steps = 600
+batch_size = 256
+[model]
+arch = "mlp"
+hidden = [256, 256]
+[[scenario]]
+name = "{name}"
+kind = "transfer"
+domains = {{ dataset = "{name}", shifts = [{{ name = "resize", size = 14 }}] }}
+methods = ["erm"]
+"""
+
+
+@pytest.mark.slow
+def test_the_shapes_domainbed_reports_hold_on_the_local_mnist(tmp_path):
+    """ERM fails on ColoredMNIST's reversed environment (DomainBed: 10.0%; the colour is the
+    easier cue, and it lies there) and RotatedMNIST is hardest at its extreme angles, 0 and
+    75 degrees (DomainBed: 95.9 and 96.4 against 98.8-98.9), with training-domain validation,
+    over 2 seeds."""
+    acc = {}
+    for name in ("colored-mnist", "rotated-mnist"):
+        (tmp_path / f"{name}.toml").write_text(DG.format(name=name))
+        out = tmp_path / name
+        assert main(["run", str(tmp_path / f"{name}.toml"), "--out", str(out),
+                     "--no-report"]) == 0
+        t = pd.read_csv(out / "results.csv")
+        acc.update(t[t.metric == "target_acc"].groupby("scenario")["value"].mean().to_dict())
+    assert acc["colored-mnist/-90%"] < 30 < 50 < min(acc["colored-mnist/+90%"],
+                                                    acc["colored-mnist/+80%"])
+    rotated = {k.split("/")[1]: v for k, v in acc.items() if k.startswith("rotated")}
+    middle = min(rotated[a] for a in ("15", "30", "45", "60"))
+    assert rotated["0"] < middle and rotated["75"] < middle, rotated

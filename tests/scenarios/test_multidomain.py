@@ -1,0 +1,116 @@
+"""Several domains in one scenario: the built-in multi-domain datasets, pooled sources that
+keep each sample's environment, and leave-one-domain-out families."""
+
+import pytest
+import torch
+
+from dalib.cli import main
+from scenarios.datasets import load_colored_mnist, load_mnist, load_rotated_mnist
+from scenarios.suite import parse_suite
+
+
+def test_colored_mnist_is_domainbeds_construction():
+    d = load_colored_mnist()
+    assert d.x.shape == (10000, 2, 28, 28) and d.envs == ("+90%", "+80%", "-90%")
+    assert d.classes == ("0-4", "5-9")
+    green = d.x[:, 1].flatten(1).sum(1) > 0  # colour 1: the red channel is zeroed
+    assert not bool((d.x[green, 0] > 0).any())
+    for i, agree in enumerate((0.9, 0.8, 0.1)):  # colour follows the label at these rates
+        m = d.env == i
+        share = float((green[m].long() == d.y[m]).float().mean())
+        assert abs(share - agree) < 0.02, (d.envs[i], share)
+    digits = load_mnist().y
+    order = torch.randperm(10000, generator=torch.Generator().manual_seed(0))
+    first = digits[order[0::3]]  # environment +90% holds every third shuffled digit
+    noise = float(((first >= 5).long() != d.y[d.env == 0]).float().mean())
+    assert abs(noise - 0.25) < 0.02  # 25% label noise
+
+
+def test_rotated_mnist_rotates_each_environment_by_its_angle():
+    d = load_rotated_mnist(angles=[0, 90])
+    assert d.envs == ("0", "90") and d.x.shape == (10000, 1, 28, 28)
+    upright = load_rotated_mnist(angles=[0, 90], domain="0")
+    turned = load_rotated_mnist(angles=[0, 90], domain="90")
+    assert len(upright) == len(turned) == 5000 and upright.env is None
+    mnist = load_mnist()
+    order = torch.randperm(10000, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(upright.x, mnist.x[order[0::2]], atol=1e-5)  # resampled at 0 deg
+    quarter = torch.rot90(mnist.x[order[1::2]], 1, dims=(2, 3))  # counter-clockwise
+    assert (turned.x - quarter).abs().mean() < 0.02  # bilinear sampling: near, not exact
+
+
+SUITE = {"name": "lodo", "seeds": [0], "budget": {"steps": 5}, "scenario": [{
+    "name": "rm", "kind": "transfer",
+    "domains": {"dataset": "rotated-mnist", "angles": [0, 30, 60],
+                "shifts": [{"name": "resize", "size": 8}]},
+    "methods": ["erm"]}]}
+
+
+def test_a_domains_family_expands_into_one_scenario_per_held_out_domain(tmp_path):
+    suite = parse_suite(SUITE, tmp_path / "s.toml")
+    assert [s.name for s in suite.scenarios] == ["rm/0", "rm/30", "rm/60"]
+    sc = suite.scenarios[1]
+    assert sc.options["held_out"] == "30" and sc.options["family"] == "rm"
+    assert [s["domain"] for s in sc.sources] == ["0", "60"]
+    assert sc.options["target"]["domain"] == "30" and sc.default_selection == "source-val"
+    data = sc.build(0)
+    assert data.source.envs == ("0", "60")
+    # every source domain keeps its share of every class in each part (training-domain
+    # validation: each source domain's held-out part)
+    for part in (data.source, data.source_val, data.source_test):
+        counts = torch.bincount(part.env * 10 + part.y, minlength=20).float()
+        assert counts.min() > 0 and counts.max() / counts.min() < 2.5
+    sizes = torch.bincount(load_rotated_mnist(angles=[0, 30, 60]).env).tolist()
+    assert len(data.source) + len(data.source_val) + len(data.source_test) == sizes[0] + sizes[2]
+    some = parse_suite({**SUITE, "scenario": [{**SUITE["scenario"][0],
+                                               "test_domains": ["60"]}]}, tmp_path / "s.toml")
+    assert [s.name for s in some.scenarios] == ["rm/60"]
+
+
+FAMILY = """seeds = 1
+[budget]
+steps = 5
+[[scenario]]
+name = "rm"
+kind = "transfer"
+methods = {methods}
+domains = {domains}
+{extra}
+"""
+ROTATED = '{ dataset = "rotated-mnist", angles = [0, 30, 60], shifts = [{ name = "resize", size = 8 }] }'
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"extra": 'test_domains = ["45"]'},
+     "scenario[0].test_domains: is ['45'] (expected 'each' or a list of some of 0, 30, 60)"),
+    ({"extra": 'source = { dataset = "mnist" }'}, "scenario[0].source: is set beside domains"),
+    ({"methods": '["erm", "dann"]'}, "scenario[0].methods[1]: 'dann' trains on unlabelled "
+                                      "target data, which target_data = 'none' withholds"),
+    ({"domains": '{ dataset = "uci-digits" }'}, "holds one domain"),
+    ({"extra": 'held_out = "0"'}, "scenario[0].held_out: is set"),
+    ({"domains": '[{ dataset = "uci-digits" }]'}, "scenario[0].domains: is"),
+    ({"extra": 'target_data = "some"'}, "scenario[0].target_data: is 'some'"),
+])
+def test_bad_families_are_one_line_exit_2(tmp_path, capsys, change, expected):
+    text = FAMILY.format(**{"methods": '["erm"]', "domains": ROTATED, "extra": "", **change})
+    (tmp_path / "s.toml").write_text(text)
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and expected in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_multi_source_adaptation_pools_the_sources_and_adapts_to_the_target(tmp_path):
+    """A list of sources with an unlabelled target: DA methods train on the pooled sources
+    (each batch knows its samples' environments) and the target's training part."""
+    import json
+
+    (tmp_path / "s.toml").write_text(FAMILY.format(
+        methods='["erm", "dann"]', domains=ROTATED,
+        extra='target_data = "unlabelled"\ntest_domains = ["60"]'))
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out"),
+                 "--no-report"]) == 0
+    records = [json.loads(p.read_text()) for p in (tmp_path / "out" / "runs").glob("*.json")]
+    assert {r["method"] for r in records} == {"erm", "dann"}
+    assert {r["selection"] for r in records} == {"bnm"}  # adaptation: dalib's default
+    assert all(r["config"]["data"]["held_out"] == "60" for r in records)
