@@ -320,3 +320,20 @@ def test_every_selected_number_has_its_last_checkpoint_beside_it_and_far_picks_a
     assert "tent in rot (-24.0 points against last: selection cost that much)" in text
     best = {r[0]: r for r in md_rows(text, "scenario | metric | best method")}
     assert best["rot"][2] == "**source-only**" and best["rot"][4].startswith("31.20")
+
+
+def test_leave_one_domain_out_families_get_domainbeds_table(tmp_path):
+    """Scenarios named FAMILY/DOMAIN: one row per method, a column per held-out domain and
+    the average, taken per seed over the domains (hand-computed here)."""
+    rows = []
+    for seed in range(3):
+        for domain, erm, irm in (("a", 80.0, 70.0), ("b", 60.0, 66.0)):
+            rows += [(f"fam/{domain}", "erm", seed, "target_acc", erm + seed),
+                     (f"fam/{domain}", "irm", seed, "target_acc", irm - seed)]
+    files = build_report(pd.DataFrame(rows, columns=["scenario", "method", "seed", "metric",
+                                                     "value"]), tmp_path)
+    table = {r[0]: r for r in md_rows(files["markdown"].read_text(), "method | a | b")}
+    assert table["erm"][1].startswith("81.00 [") and table["erm"][2].startswith("61.00 [")
+    assert table["erm"][3].startswith("71.00 [") and table["irm"][3].startswith("67.00 [")
+    csv = pd.read_csv(tmp_path / "tables" / "domains-fam-target_acc.csv").set_index("method")
+    assert csv.loc["erm", "average"] == 71.0 and csv.loc["irm", "b"] == 65.0
