@@ -12,6 +12,7 @@ from functools import cached_property
 from dalib import __version__, plugins
 from dalib.registry import check_method
 from scenarios.errors import InputError
+from scenarios.multidomain import LODO
 from scenarios.suite import MethodSpec, ScenarioSpec, Suite
 
 
@@ -111,6 +112,11 @@ def scenario_methods(sc: ScenarioSpec, field_prefix: str = "methods"
     ``(position in the suite's list, configuration, search info or None)``."""
     from dalib.search import configurations
 
+    family = {"validation_domains", "validation_domain"} & set(sc.options)
+    if sc.search.get("select") == LODO and not family:
+        raise InputError("search.select", f"is {LODO!r} in a scenario that is not part of a "
+                         "leave-one-domain-out family", expected="selection = "
+                         f"{LODO!r} on the domains = ... family, or another criterion")
     out = []
     for j, m in enumerate(sc.methods):
         try:

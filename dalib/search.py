@@ -31,14 +31,16 @@ import math
 
 import numpy as np
 
+from dalib.domain_validation import lodo_picks
 from dalib.selection import HIGHER_IS_BETTER, pick
 from scenarios import checks
 from scenarios.errors import InputError, reject_unknown
+from scenarios.multidomain import LODO
 from scenarios.suite import DEFAULT_SELECTION, MethodSpec
 
 DISTRIBUTIONS = ("log_uniform", "uniform", "int_uniform", "choice")
 SEARCH_KEYS = {"kind", "trials", "seed", "select", "level"}
-CRITERIA = ("dev", "snd", "entropy", "source-val", "im", "bnm", "iwcv")
+CRITERIA = ("dev", "snd", "entropy", "source-val", "im", "bnm", "iwcv", LODO)
 MAX_CONFIGURATIONS = 10_000
 DEFAULTS = {"kind": "grid", "seed": 0, "select": DEFAULT_SELECTION, "level": "seed"}
 
@@ -170,10 +172,13 @@ def configurations(method: MethodSpec, options: dict | None
     return out
 
 
-def _score(record: dict, criterion: str) -> float:
+def _score(record: dict, criterion: str, lodo: dict) -> float:
     """A configuration's score, higher is better: its checkpoint pick's criterion (signed;
-    -inf when not finite), or for a stream the final accuracy on the tasks' validation
-    parts."""
+    -inf when not finite), its leave-one-domain-out validation accuracy (``lodo``: the
+    picks of :func:`dalib.domain_validation.lodo_picks`), or for a stream the final accuracy
+    on the tasks' validation parts."""
+    if criterion == LODO:
+        return lodo[record["run_id"]]["val"] if record["run_id"] in lodo else -math.inf
     if "accuracy_matrix_val" in record:
         return float(np.mean(record["accuracy_matrix_val"][-1]))
     value = pick(record["checkpoints"], criterion)[criterion]
@@ -182,12 +187,15 @@ def _score(record: dict, criterion: str) -> float:
     return value if HIGHER_IS_BETTER[criterion] else -value
 
 
-def _result(record: dict, criterion: str) -> dict[str, float]:
+def _result(record: dict, criterion: str, lodo: dict) -> dict[str, float]:
     """What the selection reports of a chosen run: the checkpoint pick's accuracies for a
     transfer run, the stream metrics for a stream."""
     if "accuracy_matrix_val" in record:
         return {k: v for k, v in record["metrics"].items() if k != "acc_val"}
-    ckpt = pick(record["checkpoints"], criterion)
+    ckpt = lodo.get(record["run_id"]) if criterion == LODO else pick(record["checkpoints"],
+                                                                     criterion)
+    if ckpt is None:
+        return {}
     return {"target_acc": ckpt["target_acc"], "source_acc": ckpt["source_acc"],
             "target_acc_last": pick(record["checkpoints"], "last")["target_acc"]}
 
@@ -204,15 +212,18 @@ def selection_rows(records: list[dict]) -> list[dict]:
                 r.get("checkpoints") or "accuracy_matrix_val" in r):
             groups.setdefault((r["suite"], r["scenario"], info["group"]), []).append(r)
     rows = []
+    lodo = lodo_picks(records)
     for (suite, scenario, group), runs in groups.items():
         info = runs[0]["search"]
         criterion, by_seed = info["select"], {}
+        if criterion == LODO and "validation_domain" in runs[0]["config"]["data"]:
+            continue  # a validation run of the protocol: it picks nothing itself
         for r in runs:
             by_seed.setdefault(r["seed"], []).append(r)
         if info["level"] == "mean":  # one configuration for every seed
             scores: dict[int, list[float]] = {}
             for r in runs:
-                scores.setdefault(r["search"]["trial"], []).append(_score(r, criterion))
+                scores.setdefault(r["search"]["trial"], []).append(_score(r, criterion, lodo))
             complete = {t: v for t, v in scores.items() if len(v) == len(by_seed)}
             best = max(sorted(complete), key=lambda t: float(np.mean(complete[t])))
         primary = "acc" if "accuracy_matrix_val" in runs[0] else "target_acc"
@@ -223,9 +234,12 @@ def selection_rows(records: list[dict]) -> list[dict]:
                 if chosen is None:
                     continue
             else:  # the best score (ties: the first configuration)
-                chosen = max(seed_runs, key=lambda r: _score(r, criterion))
-            values = _result(chosen, criterion)
-            oracle = max(_result(r, criterion)[primary] for r in seed_runs)
+                chosen = max(seed_runs, key=lambda r: _score(r, criterion, lodo))
+            values = _result(chosen, criterion, lodo)
+            if not values:  # its leave-one-domain-out validation runs are not all done
+                continue
+            oracle = max(_result(r, criterion, lodo).get(primary, -math.inf)
+                         for r in seed_runs)
             values.update({"selected_trial": chosen["search"]["trial"],
                            f"{primary}_oracle_hp": oracle,
                            "selection_regret": oracle - values[primary]})

@@ -27,6 +27,7 @@ import pandas as pd
 from analysis.continual import intransigence
 from analysis.stats import SEARCH_TRIAL
 from analysis.transfer import transfer_gaps
+from dalib.domain_validation import lodo_rows
 from dalib.search import selection_rows
 from scenarios.errors import InputError
 
@@ -246,7 +247,8 @@ def load_records(out: str | Path) -> list[dict]:
 def results_from_records(records: list[dict]) -> pd.DataFrame:
     """The tidy long table of all records, with derived metrics (NTG, gain over source-only,
     intransigence against the ``joint`` run of the same scenario and seed) and the selected
-    configuration of searched methods (:func:`dalib.search.selection_rows`). Each run of one
+    configuration of searched methods (:func:`dalib.search.selection_rows`) and the
+    leave-one-domain-out picks (:func:`dalib.domain_validation.lodo_rows`). Each run of one
     configuration of a search also has a ``search_trial`` row (its index): reports rank the
     searched method (its selected configuration), never its configurations one by one."""
     rows = []
@@ -261,6 +263,7 @@ def results_from_records(records: list[dict]) -> pd.DataFrame:
         if isinstance(r.get("search"), dict):  # one configuration of a search: not a method
             rows.append({**base, "metric": SEARCH_TRIAL, "value": float(r["search"]["trial"])})
     rows += _intransigence_rows(records)
+    rows += lodo_rows(records)
     rows += selection_rows(records)
     table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     ok = table[table["status"] == "ok"]

@@ -17,6 +17,13 @@ names the held-out ones. Without unlabelled target data (``target_data = "none"`
 default of a family) the scenarios are domain generalization; ``target_data =
 "unlabelled"`` gives the held-out domain's training part to adaptation methods
 (multi-source domain adaptation).
+
+``selection = "leave-one-domain-out"`` on a family adds DomainBed's leave-one-domain-out
+validation: for each held-out domain and each other domain ``v``, a validation scenario
+``NAME/DOMAIN/validate-v`` trains on the remaining domains and is tested on ``v``; the
+checkpoint (and, in a search, the configuration) whose mean accuracy over these validation
+domains is highest is the pick (:mod:`dalib.domain_validation`). It costs one run per
+validation domain and needs three or more domains.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from scenarios.domain import Domain, concat
 from scenarios.errors import InputError
 
 TARGET_DATA = ("unlabelled", "none")
+LODO = "leave-one-domain-out"  # a family's selection protocol (DomainBed's)
 
 
 def domain_names(spec: dict, base_dir: Path | None) -> list[str]:
@@ -119,15 +127,28 @@ def leave_one_out(table: dict, base_dir: Path | None, field: str) -> list[dict]:
         raise InputError(f"{field}.target_data", f"is {target_data!r}",
                          expected=" or ".join(repr(t) for t in TARGET_DATA))
     family = table.get("name", "domains")
+    lodo = table.get("selection") == LODO
+    if lodo and (target_data != "none" or len(names) < 3):
+        raise InputError(f"{field}.selection", f"is {LODO!r} with {len(names)} domains and "
+                         f"target_data = {target_data!r}", expected="three or more domains "
+                         "and target_data = 'none' (a validation domain is never trained on)")
     rest = {k: v for k, v in table.items() if k not in ("domains", "test_domains", "name")}
+    if lodo:  # each run's own checkpoint pick: training-domain validation
+        rest["selection"] = "source-val"
     out = []
     for held in (str(t) for t in test):
-        out.append({**rest, "name": f"{family}/{held}", "family": family, "held_out": held,
-                    "target_data": target_data,
+        base = {**rest, "family": family, "held_out": held, "target_data": target_data}
+        validation = [n for n in names if lodo and n != held]
+        out.append({**base, "name": f"{family}/{held}",
+                    **({"validation_domains": validation} if lodo else {}),
                     "source": [t for n, t in domains if n != held],
                     "target": next(t for n, t in domains if n == held)})
+        for val in validation:
+            out.append({**base, "name": f"{family}/{held}/validate-{val}",
+                        "validation_domain": val,
+                        "source": [t for n, t in domains if n not in (held, val)],
+                        "target": next(t for n, t in domains if n == val)})
     return out
-
 
 def pool(domains: list[Domain], names: list[str], name: str) -> Domain:
     """Source domains as one training set: each sample's ``env`` is the index of its domain,

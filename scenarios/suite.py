@@ -19,7 +19,7 @@ from scenarios import checks, formats
 from scenarios.datasets import dataset_files, dataset_loader, load_dataset
 from scenarios.domain import LAYOUTS, Domain
 from scenarios.errors import InputError, reject_unknown
-from scenarios.multidomain import TARGET_DATA, leave_one_out, pool, table_name
+from scenarios.multidomain import LODO, TARGET_DATA, leave_one_out, pool, table_name
 from scenarios.shifts import SHIFTS, apply_shifts, validate_shift
 from scenarios.standardize import MODES as STANDARDIZE_MODES
 from scenarios.standardize import standardize_stream, standardize_transfer
@@ -48,7 +48,8 @@ TRANSFER_KEYS = COMMON_KEYS | DATA_KEYS | {"source", "target", "k", "source_test
                                            "target_test_fraction", "source_val_fraction",
                                            "selection", "target_data", "domains",
                                            "test_domains"}
-FAMILY_KEYS = {"family", "held_out"}  # set by a leave-one-domain-out expansion only
+# set by a leave-one-domain-out expansion only
+FAMILY_KEYS = {"family", "held_out", "validation_domains", "validation_domain"}
 STREAM_KEYS = COMMON_KEYS | DATA_KEYS | {"data", "domains", "stream", "protocol", "tasks",
                                          "classes", "angles", "test_fraction", "val_fraction"}
 
@@ -399,7 +400,8 @@ def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: d
             _check_fraction(table, key, f)
         if table.get("selection", DEFAULT_SELECTION) not in SELECTION_CRITERIA:
             raise InputError(f"{f}.selection", f"is {table['selection']!r}",
-                             expected=f"one of {', '.join(SELECTION_CRITERIA)}")
+                             expected=f"one of {', '.join(SELECTION_CRITERIA)} ({LODO!r}: "
+                             "on a domains = ... family only)")
     else:
         if ("data" in table) == ("domains" in table):
             raise InputError(f, "needs exactly one of data and domains",

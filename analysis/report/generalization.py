@@ -14,18 +14,25 @@ from analysis.report.doc import Doc
 from analysis.stats import interval
 
 PROTOCOLS = {"target_acc": "the selected checkpoint",
+             "target_acc_lodo": "leave-one-domain-out validation: the checkpoint with the "
+                                "best mean accuracy of the runs trained without each other "
+                                "domain, tested on it",
              "target_acc_last": "the last checkpoint",
              "target_acc_oracle": "test-domain oracle: the best checkpoint on the held-out "
                                   "domain's test labels (an upper bound, never a result)"}
 
 
-def families(scenarios: list[str]) -> dict[str, list[str]]:
-    """Scenarios named ``FAMILY/DOMAIN`` grouped by family (two or more held-out domains)."""
-    out: dict[str, list[str]] = {}
-    for sc in scenarios:
-        if "/" in sc:
-            out.setdefault(sc.rsplit("/", 1)[0], []).append(sc)
-    return {f: members for f, members in out.items() if len(members) >= 2}
+def families(records: list[dict], scenarios: list[str]) -> dict[str, dict[str, str]]:
+    """``{family: {scenario: held-out domain}}`` of the leave-one-domain-out families among
+    ``scenarios`` with two or more held-out domains (their validation runs left out)."""
+    out: dict[str, dict[str, str]] = {}
+    for r in records:
+        data = r.get("config", {}).get("data", {})
+        if "family" in data and "validation_domain" not in data and r["scenario"] in scenarios:
+            out.setdefault(data["family"], {})[r["scenario"]] = str(data["held_out"])
+    order = {sc: i for i, sc in enumerate(scenarios)}
+    return {f: dict(sorted(m.items(), key=lambda kv: order[kv[0]]))
+            for f, m in out.items() if len(m) >= 2}
 
 
 def _cell(values: np.ndarray) -> str:
@@ -37,13 +44,13 @@ def _cell(values: np.ndarray) -> str:
 
 def family_tables(doc: Doc, ok: pd.DataFrame, records: list[dict], tables_dir: Path) -> None:
     """One table per family and checkpoint protocol (written to ``tables/``)."""
-    groups = families(list(dict.fromkeys(ok["scenario"])))
+    groups = families(records, list(dict.fromkeys(ok["scenario"])))
     if not groups:
         return
     doc.heading("Leave-one-domain-out", 3)
     selections = {r["scenario"]: r.get("selection") for r in records}
-    for family, members in groups.items():
-        held = [m.rsplit("/", 1)[1] for m in members]
+    for family, held_out in groups.items():
+        members, held = list(held_out), list(held_out.values())
         criteria = sorted({selections.get(m) for m in members} - {None})
         for metric, what in PROTOCOLS.items():
             part = ok[ok["scenario"].isin(members) & (ok["metric"] == metric)]

@@ -114,3 +114,82 @@ def test_multi_source_adaptation_pools_the_sources_and_adapts_to_the_target(tmp_
     assert {r["method"] for r in records} == {"erm", "dann"}
     assert {r["selection"] for r in records} == {"bnm"}  # adaptation: dalib's default
     assert all(r["config"]["data"]["held_out"] == "60" for r in records)
+
+
+LODO_FAMILY = FAMILY.replace("[budget]\nsteps = 5", "[budget]\nsteps = 30\ncheckpoints = 5")
+
+
+def _records(out):
+    import json
+
+    return [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+
+
+def test_leave_one_domain_out_validation_picks_by_the_other_domains(tmp_path):
+    """DomainBed's second protocol: each held-out domain's checkpoint is the one whose mean
+    accuracy over runs trained without each other domain (and tested on it) is best."""
+    import pandas as pd
+
+    (tmp_path / "s.toml").write_text(LODO_FAMILY.format(
+        methods='["erm"]', domains=ROTATED, extra='selection = "leave-one-domain-out"'))
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(out)]) == 0
+    records = {r["scenario"]: r for r in _records(out)}
+    assert sorted(records) == ["rm/0", "rm/0/validate-30", "rm/0/validate-60", "rm/30",
+                               "rm/30/validate-0", "rm/30/validate-60", "rm/60",
+                               "rm/60/validate-0", "rm/60/validate-30"]
+    val = records["rm/30/validate-60"]["config"]["data"]
+    assert [s["domain"] for s in val["source"]] == ["0"] and val["target"]["domain"] == "60"
+    results = pd.read_csv(out / "results.csv")
+    for held, others in (("0", ("30", "60")), ("30", ("0", "60")), ("60", ("0", "30"))):
+        main_run = records[f"rm/{held}"]
+        scores = [sum(records[f"rm/{held}/validate-{v}"]["checkpoints"][i]["target_acc"]
+                      for v in others) / 2 for i in range(5)]
+        best = max(reversed(range(5)), key=lambda i: scores[i])  # ties: the later one
+        row = results[(results["scenario"] == f"rm/{held}")]
+        picked = row[row["metric"] == "target_acc_lodo"]["value"].item()
+        assert picked == main_run["checkpoints"][best]["target_acc"]
+        assert row[row["metric"] == "lodo_val_acc"]["value"].item() == scores[best]
+    report = (out / "report.md").read_text()
+    assert "leave-one-domain-out validation" in report
+    table = pd.read_csv(out / "tables" / "domains-rm-target_acc_lodo.csv")
+    assert list(table.columns) == ["method", "0", "30", "60", "average"]
+
+
+def test_a_search_selects_by_leave_one_domain_out_validation(tmp_path):
+    (tmp_path / "s.toml").write_text(LODO_FAMILY.format(
+        methods='[{ name = "erm", lr = [0.01, 0.0001] }]', domains=ROTATED,
+        extra='selection = "leave-one-domain-out"\ntest_domains = ["60"]\n'
+              'search = { select = "leave-one-domain-out" }'))
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(out), "--no-report"]) == 0
+    import pandas as pd
+
+    results = pd.read_csv(out / "results.csv")
+    lodo = results[(results["metric"] == "lodo_val_acc") & (results["scenario"] == "rm/60")]
+    assert len(lodo) == 2  # one per configuration
+    best = lodo.loc[lodo["value"].idxmax(), "method"]
+    chosen = results[(results["method"] == "erm") & (results["scenario"] == "rm/60")]
+    trial = chosen[chosen["metric"] == "selected_trial"]["value"].item()
+    assert best == ("erm[lr=0.01]", "erm[lr=0.0001]")[int(trial)]
+    expected = results[(results["method"] == best) & (results["metric"] == "target_acc_lodo")
+                       & (results["scenario"] == "rm/60")]["value"].item()
+    assert chosen[chosen["metric"] == "target_acc"]["value"].item() == expected
+    assert not (results["scenario"].str.contains("validate") & (results["method"] == "erm")
+                ).any()  # validation runs pick nothing themselves
+
+
+@pytest.mark.parametrize("domains, extra, expected", [
+    ('[{ dataset = "rotated-mnist", domain = "0" }, { dataset = "rotated-mnist", domain = "15" }]',
+     'selection = "leave-one-domain-out"', "three or more domains"),
+    (ROTATED, 'selection = "leave-one-domain-out"\ntarget_data = "unlabelled"',
+     "target_data = 'none'"),
+    (ROTATED, 'search = { select = "leave-one-domain-out" }',
+     "not part of a leave-one-domain-out family"),
+])
+def test_leave_one_domain_out_needs_its_setting(tmp_path, capsys, domains, extra, expected):
+    (tmp_path / "s.toml").write_text(LODO_FAMILY.format(
+        methods='[{ name = "erm", lr = [0.01, 0.001] }]', domains=domains, extra=extra))
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and expected in err, err
