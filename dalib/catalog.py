@@ -14,9 +14,17 @@ from dalib.continual.distillation import LwF
 from dalib.continual.gem import AGEM
 from dalib.continual.regularization import EWC, MAS, SI
 from dalib.continual.replay import DER, Cumulative, Replay
+from dalib.generalization.alignment import (
+    CORALAlignment,
+    DomainAdversarial,
+    MMDAlignment,
+    MomentMatching,
+)
 from dalib.generalization.invariance import IRM, VREx
+from dalib.generalization.meta import Fish
 from dalib.generalization.mixing import Mixup
 from dalib.generalization.robust import GroupDRO
+from dalib.generalization.style import MixStyle
 from dalib.plugins import builtins, register_method, register_term
 from dalib.transfer.finetune import FineTune
 from dalib.transfer.regularized import BSS, L2SP
@@ -79,6 +87,22 @@ def register_builtins() -> None:
                     "over source environments, online weights (Sagawa et al. 2020)")
     register_method("mixup", Mixup, description="inter-domain Mixup: inputs and labels of two "
                     "environments mixed (Yan et al. 2020)")
+    register_method("coral", CORALAlignment, description="feature means and covariances of "
+                    "every pair of domains aligned (Sun & Saenko 2016, DomainBed's form)")
+    register_method("mmd", MMDAlignment, description="multi-kernel MMD between every pair of "
+                    "domains (Li et al. 2018, MMD-AAE)")
+    register_method("dann-domains", DomainAdversarial, description="one discriminator over "
+                    "every domain through gradient reversal (Ganin et al. 2016)")
+    register_method("cdan-domains", DomainAdversarial, description="a discriminator over every "
+                    "domain, conditioned on labels (sources) and predictions (target) (Li et "
+                    "al. 2018, Long et al. 2018)", conditional=True)
+    register_method("fish", Fish, description="gradient matching: a copy steps through each "
+                    "domain in turn, the model moves towards it (Shi et al. 2022)")
+    register_method("mixstyle", MixStyle, description="feature-map statistics mixed across "
+                    "domains (Zhou et al. 2021; convolutional backbones)")
+    register_method("m3sda", MomentMatching, description="multi-source adaptation: moments of "
+                    "every pair of sources and of each source with the target matched (Peng et "
+                    "al. 2019)")
 
     # continual-learning strategies
     register_method("naive", Supervised, kind="stream", description="fine-tune on each task in "

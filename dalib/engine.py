@@ -388,7 +388,9 @@ def transfer_samplers(method, scenario: TransferScenario, budget: Budget, device
                       seed: int) -> tuple[dict[str, Sampler], int]:
     """The method's samplers (one generator seeded with ``seed``, feeds in ``needs`` order)
     and its number of steps; sets the method's budget and calls its ``prepare``."""
-    feeds = {"source": (scenario.source, True), "target": (scenario.target_train, False),
+    seen = scenario.target_data != "none"  # domain generalization: no target data at all
+    feeds = {"source": (scenario.source, True),
+             "target": (scenario.target_train if seen else None, False),
              "target_labelled": (scenario.target_labelled, True),
              "target_oracle": (scenario.target_train, True)}
     generator = torch.Generator().manual_seed(seed)
@@ -398,7 +400,9 @@ def transfer_samplers(method, scenario: TransferScenario, budget: Budget, device
     for need in dict.fromkeys([*method.needs, *optional]):
         domain, labelled = feeds[need]
         if domain is None:
-            raise ValueError(f"{method.name} needs labelled target samples: set k >= 1")
+            raise ValueError(f"{method.name} needs labelled target samples: set k >= 1"
+                             if seen else f"{method.name} needs target data, which "
+                             "target_data = 'none' withholds")
         samplers[need] = Sampler(place(domain), budget.batch_size, generator, labelled)
     steps = planned_steps(scenario, budget)
     method.total_steps = steps

@@ -163,13 +163,14 @@ class ScenarioSpec:
                 source, _load(o["target"], data_root, self.base_dir, "target"), "target")
             same = _data_key(o["source"]) == _data_key(o["target"]) \
                 if not isinstance(o["source"], list) else False
-            return standardize_transfer(build_transfer(
+            return standardize_transfer(replace(build_transfer(
                 self.name, source, target, seed=seed, k=o.get("k", 0),
                 source_shifts=source_shifts,
                 target_shifts=o["target"].get("shifts", []), disjoint=same,
                 source_test_fraction=o.get("source_test_fraction", 0.2),
                 target_test_fraction=o.get("target_test_fraction", 0.3),
-                source_val_fraction=o.get("source_val_fraction", 0.1)), self.standardize)
+                source_val_fraction=o.get("source_val_fraction", 0.1)),
+                target_data=o.get("target_data", "unlabelled")), self.standardize)
         specs = o["domains"] if "domains" in o else [o["data"]]
         roles = [f"domains[{i}]" for i in range(len(specs))] if "domains" in o else ["data"]
         domains = [_load(s, data_root, self.base_dir, r) for s, r in zip(specs, roles, strict=True)]

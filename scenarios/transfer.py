@@ -32,6 +32,8 @@ class TransferScenario:
     target_test: Domain
     target_labelled: Domain | None
     k: int
+    # "none" (domain generalization): no method sees target_train, labelled or not
+    target_data: str = "unlabelled"
 
     @property
     def num_classes(self) -> int:

@@ -39,9 +39,11 @@ def grl_schedule(progress: float, gamma: float = 10.0, high: float = 1.0) -> flo
 
 @packable
 class Discriminator(nn.Module):
-    """Domain classifier ``in -> hidden -> hidden -> 1`` (logit: source = 1, target = 0)."""
+    """Domain classifier ``in -> hidden -> hidden -> outputs`` (one output: a logit, source =
+    1, target = 0; several: one logit per domain)."""
 
-    def __init__(self, in_features: int, hidden: int = 256, batch_norm: bool = True) -> None:
+    def __init__(self, in_features: int, hidden: int = 256, batch_norm: bool = True,
+                 outputs: int = 1) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = in_features
@@ -50,10 +52,12 @@ class Discriminator(nn.Module):
                        nn.BatchNorm1d(hidden) if batch_norm else nn.Identity(),
                        nn.ReLU(inplace=True)]
             width = hidden
-        self.net = nn.Sequential(*layers, nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers, nn.Linear(width, outputs))
+        self.outputs = outputs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(-1)
+        out = self.net(x)
+        return out.squeeze(-1) if self.outputs == 1 else out
 
 
 def domain_loss(logits_s: torch.Tensor, logits_t: torch.Tensor,

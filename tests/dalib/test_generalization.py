@@ -9,9 +9,11 @@ import torch.nn.functional as F
 
 from dalib.cli import main
 from dalib.engine import Batch
+from dalib.generalization.alignment import mean_covariance_distance, moment_distance
 from dalib.generalization.base import per_environment
 from dalib.generalization.invariance import irm_penalty
 from dalib.generalization.mixing import partners
+from dalib.generalization.style import mix_statistics
 from dalib.models import build_model
 from dalib.registry import build_method
 
@@ -74,14 +76,74 @@ def test_mixup_pairs_each_sample_with_another_environment():
     assert alone.shape == (4,)  # one environment: any partner
 
 
-@pytest.mark.parametrize("name", ["erm", "irm", "vrex", "groupdro", "mixup"])
+class _Feeds:  # what prepare() reads of the pooled sources: their environments' names
+    envs = ("a", "b", "c")
+
+
+@pytest.mark.parametrize("name", ["erm", "irm", "vrex", "groupdro", "mixup", "coral", "mmd",
+                                  "dann-domains", "cdan-domains", "fish", "mixstyle"])
 def test_generalization_methods_train_on_environments(name):
     torch.manual_seed(0)
-    method = build_method(name, build_model((1, 8, 8), 10))
+    method = build_method(name, build_model((1, 8, 8), 10, arch="cnn"))
     method.total_steps = 4
+    method.prepare({"source": _Feeds()})
+    before = [p.detach().clone() for p in method.model.parameters()]
     for _ in range(4):
         logs = method.update(_batch(envs=3))
         assert torch.isfinite(logs["loss"]) and logs["loss"].dim() == 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, method.model.parameters(), strict=True))
+
+
+def test_alignment_distances_by_hand():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(50, 4, generator=g)
+    shift = torch.tensor([1.0, 2.0, 0.0, 2.0])
+    assert float(mean_covariance_distance(a, a)) == 0.0
+    # a shifted copy: the same covariance, the means apart by the shift
+    assert torch.isclose(mean_covariance_distance(a, a + shift), shift.pow(2).mean())
+    assert torch.isclose(moment_distance(a, a + shift, order=3), shift.norm())
+    scaled = moment_distance(a, 2 * a, order=2) - (a.mean(0)).norm()
+    centred = a - a.mean(0)
+    assert torch.isclose(scaled, (3 * centred.pow(2).mean(0)).norm(), rtol=1e-5)
+
+
+def test_domain_discriminators_have_one_output_per_domain():
+    class WithTarget(_Feeds):
+        pass
+
+    for feeds, outputs in (({"source": _Feeds()}, 3),
+                           ({"source": _Feeds(), "target": WithTarget()}, 4)):
+        method = build_method("dann-domains", build_model((1, 8, 8), 10))
+        method.prepare(feeds)
+        assert method.discriminator.outputs == outputs
+    method = build_method("cdan-domains", build_model((1, 8, 8), 10))
+    method.prepare({"source": _Feeds()})
+    assert method.discriminator.net[0].in_features == method.model.feature_dim * 10
+
+
+@pytest.mark.parametrize("meta_lr", [0.0, 1.0])
+def test_fish_moves_meta_lr_of_the_way_to_the_inner_model(meta_lr):
+    torch.manual_seed(0)
+    method = build_method("fish", build_model((1, 8, 8), 10), meta_lr=meta_lr)
+    method.total_steps = 1
+    start = [p.detach().clone() for p in method.model.parameters()]
+    method.update(_batch(envs=3))
+    inner = list(method.inner.parameters())
+    for p, p0, q in zip(method.model.parameters(), start, inner, strict=True):
+        assert torch.allclose(p, p0 if meta_lr == 0 else q, rtol=0, atol=1e-6)
+    assert any(not torch.equal(p0, q) for p0, q in zip(start, inner, strict=True))  # the copy stepped
+
+
+def test_mixstyle_mixes_statistics_and_needs_feature_maps():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, 5, 5, generator=g) * 3 + 1
+    partner = torch.tensor([1, 0, 3, 2])
+    assert torch.allclose(mix_statistics(x, partner, torch.ones(4)), x, atol=1e-4)
+    swapped = mix_statistics(x, partner, torch.zeros(4))
+    assert torch.allclose(swapped.mean((2, 3)), x.mean((2, 3))[partner], atol=1e-4)
+    assert torch.allclose(swapped.std((2, 3)), x.std((2, 3))[partner], atol=1e-3)
+    with pytest.raises(ValueError, match="no convolution"):
+        build_method("mixstyle", build_model((1, 8, 8), 10, arch="mlp"))
 
 
 DG = """seeds = 2

@@ -86,6 +86,7 @@ ROTATED = '{ dataset = "rotated-mnist", angles = [0, 30, 60], shifts = [{ name =
     ({"extra": 'source = { dataset = "mnist" }'}, "scenario[0].source: is set beside domains"),
     ({"methods": '["erm", "dann"]'}, "scenario[0].methods[1]: 'dann' trains on unlabelled "
                                       "target data, which target_data = 'none' withholds"),
+    ({"methods": '["m3sda"]'}, "scenario[0].methods[0]: 'm3sda' trains on unlabelled"),
     ({"domains": '{ dataset = "uci-digits" }'}, "holds one domain"),
     ({"extra": 'held_out = "0"'}, "scenario[0].held_out: is set"),
     ({"domains": '[{ dataset = "uci-digits" }]'}, "scenario[0].domains: is"),
@@ -106,12 +107,13 @@ def test_multi_source_adaptation_pools_the_sources_and_adapts_to_the_target(tmp_
     import json
 
     (tmp_path / "s.toml").write_text(FAMILY.format(
-        methods='["erm", "dann"]', domains=ROTATED,
+        methods='["erm", "dann", "m3sda", "dann-domains"]', domains=ROTATED,
         extra='target_data = "unlabelled"\ntest_domains = ["60"]'))
     assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out"),
                  "--no-report"]) == 0
     records = [json.loads(p.read_text()) for p in (tmp_path / "out" / "runs").glob("*.json")]
-    assert {r["method"] for r in records} == {"erm", "dann"}
+    assert {r["method"] for r in records} == {"erm", "dann", "m3sda", "dann-domains"}
+    assert all(r["status"] == "ok" for r in records)
     assert {r["selection"] for r in records} == {"bnm"}  # adaptation: dalib's default
     assert all(r["config"]["data"]["held_out"] == "60" for r in records)
 
@@ -193,3 +195,19 @@ def test_leave_one_domain_out_needs_its_setting(tmp_path, capsys, domains, extra
     assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and expected in err, err
+
+
+def test_domain_generalization_feeds_no_target_data(tmp_path):
+    """Methods that align the target where there is one (dann-domains, coral, ...) see only
+    the source domains when target_data = 'none'."""
+    from dalib.engine import Budget, transfer_samplers
+    from dalib.models import model_for
+    from dalib.registry import build_method
+
+    for target_data, feeds, outputs in (("none", {"source"}, 2),
+                                        ("unlabelled", {"source", "target"}, 3)):
+        table = {**SUITE["scenario"][0], "target_data": target_data}
+        data = parse_suite({**SUITE, "scenario": [table]}, tmp_path / "s.toml").scenarios[0].build(0)
+        method = build_method("dann-domains", model_for(data))
+        samplers, _ = transfer_samplers(method, data, Budget(steps=2), torch.device("cpu"), 0)
+        assert set(samplers) == feeds and method.discriminator.outputs == outputs
