@@ -24,6 +24,12 @@ validation: for each held-out domain and each other domain ``v``, a validation s
 checkpoint (and, in a search, the configuration) whose mean accuracy over these validation
 domains is highest is the pick (:mod:`dalib.domain_validation`). It costs one run per
 validation domain and needs three or more domains.
+
+``leave_one_source_out = true`` measures what each source domain does to each held-out one:
+for every held-out domain and every source ``s``, a scenario ``NAME/DOMAIN/without-s``
+trains on the other sources; the report's effect of ``s`` is the held-out accuracy with all
+sources minus without ``s``, paired over seeds (negative: adding ``s`` hurts, negative
+transfer across domains).
 """
 
 from __future__ import annotations
@@ -132,7 +138,12 @@ def leave_one_out(table: dict, base_dir: Path | None, field: str) -> list[dict]:
         raise InputError(f"{field}.selection", f"is {LODO!r} with {len(names)} domains and "
                          f"target_data = {target_data!r}", expected="three or more domains "
                          "and target_data = 'none' (a validation domain is never trained on)")
-    rest = {k: v for k, v in table.items() if k not in ("domains", "test_domains", "name")}
+    ablate = table.get("leave_one_source_out", False)
+    if not isinstance(ablate, bool) or (ablate and len(names) < 3):
+        raise InputError(f"{field}.leave_one_source_out", f"is {ablate!r} with {len(names)} "
+                         "domains", expected="true or false (true: three or more domains)")
+    rest = {k: v for k, v in table.items()
+            if k not in ("domains", "test_domains", "name", "leave_one_source_out")}
     if lodo:  # each run's own checkpoint pick: training-domain validation
         rest["selection"] = "source-val"
     out = []
@@ -148,6 +159,11 @@ def leave_one_out(table: dict, base_dir: Path | None, field: str) -> list[dict]:
                         "validation_domain": val,
                         "source": [t for n, t in domains if n not in (held, val)],
                         "target": next(t for n, t in domains if n == val)})
+        for left in (n for n in names if ablate and n != held):
+            out.append({**base, "name": f"{family}/{held}/without-{left}",
+                        "without_source": left,
+                        "source": [t for n, t in domains if n not in (held, left)],
+                        "target": next(t for n, t in domains if n == held)})
     return out
 
 def pool(domains: list[Domain], names: list[str], name: str) -> Domain:

@@ -47,9 +47,10 @@ DATA_KEYS = {"standardize"}  # options of how a scenario's inputs are prepared
 TRANSFER_KEYS = COMMON_KEYS | DATA_KEYS | {"source", "target", "k", "source_test_fraction",
                                            "target_test_fraction", "source_val_fraction",
                                            "selection", "target_data", "domains",
-                                           "test_domains"}
+                                           "test_domains", "leave_one_source_out"}
 # set by a leave-one-domain-out expansion only
-FAMILY_KEYS = {"family", "held_out", "validation_domains", "validation_domain"}
+FAMILY_KEYS = {"family", "held_out", "validation_domains", "validation_domain",
+               "without_source"}
 STREAM_KEYS = COMMON_KEYS | DATA_KEYS | {"data", "domains", "stream", "protocol", "tasks",
                                          "classes", "angles", "test_fraction", "val_fraction"}
 
@@ -509,8 +510,10 @@ def _expand_families(tables: list, base_dir: Path) -> list[tuple[int, dict]]:
                                      expected="domains (a leave-one-domain-out family) or "
                                      "source and target")
             out += [(i, t) for t in leave_one_out(table, base_dir, f"scenario[{i}]")]
-        elif table.get("kind") == "transfer" and "test_domains" in table:
-            raise InputError(f"scenario[{i}].test_domains", "is set without domains",
+        elif table.get("kind") == "transfer" and {"test_domains", "leave_one_source_out"
+                                                   } & set(table):
+            key = sorted({"test_domains", "leave_one_source_out"} & set(table))[0]
+            raise InputError(f"scenario[{i}].{key}", "is set without domains",
                              expected="domains = [...] with it")
         else:
             out.append((i, table))

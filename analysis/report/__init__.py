@@ -32,7 +32,7 @@ from analysis.report.cells import (
 from analysis.report.doc import Doc
 from analysis.report.environment import failures_and_environment
 from analysis.report.figures import kind_figures
-from analysis.report.generalization import family_tables
+from analysis.report.generalization import family_tables, source_effect_section
 from analysis.report.headline import best_methods
 from analysis.report.selection import (
     search_configurations,
@@ -106,6 +106,8 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
                               records, kind, tables_dir)
         if kind == "transfer":
             family_tables(doc, ok[ok["scenario"].isin(scenarios)], records, tables_dir)
+            figures += source_effect_section(doc, ok[ok["scenario"].isin(scenarios)], records,
+                                             tables_dir, out, colours)
             transferability(doc, ok[ok["scenario"].isin(scenarios)], tables_dir)
             figures += validators(doc, records, scenarios, tables_dir, out)
         figures += kind_figures(doc, kind, scenarios, agg, colours, records, features, out)

@@ -1,6 +1,7 @@
 """The report's tables of leave-one-domain-out families (scenarios named ``FAMILY/DOMAIN``,
 :mod:`scenarios.multidomain`), as DomainBed prints them: one row per method, one column per
-held-out domain and their average, one table per way of choosing the checkpoint."""
+held-out domain and their average, one table per way of choosing the checkpoint; and the
+effect of each source domain on each held-out one (leave-one-source-out runs)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis import plots
+from analysis.domains import source_effects
 from analysis.report.cells import fmt
 from analysis.report.doc import Doc
-from analysis.stats import interval
+from analysis.stats import MIN_SEEDS, interval
 
 PROTOCOLS = {"target_acc": "the selected checkpoint",
              "target_acc_lodo": "leave-one-domain-out validation: the checkpoint with the "
@@ -22,14 +25,24 @@ PROTOCOLS = {"target_acc": "the selected checkpoint",
                                   "domain's test labels (an upper bound, never a result)"}
 
 
-def families(records: list[dict], scenarios: list[str]) -> dict[str, dict[str, str]]:
-    """``{family: {scenario: held-out domain}}`` of the leave-one-domain-out families among
-    ``scenarios`` with two or more held-out domains (their validation runs left out)."""
-    out: dict[str, dict[str, str]] = {}
+def _data(records: list[dict], scenarios: list[str]) -> dict[str, dict]:
+    """The data options of each of ``scenarios`` that belongs to a family."""
+    out = {}
     for r in records:
         data = r.get("config", {}).get("data", {})
-        if "family" in data and "validation_domain" not in data and r["scenario"] in scenarios:
-            out.setdefault(data["family"], {})[r["scenario"]] = str(data["held_out"])
+        if "family" in data and r["scenario"] in scenarios:
+            out[r["scenario"]] = data
+    return out
+
+
+def families(records: list[dict], scenarios: list[str]) -> dict[str, dict[str, str]]:
+    """``{family: {scenario: held-out domain}}`` of the leave-one-domain-out families among
+    ``scenarios`` with two or more held-out domains (their validation and leave-one-source-out
+    runs left out)."""
+    out: dict[str, dict[str, str]] = {}
+    for sc, data in _data(records, scenarios).items():
+        if not {"validation_domain", "without_source"} & set(data):
+            out.setdefault(data["family"], {})[sc] = str(data["held_out"])
     order = {sc: i for i, sc in enumerate(scenarios)}
     return {f: dict(sorted(m.items(), key=lambda kv: order[kv[0]]))
             for f, m in out.items() if len(m) >= 2}
@@ -75,3 +88,47 @@ def family_tables(doc: Doc, ok: pd.DataFrame, records: list[dict], tables_dir: P
             doc.table(["method", *held, "average"], rows)
             pd.DataFrame(csv, columns=["method", *held, "average"]).to_csv(
                 tables_dir / f"domains-{family.replace('/', '_')}-{metric}.csv", index=False)
+
+
+def source_effect_section(doc: Doc, ok: pd.DataFrame, records: list[dict], tables_dir: Path,
+                          out: Path, colours: dict) -> list[Path]:
+    """Per family with leave-one-source-out runs: the effect of adding each source domain
+    on each held-out domain (:func:`analysis.domains.source_effects`), a table and a
+    figure; returns the figure files."""
+    scenarios = list(dict.fromkeys(ok["scenario"]))
+    data = _data(records, scenarios)
+    figures: list[Path] = []
+    for family in dict.fromkeys(d["family"] for d in data.values() if "without_source" in d):
+        mine = {sc: d for sc, d in data.items() if d["family"] == family}
+        full = {sc: str(d["held_out"]) for sc, d in mine.items()
+                if not {"validation_domain", "without_source"} & set(d)}
+        without = {sc: (str(d["held_out"]), str(d["without_source"])) for sc, d in mine.items()
+                   if "without_source" in d}
+        effects = source_effects(ok, full, without)
+        if effects.empty:
+            continue
+        if not figures:
+            doc.heading("Negative transfer across domains", 3)
+        doc.para(f"**{family}**: the effect of adding each source domain on each held-out "
+                 "domain, the held-out accuracy (selected checkpoint) with every source minus "
+                 "without that one, in points, mean [95% CI] paired over seeds. Negative: the "
+                 f"source hurts (`hurts` when the interval lies below 0 on {MIN_SEEDS} or more "
+                 "seeds).")
+        rows = [[r.held_out, r.source, r.method, f"{fmt(r.mean)} [{fmt(r.ci_low)}, "
+                 f"{fmt(r.ci_high)}]" if r.n >= 2 else f"{fmt(r.mean)} (n = 1)",
+                 "hurts" if r.hurts else ""] for r in effects.itertuples()]
+        doc.table(["held-out domain", "source added", "method", "effect", ""], rows)
+        stem = family.replace("/", "_")
+        effects.to_csv(tables_dir / f"source-effects-{stem}.csv", index=False)
+        labelled = effects.assign(method=effects["method"] + " +" + effects["source"])
+        shades = {label: colours.get(m, "grey") for label, m in
+                  zip(labelled["method"], effects["method"], strict=True)}
+        panels = [(f"held out: {held}", "effect of the source (points)", part, True)
+                  for held, part in labelled.groupby("held_out", sort=False)]
+        paths = plots.save(plots.interval_panels(panels, shades, title=f"{family}: effect of "
+                                                 "each source domain"),
+                           out / "figures" / f"source-effects-{stem}")
+        doc.figure(paths[0], f"{family}: the effect of adding each source domain on each "
+                   "held-out domain (points, 95% CI; * the interval excludes 0)")
+        figures += paths
+    return figures

@@ -211,3 +211,32 @@ def test_domain_generalization_feeds_no_target_data(tmp_path):
         method = build_method("dann-domains", model_for(data))
         samplers, _ = transfer_samplers(method, data, Budget(steps=2), torch.device("cpu"), 0)
         assert set(samplers) == feeds and method.discriminator.outputs == outputs
+
+
+def test_leave_one_source_out_reports_each_source_domains_effect(tmp_path):
+    import pandas as pd
+
+    (tmp_path / "s.toml").write_text(LODO_FAMILY.replace("seeds = 1", "seeds = 2").format(
+        methods='["erm"]', domains=ROTATED,
+        extra='leave_one_source_out = true\ntest_domains = ["0", "60"]'))
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(out)]) == 0
+    results = pd.read_csv(out / "results.csv")
+    assert sorted(results["scenario"].unique()) == ["rm/0", "rm/0/without-30", "rm/0/without-60",
+                                                     "rm/60", "rm/60/without-0",
+                                                     "rm/60/without-30"]
+    acc = results[results["metric"] == "target_acc"].set_index(["scenario", "seed"])["value"]
+    effects = pd.read_csv(out / "tables" / "source-effects-rm.csv")
+    assert len(effects) == 4
+    row = effects[(effects["held_out"] == 0) & (effects["source"] == 30)].iloc[0]
+    # the effect of adding 30 degrees to the sources of held-out 0: with it (trained on 30
+    # and 60) minus without it (trained on 60 alone), paired by seed
+    by_hand = [acc["rm/0", s] - acc["rm/0/without-30", s] for s in (0, 1)]
+    assert row["mean"] == pytest.approx(sum(by_hand) / 2) and row["n"] == 2
+    assert not row["hurts"]  # two seeds never support a mark
+    assert (out / "figures" / "source-effects-rm.png").is_file()
+    report = (out / "report.md").read_text()
+    assert "Negative transfer across domains" in report
+    # the family table holds the held-out domains only
+    table = pd.read_csv(out / "tables" / "domains-rm-target_acc.csv")
+    assert list(table.columns) == ["method", "0", "60", "average"]
