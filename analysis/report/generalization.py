@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import plots
+from analysis.domainbed import DOMAINS, published
 from analysis.domains import source_effects
 from analysis.report.cells import fmt
 from analysis.report.doc import Doc
@@ -38,14 +39,61 @@ def _data(records: list[dict], scenarios: list[str]) -> dict[str, dict]:
 def families(records: list[dict], scenarios: list[str]) -> dict[str, dict[str, str]]:
     """``{family: {scenario: held-out domain}}`` of the leave-one-domain-out families among
     ``scenarios`` with two or more held-out domains (their validation and leave-one-source-out
-    runs left out)."""
+    runs left out), from the records, or from names ``FAMILY/DOMAIN`` without them."""
     out: dict[str, dict[str, str]] = {}
-    for sc, data in _data(records, scenarios).items():
-        if not {"validation_domain", "without_source"} & set(data):
+    known = _data(records, scenarios)
+    for sc in scenarios:
+        data = known.get(sc)
+        if data is None and sc.count("/") == 1:  # results without records: by name
+            data = dict(zip(("family", "held_out"), sc.split("/"), strict=True))
+        if data and not {"validation_domain", "without_source"} & set(data):
             out.setdefault(data["family"], {})[sc] = str(data["held_out"])
     order = {sc: i for i, sc in enumerate(scenarios)}
     return {f: dict(sorted(m.items(), key=lambda kv: order[kv[0]]))
             for f, m in out.items() if len(m) >= 2}
+
+
+def _published_protocol(metric: str, criteria: list[str]) -> str | None:
+    """The DomainBed protocol a family table's metric corresponds to, if any."""
+    if metric == "target_acc":
+        return "training-domain" if criteria == ["source-val"] else None
+    return {"target_acc_lodo": "leave-one-domain-out",
+            "target_acc_oracle": "test-domain oracle"}.get(metric)
+
+
+def builtin_dataset(records: list[dict], members: list[str]) -> tuple[str, str] | None:
+    """``(dataset, how this run differs from DomainBed's)`` when a family is one of
+    DomainBed's MNIST datasets as dalib builds it (the default domains), else None."""
+    configs = [r["config"] for r in records if r["scenario"] in members and "config" in r]
+    if not configs:
+        return None
+    data = configs[0]["data"]
+    tables = [*data["source"], data["target"]]
+    names = {t.get("dataset") for t in tables}
+    dataset = names.pop() if len(names) == 1 else None
+    if dataset not in DOMAINS or any(set(t) - {"dataset", "domain", "shifts"} for t in tables):
+        return None
+    sizes = [s.get("size") for t in tables for s in t.get("shifts", [])
+             if s.get("name") == "resize"]
+    model, budget = configs[0]["model"], configs[0]["budget"]
+    arch = next((r.get("arch") for r in records if r["scenario"] in members and r.get("arch")),
+                model.get("arch", "auto"))
+    differs = ["the local 10,000 MNIST digits (DomainBed: 70,000)",
+               f"inputs resized to {sizes[0]} x {sizes[0]}" if sizes else "28 x 28 inputs",
+               f"arch {arch}" + ("" if arch == "mnist-cnn" else " (DomainBed: its MNIST CNN)"),
+               f"{budget.get('steps', str(budget.get('epochs')) + ' epochs')} steps of "
+               f"{budget.get('batch_size')} pooled samples (DomainBed: 5,000 steps of 64 "
+               "per domain)", "default hyperparameters (DomainBed: a random search of 20)"]
+    return dataset, "; ".join(differs)
+
+
+def _published_row(dataset: str, protocol: str, method: str, held: list[str]) -> list | None:
+    values = published(dataset, protocol, method)
+    if values is None:
+        return None
+    cells = [f"{v[0]:.1f} ± {v[1]:.1f}" for v in (values[h] for h in held)]
+    return [f"DomainBed {method} (published)", *cells, f"{values['average'][0]:.1f}"
+            if len(held) == len(DOMAINS[dataset]) else ""]
 
 
 def _cell(values: np.ndarray) -> str:
@@ -65,6 +113,7 @@ def family_tables(doc: Doc, ok: pd.DataFrame, records: list[dict], tables_dir: P
     for family, held_out in groups.items():
         members, held = list(held_out), list(held_out.values())
         criteria = sorted({selections.get(m) for m in members} - {None})
+        builtin = builtin_dataset(records, members)
         for metric, what in PROTOCOLS.items():
             part = ok[ok["scenario"].isin(members) & (ok["metric"] == metric)]
             if part.empty:
@@ -79,12 +128,24 @@ def family_tables(doc: Doc, ok: pd.DataFrame, records: list[dict], tables_dir: P
                 complete = per_seed.reindex(columns=members).dropna()
                 row.append(_cell(complete.mean(axis=1).to_numpy()))
                 rows.append(row)
+                protocol = _published_protocol(metric, criteria)
+                reference = _published_row(builtin[0], protocol, method, held) \
+                    if builtin and protocol else None
+                if reference:
+                    rows.append(reference)
                 csv.append([method] + [per_seed[m].mean() if m in per_seed else np.nan
                                        for m in members] + [complete.mean(axis=1).mean()])
             label = what if metric != "target_acc" or not criteria else \
                 f"{what} ({', '.join(criteria)})"
+            shown = builtin and _published_protocol(metric, criteria)
             doc.para(f"**{family}**, target accuracy at {label}: mean [95% CI] over seeds; "
-                     "the average is taken per seed over the held-out domains.")
+                     "the average is taken per seed over the held-out domains."
+                     + (f" DomainBed rows: its published {shown} numbers, mean ± standard "
+                        "error over 3 trials (Gulrajani & Lopez-Paz 2021); this run differs "
+                        f"in {builtin[1]}." if shown else "")
+                     + (" DomainBed's oracle chooses hyperparameters on 20% of the test domain "
+                        "at the last step; dalib's oracle is each run's best checkpoint on the "
+                        "test part." if shown == "test-domain oracle" else ""))
             doc.table(["method", *held, "average"], rows)
             pd.DataFrame(csv, columns=["method", *held, "average"]).to_csv(
                 tables_dir / f"domains-{family.replace('/', '_')}-{metric}.csv", index=False)

@@ -337,3 +337,31 @@ def test_leave_one_domain_out_families_get_domainbeds_table(tmp_path):
     assert table["erm"][3].startswith("71.00 [") and table["irm"][3].startswith("67.00 [")
     csv = pd.read_csv(tmp_path / "tables" / "domains-fam-target_acc.csv").set_index("method")
     assert csv.loc["erm", "average"] == 71.0 and csv.loc["irm", "b"] == 65.0
+
+
+def test_domainbeds_published_numbers_sit_beside_its_datasets(tmp_path):
+    """A family built from the built-in colored-mnist gets DomainBed's published row under
+    each method it has (training-domain validation), with what differs stated."""
+    rows, records = [], []
+    domains = ("+90%", "+80%", "-90%")
+    for held in domains:
+        data = {"family": "cm", "held_out": held, "target_data": "none",
+                "source": [{"dataset": "colored-mnist", "domain": d} for d in domains
+                           if d != held],
+                "target": {"dataset": "colored-mnist", "domain": held}}
+        for seed in range(2):
+            for method in ("erm", "fish"):
+                rows += [(f"cm/{held}", method, seed, "target_acc", 50.0 + seed)]
+                records.append({"scenario": f"cm/{held}", "method": method, "seed": seed,
+                                "status": "ok", "selection": "source-val", "arch": "mlp",
+                                "config": {"data": data, "model": {},
+                                           "budget": {"steps": 600, "batch_size": 256}}})
+    files = build_report(pd.DataFrame(rows, columns=["scenario", "method", "seed", "metric",
+                                                     "value"]), tmp_path, records=records)
+    text = files["markdown"].read_text()
+    table = {r[0]: r for r in md_rows(text, "method | +90% | +80% | -90%")}
+    assert table["DomainBed erm (published)"][1:] == ["71.7 ± 0.1", "72.9 ± 0.2",
+                                                      "10.0 ± 0.1", "51.5"]
+    assert "DomainBed fish (published)" not in table  # not in DomainBed's table
+    assert "the local 10,000 MNIST digits (DomainBed: 70,000)" in text
+    assert "arch mlp (DomainBed: its MNIST CNN)" in text
