@@ -33,12 +33,13 @@ TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".parquet": None, ".pq": None}
 FORMAT_KEYS = {  # each format's keys in a data table (besides shifts)
     "folder": {"folder", "domain", "size", "channels"},
     "list": {"list", "root", "size", "channels"},
-    "table": {"table", "label", "features"},
+    "table": {"table", "label", "features", "domain_column", "domain"},
 }
 FORMAT_HELP = {
     "folder": "images in root/class/image, or root/domain/class/image with domain = NAME",
     "list": "an image list, one 'relative/path label' per line (paths relative to root)",
-    "table": "a CSV, TSV or Parquet table; label = COLUMN, features = [COLUMNS]",
+    "table": "a CSV, TSV or Parquet table; label = COLUMN, features = [COLUMNS], "
+             "domain_column = COLUMN (several domains; domain = VALUE picks one)",
 }
 CACHE_VERSION = 1
 MAX_PIXELS = 89_478_485  # Pillow's own bound (1/4 GiB of RGBA): larger files are refused
@@ -65,6 +66,11 @@ def check_spec(spec: dict, kind: str) -> None:
         raise InputError("channels", f"is {spec['channels']!r}", expected="1 or 3")
     if "label" in spec:
         checks.string(spec["label"], "label")
+    if "domain_column" in spec:
+        checks.string(spec["domain_column"], "domain_column")
+    elif "domain" in spec and kind == "table":
+        raise InputError("domain", "is set without domain_column",
+                         expected="domain_column = COLUMN naming the column that holds it")
     if "features" in spec:
         f = spec["features"]
         if not isinstance(f, list) or not f or not all(isinstance(c, str) for c in f):
@@ -288,10 +294,8 @@ def load_list(spec: dict, base_dir: Path | None) -> Domain:
     return _images_domain(paths, labels, classes, spec, where, path.stem)
 
 
-def load_table(spec: dict, base_dir: Path | None) -> Domain:
-    """``{ table = FILE, label = COLUMN, features = [...] }``: a CSV (``.csv``, ``.tsv``) or
-    Parquet file; features are the listed columns, by default every numeric column but the
-    label. Text labels become classes (sorted names), integer labels are used as they are."""
+def read_table(spec: dict, base_dir: Path | None):
+    """The pandas frame of a ``table`` data table's file."""
     import pandas as pd
 
     path = resolve_path(spec["table"], base_dir)
@@ -305,22 +309,50 @@ def load_table(spec: dict, base_dir: Path | None) -> Domain:
                          expected=f"one of {', '.join(TABLE_SUFFIXES)}", source=where)
     try:
         if TABLE_SUFFIXES[suffix] is None:
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, sep=TABLE_SUFFIXES[suffix])
+            return pd.read_parquet(path)
+        return pd.read_csv(path, sep=TABLE_SUFFIXES[suffix])
     except ImportError:
         raise InputError("table", "is Parquet but pyarrow is not installed",
                          expected="pip install pyarrow, or a CSV file", source=where) from None
     except (ValueError, UnicodeDecodeError, OSError, pd.errors.ParserError) as exc:
         raise InputError("table", f"cannot be read ({str(exc).splitlines()[0]})",
                          expected="a CSV or Parquet table", source=where) from None
+
+
+def table_domains(spec: dict, base_dir: Path | None) -> list[str]:
+    """The values of a table's ``domain_column`` (as text, sorted)."""
+    column, frame = spec["domain_column"], read_table(spec, base_dir)
+    if column not in frame:
+        raise InputError("domain_column", f"is {column!r}, not a column",
+                         expected=f"one of {', '.join(map(str, frame.columns[:20]))}",
+                         source=str(resolve_path(spec["table"], base_dir)))
+    return sorted(frame[column].astype(str).unique())
+
+
+def load_table(spec: dict, base_dir: Path | None) -> Domain:
+    """``{ table = FILE, label = COLUMN, features = [...] }``: a CSV (``.csv``, ``.tsv``) or
+    Parquet file; features are the listed columns, by default every numeric column but the
+    label (and the ``domain_column``). Text labels become classes (sorted names over the
+    whole file, so its domains share them), integer labels are used as they are. With
+    ``domain_column`` the file holds several domains; ``domain = VALUE`` keeps one's rows."""
+    import pandas as pd
+
+    path = resolve_path(spec["table"], base_dir)
+    where = str(path)
+    frame = read_table(spec, base_dir)
+    suffix = path.suffix.lower()
+    column = spec.get("domain_column")
+    if column is not None and column not in frame:
+        raise InputError("domain_column", f"is {column!r}, not a column",
+                         expected=f"one of {', '.join(map(str, frame.columns[:20]))}",
+                         source=where)
     label = spec.get("label")
     if label is None or label not in frame:
         raise InputError("label", f"is {label!r}" + ("" if label is None else ", not a column"),
                          expected=f"label = one of {', '.join(map(str, frame.columns[:20]))}",
                          source=where)
     line = 2 if TABLE_SUFFIXES[suffix] else None  # a CSV's first data row is its line 2
-    features = spec.get("features") or [c for c in frame.columns if c != label
+    features = spec.get("features") or [c for c in frame.columns if c not in (label, column)
                                         and _numeric_column(frame[c], c, where, line)]
     if not features:
         raise InputError("features", "none: no numeric column besides the label",
@@ -357,7 +389,17 @@ def load_table(spec: dict, base_dir: Path | None) -> Domain:
         raise InputError(f"column {features[c]}", f"is {x[r, c]:g} in {_row(r, line)}, beyond "
                          "float32", expected="values within +-3.4e38 (rescale the column)",
                          source=where)
-    domain = from_arrays(x.astype(np.float32), codes, name=path.stem, classes=classes,
+    name = path.stem
+    if column is not None and "domain" in spec:
+        values = frame[column].astype(str)
+        keep = (values == str(spec["domain"])).to_numpy()
+        if not keep.any():
+            raise InputError("domain", f"is {spec['domain']!r}, not a value of column "
+                             f"{column!r}", expected=f"one of {', '.join(sorted(values.unique()))}",
+                             source=where)
+        x, codes, name = x[keep], codes[keep], f"{path.stem}/{spec['domain']}"
+        classes = classes or [str(c) for c in range(int(frame[label].max()) + 1)]
+    domain = from_arrays(x.astype(np.float32), codes, name=name, classes=classes,
                          source=where)
     return domain.with_(meta={**domain.meta, "columns": tuple(map(str, features)),
                               "file": where})

@@ -51,7 +51,8 @@ LODO = "leave-one-domain-out"  # a family's selection protocol (DomainBed's)
 def domain_names(spec: dict, base_dir: Path | None) -> list[str]:
     """The domains a data table holds, without loading its samples: a built-in multi-domain
     dataset's, a folder's ``domain`` subfolders, the values of an ``.npz``'s ``domain``
-    array; a table that names one domain (``domain = ...``) or holds one gives ``[]``."""
+    array, a table's ``domain_column``; a table that names one domain (``domain = ...``) or
+    holds one gives ``[]``."""
     if "domain" in spec:
         return []
     if "dataset" in spec:
@@ -67,6 +68,8 @@ def domain_names(spec: dict, base_dir: Path | None) -> list[str]:
         # a domain tree holds class folders in each domain folder; a plain folder images
         nested = subfolders and all(any(q.is_dir() for q in p.iterdir()) for p in subfolders)
         return [p.name for p in subfolders] if nested else []
+    if "table" in spec and "domain_column" in spec:
+        return formats.table_domains(spec, base_dir)
     if "npz" in spec:
         path = formats.resolve_path(spec["npz"], base_dir)
         try:
@@ -83,12 +86,16 @@ def one_per_domain(tables: dict | list, base_dir: Path | None, field: str
     """``(name, table)`` per domain of a ``domains`` entry: a list of tables (one domain
     each; a table holding several is an error there) or one table holding several."""
     if isinstance(tables, dict):
-        names = domain_names(tables, base_dir)
+        try:
+            names = domain_names(tables, base_dir)
+        except InputError as exc:
+            raise exc.within("", field) from None
         if len(names) < 2:
             raise InputError(field, f"{tables!r} holds {len(names) or 'one'} domain",
                              expected="a list of two or more data tables, or one table "
                              "holding several domains (a multi-domain dataset, a "
-                             "root/domain/class/image folder, an .npz with a domain array)")
+                             "root/domain/class/image folder, an .npz with a domain array, "
+                             "a CSV or Parquet table with domain_column = COLUMN)")
         return [(name, {**tables, "domain": name}) for name in names]
     if not isinstance(tables, list) or len(tables) < 2:
         raise InputError(field, f"is {tables!r}", expected="two or more data tables")
