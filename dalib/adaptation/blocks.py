@@ -88,14 +88,20 @@ def multi_kernel_mmd(xs: torch.Tensor, xt: torch.Tensor,
     batch (detached), the usual DAN heuristic. Biased estimate: exactly 0 for equal samples.
     The batch is dimension -2 (one value per run of a pack).
     """
-    z = torch.cat([xs, xt], -2)
-    d2 = torch.cdist(z, z).pow(2)
-    size = z.shape[-2]
-    base = d2.detach().sum((-2, -1), keepdim=True) / (size ** 2 - size)
-    k = sum(torch.exp(-d2 / (base * m).clamp_min(1e-8)) for m in multipliers)
+    k = gaussian_kernels(torch.cat([xs, xt], -2), multipliers)
     n = xs.shape[-2]
     return (k[..., :n, :n].mean((-2, -1)) + k[..., n:, n:].mean((-2, -1))
             - 2 * k[..., :n, n:].mean((-2, -1)))
+
+
+def gaussian_kernels(z: torch.Tensor, multipliers: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
+                     ) -> torch.Tensor:
+    """The sum of Gaussian kernels between the samples of ``z`` (dimension -2), bandwidths
+    ``multipliers`` times their mean pairwise squared distance (detached)."""
+    d2 = torch.cdist(z, z).pow(2)
+    size = z.shape[-2]
+    base = d2.detach().sum((-2, -1), keepdim=True) / (size ** 2 - size)
+    return sum(torch.exp(-d2 / (base * m).clamp_min(1e-8)) for m in multipliers)
 
 
 def coral(xs: torch.Tensor, xt: torch.Tensor) -> torch.Tensor:

@@ -1,10 +1,11 @@
 """Feature alignment across domains: the source environments' features (and, in multi-source
 adaptation, the unlabelled target's) are made alike while the pooled sources are classified.
 
-* ``coral``: the distance of every pair of environments' feature means and covariances
-  (Sun & Saenko, "Deep CORAL", ECCV-W 2016; DomainBed's form, Gulrajani & Lopez-Paz 2021);
+* ``coral``: the distance of every pair of domains' feature means and covariances (Sun &
+  Saenko, "Deep CORAL", ECCV-W 2016; DomainBed's form, Gulrajani & Lopez-Paz 2021);
 * ``mmd``: multi-kernel MMD between every pair (Li, Pan, Wang & Kot, "Domain Generalization
-  with Adversarial Feature Learning", CVPR 2018, MMD-AAE's penalty);
+  with Adversarial Feature Learning", CVPR 2018, MMD-AAE's penalty), the bandwidths from
+  the whole batch;
 * ``m3sda``: moment matching of every pair of domains, each source with the target and the
   sources with each other (Peng et al., "Moment Matching for Multi-Source Domain
   Adaptation", ICCV 2019, without its per-source classifier pairs);
@@ -15,6 +16,7 @@ adaptation, the unlabelled target's) are made alike while the pooled sources are
 
 Where the scenario has unlabelled target data (``target_data = "unlabelled"``) it is one
 more domain of the alignment; without (domain generalization) only the sources are aligned.
+Domains are one-hot masks over the batch, so packed runs compute what separate runs do.
 """
 
 from __future__ import annotations
@@ -26,39 +28,88 @@ import torch.nn.functional as F
 
 from dalib.adaptation.blocks import (
     Discriminator,
+    gaussian_kernels,
     grl_schedule,
-    multi_kernel_mmd,
     multilinear,
     reverse_grad,
 )
 from dalib.engine import Batch
 from dalib.generalization.base import EnvironmentMethod
+from dalib.method import cross_entropy
+from dalib.pack.modules import pack
 
 
-def mean_covariance_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """The mean squared difference of two samples' feature means plus that of their
-    covariances."""
-    def cov(x: torch.Tensor) -> torch.Tensor:
-        x = x - x.mean(0, keepdim=True)
-        return x.T @ x / max(len(x) - 1, 1)
+class Groups:
+    """The samples of a batch (``(..., N, D)`` features) in ``count`` groups: sizes, means
+    and the features centred on their own group's mean."""
 
-    return (a.mean(0) - b.mean(0)).pow(2).mean() + (cov(a) - cov(b)).pow(2).mean()
+    def __init__(self, feats: torch.Tensor, groups: torch.Tensor, count: int) -> None:
+        self.onehot = F.one_hot(groups, count).to(feats.dtype)
+        self.sizes = self.onehot.sum(-2)
+        self.weights = self.onehot / self.sizes.clamp_min(1).unsqueeze(-2)
+        self.means = self.weights.mT @ feats
+        self.centred = feats - self.onehot @ self.means
+        self.count = count
+
+    def pairs(self) -> list[tuple[int, int]]:
+        return list(itertools.combinations(range(self.count), 2))
+
+    def valid(self, i: int, j: int) -> torch.Tensor:
+        """Whether groups ``i`` and ``j`` both have two or more samples in the batch."""
+        return (self.sizes[..., i] >= 2) & (self.sizes[..., j] >= 2)
+
+    def covariance(self, g: int) -> torch.Tensor:
+        part = self.centred * self.onehot[..., g:g + 1]
+        return part.mT @ part / (self.sizes[..., g] - 1).clamp_min(1)[..., None, None]
 
 
-def moment_distance(a: torch.Tensor, b: torch.Tensor, order: int = 2) -> torch.Tensor:
-    """The sum over ``k = 1 .. order`` of the Euclidean distance between the two samples'
-    k-th moments per feature (raw means, then moments of the centred features)."""
-    total = (a.mean(0) - b.mean(0)).norm()
-    ca, cb = a - a.mean(0), b - b.mean(0)
-    for k in range(2, order + 1):
-        total = total + (ca.pow(k).mean(0) - cb.pow(k).mean(0)).norm()
-    return total
+def mean_over_pairs(groups: Groups, distance) -> torch.Tensor:
+    """The mean of ``distance(i, j)`` over the pairs of groups both in the batch."""
+    total = count = 0
+    for i, j in groups.pairs():
+        valid = groups.valid(i, j).to(groups.means.dtype)
+        total = total + valid * distance(i, j)
+        count = count + valid
+    return total / torch.as_tensor(count).clamp_min(1)
+
+
+def coral_distance(groups: Groups) -> torch.Tensor:
+    """Mean over pairs of the mean squared difference of the groups' feature means plus that
+    of their covariances."""
+    covs = [groups.covariance(g) for g in range(groups.count)]
+    m = groups.means
+    return mean_over_pairs(groups, lambda i, j: (m[..., i, :] - m[..., j, :]).pow(2).mean(-1)
+                           + (covs[i] - covs[j]).pow(2).mean((-2, -1)))
+
+
+def mmd_distance(groups: Groups, feats: torch.Tensor) -> torch.Tensor:
+    """Mean over pairs of the squared multi-kernel MMD (biased estimate) between groups."""
+    k = groups.weights.mT @ gaussian_kernels(feats) @ groups.weights
+    return mean_over_pairs(groups, lambda i, j: k[..., i, i] + k[..., j, j] - 2 * k[..., i, j])
+
+
+def moment_distance(groups: Groups, order: int = 2) -> torch.Tensor:
+    """Mean over pairs of the sum over ``k = 1 .. order`` of the Euclidean distance of the
+    groups' k-th moments per feature (raw means, then central moments)."""
+    moments = [groups.means] + [groups.weights.mT @ groups.centred.pow(k)
+                                for k in range(2, order + 1)]
+
+    def distance(i: int, j: int) -> torch.Tensor:
+        return sum(torch.sqrt((m[..., i, :] - m[..., j, :]).pow(2).sum(-1) + 1e-12)
+                   for m in moments)
+
+    return mean_over_pairs(groups, distance)
+
+
+def target_ids(env: torch.Tensor, size: int, value: int) -> torch.Tensor:
+    """``size`` domain ids ``value`` per run, beside the source environments ``env``."""
+    return torch.full((*env.shape[:-1], size), value, dtype=env.dtype, device=env.device)
 
 
 class DomainAlignment(EnvironmentMethod):
-    """Cross-entropy on the pooled sources plus ``weight`` x the mean
-    :meth:`pair_distance` over the pairs of domains present in the batch (each source
-    environment, and the target where it is fed)."""
+    """Cross-entropy on the pooled sources plus ``weight`` x the mean :meth:`distance` over
+    the pairs of domains in the batch (each source environment, and the target where it is
+    fed)."""
 
     optional_needs = ("target",)
 
@@ -66,46 +117,41 @@ class DomainAlignment(EnvironmentMethod):
         super().__init__(model, name=name, **optim)
         self.weight = weight
 
-    def pair_distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def distance(self, groups: Groups, feats: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def loss(self, batch: dict[str, Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         src, env = batch["source"], self.environments(batch["source"])
-        parts = [self.augment(src.x)]
+        count = self.count(env)
+        x, domain = [self.augment(src.x)], env
         if "target" in batch:
-            parts.append(self.augment(batch["target"].x))
-        feats = self.model.features(torch.cat(parts))
-        n = len(src.y)
-        cls = F.cross_entropy(self.model.head(feats[:n]), src.y)
-        groups = [feats[:n][env == e] for e in torch.unique(env)]
-        if "target" in batch:
-            groups.append(feats[n:])
-        groups = [g for g in groups if len(g) >= 2]
-        pairs = list(itertools.combinations(range(len(groups)), 2))
-        if not pairs:
-            return cls, {"cls": cls.detach()}
-        penalty = torch.stack([self.pair_distance(groups[i], groups[j]) for i, j in pairs]).mean()
+            x.append(self.augment(batch["target"].x))
+            domain = torch.cat([env, target_ids(env, x[1].shape[self.lead_dims], count)], -1)
+            count += 1
+        feats = self.model.features(torch.cat(x, self.lead_dims))
+        n = src.y.shape[-1]
+        cls = cross_entropy(self.model.head(feats[..., :n, :]), src.y)
+        penalty = self.distance(Groups(feats, domain, count), feats)
         return cls + self.weight * penalty, {"cls": cls.detach(), "align": penalty.detach()}
 
 
 class CORALAlignment(DomainAlignment):
-    """``coral``: :func:`mean_covariance_distance` between every pair of domains."""
+    """``coral``: :func:`coral_distance`."""
 
-    def pair_distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return mean_covariance_distance(a, b)
+    def distance(self, groups: Groups, feats: torch.Tensor) -> torch.Tensor:
+        return coral_distance(groups)
 
 
 class MMDAlignment(DomainAlignment):
-    """``mmd``: multi-kernel MMD (:func:`~dalib.adaptation.blocks.multi_kernel_mmd`) between
-    every pair of domains."""
+    """``mmd``: :func:`mmd_distance`."""
 
-    def pair_distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return multi_kernel_mmd(a, b)
+    def distance(self, groups: Groups, feats: torch.Tensor) -> torch.Tensor:
+        return mmd_distance(groups, feats)
 
 
 class MomentMatching(DomainAlignment):
-    """``m3sda``: :func:`moment_distance` up to ``order`` between every pair of domains, the
-    target one of them (multi-source adaptation: it needs unlabelled target data)."""
+    """``m3sda``: :func:`moment_distance` up to ``order``, the target one of the domains
+    (multi-source adaptation: it needs unlabelled target data)."""
 
     needs = ("source", "target")
 
@@ -114,8 +160,8 @@ class MomentMatching(DomainAlignment):
         super().__init__(model, name=name, weight=weight, **optim)
         self.order = order
 
-    def pair_distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return moment_distance(a, b, self.order)
+    def distance(self, groups: Groups, feats: torch.Tensor) -> torch.Tensor:
+        return moment_distance(groups, self.order)
 
 
 class DomainAdversarial(EnvironmentMethod):
@@ -137,33 +183,38 @@ class DomainAdversarial(EnvironmentMethod):
     def prepare(self, feeds: dict) -> None:
         """The discriminator has one output per domain: the sources' environments (one when
         the data has none), plus the target when it is fed."""
-        domains = max(1, len(feeds["source"].envs)) + ("target" in feeds)
+        super().prepare(feeds)
         width = self.model.feature_dim
         if self.conditional:
             width *= self.model.head.out_features
-        self.discriminator = self.attach(Discriminator(width, self.hidden, outputs=domains))
+        outputs = self.environment_count + ("target" in feeds)
+        self.discriminator = self.attach(Discriminator(width, self.hidden, outputs=outputs))
 
     def trained_modules(self) -> list:
-        return [self.model, self.discriminator]
+        # the discriminator exists once prepare knows the domains
+        return [self.model] + ([self.discriminator] if self.discriminator is not None else [])
+
+    def adopt(self, methods: list) -> None:
+        self.discriminator = pack([m.discriminator for m in methods])
 
     def loss(self, batch: dict[str, Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         src, env = batch["source"], self.environments(batch["source"])
-        parts, domain = [self.augment(src.x)], [env]
+        x, domain = [self.augment(src.x)], env
         if "target" in batch:
-            parts.append(self.augment(batch["target"].x))
-            domain.append(torch.full((len(parts[1]),), self.discriminator.outputs - 1,
-                                     device=env.device))
-        feats = self.model.features(torch.cat(parts))
+            x.append(self.augment(batch["target"].x))
+            domain = torch.cat([env, target_ids(env, x[1].shape[self.lead_dims],
+                                                self.discriminator.outputs - 1)], -1)
+        feats = self.model.features(torch.cat(x, self.lead_dims))
         logits = self.model.head(feats)
-        n = len(src.y)
-        cls = F.cross_entropy(logits[:n], src.y)
+        n = src.y.shape[-1]
+        cls = cross_entropy(logits[..., :n, :], src.y)
         if self.conditional:
             condition = F.one_hot(src.y, logits.shape[-1]).to(feats.dtype)
             if "target" in batch:
-                condition = torch.cat([condition, F.softmax(logits[n:], -1).detach()])
+                condition = torch.cat([condition, F.softmax(logits[..., n:, :], -1).detach()],
+                                      -2)
             feats = multilinear(feats, condition)
         coeff = grl_schedule(self.progress, high=self.grl_high)
-        adversarial = F.cross_entropy(self.discriminator(reverse_grad(feats, coeff)),
-                                      torch.cat(domain))
+        adversarial = cross_entropy(self.discriminator(reverse_grad(feats, coeff)), domain)
         return cls + self.weight * adversarial, {"cls": cls.detach(),
                                                  "domain": adversarial.detach()}

@@ -19,6 +19,8 @@ class Fish(EnvironmentMethod):
     """Fish's first-order update: ``theta += meta_lr * (theta_inner - theta)`` after the
     inner steps, parameters and floating buffers (batch-norm statistics) alike."""
 
+    packable = False  # the inner model steps through each run's own environments
+
     def __init__(self, model, *, name: str, meta_lr: float = 0.5, **optim) -> None:
         super().__init__(model, name=name, **optim)
         self.meta_lr = meta_lr

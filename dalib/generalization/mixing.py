@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from dalib.engine import Batch
-from dalib.generalization.base import EnvironmentMethod
+from dalib.generalization.base import EnvironmentMethod, take
+from dalib.method import cross_entropy
 
 
 def partners(env: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -24,7 +24,8 @@ def partners(env: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 class Mixup(EnvironmentMethod):
-    """Cross-entropy of inter-environment mixtures; ``alpha`` shapes the Beta draw."""
+    """Cross-entropy of inter-environment mixtures; ``alpha`` shapes the Beta draw. Each
+    run draws its partners and weight with its own generators (:meth:`draw`)."""
 
     def __init__(self, model, *, name: str, alpha: float = 0.2, **optim) -> None:
         super().__init__(model, name=name, **optim)
@@ -34,9 +35,11 @@ class Mixup(EnvironmentMethod):
     def loss(self, batch: dict[str, Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         src = batch["source"]
         x, env = self.augment(src.x), self.environments(src)
-        j = partners(env, self.generator)
-        lam = float(self.rng.beta(self.alpha, self.alpha))
-        logits = self.logits(lam * x + (1 - lam) * x[j], src.task)
-        loss = lam * F.cross_entropy(logits, src.y) + (1 - lam) * F.cross_entropy(logits,
-                                                                                  src.y[j])
+        j = self.draw(lambda e, m: partners(e, m.generator), env)
+        lam = self.draw(lambda e, m: torch.tensor(m.rng.beta(m.alpha, m.alpha),
+                                                  dtype=x.dtype, device=x.device), env)
+        mix = lam.view(*lam.shape, *([1] * (x.dim() - lam.dim())))
+        logits = self.logits(mix * x + (1 - mix) * take(x, j), src.task)
+        loss = lam * cross_entropy(logits, src.y) + (1 - lam) * cross_entropy(logits,
+                                                                              take(src.y, j))
         return loss, {}

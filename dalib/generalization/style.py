@@ -46,6 +46,8 @@ def convolutional_outputs(model: nn.Module, count: int) -> list[nn.Module]:
 class MixStyle(EnvironmentMethod):
     """Cross-entropy on the pooled sources with styles mixed across environments."""
 
+    packable = False  # its hooks mix one run's feature maps
+
     def __init__(self, model, *, name: str, p: float = 0.5, alpha: float = 0.1,
                  layers: int = 2, **optim) -> None:
         super().__init__(model, name=name, **optim)

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from dalib.cli import main
 from dalib.engine import Batch
-from dalib.generalization.alignment import mean_covariance_distance, moment_distance
-from dalib.generalization.base import per_environment
+from dalib.generalization.alignment import Groups, coral_distance, mmd_distance, moment_distance
+from dalib.generalization.base import group_means
 from dalib.generalization.invariance import irm_penalty
 from dalib.generalization.mixing import partners
 from dalib.generalization.style import mix_statistics
@@ -18,10 +18,13 @@ from dalib.models import build_model
 from dalib.registry import build_method
 
 
-def test_per_environment_means_by_hand():
+def test_group_means_by_hand():
     values = torch.tensor([1.0, 3.0, 10.0, 2.0, 4.0])
     env = torch.tensor([0, 0, 2, 0, 2])
-    assert per_environment(values, env).tolist() == [2.0, 7.0]  # environment 1 is absent
+    means, present = group_means(values, env, 3)
+    assert means.tolist() == [2.0, 0.0, 7.0] and present.tolist() == [True, False, True]
+    packed, both = group_means(torch.stack([values, values + 1]), torch.stack([env, env]), 3)
+    assert packed[1].tolist() == [3.0, 0.0, 8.0] and both[1].tolist() == present.tolist()
 
 
 def test_irm_penalty_is_the_product_of_the_halves_gradients_at_scale_one():
@@ -98,13 +101,50 @@ def test_alignment_distances_by_hand():
     g = torch.Generator().manual_seed(0)
     a = torch.randn(50, 4, generator=g)
     shift = torch.tensor([1.0, 2.0, 0.0, 2.0])
-    assert float(mean_covariance_distance(a, a)) == 0.0
+    halves = torch.arange(100) // 50
+
+    def groups(b):
+        feats = torch.cat([a, b])
+        return Groups(feats, halves, 2)
+
+    assert float(coral_distance(groups(a))) == 0.0
     # a shifted copy: the same covariance, the means apart by the shift
-    assert torch.isclose(mean_covariance_distance(a, a + shift), shift.pow(2).mean())
-    assert torch.isclose(moment_distance(a, a + shift, order=3), shift.norm())
-    scaled = moment_distance(a, 2 * a, order=2) - (a.mean(0)).norm()
+    assert torch.isclose(coral_distance(groups(a + shift)), shift.pow(2).mean())
+    assert torch.isclose(moment_distance(groups(a + shift), order=3), shift.norm(), rtol=1e-5)
+    scaled = moment_distance(groups(2 * a), order=2) - a.mean(0).norm()
     centred = a - a.mean(0)
-    assert torch.isclose(scaled, (3 * centred.pow(2).mean(0)).norm(), rtol=1e-5)
+    assert torch.isclose(scaled, (3 * centred.pow(2).mean(0)).norm(), rtol=1e-4)
+    # MMD of a sample with itself is 0, with a shifted copy positive; an absent group counts
+    # in no pair
+    assert abs(float(mmd_distance(groups(a), torch.cat([a, a])))) < 1e-6
+    assert float(mmd_distance(groups(a + shift), torch.cat([a, a + shift]))) > 0.1
+    three = Groups(torch.cat([a, a + shift]), halves, 3)
+    assert torch.isclose(coral_distance(three), shift.pow(2).mean())
+
+
+def test_environment_methods_compute_the_same_loss_packed():
+    """Each run's part of a pack's loss is the loss its separate run computes on its part
+    of the batch (the methods' masks over environments, not Python loops)."""
+    from dalib.pack.runs import pack_methods
+
+    for name in ("irm", "vrex", "groupdro", "coral", "mmd", "dann-domains", "cdan-domains"):
+        methods = []
+        for seed in range(2):
+            torch.manual_seed(seed)
+            m = build_method(name, build_model((1, 8, 8), 10), augmentation="none")
+            m.total_steps = 10
+            m.prepare({"source": _Feeds()})
+            methods.append(m)
+        batches = [_batch(envs=3, seed=s) for s in range(2)]
+        lead = pack_methods(methods)
+        packed = {"source": Batch(*(torch.stack([b["source"][i] for b in batches])
+                                    for i in (0, 1)), None,
+                                  torch.stack([b["source"].env for b in batches]))}
+        torch.manual_seed(0)
+        together, _ = lead.loss(packed)
+        for s, (m, b) in enumerate(zip(methods, batches, strict=True)):
+            alone, _ = m.loss(b)
+            assert torch.allclose(together[s], alone, rtol=1e-4, atol=1e-5), (name, s)
 
 
 def test_domain_discriminators_have_one_output_per_domain():

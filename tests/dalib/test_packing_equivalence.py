@@ -13,6 +13,8 @@ for DANN (between seeds its target accuracy spreads by ~6 points; the paired dif
 (sd 0.55, 16 seeds), DANN -0.88 (sd 2.36, 16 seeds).
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -23,6 +25,7 @@ from dalib.models import build_model
 from dalib.pack.train import fit_transfer_pack
 from dalib.registry import check_method
 from scenarios.datasets import load_uci_digits
+from scenarios.suite import parse_suite
 from scenarios.transfer import build_transfer
 
 SEEDS = list(range(24))
@@ -30,10 +33,20 @@ CPU = torch.device("cpu")
 BUDGET = Budget(steps=300, batch_size=64, checkpoints=1)
 
 
+DOMAINS = parse_suite({"scenario": [{  # rotated UCI digits, leave 60 degrees out
+    "kind": "transfer", "methods": ["erm"], "test_domains": ["uci-digits-2"],
+    "domains": [{"dataset": "uci-digits", "shifts": [{"name": "rotate", "degrees": d}]}
+                for d in (0, 30, 60)]}]},
+    Path("dg.toml")).scenarios[0]
+
+
 def _run(name: str, seed: int):
-    uci = load_uci_digits()
-    sc = build_transfer("rot", uci, uci, seed=seed,
-                        target_shifts=[{"name": "rotate", "degrees": 30}])
+    if name in ("source-only", "dann"):
+        uci = load_uci_digits()
+        sc = build_transfer("rot", uci, uci, seed=seed,
+                            target_shifts=[{"name": "rotate", "degrees": 30}])
+    else:  # domain generalization: two source domains, each sample's environment known
+        sc = DOMAINS.build(seed)
     seed_everything(seed)
     model = build_model(sc.input_shape, sc.num_classes, hidden=[256, 256])
     return sc, check_method(name, {}, "transfer").build(model, {})
@@ -53,7 +66,9 @@ def _paired_differences(name: str) -> np.ndarray:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, margin", [("source-only", 1.0), ("dann", 4.0)])
+@pytest.mark.parametrize("name, margin", [("source-only", 1.0), ("dann", 4.0), ("irm", 2.0),
+                                          ("mixup", 2.0), ("coral", 2.0),
+                                          ("dann-domains", 4.0)])
 def test_packed_and_separate_runs_are_equivalent_over_seeds(name, margin):
     d = _paired_differences(name)
     half = stats.t.ppf(0.95, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
