@@ -63,7 +63,10 @@ def domain_names(spec: dict, base_dir: Path | None) -> list[str]:
     if "folder" in spec:
         root = formats.resolve_path(spec["folder"], base_dir)
         if not root.is_dir():
-            return []
+            raise InputError("folder", f"{str(root)!r} is not a folder", expected="a folder "
+                             "of domain folders, each holding a folder per class: "
+                             "root/domain/class/image (e.g. PACS/art_painting/dog/1.jpg; "
+                             "unpack the dataset there, nothing is downloaded)")
         subfolders = sorted(p for p in root.iterdir() if p.is_dir())
         # a domain tree holds class folders in each domain folder; a plain folder images
         nested = subfolders and all(any(q.is_dir() for q in p.iterdir()) for p in subfolders)

@@ -24,7 +24,8 @@ def scenario():
 @pytest.mark.parametrize("name", ADAPTATION + ["dann+mcc+pseudo-label"])
 def test_method_trains_and_predicts(scenario, name):
     seed_everything(0)
-    model = build_model(scenario.input_shape, scenario.num_classes, bottleneck=64)
+    arch = "cnn" if name == "mixstyle" else "auto"  # style mixing needs feature maps
+    model = build_model(scenario.input_shape, scenario.num_classes, bottleneck=64, arch=arch)
     # a fast teacher, so that 40 steps move it away from the random init
     params = {"ema": 0.8} if name == "mean-teacher" else {}
     method = check_method(name, params, "transfer").build(model, params)

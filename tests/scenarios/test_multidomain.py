@@ -400,3 +400,12 @@ def test_a_resumed_domain_generalization_sweep_equals_an_uninterrupted_one(tmp_p
 
     pd.testing.assert_frame_equal(table(full), table(part))
     assert (table(part)["metric"] == "target_acc_lodo").sum() == 3 * 2
+
+
+def test_a_missing_multi_domain_folder_names_the_layout(tmp_path, capsys):
+    (tmp_path / "s.toml").write_text(FAMILY.format(methods='["erm"]', extra="",
+                                                   domains='{ folder = "PACS" }'))
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "scenario[0].domains.folder" in err
+    assert "root/domain/class/image" in err and not (tmp_path / "out").exists()
