@@ -13,7 +13,8 @@ from analysis.transfer import transfer_gaps
 
 REQUIRED = ["scenario", "method", "seed", "metric", "value"]
 PRIMARY = {"transfer": "target_acc", "stream": "acc"}
-BASELINE = {"transfer": "source-only", "stream": "naive"}
+# each kind's baselines, in order of preference: domain generalization compares with ERM
+BASELINE = {"transfer": ("source-only", "erm"), "stream": ("naive",)}
 UPPER_BOUNDS = {"target-oracle", "joint", "cumulative"}  # references that see what others may not
 
 
@@ -23,8 +24,13 @@ def base_name(label: str) -> str:
 
 
 def baseline_of(methods, kind: str) -> str | None:
-    """The label of the kind's baseline (``source-only``, ``naive``) among ``methods``."""
-    return next((m for m in methods if base_name(m) == BASELINE.get(kind)), None)
+    """The label of the kind's baseline among ``methods``: ``source-only`` (else ``erm``, the
+    baseline of domain generalization) for transfer, ``naive`` for streams."""
+    for name in BASELINE.get(kind, ()):
+        found = next((m for m in methods if base_name(m) == name), None)
+        if found:
+            return found
+    return None
 
 COLUMNS = {"transfer": ["target_acc", "target_acc_last", "gain_over_source_only", "ntg",
                         "source_acc", "source_drop", "target_acc_oracle"],

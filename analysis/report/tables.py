@@ -9,12 +9,12 @@ import pandas as pd
 
 from analysis.continual import FWT_UNDEFINED
 from analysis.report.cells import (
-    BASELINE,
     COLUMNS,
     DIFFERENCES,
     FAR_FROM_LAST,
     NAMES,
     PRIMARY,
+    base_name,
     baseline_of,
     cell,
     diff_cell,
@@ -86,16 +86,18 @@ def kind_tables(doc: Doc, table: pd.DataFrame, ok: pd.DataFrame, agg: pd.DataFra
                      f"{m} in {sc} ({k} of {n} seeds)" for sc, m, k, n in moving) + ".")
     if any("undefined" in r for r in rows):
         doc.para(f"FWT is {FWT_UNDEFINED}.")
-    frames = []
+    frames, bases = [], {}
     for sc in scenarios if primary else []:
         part = ok[ok["scenario"] == sc]
         base = baseline_of(dict.fromkeys(part["method"]), kind)
         for metric in [primary] + (["forgetting"] if kind == "stream" else []):
             if base:
                 frames.append(comparisons(part, metric, base, ci))
+                bases[base_name(base)] = None
     comp = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if not comp.empty:
-        doc.heading(f"{kind.capitalize()}: each method against {BASELINE[kind]} (paired)", 3)
+        doc.heading(f"{kind.capitalize()}: each method against {' or '.join(bases)} "
+                    "(paired)", 3)
         doc.table(["scenario", "metric", "method", "seeds", "difference [CI]",
                    "Wilcoxon p (shown, not used)", "significant (paired CI excludes 0)"],
                   [[c["scenario"], NAMES.get(c["metric"], c["metric"]), c["method"],

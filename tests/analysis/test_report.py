@@ -337,6 +337,10 @@ def test_leave_one_domain_out_families_get_domainbeds_table(tmp_path):
     assert table["erm"][3].startswith("71.00 [") and table["irm"][3].startswith("67.00 [")
     csv = pd.read_csv(tmp_path / "tables" / "domains-fam-target_acc.csv").set_index("method")
     assert csv.loc["erm", "average"] == 71.0 and csv.loc["irm", "b"] == 65.0
+    # without source-only, domain generalization methods are compared with ERM, paired
+    paired = md_rows(files["markdown"].read_text(), "scenario | metric | method | seeds")
+    assert {(r[0], r[2]) for r in paired} == {("fam/a", "irm"), ("fam/b", "irm")}
+    assert "Transfer: each method against erm (paired)" in files["markdown"].read_text()
 
 
 def test_domainbeds_published_numbers_sit_beside_its_datasets(tmp_path):
