@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from scenarios import checks
+from scenarios.corruptions import CORRUPTIONS, corrupt_images
 from scenarios.domain import Domain
 from scenarios.errors import InputError, reject_unknown
 
@@ -43,6 +44,16 @@ def noise(domain: Domain, rng: np.random.Generator, std: float) -> Domain:
     g = torch.Generator().manual_seed(int(rng.integers(2**31)))
     eps = torch.randn(domain.x.shape, generator=g) * std
     return domain.with_(x=(domain.x + eps).clamp_(0, 1))
+
+
+def corrupt(domain: Domain, rng: np.random.Generator, corruption: str, severity: int = 5
+            ) -> Domain:
+    """One of :data:`scenarios.corruptions.CORRUPTIONS` (noise, blur, geometric, appearance
+    and occlusion corruptions of images in [0, 1]) at ``severity`` 1-5, drawn from the
+    scenario's seed."""
+    x = _images(domain, "corrupt")
+    seed = int(rng.integers(2**31))
+    return domain.with_(x=corrupt_images(x, corruption, severity, seed))
 
 
 def invert(domain: Domain, rng: np.random.Generator) -> Domain:
@@ -161,6 +172,9 @@ SHIFTS: dict[str, Shift] = {
     "rotate": Shift(rotate, checks={"degrees": checks.number}),
     "noise": Shift(noise, checks={"std": partial(checks.number, low=0, high=100)}),
     "invert": Shift(invert),
+    "corrupt": Shift(corrupt, checks={
+        "corruption": partial(checks.string, choices=tuple(CORRUPTIONS)),
+        "severity": partial(checks.integer, low=1, high=5)}),
     "resize": Shift(resize, checks={"size": _size,
                                     "crop": partial(checks.integer, low=0, high=4096)}),
     "channels": Shift(channels, checks={"count": _channel_count}),
