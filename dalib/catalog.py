@@ -26,6 +26,10 @@ from dalib.generalization.mixing import Mixup
 from dalib.generalization.robust import GroupDRO
 from dalib.generalization.style import MixStyle
 from dalib.plugins import builtins, register_method, register_term
+from dalib.testtime.entropy import EATA, SAR, RDumb, Tent
+from dalib.testtime.norm import NormAdapt
+from dalib.testtime.output import LAME
+from dalib.testtime.teacher import CoTTA
 from dalib.transfer.finetune import FineTune
 from dalib.transfer.regularized import BSS, L2SP
 
@@ -103,6 +107,23 @@ def register_builtins() -> None:
     register_method("m3sda", MomentMatching, description="multi-source adaptation: moments of "
                     "every pair of sources and of each source with the target matched (Peng et "
                     "al. 2019)")
+
+    # test-time adaptation: a source-trained model adapted online on the test stream
+    register_method("bn", NormAdapt, kind="test-time", description="each test batch "
+                    "normalised by its own batch-norm statistics (Schneider et al. 2020)")
+    register_method("tent", Tent, kind="test-time", description="entropy minimisation of the "
+                    "batch-norm affine parameters (Wang et al. 2021)")
+    register_method("eata", EATA, kind="test-time", description="selected, weighted entropy "
+                    "with a Fisher anchor to the source weights (Niu et al. 2022)")
+    register_method("sar", SAR, kind="test-time", description="confident-sample entropy, "
+                    "sharpness-aware steps, reset on collapse (Niu et al. 2023)")
+    register_method("rdumb", RDumb, kind="test-time", description="EATA's selected entropy, "
+                    "the model reset to the source one periodically (Press et al. 2023)",
+                    fisher_weight=0.0)
+    register_method("cotta", CoTTA, kind="test-time", description="mean teacher with "
+                    "augmented pseudo-labels and stochastic restore (Wang et al. 2022)")
+    register_method("lame", LAME, kind="test-time", description="output-only: Laplacian-"
+                    "regularised batch assignment, the model unchanged (Boudiaf et al. 2022)")
 
     # continual-learning strategies
     register_method("naive", Supervised, kind="stream", description="fine-tune on each task in "

@@ -80,8 +80,8 @@ def register_method(name: str, cls: type | None = None, *, kind: str = "transfer
     ``defaults`` change the class's defaults. A name dalib or another plugin already has is
     refused unless ``replace=True`` (then runs of that name record this plugin). Usable as a
     class decorator."""
-    if kind not in ("transfer", "stream"):
-        raise ValueError(f"kind is {kind!r}, expected 'transfer' or 'stream'")
+    if kind not in ("transfer", "stream", "test-time"):
+        raise ValueError(f"kind is {kind!r}, expected 'transfer', 'stream' or 'test-time'")
 
     def add(cls: type) -> type:
         _check_name(name, cls)

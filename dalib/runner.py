@@ -38,7 +38,7 @@ from dalib.settings import (
     torch_threads,
 )
 from dalib.status import write_sweep
-from dalib.worker import Worker
+from dalib.worker import Worker, model_path
 from scenarios.errors import InputError, reject_unknown
 from scenarios.suite import Suite
 
@@ -67,9 +67,13 @@ def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> dict[s
                                      "stream scenario", expected="no selection: streams are "
                                      "judged on their accuracy matrix (searches select on "
                                      "val_fraction parts)")
-                entries.append(check_method(m.name, sc.method_params(m), sc.kind,
+                kind = "transfer" if sc.kind == "test-time" and \
+                    m.name == sc.options.get("init_from", "source-only") else sc.kind
+                entries.append(check_method(m.name, sc.method_params(m), kind,
                                             f"methods[{j}]"))
             method = None
+            if sc.kind == "test-time":
+                check_init(sc)
             data = sc.build(runs[0].seed if runs else 0, data_root)
             budget = Budget(**resolved_budget(sc.budget))
             work[sc.name] = planned_steps(data, budget)
@@ -102,6 +106,17 @@ def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> dict[s
         except InputError as exc:
             raise suite.locate(exc, i, method) from None
     return work
+
+
+def check_init(sc) -> None:
+    """A test-time scenario's ``init_from`` names a transfer method trained on the labelled
+    source alone (its model is what the test-time methods adapt)."""
+    name = sc.options.get("init_from", "source-only")
+    entry = check_method(name, sc.optim, "transfer", "init_from")
+    if entry.needs != ("source",):
+        raise InputError("init_from", f"{name!r} trains on {', '.join(entry.needs)}",
+                         expected="a method trained on the labelled source alone "
+                         "(source-only, erm, a user's source method)")
 
 
 def check_batch(model: torch.nn.Module, data, batch_size: int) -> None:
@@ -242,6 +257,20 @@ def _results(runs: list[RunSpec], done: frozenset[str], jobs: int, device: str,
     pool.shutdown()
 
 
+def _waves(runs: list[RunSpec], done: dict, out: Path, *args
+           ) -> Iterator[tuple[RunSpec, dict, dict | None]]:
+    """:func:`_results` of the runs no other run starts from, then of those that start from
+    another's trained model (test-time runs from their source run). A finished source run
+    whose model file is missing while a run that needs it is not finished trains again."""
+    needed = {r.init.run_id for r in runs if r.init is not None and r.run_id not in done
+              and not model_path(out / "models", r.init).is_file()}
+    first = [r for r in runs if r.init is None]
+    later = [r for r in runs if r.init is not None]
+    yield from _results(first, frozenset(done) - needed, *args)
+    if later:
+        yield from _results(later, frozenset(done), *args)
+
+
 def _write_log(out: Path, record: dict) -> None:
     """``OUT/logs/<run_id>.log``: the run's configuration, outcome, metrics, timings and loss
     curve, or its error and traceback, in plain text."""
@@ -362,8 +391,8 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
         write_sweep(out, suite.name, [r.run_id for r in runs],
                     [(work or {}).get(r.scenario.name, 1) for r in runs], jobs, pack)
         unrepeatable = []
-        for run, record, sample in _results(runs, frozenset(done), jobs, device, data_root,
-                                            options, executor, address, pack, threads):
+        for run, record, sample in _waves(runs, done, out, jobs, device, data_root, options,
+                                          executor, address, pack, threads):
             if run.run_id in done:  # trained again with its pack: the record stands
                 if record.get("metrics") != done[run.run_id].get("metrics"):
                     unrepeatable.append(run.run_id)

@@ -25,6 +25,21 @@ class RunSpec:
     order: tuple[int, int, int] = (0, 0, 0)  # (scenario, seed, method) position in the suite
     # a searched method's configuration: group, trial, select, level (not its identity)
     search: dict | None = field(default=None, compare=False)
+    # the run whose trained model this one starts from (a test-time scenario's source run)
+    init: RunSpec | None = field(default=None, compare=False)
+
+    @property
+    def kind(self) -> str:
+        """The kind of the run's method: a test-time scenario's source run trains a
+        transfer method on the source; its other runs are test-time methods."""
+        if self.scenario.kind == "test-time" and self.init is None:
+            return "transfer"
+        return self.scenario.kind
+
+    @property
+    def saves_model(self) -> bool:
+        """Whether other runs start from this run's trained model."""
+        return self.scenario.kind == "test-time" and self.init is None
 
     @property
     def selection(self) -> str:
@@ -43,7 +58,7 @@ class RunSpec:
         data (with the contents of data and weights files), the resolved budget and model, every
         hyperparameter of the method (defaults included), the seed and dalib's version."""
         sc = self.scenario
-        entry = check_method(self.method.name, self.params, sc.kind)
+        entry = check_method(self.method.name, self.params, self.kind)
         config = {"suite": self.suite, "scenario": sc.name, "kind": sc.kind, "data": sc.options,
                 "files": sc.fingerprints,
                 "budget": resolved_budget(sc.budget), "model": sc.model,
@@ -51,6 +66,8 @@ class RunSpec:
                 "seed": self.seed, "standardize": sc.standardize, "dalib": __version__}
         if self.method.selection:  # a scenario's selection is among its data options
             config["selection"] = self.method.selection
+        if self.init is not None:  # a changed source model changes this run
+            config["init_from"] = self.init.config_hash
         used = plugins_used(sc, entry)
         if used:  # the source of every plugin the run uses: an edit re-runs exactly these runs
             config["plugins"] = plugins.digests(used)
@@ -148,6 +165,14 @@ def expand(suite: Suite, seeds: list[int] | None = None, methods: list[str] | No
     for i, (sc, configs) in enumerate(zip(suite.scenarios, expanded, strict=True)):
         chosen = [(j, m, info) for j, m, info in configs if methods is None or m.name in methods
                   or m.label in methods or (info or {}).get("group") in methods]
-        runs += [RunSpec(suite.name, sc, m, seed, (i, seed, j), info) for seed in seeds
-                 for j, m, info in chosen]
+        if sc.kind != "test-time":
+            runs += [RunSpec(suite.name, sc, m, seed, (i, seed, j), info) for seed in seeds
+                     for j, m, info in chosen]
+            continue
+        source = MethodSpec(sc.options.get("init_from", "source-only"))
+        for seed in seeds:  # the source model once per seed, then what adapts it
+            init = RunSpec(suite.name, sc, source, seed, (i, seed, -1))
+            runs.append(init)
+            runs += [RunSpec(suite.name, sc, m, seed, (i, seed, j), info, init)
+                     for j, m, info in chosen if m.name != source.name]
     return runs

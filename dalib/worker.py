@@ -18,6 +18,7 @@ from dalib.engine import (
     LOG_EVERY,
     Budget,
     Trace,
+    accuracy,
     fit_stream,
     fit_transfer,
     memory_budget,
@@ -27,14 +28,17 @@ from dalib.engine import (
 )
 from dalib.logging import Loggers
 from dalib.models import model_for
+from dalib.online import run_online, source_accuracy, stream_record, unadapted
 from dalib.pack.runs import method_pack_reason
 from dalib.pack.train import fit_stream_pack, fit_transfer_pack, stream_pack_reason
 from dalib.plugins import load_all as load_plugins
 from dalib.registry import check_method
 from dalib.runspec import RunSpec, resolved_budget
 from dalib.selection import HIGHER_IS_BETTER, CheckpointScorer, selection_metrics
+from dalib.store import write_atomic
 from dalib.transferability import model_outputs, transferability_scores
 from scenarios.stream import Stream
+from scenarios.testtime import TestTimeScenario
 
 
 def feature_sample(method, data, limit: int = 500) -> dict[str, np.ndarray]:
@@ -51,7 +55,7 @@ def _prepare(run: RunSpec, data, device: torch.device, precision: str, compile: 
     """Seed, build the model (compiled when asked) and the method, and the run's budget."""
     seed_everything(run.seed)
     sc = run.scenario
-    entry = check_method(run.method.name, run.params, sc.kind)
+    entry = check_method(run.method.name, run.params, run.kind)
     model = model_for(data, **sc.model).to(device)
     if compile:
         model.backbone.compile()
@@ -94,14 +98,45 @@ def _stream_record(data: Stream, R: np.ndarray, validation: list[list[float]], j
     return record
 
 
+def model_path(models: Path, run: RunSpec) -> Path:
+    """Where a run's trained model is kept for the runs that start from it."""
+    return models / f"{run.run_id}.pt"
+
+
+def _test_time(run: RunSpec, method, data: TestTimeScenario, budget: Budget,
+               device: torch.device, trace: Trace, models: Path | None) -> dict:
+    """A test-time scenario's run: its source run trains the source model (kept in
+    ``models`` for the others) and reports it unadapted on the stream; every other run
+    loads that model and adapts it online (:func:`dalib.online.run_online`)."""
+    if run.saves_model:
+        steps = fit_transfer(method, data.offline, budget, device, run.seed, trace,
+                             threads=torch.get_num_threads())
+        if models is not None:
+            state = {k: v.cpu() for k, v in method.model.state_dict().items()}
+            write_atomic(model_path(models, run), lambda fh: torch.save(state, fh))
+        preds = unadapted(method.model, data, device)
+        return {"steps": steps, **stream_record(preds, data, accuracy(method,
+                                                                      data.offline.source_test))}
+    path = model_path(models, run.init) if models is not None else None
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"the source model of {run.init.run_id} is not in "
+                                f"{models}: run the sweep again (it re-trains it)")
+    method.model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    method.start({"source_val": data.offline.source_val.unlabelled()})
+    preds = run_online(method, data, device)
+    return {"steps": 0, "init_from": run.init.run_id,
+            **stream_record(preds, data, source_accuracy(method, data))}
+
+
 def execute(run: RunSpec, data, device: torch.device, features: bool = False,
             precision: str = "fp32", compile: bool = False, trace: Trace | None = None,
-            ) -> tuple[dict, dict | None]:
+            models: Path | None = None) -> tuple[dict, dict | None]:
     """Run one method on one scenario's data for one seed; returns its record and, with
     ``features``, the :func:`feature_sample` of a transfer run's final model (no I/O).
     ``precision = "bf16"`` trains under bfloat16 autocast (evaluation stays in float32);
     ``compile`` wraps the backbone in ``torch.compile``; ``trace`` keeps the losses (and may
-    pass them on to live loggers)."""
+    pass them on to live loggers); ``models``: the folder of the source models test-time
+    runs start from."""
     entry, method, budget = _prepare(run, data, device, precision, compile)
     trace = trace or Trace()
     start = time.perf_counter()
@@ -112,6 +147,9 @@ def execute(run: RunSpec, data, device: torch.device, features: bool = False,
                        threads=torch.get_num_threads())
         train_s = time.perf_counter() - start
         record = _stream_record(data, R, validation, getattr(method, "joint", False))
+    elif isinstance(data, TestTimeScenario):
+        record = _test_time(run, method, data, budget, device, trace, models)
+        train_s = time.perf_counter() - start
     else:
         scorer = CheckpointScorer(data, run.seed)
         steps = fit_transfer(method, data, budget, device, run.seed, trace,
@@ -255,6 +293,7 @@ class Worker:
         self.options = {"features": features, "precision": precision, "compile": compile}
         self.built: dict[tuple[str, int], object] = {}
         self.loggers = Loggers(Path(out) if out else None, loggers)
+        self.models = Path(out) / "models" if out else None
 
     def _start(self, runs: list[RunSpec]) -> Trace:
         """Tell the loggers the runs started; their trace, which passes each log step's
@@ -296,7 +335,7 @@ class Worker:
         sample = None
         try:
             result, sample = execute(run, self.data(run), self.device, **self.options,
-                                     trace=self._start([run]))
+                                     trace=self._start([run]), models=self.models)
             record.update(result, status="ok")
         except Exception as exc:  # a failing run is recorded and the sweep goes on
             record.update(status="failed", error=f"{type(exc).__name__}: {exc}",

@@ -15,14 +15,19 @@ from pathlib import Path
 
 import numpy as np
 
-from scenarios import checks, formats
+from scenarios import checks, formats, testtime
 from scenarios.datasets import dataset_files, dataset_loader, load_dataset
 from scenarios.domain import LAYOUTS, Domain
 from scenarios.errors import InputError, reject_unknown
 from scenarios.multidomain import LODO, TARGET_DATA, leave_one_out, pool, table_name
 from scenarios.shifts import SHIFTS, apply_shifts, validate_shift
 from scenarios.standardize import MODES as STANDARDIZE_MODES
-from scenarios.standardize import standardize_stream, standardize_transfer
+from scenarios.standardize import (
+    standardize_stream,
+    standardize_transfer,
+    standardized,
+    statistics,
+)
 from scenarios.stream import PROTOCOLS, STREAMS, Stream, build_stream
 from scenarios.transfer import TransferScenario, build_transfer
 
@@ -51,6 +56,7 @@ TRANSFER_KEYS = COMMON_KEYS | DATA_KEYS | {"source", "target", "k", "source_test
 # set by a leave-one-domain-out expansion only
 FAMILY_KEYS = {"family", "held_out", "validation_domains", "validation_domain",
                "without_source"}
+KINDS = ("transfer", "stream", "test-time")
 STREAM_KEYS = COMMON_KEYS | DATA_KEYS | {"data", "domains", "stream", "protocol", "tasks",
                                          "classes", "angles", "test_fraction", "val_fraction"}
 
@@ -118,6 +124,9 @@ class ScenarioSpec:
     def data_specs(self) -> list[dict]:
         """The scenario's data tables (source and target, or a stream's data or domains)."""
         o = self.options
+        if self.kind == "test-time":
+            return [o["source"], *([o["target"]] if "target" in o else []),
+                    *o.get("domains", [])]
         if self.kind == "transfer":
             return [*self.sources, o["target"]]
         return list(o["domains"]) if "domains" in o else [o["data"]]
@@ -136,6 +145,37 @@ class ScenarioSpec:
         if isinstance(weights, str) and Path(weights).expanduser().is_file():
             out[weights] = formats.file_digest(Path(weights).expanduser())
         return out
+
+    def _build_test_time(self, seed: int, data_root: str | None) -> testtime.TestTimeScenario:
+        """A test-time scenario: the offline part as a transfer scenario from the source to
+        the target (or to the source's own held-out half), and the stream's domains
+        standardised with the offline source's statistics when the scenario says so."""
+        o = self.options
+        source = _load(o["source"], data_root, self.base_dir, "source")
+        target_spec = o.get("target", o["source"])
+        target = formats.align_columns(source, _load(target_spec, data_root, self.base_dir,
+                                                     "target"), "target")
+        offline = build_transfer(
+            self.name, source, target, seed=seed, source_shifts=o["source"].get("shifts", []),
+            target_shifts=target_spec.get("shifts", []) if "target" in o else [],
+            disjoint=_data_key(o["source"]) == _data_key(target_spec),
+            source_test_fraction=o.get("source_test_fraction", 0.2),
+            target_test_fraction=o.get("target_test_fraction", 0.3),
+            source_val_fraction=o.get("source_val_fraction", 0.1))
+
+        def load(spec: dict, field: str) -> Domain:
+            return formats.align_columns(source, _load(spec, data_root, self.base_dir, field),
+                                         field)
+
+        domains = testtime.stream_domains(o, offline, load, seed)
+        if self.standardize == "source":
+            stats = statistics(offline.source.x)
+            domains = [(n, standardized(d, stats)) for n, d in domains]
+        return testtime.build_test_time(
+            self.name, standardize_transfer(offline, self.standardize), domains, seed=seed,
+            batch_size=o.get("test_batch_size", 64), order=o.get("order", "fixed"),
+            cycles=o.get("cycles", 1), labels=o.get("labels", "iid"),
+            mode=o.get("mode", "continual"))
 
     def _source(self, seed: int, data_root: str | None) -> tuple[Domain, list[dict]]:
         """The source domain and the shifts still to apply to it: one table as read, or
@@ -156,8 +196,11 @@ class ScenarioSpec:
         names = [table_name(spec, j) for j, spec in enumerate(source)]
         return pool(domains, names, f"{self.name}/sources"), []
 
-    def build(self, seed: int, data_root: str | None = None) -> TransferScenario | Stream:
+    def build(self, seed: int, data_root: str | None = None
+              ) -> TransferScenario | Stream | testtime.TestTimeScenario:
         o = self.options
+        if self.kind == "test-time":
+            return self._build_test_time(seed, data_root)
         if self.kind == "transfer":
             source, source_shifts = self._source(seed, data_root)
             target = formats.align_columns(
@@ -365,15 +408,26 @@ def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: d
     f = f"scenario[{i}]"
     _check_type(table, dict, f, "a [[scenario]] table")
     kind = table.get("kind")
-    if kind not in ("transfer", "stream"):
-        raise InputError(f"{f}.kind", f"is {kind!r}", expected="'transfer' or 'stream'")
-    reject_unknown(table, TRANSFER_KEYS | FAMILY_KEYS if kind == "transfer" else STREAM_KEYS,
-                   what="key", field=f)
+    if kind not in KINDS:
+        raise InputError(f"{f}.kind", f"is {kind!r}",
+                         expected=" or ".join(repr(k) for k in KINDS))
+    keys = {"transfer": TRANSFER_KEYS | FAMILY_KEYS, "stream": STREAM_KEYS,
+            "test-time": COMMON_KEYS | DATA_KEYS | testtime.KEYS}[kind]
+    reject_unknown(table, keys, what="key", field=f)
     name = table.get("name", f"{kind}-{i}")
     _check_type(name, str, f"{f}.name", "a string")
     if not name.strip():
         raise InputError(f"{f}.name", "is empty", expected="a scenario name")
-    if kind == "transfer":
+    if kind == "test-time":
+        testtime.check_options(table, f)
+        _check_data(table["source"], f"{f}.source")
+        if "target" in table:
+            _check_data(table["target"], f"{f}.target")
+        for j, spec in enumerate(table.get("domains", [])):
+            _check_data(spec, f"{f}.domains[{j}]")
+        for key in ("source_test_fraction", "target_test_fraction", "source_val_fraction"):
+            _check_fraction(table, key, f)
+    elif kind == "transfer":
         for role in ("source", "target"):
             if role not in table:
                 raise InputError(f"{f}.{role}", "missing", expected="a data table")

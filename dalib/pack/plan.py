@@ -15,8 +15,11 @@ OPTIM_PER_RUN = ("lr", "weight_decay")
 
 
 def pack_key(run: RunSpec) -> str:
-    """Runs with equal keys may train as one pack."""
-    entry = check_method(run.method.name, run.params, run.scenario.kind)
+    """Runs with equal keys may train as one pack (a test-time scenario's runs: each its
+    own key, they run one at a time)."""
+    if run.scenario.kind == "test-time":
+        return run.run_id
+    entry = check_method(run.method.name, run.params, run.kind)
     params = entry.resolved(run.params)
     free = {*OPTIM_PER_RUN, *entry.cls.per_run}
     if len(entry.terms) == 1:

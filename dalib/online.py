@@ -1,0 +1,65 @@
+"""The online loop of test-time adaptation, beside the offline one of :mod:`dalib.engine`:
+each batch of the stream is predicted first, then adapted on (the method's
+:meth:`~dalib.testtime.base.TestTimeMethod.step` returns the predictions it made before
+adapting), in ``continual`` mode over the whole stream or in ``episodic`` mode from the
+source model for every batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dalib.engine import accuracy, progress
+from scenarios.testtime import TestTimeScenario
+
+
+def run_online(method, data: TestTimeScenario, device: torch.device) -> np.ndarray:
+    """The prediction of every sample of the stream, in stream order."""
+    preds = np.empty(len(data.stream), dtype=np.int64)
+    at = 0
+    batches = -(-len(data.stream) // data.batch_size)
+    with progress(batches, f"{method.name} online") as bar:
+        for x, _, _, _ in data.stream.batches(data.batch_size):
+            if data.mode == "episodic":
+                method.reset()
+            logits = method.step(x.to(device))
+            if not torch.isfinite(logits).all():
+                raise FloatingPointError(f"predictions are NaN or inf at batch {at // len(x)}")
+            preds[at:at + len(x)] = logits.argmax(-1).cpu().numpy()
+            at += len(x)
+            bar.update(1)
+    return preds
+
+
+def unadapted(model: torch.nn.Module, data: TestTimeScenario, device: torch.device
+              ) -> np.ndarray:
+    """The source model's predictions on the stream, as trained (evaluation mode)."""
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for x, _, _, _ in data.stream.batches(4096):
+            out.append(model(x.to(device)).argmax(-1).cpu().numpy())
+    return np.concatenate(out)
+
+
+def source_accuracy(method, data: TestTimeScenario) -> float:
+    """Accuracy on the source test part after the stream, with the adapted model as it is
+    deployed (its own test-time mode: forgetting of the source)."""
+    return accuracy(method, data.offline.source_test)
+
+
+def stream_record(preds: np.ndarray, data: TestTimeScenario, source_acc: float) -> dict:
+    """A test-time run's record: its metrics (:func:`analysis.testtime.online_metrics` and
+    ``source_acc`` after the stream) and the stream's predictions, labels, domains and
+    cycles, from which every metric can be recomputed."""
+    from analysis.testtime import online_metrics
+
+    stream = data.stream
+    labels = np.array([int(stream.domains[d].y[i]) for d, i in
+                       zip(stream.domain, stream.index, strict=True)])
+    metrics = online_metrics(preds, labels, stream.domain, stream.cycle, list(stream.names))
+    metrics["source_acc"] = source_acc
+    return {"metrics": metrics, "online": {
+        "pred": preds.tolist(), "label": labels.tolist(), "domain": stream.domain.tolist(),
+        "cycle": stream.cycle.tolist(), "names": list(stream.names),
+        "batch_size": data.batch_size, "mode": data.mode}}

@@ -1,0 +1,90 @@
+"""What the test-time methods share: they start from a source-trained model (its weights
+loaded before :meth:`TestTimeMethod.start`), may adapt a chosen part of it, and can return
+to that start (:meth:`TestTimeMethod.reset`: episodic adaptation, periodic resets)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from dalib.method import Method
+
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
+
+
+def norm_layers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, NORMS)]
+
+
+def batch_statistics(model: nn.Module) -> nn.Module:
+    """``model`` in evaluation mode with its batch-norm layers normalising by each batch's
+    own statistics (Tent's configuration)."""
+    model.eval()
+    for m in norm_layers(model):
+        if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+            m.train()
+    return model
+
+
+def entropy_of(logits: torch.Tensor) -> torch.Tensor:
+    """Per-sample entropy (nats) of the softmax of ``logits``."""
+    log_p = logits.log_softmax(-1)
+    return -(log_p.exp() * log_p).sum(-1)
+
+
+class TestTimeMethod(Method):
+    """A method of a ``kind = "test-time"`` scenario. :meth:`step` predicts a test batch and
+    then adapts on it, returning the predictions made before adapting; the engine's online
+    loop (:func:`dalib.online.run_online`) calls it batch by batch."""
+
+    needs = ("test",)
+    adapts = "norm"  # which parameters the optimizer moves: "norm" (affine), "all", "none"
+
+    def __init__(self, model: nn.Module, *, name: str, lr: float = 1e-3,
+                 weight_decay: float = 0.0, optimizer: str = "adam",
+                 momentum: float = 0.9) -> None:
+        super().__init__(model, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
+                         momentum=momentum)
+        self.name = name
+        self.initial: dict[str, torch.Tensor] = {}
+
+    def adapted_parameters(self) -> list[nn.Parameter]:
+        if self.adapts == "all":
+            return [p for p in self.model.parameters()]
+        if self.adapts == "norm":
+            return [p for m in norm_layers(self.model) for p in m.parameters()]
+        return []
+
+    def start(self, feeds: dict) -> None:
+        """Called once the source model is loaded: keep its state for :meth:`reset` and
+        build the optimizer over :meth:`adapted_parameters`. ``feeds`` may hold the
+        unlabelled ``source_val`` part (for methods that estimate something on source-like
+        data before the stream, e.g. EATA's Fisher information)."""
+        self.initial = copy.deepcopy(self.model.state_dict())
+        params = self.adapted_parameters()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        for p in params:
+            p.requires_grad_(True)
+        self.optimizer = self.make_optimizer(params or [nn.Parameter(torch.zeros(1))],
+                                             **self.optim_settings)
+        self.configure()
+
+    def configure(self) -> None:
+        """Put the model in its test-time mode (default: evaluation mode, batch-norm layers
+        on each batch's statistics, as Tent)."""
+        batch_statistics(self.model)
+
+    def reset(self) -> None:
+        """Back to the source model and a fresh optimizer (and method state)."""
+        self.model.load_state_dict(self.initial)
+        self.optimizer.state.clear()
+        self.configure()
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def predict(self, x: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(x)
