@@ -307,3 +307,26 @@ def validator_bars(study: pd.DataFrame, title: str):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def online_error(curves: dict[str, np.ndarray], window: int, starts: list[tuple[int, str]],
+                 colours: dict, title: str):
+    """Online error per window of ``window`` samples for each method, the domains' starts
+    (sample index, name) marked."""
+    width = min(14.0, 4.0 + 0.02 * max(len(c) for c in curves.values()))
+    fig, ax = plt.subplots(figsize=(width, 3.4))
+    for method, curve in curves.items():
+        ax.plot(np.arange(len(curve)) * window, curve, lw=1.2, label=method,
+                color=colours.get(method))
+    for index, name in starts:
+        ax.axvline(index, color="grey", lw=0.5, ls=":")
+        if len(starts) <= 30:
+            ax.text(index, 1.0, f" {name}", rotation=90, va="top", fontsize=7,
+                    transform=ax.get_xaxis_transform())
+    ax.set_xlabel("sample of the stream")
+    ax.set_ylabel("online error (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -26,7 +26,13 @@ GROUP = ["suite", "scenario", "method", "metric"]
 CI_METHODS = ("bootstrap", "t")
 RESAMPLES = 10_000
 SEED = 0
-LOWER_IS_BETTER = {"forgetting", "intransigence", "ntg", "source_drop"}
+LOWER_IS_BETTER = {"forgetting", "intransigence", "ntg", "source_drop", "online_error"}
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether smaller values of ``metric`` are better (``online_error[DOMAIN]`` as
+    ``online_error``)."""
+    return metric.split("[")[0] in LOWER_IS_BETTER
 BOOTSTRAP_MIN_N = 10
 MIN_SEEDS = 4
 SEARCH_TRIAL = "search_trial"  # the metric row that marks one configuration of a search
@@ -91,7 +97,8 @@ def configurations(results: pd.DataFrame) -> set[str]:
 def value_range(metric: str) -> tuple[float, float]:
     """The values a metric can take: accuracies (``acc``, ``*_acc``, ``target_acc_*``) lie in
     [0, 100] percent; other metrics (differences, forgetting, scores) are left unbounded."""
-    if metric == "acc" or metric.endswith("_acc") or metric.startswith("target_acc_"):
+    if metric == "acc" or metric.endswith("_acc") or metric.startswith(("target_acc_",
+                                                                        "online_error")):
         return 0.0, 100.0
     return -np.inf, np.inf
 
@@ -209,7 +216,7 @@ def ranks(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     agg = aggregate(results[results["metric"] == metric], ci="t")
     if agg.empty:
         return pd.DataFrame(columns=["scenario", "method", "mean", "rank"])
-    asc = metric in LOWER_IS_BETTER
+    asc = lower_is_better(metric)
     agg["rank"] = agg.groupby("scenario", sort=False)["mean"].rank(ascending=asc, method="average")
     return agg[["scenario", "method", "mean", "rank"]]
 
@@ -224,4 +231,4 @@ def average_rank(results: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 def better(metric: str, a: float, b: float) -> bool:
     """``a`` is better than ``b`` for ``metric``."""
-    return a < b if metric in LOWER_IS_BETTER else a > b
+    return a < b if lower_is_better(metric) else a > b

@@ -29,7 +29,7 @@ from dalib.engine import Budget, planned_steps, resolve_device
 from dalib.models import model_for
 from dalib.pack.plan import plan
 from dalib.registry import OPTIM, check_method
-from dalib.runspec import RunSpec, resolved_budget, scenario_methods
+from dalib.runspec import RunSpec, expand, resolved_budget, scenario_methods
 from dalib.settings import (
     check_resume,
     default_threads,
@@ -305,13 +305,13 @@ def current_records(suite: Suite, found: store.Records) -> tuple[list[dict], lis
     """The records of runs of the current suite, and the files of those that are not (a
     method removed, its settings, data or dalib changed) or are older copies of a run
     (``found.superseded``)."""
-    specs = {(sc.name, m.label): (sc, m) for sc in suite.scenarios
-             for _, m, _ in scenario_methods(sc)}
+    seeds = sorted({r["seed"] for r in found.records})
+    hashes = {(r.scenario.name, r.method.label, r.seed): r.config_hash
+              for r in expand(suite, seeds)} if seeds else {}
     kept, aside = [], [path for path, _ in found.superseded]
     for record in found.records:
-        pair = specs.get((record["scenario"], record["method"]))
-        if pair and RunSpec(suite.name, *pair, record["seed"]).config_hash == \
-                record["config_hash"]:
+        key = (record["scenario"], record["method"], record["seed"])
+        if hashes.get(key) == record["config_hash"]:
             kept.append(record)
         else:
             aside.append(found.paths[record["run_id"]])

@@ -41,6 +41,7 @@ from analysis.report.selection import (
     validators,
 )
 from analysis.report.tables import kind_tables
+from analysis.report.testtime import test_time_section
 from analysis.stats import BOOTSTRAP_MIN_N, MIN_SEEDS, aggregate, configurations, ok_rows
 
 __all__ = ["UPPER_BOUNDS", "build_report", "cell", "diff_cell", "prepare", "significance"]
@@ -110,6 +111,8 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
                                              tables_dir, out, colours)
             transferability(doc, ok[ok["scenario"].isin(scenarios)], tables_dir)
             figures += validators(doc, records, scenarios, tables_dir, out)
+        if kind == "test-time":
+            figures += test_time_section(doc, ok, records, scenarios, tables_dir, out, colours)
         figures += kind_figures(doc, kind, scenarios, agg, colours, records, features, out)
     if comp_frames:
         pd.concat(comp_frames, ignore_index=True).to_csv(tables_dir / "comparisons.csv",

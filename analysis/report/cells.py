@@ -12,9 +12,10 @@ from analysis.stats import MIN_SEEDS, better, compare, ok_rows
 from analysis.transfer import transfer_gaps
 
 REQUIRED = ["scenario", "method", "seed", "metric", "value"]
-PRIMARY = {"transfer": "target_acc", "stream": "acc"}
+PRIMARY = {"transfer": "target_acc", "stream": "acc", "test-time": "online_error"}
 # each kind's baselines, in order of preference: domain generalization compares with ERM
-BASELINE = {"transfer": ("source-only", "erm"), "stream": ("naive",)}
+BASELINE = {"transfer": ("source-only", "erm"), "stream": ("naive",),
+            "test-time": ("source-only",)}  # test-time: the source model, unadapted
 UPPER_BOUNDS = {"target-oracle", "joint", "cumulative"}  # references that see what others may not
 
 
@@ -34,13 +35,16 @@ def baseline_of(methods, kind: str) -> str | None:
 
 COLUMNS = {"transfer": ["target_acc", "target_acc_last", "gain_over_source_only", "ntg",
                         "source_acc", "source_drop", "target_acc_oracle"],
-           "stream": ["acc", "bwt", "fwt", "forgetting", "intransigence"]}
+           "stream": ["acc", "bwt", "fwt", "forgetting", "intransigence"],
+           "test-time": ["online_error", "source_acc", "final_majority_share", "collapsed"]}
 DIFFERENCES = {"gain_over_source_only", "ntg", "source_drop", "bwt", "fwt"}
 NAMES = {"target_acc": "target acc", "target_acc_last": "last",
          "gain_over_source_only": "gain over source-only",
          "ntg": "NTG", "source_acc": "source acc", "source_drop": "source drop",
          "target_acc_oracle": "oracle pick (upper bound)", "acc": "ACC", "bwt": "BWT",
-         "fwt": "FWT", "forgetting": "forgetting", "intransigence": "intransigence"}
+         "fwt": "FWT", "forgetting": "forgetting", "intransigence": "intransigence",
+         "online_error": "online error", "final_majority_share": "majority share (last 10%)",
+         "collapsed": "collapsed (share of seeds)"}
 
 
 FAR_FROM_LAST = 5.0  # points between the selected and the last checkpoint that are flagged
@@ -89,9 +93,9 @@ def prepare(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def kinds(table: pd.DataFrame) -> dict[str, list[str]]:
-    """Scenarios by kind: ``transfer`` (with ``target_acc``), ``stream`` (with ``acc``) and
-    ``other``, in order of appearance."""
-    out: dict[str, list[str]] = {"transfer": [], "stream": [], "other": []}
+    """Scenarios by kind: ``transfer`` (with ``target_acc``), ``stream`` (with ``acc``),
+    ``test-time`` (with ``online_error``) and ``other``, in order of appearance."""
+    out: dict[str, list[str]] = {"transfer": [], "stream": [], "test-time": [], "other": []}
     for sc, g in table.groupby("scenario", sort=False):
         metrics = set(g["metric"])
         kind = next((k for k, m in PRIMARY.items() if m in metrics), "other")

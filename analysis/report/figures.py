@@ -154,7 +154,8 @@ def noise_levels(records: list[dict]) -> pd.DataFrame:
 def _curves(records: list[dict], scenario: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     curves, checkpoints = [], []
     for r in records:
-        if r.get("scenario") != scenario or r.get("status") != "ok" or "curves" not in r:
+        if r.get("scenario") != scenario or r.get("status") != "ok" or \
+                "loss" not in r.get("curves", {}):  # test-time runs log no training loss
             continue
         c = r["curves"]
         curves.append(pd.DataFrame({"step": c["step"], "loss": c["loss"], "method": r["method"],
