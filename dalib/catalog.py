@@ -26,7 +26,7 @@ from dalib.generalization.mixing import Mixup
 from dalib.generalization.robust import GroupDRO
 from dalib.generalization.style import MixStyle
 from dalib.plugins import builtins, register_method, register_term
-from dalib.testtime.entropy import EATA, SAR, RDumb, Tent
+from dalib.testtime.entropy import EATA, SAR, SHOT, RDumb, Tent
 from dalib.testtime.norm import NormAdapt
 from dalib.testtime.output import LAME
 from dalib.testtime.teacher import CoTTA
@@ -120,6 +120,9 @@ def register_builtins() -> None:
     register_method("rdumb", RDumb, kind="test-time", description="EATA's selected entropy, "
                     "the model reset to the source one periodically (Press et al. 2023)",
                     fisher_weight=0.0)
+    register_method("shot", SHOT, kind="test-time", description="information maximisation of "
+                    "the feature extractor with centroid pseudo-labels, online (Liang et al. "
+                    "2020)")
     register_method("cotta", CoTTA, kind="test-time", description="mean teacher with "
                     "augmented pseudo-labels and stochastic restore (Wang et al. 2022)")
     register_method("lame", LAME, kind="test-time", description="output-only: Laplacian-"

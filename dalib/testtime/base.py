@@ -40,7 +40,7 @@ class TestTimeMethod(Method):
     loop (:func:`dalib.online.run_online`) calls it batch by batch."""
 
     needs = ("test",)
-    adapts = "norm"  # which parameters the optimizer moves: "norm" (affine), "all", "none"
+    adapts = "norm"  # which parameters move: "norm" (affine), "all", "none" (or a subclass's)
 
     def __init__(self, model: nn.Module, *, name: str, lr: float = 1e-3,
                  weight_decay: float = 0.0, optimizer: str = "adam",

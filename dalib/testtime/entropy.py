@@ -12,6 +12,8 @@
   weights perturbed by ``rho`` along the first gradient), and a reset to the source model
   when the moving average of the loss falls below ``reset_below`` (Niu et al., "Towards
   Stable Test-Time Adaptation in Dynamic Wild World", ICLR 2023);
+* ``shot``: information maximisation of the feature extractor with centroid pseudo-labels
+  (see :class:`SHOT`);
 * ``rdumb``: EATA's selection and weighting without its Fisher term, the model reset to the
   source one every ``reset_every`` batches (Press, Schneider, Kümmerer & Bethge, "RDumb: A
   simple approach that questions our progress in continual test-time adaptation", NeurIPS
@@ -159,4 +161,44 @@ class SAR(TestTimeMethod):
         self.ema = value if self.ema is None else 0.9 * self.ema + 0.1 * value
         if self.ema < self.reset_below:
             self.reset()
+        return logits.detach()
+
+
+class SHOT(Tent):
+    """``shot``: the feature extractor (everything but the classifier head, which stays the
+    source's) adapted by information maximisation, the mean entropy minus ``diversity`` x
+    the entropy of the mean prediction, plus ``pseudo`` x the cross-entropy of pseudo-labels
+    from nearest class centroids of the batch's features, the centroids weighted by the
+    predictions (Liang, Hu & Feng, "Do We Really Need to Access the Source Data?", ICML
+    2020; here online, one step per test batch)."""
+
+    adapts = "features"
+
+    def __init__(self, model, *, name: str, diversity: float = 1.0, pseudo: float = 0.3,
+                 **optim) -> None:
+        super().__init__(model, name=name, **optim)
+        self.diversity, self.pseudo = diversity, pseudo
+
+    def adapted_parameters(self) -> list:
+        head = {id(p) for p in self.model.head.parameters()}
+        return [p for p in self.model.parameters() if id(p) not in head]
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.model.features(x)
+        logits = self.model.head(feats)
+        probs = logits.softmax(-1)
+        mean = probs.mean(0)
+        loss = entropy_of(logits).mean() + self.diversity * (mean * mean.clamp_min(1e-8).log()
+                                                             ).sum()
+        if self.pseudo:
+            with torch.no_grad():
+                f = F.normalize(feats.detach(), dim=-1)
+                w = probs.detach()
+                centroids = F.normalize(w.T @ f / w.sum(0).clamp_min(1e-8)[:, None], dim=-1)
+                labels = (f @ centroids.T).argmax(-1)
+            loss = loss + self.pseudo * F.cross_entropy(logits, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.updates += 1
         return logits.detach()

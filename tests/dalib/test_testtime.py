@@ -188,3 +188,18 @@ def test_batch_statistics_mode_keeps_dropout_off():
     batch_statistics(model)
     assert not any(m.training for m in model.modules() if isinstance(m, torch.nn.Dropout))
     assert any(m.training for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d))
+
+
+@pytest.mark.parametrize("name", sorted(n for n, e in __import__(
+    "dalib.registry", fromlist=["REGISTRY"]).REGISTRY.items() if e.kind == "test-time"))
+def test_every_test_time_method_predicts_then_adapts(name):
+    torch.manual_seed(0)
+    m = build_method(name, build_model((1, 8, 8), 10, arch="cnn", width=8))
+    source = build_model((1, 8, 8), 10, arch="cnn", width=8).state_dict()
+    m.model.load_state_dict(source)
+    m.start({})
+    for _ in range(3):
+        logits = m.step(torch.rand(16, 1, 8, 8))
+        assert logits.shape == (16, 10) and torch.isfinite(logits).all()
+    m.reset()  # back to the source model
+    assert all(torch.equal(v, source[k]) for k, v in m.model.state_dict().items())
