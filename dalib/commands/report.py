@@ -14,6 +14,7 @@ from scenarios.errors import InputError
 TRANSFER_METRICS = ["target_acc", "target_acc_last", "source_acc", "target_train_acc",
                     "target_acc_oracle", "ntg", "gain_over_source_only", "source_drop"]
 STREAM_METRICS = ["acc", "bwt", "fwt", "forgetting", "intransigence"]
+TEST_TIME_METRICS = ["online_error", "source_acc", "final_majority_share"]
 
 
 def print_summary(table: pd.DataFrame) -> None:
@@ -27,11 +28,15 @@ def print_summary(table: pd.DataFrame) -> None:
         print(f"\n{len(configs)} configurations of searched methods are in the report, "
               "not ranked here")
         ok = ok[~ok["method"].isin(configs)]
-    for title, metrics in (("transfer", TRANSFER_METRICS), ("stream", STREAM_METRICS)):
-        part = ok[ok["metric"].isin(metrics)].dropna(subset=["value"])
+    test_time = set(ok.loc[ok["metric"] == "online_error", "scenario"])
+    for title, metrics, rows in (
+            ("transfer", TRANSFER_METRICS, ~ok["scenario"].isin(test_time)),
+            ("stream", STREAM_METRICS, ~ok["scenario"].isin(test_time)),
+            ("test-time", TEST_TIME_METRICS, ok["scenario"].isin(test_time))):
+        part = ok[rows & ok["metric"].isin(metrics)].dropna(subset=["value"])
         if part.empty:
             continue
-        print(f"\n{title} scenarios (mean ± std over seeds, accuracy in %):")
+        print(f"\n{title} scenarios (mean ± std over seeds, accuracy and error in %):")
         with pd.option_context("display.width", 200, "display.max_columns", 20):
             print(summary_table(part, metrics).to_string())
     failed = table[table["status"] != "ok"]
