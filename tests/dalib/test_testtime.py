@@ -203,3 +203,41 @@ def test_every_test_time_method_predicts_then_adapts(name):
         assert logits.shape == (16, 10) and torch.isfinite(logits).all()
     m.reset()  # back to the source model
     assert all(torch.equal(v, source[k]) for k, v in m.model.state_dict().items())
+
+
+USER_METHOD = '''
+import torch
+from dalib.plugins import register_method
+from dalib.testtime.base import TestTimeMethod, entropy_of
+
+
+class ConfidentTent(TestTimeMethod):
+    """Entropy of the confident half of each batch (a user's test-time method)."""
+
+    def step(self, x):
+        logits = self.model(x)
+        ent = entropy_of(logits)
+        loss = ent[ent <= ent.median()].mean()
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return logits.detach()
+
+
+register_method("confident-tent", ConfidentTent, kind="test-time",
+                description="a user's entropy minimisation on the confident half")
+'''
+
+
+def test_a_users_test_time_method_is_a_plugin_of_the_same_shape(tmp_path):
+    (tmp_path / "my_tta.py").write_text(USER_METHOD)
+    path = _write(tmp_path, methods='["confident-tent", "tent"]',
+                  extra='order = "random"\ncycles = 2\nlabels = "sorted"')
+    path.write_text('plugins = ["my_tta.py"]\n' + path.read_text())
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--no-report"]) == 0
+    records = _records(out)
+    mine = records[("confident-tent", 0)]
+    assert mine["status"] == "ok" and mine["init_from"] == records[("source-only", 0)]["run_id"]
+    cycles = np.array(mine["online"]["cycle"])
+    assert sorted(set(cycles)) == [0, 1] and "online_error_cycle[1]" in mine["metrics"]
