@@ -55,8 +55,7 @@ def stream_record(preds: np.ndarray, data: TestTimeScenario, source_acc: float) 
     from analysis.testtime import online_metrics
 
     stream = data.stream
-    labels = np.array([int(stream.domains[d].y[i]) for d, i in
-                       zip(stream.domain, stream.index, strict=True)])
+    labels = stream.pooled[1][stream.order].numpy()
     metrics = online_metrics(preds, labels, stream.domain, stream.cycle, list(stream.names))
     metrics["source_acc"] = source_acc
     return {"metrics": metrics, "online": {

@@ -6,13 +6,15 @@ The stream's domains are corruptions of the target's held-out test part
 (``corruptions = [...]`` at ``severity``: one number, or a list visited in turn for gradual
 changes) or data tables of their own (``domains = [...]``, each used whole). ``order``
 (``fixed`` or ``random``: the domains shuffled in each cycle, from the seed), ``cycles``
-(repeats, for long horizons) and ``labels`` (``iid``, or ``sorted``: each domain's samples
-by class, a non-i.i.d. stream as in LAME and RoTTA) shape it. The domains are kept once; the
+(repeats, for long horizons) and ``labels`` (``iid``; ``sorted``: each domain's samples by
+class; ``dirichlet``: classes spread over the stream by Dirichlet proportions, as in RoTTA)
+shape it. The domains are kept once; the
 stream is an order of (domain, sample) pairs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -23,7 +25,8 @@ from scenarios.shifts import apply_shifts
 from scenarios.transfer import TransferScenario
 
 ORDERS = ("fixed", "random")
-LABEL_ORDERS = ("iid", "sorted")
+LABEL_ORDERS = ("iid", "sorted", "dirichlet")
+DIRICHLET_CONCENTRATION = 0.1  # RoTTA's and SAR's non-i.i.d. streams (smaller: more skewed)
 MODES = ("continual", "episodic")
 
 
@@ -41,15 +44,25 @@ class TestStream:
     def __len__(self) -> int:
         return len(self.index)
 
+    @cached_property
+    def order(self) -> torch.Tensor:
+        """The stream's samples as indices into :attr:`pooled` (the domains concatenated)."""
+        offsets = np.cumsum([0] + [len(d) for d in self.domains])[:-1]
+        return torch.from_numpy(offsets[self.domain] + self.index)
+
+    @cached_property
+    def pooled(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every domain's inputs and labels, concatenated (one gather per batch)."""
+        return (torch.cat([d.x for d in self.domains]), torch.cat([d.y for d in self.domains]))
+
     def batches(self, size: int):
         """``(x, y, domain ids, cycle ids)`` of consecutive batches of ``size`` samples (the
-        last one smaller), never mixing two segments' batches beyond their order."""
+        last one smaller), in stream order."""
+        x, y = self.pooled
         for start in range(0, len(self), size):
-            d = self.domain[start:start + size]
-            i = self.index[start:start + size]
-            x = torch.stack([self.domains[a].x[b] for a, b in zip(d, i, strict=True)])
-            y = torch.stack([self.domains[a].y[b] for a, b in zip(d, i, strict=True)])
-            yield x, y, d, self.cycle[start:start + size]
+            idx = self.order[start:start + size]
+            yield (x[idx], y[idx], self.domain[start:start + size],
+                   self.cycle[start:start + size])
 
 
 @dataclass(frozen=True)
@@ -87,12 +100,32 @@ def stream_order(sizes: list[int], labels: list[np.ndarray], rng: np.random.Gene
         for d in visit:
             if label_order == "sorted":
                 samples = np.argsort(labels[d], kind="stable")
+            elif label_order == "dirichlet":
+                samples = dirichlet_order(labels[d], rng)
             else:
                 samples = rng.permutation(sizes[d])
             domain.append(np.full(sizes[d], d))
             index.append(samples)
             cycle.append(np.full(sizes[d], c))
     return np.concatenate(domain), np.concatenate(index), np.concatenate(cycle)
+
+
+def dirichlet_order(labels: np.ndarray, rng: np.random.Generator,
+                    concentration: float = DIRICHLET_CONCENTRATION) -> np.ndarray:
+    """A non-i.i.d. order of one domain's samples: the stream is cut into as many slots as
+    there are classes and each class's samples are spread over them by proportions drawn
+    from Dirichlet(``concentration``) (Yuan et al., "RoTTA", CVPR 2023), so each stretch of
+    the stream holds few classes (on 10 digit classes, a batch of 64 about 5.6 classes, half
+    of it one class)."""
+    slots = len(np.unique(labels))
+    slot_of = np.empty(len(labels))
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        shares = rng.dirichlet(np.full(slots, concentration))
+        cuts = (np.cumsum(shares)[:-1] * len(idx)).astype(int)
+        for slot, part in enumerate(np.split(idx, cuts)):
+            slot_of[part] = slot
+    return np.lexsort((rng.random(len(labels)), slot_of))
 
 
 def corruption_domains(clean: Domain, corruptions: list[str], severity: int | list[int],

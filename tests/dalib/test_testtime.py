@@ -241,3 +241,15 @@ def test_a_users_test_time_method_is_a_plugin_of_the_same_shape(tmp_path):
     assert mine["status"] == "ok" and mine["init_from"] == records[("source-only", 0)]["run_id"]
     cycles = np.array(mine["online"]["cycle"])
     assert sorted(set(cycles)) == [0, 1] and "online_error_cycle[1]" in mine["metrics"]
+
+
+def test_dirichlet_streams_hold_few_classes_per_stretch():
+    from scenarios.testtime import dirichlet_order
+
+    y = np.repeat(np.arange(10), 150)
+    order = dirichlet_order(y, np.random.default_rng(0))
+    assert sorted(order) == list(range(len(y)))  # every sample once
+    batches = y[order][:1472].reshape(23, 64)
+    iid = y[np.random.default_rng(0).permutation(len(y))][:1472].reshape(23, 64)
+    share = np.mean([np.bincount(b).max() / 64 for b in batches])
+    assert share > 2 * np.mean([np.bincount(b).max() / 64 for b in iid])
