@@ -29,7 +29,7 @@ from dalib.plugins import builtins, register_method, register_term
 from dalib.testtime.entropy import EATA, SAR, SHOT, RDumb, Tent
 from dalib.testtime.norm import NormAdapt
 from dalib.testtime.output import LAME
-from dalib.testtime.teacher import CoTTA
+from dalib.testtime.teacher import CoTTA, RoTTA
 from dalib.transfer.finetune import FineTune
 from dalib.transfer.regularized import BSS, L2SP
 
@@ -125,6 +125,9 @@ def register_builtins() -> None:
                     "2020)")
     register_method("cotta", CoTTA, kind="test-time", description="mean teacher with "
                     "augmented pseudo-labels and stochastic restore (Wang et al. 2022)")
+    register_method("rotta", RoTTA, kind="test-time", description="robust batch norm, a "
+                    "category-balanced memory and a timeliness-weighted mean teacher (Yuan et "
+                    "al. 2023)")
     register_method("lame", LAME, kind="test-time", description="output-only: Laplacian-"
                     "regularised batch assignment, the model unchanged (Boudiaf et al. 2022)")
 
