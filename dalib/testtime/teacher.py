@@ -2,8 +2,8 @@
 Gool & Dai, "Continual Test-Time Domain Adaptation", CVPR 2022): a mean teacher (EMA of
 the student) gives the pseudo-labels, averaged over ``augmentations`` augmented views when
 the source model is not confident (its top probability below ``threshold``); the student,
-every parameter trainable, fits them; after each step every weight returns to its source value with probability
-``restore``. The teacher's predictions are the method's."""
+every parameter trainable, fits them; after each step every weight returns to its source
+value with probability ``restore``. The teacher's predictions are the method's."""
 
 from __future__ import annotations
 
