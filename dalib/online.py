@@ -2,7 +2,8 @@
 each batch of the stream is predicted first, then adapted on (the method's
 :meth:`~dalib.testtime.base.TestTimeMethod.step` returns the predictions it made before
 adapting), in ``continual`` mode over the whole stream or in ``episodic`` mode from the
-source model for every batch."""
+source model for every batch; and source-free adaptation (``offline`` mode): passes of
+adaptation over the unlabelled stream, then predictions without adapting."""
 
 from __future__ import annotations
 
@@ -29,6 +30,32 @@ def run_online(method, data: TestTimeScenario, device: torch.device) -> np.ndarr
             at += len(x)
             bar.update(1)
     return preds
+
+
+def run_offline(method, data: TestTimeScenario, device: torch.device, seed: int
+                ) -> np.ndarray:
+    """Source-free adaptation: ``data.epochs`` passes of :meth:`step` over the stream's
+    samples in a random order (from ``seed``; no source sample, no label), then the
+    prediction of every sample by the adapted model (:meth:`predict`, no adaptation), in
+    stream order."""
+    x_all, _ = data.stream.pooled
+    order = data.stream.order
+    g = torch.Generator().manual_seed(seed)
+    with progress(data.epochs * -(-len(order) // data.batch_size), f"{method.name} offline"
+                  ) as bar:
+        for _ in range(data.epochs):
+            shuffled = order[torch.randperm(len(order), generator=g)]
+            for start in range(0, len(order), data.batch_size):
+                method.step(x_all[shuffled[start:start + data.batch_size]].to(device))
+                bar.update(1)
+    preds = []
+    with torch.no_grad():
+        for x, _, _, _ in data.stream.batches(data.batch_size):
+            logits = method.predict(x.to(device))
+            if not torch.isfinite(logits).all():
+                raise FloatingPointError("predictions are NaN or inf after adaptation")
+            preds.append(logits.argmax(-1).cpu().numpy())
+    return np.concatenate(preds)
 
 
 def unadapted(model: torch.nn.Module, data: TestTimeScenario, device: torch.device

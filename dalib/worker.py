@@ -28,7 +28,7 @@ from dalib.engine import (
 )
 from dalib.logging import Loggers
 from dalib.models import model_for
-from dalib.online import run_online, source_accuracy, stream_record, unadapted
+from dalib.online import run_offline, run_online, source_accuracy, stream_record, unadapted
 from dalib.pack.runs import method_pack_reason
 from dalib.pack.train import fit_stream_pack, fit_transfer_pack, stream_pack_reason
 from dalib.plugins import load_all as load_plugins
@@ -123,7 +123,8 @@ def _test_time(run: RunSpec, method, data: TestTimeScenario, budget: Budget,
                                 f"{models}: run the sweep again (it re-trains it)")
     method.model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
     method.start({"source_val": data.offline.source_val.unlabelled()})
-    preds = run_online(method, data, device)
+    preds = run_offline(method, data, device, run.seed) if data.mode == "offline" else \
+        run_online(method, data, device)
     return {"steps": 0, "init_from": run.init.run_id,
             **stream_record(preds, data, source_accuracy(method, data))}
 

@@ -175,7 +175,7 @@ class ScenarioSpec:
             self.name, standardize_transfer(offline, self.standardize), domains, seed=seed,
             batch_size=o.get("test_batch_size", 64), order=o.get("order", "fixed"),
             cycles=o.get("cycles", 1), labels=o.get("labels", "iid"),
-            mode=o.get("mode", "continual"))
+            mode=o.get("mode", "continual"), epochs=o.get("adapt_epochs", 1))
 
     def _source(self, seed: int, data_root: str | None) -> tuple[Domain, list[dict]]:
         """The source domain and the shifts still to apply to it: one table as read, or

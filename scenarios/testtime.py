@@ -27,7 +27,7 @@ from scenarios.transfer import TransferScenario
 ORDERS = ("fixed", "random")
 LABEL_ORDERS = ("iid", "sorted", "dirichlet")
 DIRICHLET_CONCENTRATION = 0.1  # RoTTA's and SAR's non-i.i.d. streams (smaller: more skewed)
-MODES = ("continual", "episodic")
+MODES = ("continual", "episodic", "offline")
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,7 @@ class TestTimeScenario:
     stream: TestStream
     batch_size: int
     mode: str
+    epochs: int = 1  # passes of offline (source-free) adaptation before the evaluation
 
     @property
     def num_classes(self) -> int:
@@ -142,7 +143,8 @@ def corruption_domains(clean: Domain, corruptions: list[str], severity: int | li
 
 def build_test_time(name: str, offline: TransferScenario, domains: list[tuple[str, Domain]],
                     *, seed: int, batch_size: int, order: str = "fixed", cycles: int = 1,
-                    labels: str = "iid", mode: str = "continual") -> TestTimeScenario:
+                    labels: str = "iid", mode: str = "continual", epochs: int = 1
+                    ) -> TestTimeScenario:
     """The scenario for one seed: ``domains`` (name, data) in a stream shaped by the
     options (see the module doc)."""
     for n, d in domains:
@@ -156,11 +158,11 @@ def build_test_time(name: str, offline: TransferScenario, domains: list[tuple[st
     d, i, c = stream_order([len(x) for _, x in domains], [x.y.numpy() for _, x in domains],
                            rng, order=order, cycles=cycles, label_order=labels)
     stream = TestStream(tuple(x for _, x in domains), tuple(n for n, _ in domains), d, i, c)
-    return TestTimeScenario(name, offline, stream, batch_size, mode)
+    return TestTimeScenario(name, offline, stream, batch_size, mode, epochs)
 
 
 KEYS = {"source", "target", "corruptions", "severity", "domains", "order", "cycles", "labels",
-        "test_batch_size", "mode", "init_from", "source_test_fraction",
+        "test_batch_size", "mode", "adapt_epochs", "init_from", "source_test_fraction",
         "target_test_fraction", "source_val_fraction"}
 
 
@@ -200,6 +202,11 @@ def check_options(table: dict, f: str) -> None:
     checks.string(table.get("mode", "continual"), f"{f}.mode", MODES)
     checks.integer(table.get("cycles", 1), f"{f}.cycles", 1, 10_000)
     checks.integer(table.get("test_batch_size", 64), f"{f}.test_batch_size", 1, 65_536)
+    if "adapt_epochs" in table:
+        if table.get("mode") != "offline":
+            raise InputError(f"{f}.adapt_epochs", "is set without mode = 'offline'",
+                             expected="mode = 'offline' with it")
+        checks.integer(table["adapt_epochs"], f"{f}.adapt_epochs", 1, 1000)
     checks.string(table.get("init_from", "source-only"), f"{f}.init_from")
     if table.get("standardize", "none") == "per-domain":
         raise InputError(f"{f}.standardize", "is 'per-domain' in a test-time scenario",

@@ -51,3 +51,6 @@ class LAME(TestTimeMethod):
             probs = self.model.head(feats).softmax(-1)
             return lame_assignment(probs, feats, self.knn, self.iterations).clamp_min(
                 1e-12).log()
+
+    def predict(self, x: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        return self.step(x)  # the correction is the method, and it changes nothing

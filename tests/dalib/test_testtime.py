@@ -253,3 +253,24 @@ def test_dirichlet_streams_hold_few_classes_per_stretch():
     iid = y[np.random.default_rng(0).permutation(len(y))][:1472].reshape(23, 64)
     share = np.mean([np.bincount(b).max() / 64 for b in batches])
     assert share > 2 * np.mean([np.bincount(b).max() / 64 for b in iid])
+
+
+def test_offline_source_free_adaptation_adapts_first_then_predicts(tmp_path):
+    """mode = "offline": passes of adaptation over the unlabelled stream, then predictions
+    without adapting. BN statistics have no state to learn, so their predictions are the
+    online ones; Tent's are those of its adapted model."""
+    online, offline = tmp_path / "online", tmp_path / "offline"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert main(["run", str(_write(tmp_path / "a")), "--out", str(online), "--no-report"]) == 0
+    assert main(["run", str(_write(tmp_path / "b", extra='mode = "offline"\nadapt_epochs = 2')),
+                 "--out", str(offline), "--no-report"]) == 0
+    a, b = _records(online), _records(offline)
+    assert b[("bn", 0)]["online"]["mode"] == "offline"
+    assert a[("bn", 0)]["online"]["pred"] == b[("bn", 0)]["online"]["pred"]
+    assert a[("tent", 0)]["online"]["pred"] != b[("tent", 0)]["online"]["pred"]
+    # the source model is the same: the stream's mode is not part of what it learns from
+    assert a[("source-only", 0)]["metrics"]["source_acc"] == \
+        b[("source-only", 0)]["metrics"]["source_acc"]
+    bad = _write(tmp_path, extra="adapt_epochs = 2")
+    assert main(["run", str(bad), "--out", str(tmp_path / "o")]) == 2
