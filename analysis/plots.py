@@ -313,7 +313,7 @@ def online_error(curves: dict[str, np.ndarray], window: int, starts: list[tuple[
                  colours: dict, title: str):
     """Online error per window of ``window`` samples for each method, the domains' starts
     (sample index, name) marked."""
-    width = min(14.0, 4.0 + 0.02 * max(len(c) for c in curves.values()))
+    width = min(14.0, max(9.0, 4.0 + 0.05 * max(len(c) for c in curves.values())))
     fig, ax = plt.subplots(figsize=(width, 3.4))
     for method, curve in curves.items():
         ax.plot(np.arange(len(curve)) * window, curve, lw=1.2, label=method,

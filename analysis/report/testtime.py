@@ -83,7 +83,7 @@ def _curves(doc: Doc, records: list[dict], scenario: str, out: Path, colours: di
     if not runs:
         return []
     first = runs[0]["online"]
-    window = max(1, 10 * first["batch_size"])
+    window = max(first["batch_size"], len(first["pred"]) // 150)  # about 150 points
     curves: dict[str, list[np.ndarray]] = {}
     for r in runs:
         curve = error_curve(np.array(r["online"]["pred"]), np.array(r["online"]["label"]),
