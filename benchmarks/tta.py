@@ -1,12 +1,15 @@
 """Test-time adaptation throughput: dalib's online loop (``tent`` through
 :func:`dalib.online.run_online`) against the bare PyTorch floor (the same model, the same
 stream already in memory, batch-norm layers on batch statistics, the affine parameters
-adapted by Adam on the batch's mean entropy, predictions kept), interleaved repeats.
+adapted by Adam on the batch's mean entropy, predictions kept); and ``--runs`` seeds adapted
+as one pack (:func:`dalib.online.run_online_pack`) against one at a time. Interleaved
+repeats.
 
-    .venv/bin/python benchmarks/tta.py [--samples 20000] [--batch-size 64] [--repeats 3]
+    .venv/bin/python benchmarks/tta.py [--samples 20000] [--batch-size 64] [--runs 8]
+                                       [--repeats 3]
 
-Prints the best wall time of each over the repeats, samples per second, and the ratio
-dalib / floor (1.0: no overhead over the floor).
+Prints the best wall time of each over the repeats, samples per second, and the ratios
+dalib / floor (1.0: no overhead over the floor) and packed / one at a time.
 """
 
 from __future__ import annotations
@@ -22,21 +25,21 @@ from smoke import parse_args
 
 from dalib.engine import resolve_device, versions
 from dalib.models import build_model
-from dalib.online import run_online
+from dalib.online import run_online, run_online_pack
 from dalib.registry import build_method
 from dalib.testtime.base import batch_statistics, entropy_of, norm_layers
 from scenarios.suite import parse_suite
 
 
-def stream(samples: int, batch_size: int):
-    """A test-time scenario on UCI digits: corruptions of the held-out half, repeated to
-    about ``samples`` predictions."""
+def stream(samples: int, batch_size: int, seed: int = 0):
+    """A test-time scenario on UCI digits (for ``seed``): corruptions of the held-out half,
+    repeated to about ``samples`` predictions."""
     per_cycle = 3 * 270  # three corruptions of the 30% test part of half of UCI digits
     suite = parse_suite({"scenario": [{
         "name": "bench", "kind": "test-time", "source": {"dataset": "uci-digits"},
         "corruptions": ["gaussian-noise", "fog", "rotate"], "test_batch_size": batch_size,
         "cycles": max(1, samples // per_cycle), "methods": ["tent"]}]}, Path("bench.toml"))
-    return suite.scenarios[0].build(0)
+    return suite.scenarios[0].build(seed)
 
 
 def bare(model: torch.nn.Module, data, device: torch.device) -> float:
@@ -67,13 +70,38 @@ def ours(model: torch.nn.Module, data, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def methods_for(sources: list[torch.nn.Module]) -> list:
+    out = []
+    for source in sources:
+        method = build_method("tent", copy.deepcopy(source))
+        method.start({})
+        out.append(method)
+    return out
+
+
+def one_at_a_time(sources: list, datas: list, device: torch.device) -> float:
+    methods = methods_for(sources)
+    start = time.perf_counter()
+    for method, data in zip(methods, datas, strict=True):
+        run_online(method, data, device)
+    return time.perf_counter() - start
+
+
+def packed(sources: list, datas: list, device: torch.device) -> float:
+    methods = methods_for(sources)
+    start = time.perf_counter()
+    run_online_pack(methods, datas, device)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=20000)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    args = parse_args(parser, samples=800, repeats=1)
+    args = parse_args(parser, samples=800, runs=2, repeats=1)
     device = resolve_device(args.device)
     data = stream(args.samples, args.batch_size)
     torch.manual_seed(0)
@@ -88,6 +116,22 @@ def main() -> None:
     for name, t in times.items():
         print(f"  {name:6s} best {min(t):.2f} s  ({n / min(t):,.0f} samples/s)")
     print(f"  ratio dalib / floor: {np.min(times['dalib']) / np.min(times['floor']):.2f}")
+    datas = [stream(args.samples, args.batch_size, seed) for seed in range(args.runs)]
+    sources = []
+    for seed in range(args.runs):
+        torch.manual_seed(seed)
+        sources.append(build_model(data.input_shape, data.num_classes, arch="cnn",
+                                   width=16).to(device))
+    runs: dict[str, list[float]] = {"one at a time": [], "packed": []}
+    for _ in range(args.repeats):
+        runs["one at a time"].append(one_at_a_time(sources, datas, device))
+        runs["packed"].append(packed(sources, datas, device))
+    total = sum(len(d.stream) for d in datas)
+    print(f"tent online, {args.runs} seeds (each its own model and stream, {total} samples)")
+    for name, t in runs.items():
+        print(f"  {name:13s} best {min(t):.2f} s  ({total / min(t):,.0f} samples/s)")
+    print(f"  ratio packed / one at a time: "
+          f"{np.min(runs['packed']) / np.min(runs['one at a time']):.2f}")
 
 
 if __name__ == "__main__":

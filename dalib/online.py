@@ -11,6 +11,8 @@ import numpy as np
 import torch
 
 from dalib.engine import accuracy, progress
+from dalib.pack.modules import unpack_into
+from dalib.pack.runs import pack_methods
 from scenarios.testtime import TestTimeScenario
 
 
@@ -56,6 +58,43 @@ def run_offline(method, data: TestTimeScenario, device: torch.device, seed: int
                 raise FloatingPointError("predictions are NaN or inf after adaptation")
             preds.append(logits.argmax(-1).cpu().numpy())
     return np.concatenate(preds)
+
+
+def test_time_pack_reason(runs: list, datas: list[TestTimeScenario]) -> str | None:
+    """Why test-time runs cannot adapt as one pack, or None."""
+    first = datas[0]
+    if first.mode != "continual":
+        return f"{first.mode} test-time runs adapt one at a time"
+    if any(len(d.stream) != len(first.stream) or d.batch_size != first.batch_size
+           for d in datas):
+        return "the seeds' streams differ in length"
+    return None
+
+
+def run_online_pack(methods: list, datas: list[TestTimeScenario], device: torch.device
+                    ) -> np.ndarray:
+    """:func:`run_online` for S runs of one method as one pack: run s adapts its own source
+    model on its own stream, batches stacked ``(S, B, ...)``; the runs' own models get
+    their adapted weights and statistics back. Returns ``(S, N)`` predictions."""
+    lead = pack_methods(methods)
+    lead.configure()  # packing leaves the model in evaluation mode
+    n = len(datas[0].stream)
+    preds = np.empty((len(methods), n), dtype=np.int64)
+    at = 0
+    streams = [d.stream.batches(d.batch_size) for d in datas]
+    with progress(-(-n // datas[0].batch_size), f"{lead.name} x {len(methods)} online") as bar:
+        for parts in zip(*streams, strict=True):
+            x = torch.stack([p[0] for p in parts]).to(device)
+            logits = lead.step(x)
+            if not torch.isfinite(logits).all():
+                raise FloatingPointError(f"predictions are NaN or inf at sample {at}")
+            preds[:, at:at + x.shape[1]] = logits.argmax(-1).cpu().numpy()
+            at += x.shape[1]
+            bar.update(1)
+    for s, method in enumerate(methods):
+        for packed, own in zip(lead.trained_modules(), method.trained_modules(), strict=True):
+            unpack_into(packed, s, own)
+    return preds
 
 
 def unadapted(model: torch.nn.Module, data: TestTimeScenario, device: torch.device

@@ -28,7 +28,15 @@ from dalib.engine import (
 )
 from dalib.logging import Loggers
 from dalib.models import model_for
-from dalib.online import run_offline, run_online, source_accuracy, stream_record, unadapted
+from dalib.online import (
+    run_offline,
+    run_online,
+    run_online_pack,
+    source_accuracy,
+    stream_record,
+    test_time_pack_reason,
+    unadapted,
+)
 from dalib.pack.runs import method_pack_reason
 from dalib.pack.train import fit_stream_pack, fit_transfer_pack, stream_pack_reason
 from dalib.plugins import load_all as load_plugins
@@ -117,16 +125,52 @@ def _test_time(run: RunSpec, method, data: TestTimeScenario, budget: Budget,
         preds = unadapted(method.model, data, device)
         return {"steps": steps, **stream_record(preds, data, accuracy(method,
                                                                       data.offline.source_test))}
+    start_from_source(run, method, data, device, models)
+    preds = run_offline(method, data, device, run.seed) if data.mode == "offline" else \
+        run_online(method, data, device)
+    return test_time_record(run, method, data, preds)
+
+
+def start_from_source(run: RunSpec, method, data: TestTimeScenario, device: torch.device,
+                      models: Path | None) -> None:
+    """Load the source run's trained model into ``method`` and start it."""
     path = model_path(models, run.init) if models is not None else None
     if path is None or not path.is_file():
         raise FileNotFoundError(f"the source model of {run.init.run_id} is not in "
                                 f"{models}: run the sweep again (it re-trains it)")
     method.model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
     method.start({"source_val": data.offline.source_val.unlabelled()})
-    preds = run_offline(method, data, device, run.seed) if data.mode == "offline" else \
-        run_online(method, data, device)
+
+
+def test_time_record(run: RunSpec, method, data: TestTimeScenario, preds: np.ndarray) -> dict:
     return {"steps": 0, "init_from": run.init.run_id,
             **stream_record(preds, data, source_accuracy(method, data))}
+
+
+def _test_time_pack(runs: list[RunSpec], methods: list, datas: list, device: torch.device,
+                    models: Path | None, begin: Callable[[], Trace] | None
+                    ) -> list[tuple[dict | str, dict | None]]:
+    """Test-time runs of one method over seeds, adapted as one pack (continual mode):
+    each from its own source model, on its own stream (:func:`run_online_pack`)."""
+    reason = method_pack_reason(methods[0]) or test_time_pack_reason(runs, datas)
+    if reason:
+        raise CannotPack(reason)
+    for run, method, data in zip(runs, methods, datas, strict=True):
+        start_from_source(run, method, data, device, models)
+    if begin:
+        begin()
+    start = time.perf_counter()
+    preds = run_online_pack(methods, datas, device)
+    spent = (time.perf_counter() - start) / len(runs)
+    out: list[tuple[dict | str, dict | None]] = []
+    for s, (run, method, data) in enumerate(zip(runs, methods, datas, strict=True)):
+        record = test_time_record(run, method, data, preds[s])
+        record.update(curves={}, precision="fp32", compiled=False,
+                      arch=getattr(method.model, "arch", None),
+                      pack={"size": len(runs), "index": s},
+                      timings={"train_s": spent, "total_s": spent})
+        out.append((record, None))
+    return out
 
 
 def execute(run: RunSpec, data, device: torch.device, features: bool = False,
@@ -218,7 +262,7 @@ def pack_reason(methods: list, datas: list, compile: bool) -> str | None:
 
 def execute_pack(runs: list[RunSpec], datas: list, device: torch.device,
                  features: bool = False, precision: str = "fp32", compile: bool = False,
-                 begin: Callable[[], Trace] | None = None
+                 begin: Callable[[], Trace] | None = None, models: Path | None = None
                  ) -> list[tuple[dict | str, dict | None]]:
     """Runs of one method that differ only in their seed and per-run hyperparameters,
     trained as one pack (:mod:`dalib.pack`): per run, the record :func:`execute` would give
@@ -232,6 +276,8 @@ def execute_pack(runs: list[RunSpec], datas: list, device: torch.device,
     prepared = [_prepare(r, d, device, precision, False)
                 for r, d in zip(runs, datas, strict=True)]
     methods = [m for _, m, _ in prepared]
+    if isinstance(datas[0], TestTimeScenario):
+        return _test_time_pack(runs, methods, datas, device, models, begin)
     reason = pack_reason(methods, datas, compile)
     if reason:
         raise CannotPack(reason)
@@ -358,7 +404,7 @@ class Worker:
         try:
             datas = [self.data(r) for r in runs]
             results = execute_pack(runs, datas, self.device, **self.options,
-                                   begin=lambda: self._start(runs))
+                                   begin=lambda: self._start(runs), models=self.models)
         except TooLarge as exc:  # packs the device's memory holds
             for start in range(0, len(runs), exc.fits):
                 yield from self.pack(runs[start:start + exc.fits], done)

@@ -15,9 +15,9 @@ OPTIM_PER_RUN = ("lr", "weight_decay")
 
 
 def pack_key(run: RunSpec) -> str:
-    """Runs with equal keys may train as one pack (a test-time scenario's runs: each its
-    own key, they run one at a time)."""
-    if run.scenario.kind == "test-time":
+    """Runs with equal keys may train as one pack (a test-time scenario's source runs: each
+    its own key, they train one at a time)."""
+    if run.saves_model:
         return run.run_id
     entry = check_method(run.method.name, run.params, run.kind)
     params = entry.resolved(run.params)

@@ -10,8 +10,10 @@ import torch
 from torch import nn
 
 from dalib.method import Method
+from dalib.pack.modules import PackedBatchNorm
 
-NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, PackedBatchNorm)  # a pack's too
+NORMS = (*BATCH_NORMS, nn.GroupNorm, nn.LayerNorm)
 
 
 def norm_layers(model: nn.Module) -> list[nn.Module]:
@@ -23,7 +25,7 @@ def batch_statistics(model: nn.Module) -> nn.Module:
     own statistics (Tent's configuration)."""
     model.eval()
     for m in norm_layers(model):
-        if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+        if isinstance(m, BATCH_NORMS):
             m.train()
     return model
 

@@ -31,10 +31,13 @@ from dalib.testtime.base import TestTimeMethod, entropy_of
 
 
 class Tent(TestTimeMethod):
-    """``tent``: one optimizer step per batch on the mean entropy of its predictions."""
+    """``tent``: one optimizer step per batch on the mean entropy of its predictions (each
+    run's own mean in a pack)."""
+
+    packable = True
 
     def loss(self, logits: torch.Tensor) -> torch.Tensor:
-        return entropy_of(logits).mean()
+        return entropy_of(logits).mean(-1).sum()
 
     def step(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.model(x)
@@ -50,6 +53,8 @@ class Tent(TestTimeMethod):
 class EATA(Tent):
     """``eata``: selected, weighted entropy plus ``fisher_weight`` x the Fisher-weighted
     squared distance to the source weights."""
+
+    packable = False  # its sample selection and moving average are one run's
 
     def __init__(self, model, *, name: str, margin: float = 0.4, redundancy: float = 0.05,
                  fisher_weight: float = 2000.0, fisher_samples: int = 500, **optim) -> None:
@@ -173,6 +178,7 @@ class SHOT(Tent):
     2020; here online, one step per test batch)."""
 
     adapts = "features"
+    packable = False  # its centroids are one run's
 
     def __init__(self, model, *, name: str, diversity: float = 1.0, pseudo: float = 0.3,
                  **optim) -> None:

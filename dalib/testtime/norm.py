@@ -14,6 +14,7 @@ class NormAdapt(TestTimeMethod):
     """``bn``: predictions with the batch's own statistics; nothing is learnt."""
 
     adapts = "none"
+    packable = True
 
     def step(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -274,3 +274,21 @@ def test_offline_source_free_adaptation_adapts_first_then_predicts(tmp_path):
         b[("source-only", 0)]["metrics"]["source_acc"]
     bad = _write(tmp_path, extra="adapt_epochs = 2")
     assert main(["run", str(bad), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_packed_test_time_runs_adapt_as_their_separate_runs_do(tmp_path):
+    """bn and tent over three seeds as one pack (each seed its own source model and
+    stream): the predictions of their separate runs, up to float rounding."""
+    path = _write(tmp_path, seeds=3)
+    packed, alone = tmp_path / "packed", tmp_path / "alone"
+    assert main(["run", str(path), "--out", str(packed), "--no-report"]) == 0
+    assert main(["run", str(path), "--out", str(alone), "--no-report", "--pack", "off"]) == 0
+    a, b = _records(packed), _records(alone)
+    for seed in range(3):
+        for name in ("bn", "tent"):
+            assert a[(name, seed)]["pack"] == {"size": 3, "index": seed}
+            same = np.mean(np.array(a[(name, seed)]["online"]["pred"])
+                           == np.array(b[(name, seed)]["online"]["pred"]))
+            assert same > 0.99, (name, seed, same)
+            assert abs(a[(name, seed)]["metrics"]["source_acc"]
+                       - b[(name, seed)]["metrics"]["source_acc"]) < 1.0
