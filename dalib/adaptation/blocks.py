@@ -75,6 +75,14 @@ def domain_loss(logits_s: torch.Tensor, logits_t: torch.Tensor,
     return 0.5 * (bce(logits_s, 1.0, weight_s) + bce(logits_t, 0.0, weight_t))
 
 
+@torch.no_grad()
+def ema_update(teacher: nn.Module, student: nn.Module, ema: float) -> None:
+    """Move each of ``teacher``'s parameters to ``ema`` x itself + ``1 - ema`` x the
+    student's (a mean teacher, Tarvainen & Valpola 2017)."""
+    for t, s in zip(teacher.parameters(), student.parameters(), strict=True):
+        t.mul_(ema).add_(s, alpha=1.0 - ema)
+
+
 def entropy(probs: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Per-sample Shannon entropy (nats) of probability rows."""
     return -(probs * torch.log(probs + eps)).sum(-1)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from dalib.adaptation.base import Outputs, Term
+from dalib.adaptation.blocks import ema_update
 from dalib.augment import strong_augment
 from dalib.engine import predict_logits
 from dalib.method import cross_entropy
@@ -131,7 +132,6 @@ class MeanTeacher(Term):
     @torch.no_grad()
     def after_step(self) -> None:
         student = self.method.model
-        for t, s in zip(self.predictor.parameters(), student.parameters(), strict=True):
-            t.mul_(self.ema).add_(s.detach(), alpha=1.0 - self.ema)
+        ema_update(self.predictor, student, self.ema)
         for t, s in zip(self.predictor.buffers(), student.buffers(), strict=True):
             t.copy_(s)

@@ -5,6 +5,7 @@ to that start (:meth:`TestTimeMethod.reset`: episodic adaptation, periodic reset
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import nn
@@ -34,6 +35,13 @@ def entropy_of(logits: torch.Tensor) -> torch.Tensor:
     """Per-sample entropy (nats) of the softmax of ``logits``."""
     log_p = logits.log_softmax(-1)
     return -(log_p.exp() * log_p).sum(-1)
+
+
+def confident(logits: torch.Tensor, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample's entropy and whether it is below ``margin`` x ln C (the confident
+    samples EATA and SAR adapt on)."""
+    ent = entropy_of(logits)
+    return ent, ent < margin * math.log(logits.shape[-1])
 
 
 class TestTimeMethod(Method):
@@ -87,6 +95,13 @@ class TestTimeMethod(Method):
 
     def step(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def descend(self, loss: torch.Tensor) -> None:
+        """One optimizer step on ``loss``."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.updates += 1
 
     def predict(self, x: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         return self.model(x)

@@ -27,7 +27,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from dalib.testtime.base import TestTimeMethod, entropy_of
+from dalib.testtime.base import TestTimeMethod, confident, entropy_of
 
 
 class Tent(TestTimeMethod):
@@ -42,11 +42,10 @@ class Tent(TestTimeMethod):
     def step(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.model(x)
         loss = self.loss(logits)
-        self.optimizer.zero_grad(set_to_none=True)
         if loss.requires_grad:
-            loss.backward()
-            self.optimizer.step()
-        self.updates += 1
+            self.descend(loss)
+        else:  # nothing selected: no step, but the batch counts
+            self.updates += 1
         return logits.detach()
 
 
@@ -86,8 +85,7 @@ class EATA(Tent):
         self.average = None
 
     def loss(self, logits: torch.Tensor) -> torch.Tensor:
-        ent = entropy_of(logits)
-        keep = ent < self.margin * math.log(logits.shape[-1])
+        ent, keep = confident(logits, self.margin)
         probs = logits.softmax(-1).detach()
         if self.average is not None and self.redundancy > 0:
             keep &= F.cosine_similarity(probs, self.average[None], dim=-1).abs() \
@@ -134,8 +132,7 @@ class SAR(TestTimeMethod):
         self.ema = None
 
     def confident_entropy(self, logits: torch.Tensor) -> torch.Tensor:
-        ent = entropy_of(logits)
-        keep = ent < self.margin * math.log(logits.shape[-1])
+        ent, keep = confident(logits, self.margin)
         return (ent * keep).sum() / keep.sum().clamp_min(1)
 
     def step(self, x: torch.Tensor) -> torch.Tensor:
@@ -203,8 +200,5 @@ class SHOT(Tent):
                 centroids = F.normalize(w.T @ f / w.sum(0).clamp_min(1e-8)[:, None], dim=-1)
                 labels = (f @ centroids.T).argmax(-1)
             loss = loss + self.pseudo * F.cross_entropy(logits, labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.updates += 1
+        self.descend(loss)
         return logits.detach()

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dalib.adaptation.blocks import ema_update
 from dalib.augment import random_shift
 from dalib.testtime.base import TestTimeMethod, batch_statistics, entropy_of
 
@@ -58,14 +59,9 @@ class CoTTA(TestTimeMethod):
                                      for _ in range(self.augmentations)]).mean(0)
                 teacher = torch.where(confident[:, None], teacher, views)
         student = self.model(x)
-        loss = -(teacher * student.log_softmax(-1)).sum(-1).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.updates += 1
+        self.descend(-(teacher * student.log_softmax(-1)).sum(-1).mean())
+        ema_update(self.teacher, self.model, self.ema)
         with torch.no_grad():
-            for t, s in zip(self.teacher.parameters(), self.model.parameters(), strict=True):
-                t.mul_(self.ema).add_(s, alpha=1 - self.ema)
             if self.restore:
                 for name, p in self.model.named_parameters():
                     keep = torch.rand(p.shape, generator=self.generator,
@@ -185,14 +181,8 @@ class RoTTA(TestTimeMethod):
                                           device=batch.device)
         if view.dim() == 4:
             view = random_shift(view, 2, self.generator)
-        loss = (weight * -(target * self.model(view).log_softmax(-1)).sum(-1)).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.updates += 1
-        with torch.no_grad():
-            for t, s in zip(self.teacher.parameters(), self.model.parameters(), strict=True):
-                t.mul_(self.ema).add_(s, alpha=1 - self.ema)
+        self.descend((weight * -(target * self.model(view).log_softmax(-1)).sum(-1)).mean())
+        ema_update(self.teacher, self.model, self.ema)
 
     def predict(self, x: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         return self.teacher(x)

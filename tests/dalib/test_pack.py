@@ -61,7 +61,7 @@ def test_packed_modules_compute_what_their_originals_do(arch):
         if name in own:  # batch-norm statistics: computed by the packed (grouped) kernels,
             # which sum in another order than the run's own on some CPUs (1e-9..1e-7 apart)
             assert torch.allclose(value.float(), own[name].float(), rtol=1e-5, atol=1e-6), name
-        else:  # parameters are copied, untouched by any kernel
+        else:  # same computation: parameters are copied, untouched by any kernel
             assert torch.equal(value, models[2].state_dict()[name]), name
 
 

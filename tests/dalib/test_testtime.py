@@ -132,6 +132,7 @@ def test_episodic_tent_predicts_what_batch_statistics_predict():
     before = {n: p.clone() for n, p in tent.model.named_parameters()}
     for batch in x:
         tent.step(batch)
+    # same computation: frozen parameters keep their exact bits
     moved = {n for n, p in tent.model.named_parameters() if not torch.equal(p, before[n])}
     assert moved and all(".bn" in n or "BatchNorm" in n or n.split(".")[-2].isdigit()
                          for n in moved)
@@ -147,9 +148,11 @@ def test_rdumb_returns_to_the_source_model_every_reset_every_batches():
     x = torch.rand(16, 1, 8, 8)
     m.step(x)
     m.step(x)
+    # same computation: an untouched state keeps its exact bits
     assert any(not torch.equal(v, initial[k]) for k, v in m.model.state_dict().items())
     m.step(x)  # the third batch starts from the source model again
     weights = {n: p for n, p in m.model.named_parameters()}
+    # same computation: a reset copies the source weights back
     assert all(torch.equal(initial[n], p) or p.dim() == 1 for n, p in weights.items())
 
 
@@ -202,6 +205,7 @@ def test_every_test_time_method_predicts_then_adapts(name):
         logits = m.step(torch.rand(16, 1, 8, 8))
         assert logits.shape == (16, 10) and torch.isfinite(logits).all()
     m.reset()  # back to the source model
+    # same computation: a reset copies the source weights back
     assert all(torch.equal(v, source[k]) for k, v in m.model.state_dict().items())
 
 
