@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from analysis.stats import MIN_SEEDS, better, compare, ok_rows
+from analysis.stats import MIN_SEEDS, better, compare, interval, ok_rows
 from analysis.transfer import transfer_gaps
 
 REQUIRED = ["scenario", "method", "seed", "metric", "value"]
@@ -114,6 +114,15 @@ def cell(row: pd.Series) -> str:
     if pd.isna(row["ci_low"]):
         return fmt(row["mean"])
     return f"{fmt(row['mean'])} [{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]"
+
+
+def values_cell(values: np.ndarray) -> str:
+    """:func:`cell` of raw values over seeds (Student-t interval)."""
+    if not len(values):
+        return ""
+    lo, hi = interval(values, "t") if len(values) >= 2 else (float("nan"),) * 2
+    return cell(pd.Series({"mean": values.mean(), "n": len(values), "ci_low": lo,
+                           "ci_high": hi}))
 
 
 def diff_cell(c: dict) -> str:

@@ -13,9 +13,9 @@ import pandas as pd
 from analysis import plots
 from analysis.domainbed import DOMAINS, published
 from analysis.domains import source_effects
-from analysis.report.cells import fmt
+from analysis.report.cells import cell, values_cell
 from analysis.report.doc import Doc
-from analysis.stats import MIN_SEEDS, interval
+from analysis.stats import MIN_SEEDS
 
 PROTOCOLS = {"target_acc": "the selected checkpoint",
              "target_acc_lodo": "leave-one-domain-out validation: the checkpoint with the "
@@ -96,13 +96,6 @@ def _published_row(dataset: str, protocol: str, method: str, held: list[str]) ->
             if len(held) == len(DOMAINS[dataset]) else ""]
 
 
-def _cell(values: np.ndarray) -> str:
-    if len(values) < 2:
-        return f"{fmt(values.mean())} (n = {len(values)})" if len(values) else ""
-    lo, hi = interval(values, "t")
-    return f"{fmt(values.mean())} [{fmt(lo)}, {fmt(hi)}]"
-
-
 def family_tables(doc: Doc, ok: pd.DataFrame, records: list[dict], tables_dir: Path) -> None:
     """One table per family and checkpoint protocol (written to ``tables/``)."""
     groups = families(records, list(dict.fromkeys(ok["scenario"])))
@@ -123,10 +116,10 @@ def family_tables(doc: Doc, ok: pd.DataFrame, records: list[dict], tables_dir: P
             rows, csv = [], []
             for method in dict.fromkeys(part["method"]):
                 per_seed = wide.loc[method]
-                row = [method] + [_cell(per_seed[m].dropna().to_numpy()) if m in per_seed
+                row = [method] + [values_cell(per_seed[m].dropna().to_numpy()) if m in per_seed
                                   else "" for m in members]
                 complete = per_seed.reindex(columns=members).dropna()
-                row.append(_cell(complete.mean(axis=1).to_numpy()))
+                row.append(values_cell(complete.mean(axis=1).to_numpy()))
                 rows.append(row)
                 protocol = _published_protocol(metric, criteria)
                 reference = _published_row(builtin[0], protocol, method, held) \
@@ -175,9 +168,8 @@ def source_effect_section(doc: Doc, ok: pd.DataFrame, records: list[dict], table
                  "without that one, in points, mean [95% CI] paired over seeds. Negative: the "
                  f"source hurts (`hurts` when the interval lies below 0 on {MIN_SEEDS} or more "
                  "seeds).")
-        rows = [[r.held_out, r.source, r.method, f"{fmt(r.mean)} [{fmt(r.ci_low)}, "
-                 f"{fmt(r.ci_high)}]" if r.n >= 2 else f"{fmt(r.mean)} (n = 1)",
-                 "hurts" if r.hurts else ""] for r in effects.itertuples()]
+        rows = [[r["held_out"], r["source"], r["method"], cell(r), "hurts" if r["hurts"] else ""]
+                for _, r in effects.iterrows()]
         doc.table(["held-out domain", "source added", "method", "effect", ""], rows)
         stem = family.replace("/", "_")
         effects.to_csv(tables_dir / f"source-effects-{stem}.csv", index=False)

@@ -10,19 +10,12 @@ import numpy as np
 import pandas as pd
 
 from analysis import plots
-from analysis.report.cells import fmt
+from analysis.report.cells import diff_cell, values_cell
 from analysis.report.doc import Doc
-from analysis.stats import MIN_SEEDS, interval
+from analysis.stats import MIN_SEEDS, compare
 from analysis.testtime import error_curve
 
 REFERENCE = "source-only"  # the source model, unadapted
-
-
-def _cell(values: np.ndarray) -> str:
-    if len(values) < 2:
-        return f"{fmt(values.mean())} (n = {len(values)})" if len(values) else ""
-    lo, hi = interval(values, "t")
-    return f"{fmt(values.mean())} [{fmt(lo)}, {fmt(hi)}]"
 
 
 def domain_table(ok: pd.DataFrame, scenario: str) -> tuple[list[str], pd.DataFrame]:
@@ -35,19 +28,19 @@ def domain_table(ok: pd.DataFrame, scenario: str) -> tuple[list[str], pd.DataFra
     return domains, wide.reindex(columns=domains).reset_index()
 
 
-def hurts(wide: pd.DataFrame, domains: list[str]) -> list[list[str]]:
+def hurts(ok: pd.DataFrame, scenario: str, domains: list[str]) -> list[list[str]]:
     """Per method and domain where adapting raised the online error over the unadapted
-    model's on 4+ seeds, paired by seed (the interval of the difference above 0)."""
-    ref = wide[wide["method"] == REFERENCE].set_index("seed")
+    model's, paired by seed (:func:`analysis.stats.compare`: its interval above 0 on 4+
+    seeds)."""
+    part = ok[ok["scenario"] == scenario]
     rows = []
-    for method, part in wide[wide["method"] != REFERENCE].groupby("method", sort=False):
-        part = part.set_index("seed")
+    for method in dict.fromkeys(part["method"]):
+        if method == REFERENCE:
+            continue
         for d in domains:
-            diff = (part[d] - ref[d]).dropna().to_numpy()
-            if len(diff) >= MIN_SEEDS:
-                lo, hi = interval(diff, "t")
-                if lo > 0:
-                    rows.append([method, d, f"+{fmt(diff.mean())} [{fmt(lo)}, {fmt(hi)}]"])
+            c = compare(part, scenario, f"online_error[{d}]", method, REFERENCE)
+            if c["significant"] and c["diff"] > 0:
+                rows.append([method, d, diff_cell(c)])
     return rows
 
 
@@ -64,11 +57,11 @@ def test_time_section(doc: Doc, ok: pd.DataFrame, records: list[dict], scenarios
         doc.para("Online error (%) per domain of the stream, each batch predicted before the "
                  "method adapted on it: mean [95% CI] over seeds. `source-only` is the source "
                  "model unadapted.")
-        rows = [[m] + [_cell(part[d].dropna().to_numpy()) for d in domains]
+        rows = [[m] + [values_cell(part[d].dropna().to_numpy()) for d in domains]
                 for m, part in wide.groupby("method", sort=False)]
         doc.table(["method", *domains], rows, wrap=True)
         wide.to_csv(tables_dir / f"test-time-{sc.replace('/', '_')}-domains.csv", index=False)
-        bad = hurts(wide, domains)
+        bad = hurts(ok, sc, domains)
         doc.para("Adaptation that hurt (online error above the unadapted model's, paired "
                  f"over {MIN_SEEDS}+ seeds): " + ("; ".join(f"{m} on {d} ({v})"
                                                        for m, d, v in bad) if bad else "none."))

@@ -369,3 +369,19 @@ def test_domainbeds_published_numbers_sit_beside_its_datasets(tmp_path):
     assert "DomainBed fish (published)" not in table  # not in DomainBed's table
     assert "the local 10,000 MNIST digits (DomainBed: 70,000)" in text
     assert "arch mlp (DomainBed: its MNIST CNN)" in text
+
+
+def test_test_time_adaptation_that_hurts_is_named_per_domain():
+    """An adapting method whose online error on one domain is above the unadapted model's
+    on every one of 4 seeds (paired) is named there, and only there."""
+    from analysis.report.testtime import hurts
+
+    rows = []
+    for seed in range(4):
+        for method, fog, noise in (("source-only", 40.0, 80.0), ("tent", 45.0 + seed % 2,
+                                                                  30.0)):
+            rows += [("c", method, seed, "online_error[fog-5]", fog),
+                     ("c", method, seed, "online_error[noise-5]", noise)]
+    ok = pd.DataFrame(rows, columns=["scenario", "method", "seed", "metric", "value"]).assign(
+        status="ok")
+    assert hurts(ok, "c", ["fog-5", "noise-5"]) == [["tent", "fog-5", "+5.50 [4.58, 6.42]"]]
