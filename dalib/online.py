@@ -16,22 +16,38 @@ from dalib.pack.runs import pack_methods
 from scenarios.testtime import TestTimeScenario
 
 
+def predictions(predict, batches, total: int, desc: str) -> np.ndarray:
+    """``predict(x)`` of each batch, its arg-max over classes, joined along the sample axis
+    (the last: ``(N,)``, or ``(S, N)`` for a pack's stacked batches); NaN or infinite
+    predictions raise ``FloatingPointError``."""
+    out = []
+    with progress(total, desc) as bar:
+        for x in batches:
+            logits = predict(x)
+            if not torch.isfinite(logits).all():
+                raise FloatingPointError(f"predictions are NaN or inf at batch {len(out)}")
+            out.append(logits.argmax(-1).cpu().numpy())
+            bar.update(1)
+    return np.concatenate(out, axis=-1)
+
+
+def _inputs(data: TestTimeScenario, device: torch.device, size: int | None = None):
+    return (x.to(device) for x, _, _, _ in data.stream.batches(size or data.batch_size))
+
+
+def _batch_count(data: TestTimeScenario) -> int:
+    return -(-len(data.stream) // data.batch_size)
+
+
 def run_online(method, data: TestTimeScenario, device: torch.device) -> np.ndarray:
     """The prediction of every sample of the stream, in stream order."""
-    preds = np.empty(len(data.stream), dtype=np.int64)
-    at = 0
-    batches = -(-len(data.stream) // data.batch_size)
-    with progress(batches, f"{method.name} online") as bar:
-        for x, _, _, _ in data.stream.batches(data.batch_size):
-            if data.mode == "episodic":
-                method.reset()
-            logits = method.step(x.to(device))
-            if not torch.isfinite(logits).all():
-                raise FloatingPointError(f"predictions are NaN or inf at batch {at // len(x)}")
-            preds[at:at + len(x)] = logits.argmax(-1).cpu().numpy()
-            at += len(x)
-            bar.update(1)
-    return preds
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        if data.mode == "episodic":
+            method.reset()
+        return method.step(x)
+
+    return predictions(predict, _inputs(data, device), _batch_count(data),
+                       f"{method.name} online")
 
 
 def run_offline(method, data: TestTimeScenario, device: torch.device, seed: int
@@ -43,24 +59,18 @@ def run_offline(method, data: TestTimeScenario, device: torch.device, seed: int
     x_all, _ = data.stream.pooled
     order = data.stream.order
     g = torch.Generator().manual_seed(seed)
-    with progress(data.epochs * -(-len(order) // data.batch_size), f"{method.name} offline"
-                  ) as bar:
+    with progress(data.epochs * _batch_count(data), f"{method.name} offline") as bar:
         for _ in range(data.epochs):
             shuffled = order[torch.randperm(len(order), generator=g)]
             for start in range(0, len(order), data.batch_size):
                 method.step(x_all[shuffled[start:start + data.batch_size]].to(device))
                 bar.update(1)
-    preds = []
     with torch.no_grad():
-        for x, _, _, _ in data.stream.batches(data.batch_size):
-            logits = method.predict(x.to(device))
-            if not torch.isfinite(logits).all():
-                raise FloatingPointError("predictions are NaN or inf after adaptation")
-            preds.append(logits.argmax(-1).cpu().numpy())
-    return np.concatenate(preds)
+        return predictions(method.predict, _inputs(data, device), _batch_count(data),
+                           f"{method.name} predicts")
 
 
-def test_time_pack_reason(runs: list, datas: list[TestTimeScenario]) -> str | None:
+def test_time_pack_reason(datas: list[TestTimeScenario]) -> str | None:
     """Why test-time runs cannot adapt as one pack, or None."""
     first = datas[0]
     if first.mode != "continual":
@@ -78,19 +88,10 @@ def run_online_pack(methods: list, datas: list[TestTimeScenario], device: torch.
     their adapted weights and statistics back. Returns ``(S, N)`` predictions."""
     lead = pack_methods(methods)
     lead.configure()  # packing leaves the model in evaluation mode
-    n = len(datas[0].stream)
-    preds = np.empty((len(methods), n), dtype=np.int64)
-    at = 0
-    streams = [d.stream.batches(d.batch_size) for d in datas]
-    with progress(-(-n // datas[0].batch_size), f"{lead.name} x {len(methods)} online") as bar:
-        for parts in zip(*streams, strict=True):
-            x = torch.stack([p[0] for p in parts]).to(device)
-            logits = lead.step(x)
-            if not torch.isfinite(logits).all():
-                raise FloatingPointError(f"predictions are NaN or inf at sample {at}")
-            preds[:, at:at + x.shape[1]] = logits.argmax(-1).cpu().numpy()
-            at += x.shape[1]
-            bar.update(1)
+    stacked = (torch.stack(parts) for parts in zip(*(_inputs(d, device) for d in datas),
+                                                    strict=True))
+    preds = predictions(lead.step, stacked, _batch_count(datas[0]),
+                        f"{lead.name} x {len(methods)} online")
     for s, method in enumerate(methods):
         for packed, own in zip(lead.trained_modules(), method.trained_modules(), strict=True):
             unpack_into(packed, s, own)
@@ -101,11 +102,9 @@ def unadapted(model: torch.nn.Module, data: TestTimeScenario, device: torch.devi
               ) -> np.ndarray:
     """The source model's predictions on the stream, as trained (evaluation mode)."""
     model.eval()
-    out = []
     with torch.inference_mode():
-        for x, _, _, _ in data.stream.batches(4096):
-            out.append(model(x.to(device)).argmax(-1).cpu().numpy())
-    return np.concatenate(out)
+        return predictions(model, _inputs(data, device, 4096), -(-len(data.stream) // 4096),
+                           "source model")
 
 
 def source_accuracy(method, data: TestTimeScenario) -> float:

@@ -152,7 +152,7 @@ def _test_time_pack(runs: list[RunSpec], methods: list, datas: list, device: tor
                     ) -> list[tuple[dict | str, dict | None]]:
     """Test-time runs of one method over seeds, adapted as one pack (continual mode):
     each from its own source model, on its own stream (:func:`run_online_pack`)."""
-    reason = method_pack_reason(methods[0]) or test_time_pack_reason(runs, datas)
+    reason = method_pack_reason(methods[0]) or test_time_pack_reason(datas)
     if reason:
         raise CannotPack(reason)
     for run, method, data in zip(runs, methods, datas, strict=True):

@@ -19,6 +19,8 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from scenarios import checks
+from scenarios.corruptions import CORRUPTIONS
 from scenarios.domain import Domain
 from scenarios.errors import InputError
 from scenarios.shifts import apply_shifts
@@ -169,9 +171,6 @@ KEYS = {"source", "target", "corruptions", "severity", "domains", "order", "cycl
 def check_options(table: dict, f: str) -> None:
     """A ``kind = "test-time"`` table's own keys (the data tables are checked by the
     suite)."""
-    from scenarios import checks
-    from scenarios.corruptions import CORRUPTIONS
-
     if "source" not in table or isinstance(table["source"], list):
         raise InputError(f"{f}.source", "missing" if "source" not in table else "is a list",
                          expected="one data table (the labelled source)")
