@@ -200,11 +200,13 @@ def _result(record: dict, criterion: str, lodo: dict) -> dict[str, float]:
             "target_acc_last": pick(record["checkpoints"], "last")["target_acc"]}
 
 
-def selection_rows(records: list[dict]) -> list[dict]:
+def selection_rows(records: list[dict], lodo: dict[str, dict] | None = None) -> list[dict]:
     """The selected result of every searched method, scenario and seed (see the module
     doc), as rows of the results table. Transfer runs are chosen by the criterion columns of
     their checkpoints, streams by the accuracy on their tasks' validation parts; test
-    accuracies are read for the reported rows and the oracle alone."""
+    accuracies are read for the reported rows and the oracle alone. ``lodo``: the
+    leave-one-domain-out picks of the records, when the caller has them
+    (:func:`dalib.domain_validation.lodo_picks`)."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         info = r.get("search")
@@ -212,7 +214,7 @@ def selection_rows(records: list[dict]) -> list[dict]:
                 r.get("checkpoints") or "accuracy_matrix_val" in r):
             groups.setdefault((r["suite"], r["scenario"], info["group"]), []).append(r)
     rows = []
-    lodo = lodo_picks(records)
+    lodo = lodo_picks(records) if lodo is None else lodo
     for (suite, scenario, group), runs in groups.items():
         info = runs[0]["search"]
         criterion, by_seed = info["select"], {}

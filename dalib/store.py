@@ -27,7 +27,7 @@ import pandas as pd
 from analysis.continual import intransigence
 from analysis.stats import SEARCH_TRIAL
 from analysis.transfer import transfer_gaps
-from dalib.domain_validation import lodo_rows
+from dalib.domain_validation import lodo_picks, lodo_rows
 from dalib.search import selection_rows
 from scenarios.errors import InputError
 
@@ -263,8 +263,9 @@ def results_from_records(records: list[dict]) -> pd.DataFrame:
         if isinstance(r.get("search"), dict):  # one configuration of a search: not a method
             rows.append({**base, "metric": SEARCH_TRIAL, "value": float(r["search"]["trial"])})
     rows += _intransigence_rows(records)
-    rows += lodo_rows(records)
-    rows += selection_rows(records)
+    picks = lodo_picks(records)  # leave-one-domain-out picks serve both
+    rows += lodo_rows(records, picks)
+    rows += selection_rows(records, picks)
     table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     ok = table[table["status"] == "ok"]
     if not ok.empty:
