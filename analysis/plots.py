@@ -330,3 +330,39 @@ def online_error(curves: dict[str, np.ndarray], window: int, starts: list[tuple[
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def ledger_dots(values: pd.DataFrame, shapes: pd.DataFrame, title: str):
+    """A reproduction entry side by side: each published value (a diamond, its reported
+    spread as a bar) beside dalib's mean and 95% interval (tables of
+    :func:`analysis.ledger.value_table`); each published claim as dalib's paired difference
+    ``left - right`` with its interval against zero (:func:`analysis.ledger.shape_table`)."""
+    sns.set_theme(**STYLE)
+    panels = [p for p in ((values, "value"), (shapes, "claim")) if len(p[0])]
+    heights = [max(1.5, 0.32 * len(p[0]) + 0.8) for p in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(11, sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (table, kind) in zip(axes[:, 0], panels, strict=True):
+        y = np.arange(len(table))[::-1]
+        if kind == "value":
+            pub = table["published"].astype(float)
+            spread = table["spread"].astype(float).fillna(0)
+            ax.errorbar(pub, y + 0.15, xerr=spread, fmt="D", mfc="white", color="black",
+                        ms=5, capsize=2, label="published (± reported spread)")
+            ax.errorbar(table["mean"], y - 0.15, xerr=[table["mean"] - table["lo"],
+                                                       table["hi"] - table["mean"]],
+                        fmt="o", color=sns.color_palette()[0], ms=5, capsize=2,
+                        label="dalib mean [95% CI]")
+            ax.set_yticks(y, table["cell"], fontsize=ANNOTATION)
+            ax.legend(fontsize=LEGEND, loc="best")
+        else:
+            ax.axvline(0, color="grey", lw=1)
+            ax.errorbar(table["difference"], y, xerr=[table["difference"] - table["lo"],
+                                                      table["hi"] - table["difference"]],
+                        fmt="o", color=sns.color_palette()[1], ms=5, capsize=2)
+            ax.set_yticks(y, [f"{c} ({v})" for c, v in zip(table["claim"], table["verdict"],
+                                                           strict=True)], fontsize=ANNOTATION)
+            ax.set_xlabel("dalib: left − right, paired over seeds [95% CI]")
+    axes[0, 0].set_title(title, fontsize=LEGEND + 1)
+    fig.tight_layout()
+    return fig

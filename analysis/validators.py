@@ -35,21 +35,41 @@ def checkpoint_table(records: list[dict]) -> tuple[pd.DataFrame, dict[str, bool]
     return pd.DataFrame(rows), directions
 
 
+def _spearman(part: pd.DataFrame, validator: str, higher: bool) -> tuple[float, pd.Series]:
+    """The rank correlation of ``validator``'s signed score with target accuracy over the
+    rows where both are finite (NaN for fewer than 3 or a constant score), and those rows."""
+    from scipy import stats
+
+    score = part[validator] * (1.0 if higher else -1.0)
+    ok = np.isfinite(score) & np.isfinite(part["target_acc"])
+    rho = float(stats.spearmanr(score[ok], part["target_acc"][ok]).statistic) \
+        if ok.sum() > 2 and score[ok].nunique() > 1 else float("nan")
+    return rho, ok
+
+
+def seed_correlations(table: pd.DataFrame, higher_is_better: dict[str, bool]) -> pd.DataFrame:
+    """Each validator's rank correlation with target accuracy per scenario and seed, over the
+    checkpoints of every method of that seed, as long results rows (``method = "all"``,
+    ``metric = "spearman[VALIDATOR]"``): a study's correlation with an interval over seeds."""
+    out = []
+    for (scenario, seed), part in table.groupby(["scenario", "seed"], sort=True):
+        for v in (v for v in higher_is_better if v in table):
+            out.append({"scenario": scenario, "method": "all", "seed": seed,
+                        "metric": f"spearman[{v}]",
+                        "value": _spearman(part, v, higher_is_better[v])[0], "status": "ok"})
+    return pd.DataFrame(out, columns=["scenario", "method", "seed", "metric", "value", "status"])
+
+
 def validator_study(table: pd.DataFrame, higher_is_better: dict[str, bool]) -> pd.DataFrame:
     """``scenario, validator, spearman, regret, candidates, best``: per scenario and validator
     the rank correlation of the signed score with target accuracy, the mean regret over
     (method, seed) groups, the number of checkpoints, and whether it has the lowest regret of
     the scenario (ties: the higher correlation)."""
-    from scipy import stats
-
     out = []
     validators = [v for v in higher_is_better if v in table]
     for scenario, part in table.groupby("scenario", sort=False):
         for v in validators:
-            score = part[v] * (1.0 if higher_is_better[v] else -1.0)
-            ok = np.isfinite(score) & np.isfinite(part["target_acc"])
-            rho = float(stats.spearmanr(score[ok], part["target_acc"][ok]).statistic) \
-                if ok.sum() > 2 and score[ok].nunique() > 1 else float("nan")
+            rho, ok = _spearman(part, v, higher_is_better[v])
             regrets = []
             for _, g in part[ok].groupby(KEYS[1:], sort=False):
                 signed = g[v] * (1.0 if higher_is_better[v] else -1.0)

@@ -77,6 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="where a sweep stands (running or not): runs done, "
                             "failed, running, remaining, time left")
     status.add_argument("dir", metavar="DIR", help="the --out directory of a dalib run")
+    rp = sub.add_parser("reproduce", help="run the reproduction ledger (published results "
+                        "re-run under their protocols) and write OUT/ledger.md")
+    rp.add_argument("--entry", action="append", default=[], metavar="NAME",
+                    help="run this entry only (a built-in entry name or an entry .toml); "
+                         "repeatable (default: every built-in entry)")
+    rp.add_argument("--smoke", action="store_true",
+                    help="run each entry at its tiny smoke size (checks that it runs and that "
+                         "its ledger rows are produced; not a reproduction)")
+    rp.add_argument("--out", help="output directory, one sub-directory per entry (default: "
+                    "runs/reproduce, or runs/reproduce-smoke with --smoke)")
+    rp.add_argument("--jobs", type=int, default=1, help="processes per entry, as for dalib run")
+    rp.add_argument("--device", help="auto, cpu or cuda (default: each entry's)")
+    rp.add_argument("--data-root", help="where dataset files are looked for first")
+    rp.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
+                    help="load a plugin before the entries; repeatable")
     data = sub.add_parser("data", help="show where dataset files are searched and what is found")
     data.add_argument("--data-root")
     return p
@@ -85,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 # each subcommand: its module in dalib.commands and its function (imported when it runs)
 COMMANDS = {"run": ("run", "cmd_run"), "report": ("report", "cmd_report"),
             "list": ("listing", "cmd_list"), "data": ("status", "cmd_data"),
-            "status": ("status", "cmd_status")}
+            "status": ("status", "cmd_status"), "reproduce": ("reproduce", "cmd_reproduce")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,6 +81,12 @@ def resize(domain: Domain, rng: np.random.Generator, size: int | list[int], crop
     return domain.with_(x=F.interpolate(x, size=hw, mode=mode, **kwargs).clamp_(0, 1))
 
 
+def pad(domain: Domain, rng: np.random.Generator, pixels: int) -> Domain:
+    """Add ``pixels`` of background (zeros) on every border: MNIST's 28 x 28 digits padded
+    to 32 x 32 with ``pixels = 2``, as in torchvision's ``Pad(2)``."""
+    return domain.with_(x=F.pad(_images(domain, "pad"), (pixels,) * 4))
+
+
 def channels(domain: Domain, rng: np.random.Generator, count: int) -> Domain:
     """Grey images as ``count = 3`` identical channels (RGB), or RGB images as ``count = 1``
     channel, the ITU-R 601 luma Pillow's ``convert("L")`` uses (0.299 R + 0.587 G + 0.114 B):
@@ -177,6 +183,7 @@ SHIFTS: dict[str, Shift] = {
         "severity": partial(checks.integer, low=1, high=5)}),
     "resize": Shift(resize, checks={"size": _size,
                                     "crop": partial(checks.integer, low=0, high=4096)}),
+    "pad": Shift(pad, checks={"pixels": partial(checks.integer, low=1, high=4096)}),
     "channels": Shift(channels, checks={"count": _channel_count}),
     "permute": Shift(permute, checks={"seed": _seed}),
     "label-noise": Shift(label_noise, train_only=True,

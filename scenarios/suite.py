@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scenarios import checks, formats, testtime
+from scenarios import checks, formats, reproduction, testtime
 from scenarios.datasets import dataset_files, dataset_loader, load_dataset
 from scenarios.domain import LAYOUTS, Domain
 from scenarios.errors import InputError, reject_unknown
@@ -34,7 +34,7 @@ from scenarios.transfer import TransferScenario, build_transfer
 BUILTIN_DIR = Path(__file__).parent / "suites"
 
 SUITE_KEYS = {"name", "description", "seeds", "device", "budget", "model", "optim", "scenario",
-              "plugins", "search"}
+              "plugins", "search", "reproduction"}
 BUDGET_KEYS = {"epochs", "steps", "batch_size", "checkpoints", "log_every"}
 MAX_SEEDS = 10_000
 MAX_TASKS = 100  # each task of a permuted or rotated stream is a copy of the data
@@ -238,6 +238,7 @@ class Suite:
     scenarios: tuple[ScenarioSpec, ...]
     path: str
     plugins: tuple[str, ...] = ()  # as written: files relative to the suite's folder, or modules
+    reproduction: reproduction.Reproduction | None = None  # a ledger entry's header
 
     def locate(self, exc: InputError, index: int, method: MethodSpec | None = None
                ) -> InputError:
@@ -520,10 +521,11 @@ def builtin_suites() -> dict[str, str]:
     return out
 
 
-def load_suite(name_or_path: str, data_root: str | None = None) -> Suite:
+def load_suite(name_or_path: str, data_root: str | None = None, smoke: bool = False) -> Suite:
     """Read and validate a suite; errors name the file and the field. ``data_root``
     (``--data-root``) is where its built-in datasets' files are looked for first: their
-    contents are part of each run's identity."""
+    contents are part of each run's identity. ``smoke``: a reproduction entry at its smoke
+    size (:func:`scenarios.reproduction.smoke_variant`)."""
     path = resolve_suite_path(name_or_path)
     try:
         with open(path, "rb") as fh:
@@ -540,6 +542,11 @@ def load_suite(name_or_path: str, data_root: str | None = None) -> Suite:
         raise InputError("suite", f"cannot be read ({exc.strerror})",
                          expected="a readable .toml file", source=str(path)) from None
     try:
+        if smoke:
+            if not isinstance(raw.get("reproduction"), dict):
+                raise InputError("reproduction", "is missing", expected="a [reproduction] "
+                                 "table: only a reproduction entry has a smoke size")
+            raw = reproduction.smoke_variant(raw)
         return parse_suite(raw, path, data_root)
     except InputError as exc:
         raise exc.within(str(path)) from None
@@ -614,6 +621,11 @@ def parse_suite(raw: dict, path: Path, data_root: str | None = None) -> Suite:
     if not name.strip():
         raise InputError("name", "is empty", expected="a suite name")
     _check_type(raw.get("description", ""), str, "description", "a string")
+    header = None
+    if "reproduction" in raw:
+        header = reproduction.check_header(raw["reproduction"])
+        reproduction.check_cells(header, {s.name: {m.label for m in s.methods}
+                                          for s in scenarios})
     return Suite(name=name, description=str(raw.get("description", "")), seeds=tuple(seeds),
                  device=device, scenarios=scenarios, path=str(path),
-                 plugins=_check_plugins(raw.get("plugins", [])))
+                 plugins=_check_plugins(raw.get("plugins", [])), reproduction=header)

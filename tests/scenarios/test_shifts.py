@@ -84,3 +84,13 @@ def test_channels_turns_grey_into_rgb_and_rgb_into_pillows_grey():
     assert back.input_shape == (3, 6, 6) and bool((back.x[:, 0] == back.x[:, 2]).all())
     with pytest.raises(InputError, match="count: is 2"):
         apply_shifts(grey, [{"name": "channels", "count": 2}], np.random.default_rng(0))
+
+
+def test_pad_adds_background_on_every_border():
+    from scenarios.domain import Domain
+
+    x = torch.rand(3, 1, 28, 28)
+    d = Domain("d", x, torch.tensor([0, 1, 2]), ("0", "1", "2"))
+    out = apply_shifts(d, [{"name": "pad", "pixels": 2}], np.random.default_rng(0))
+    assert out.x.shape == (3, 1, 32, 32)
+    assert torch.equal(out.x[..., 2:-2, 2:-2], x) and out.x[..., :2, :].abs().sum() == 0

@@ -1,0 +1,196 @@
+"""The reproduction ledger: published numbers beside dalib's, and published claims tested.
+
+Works on a tidy long results table (``scenario, method, seed, metric, value``; a ``status``
+column keeps ``ok`` rows) and an entry's header as plain data: each *value* names a cell
+(``scenarios``, ``method``, ``metric``) and the published number with its reported spread; each
+*shape* names a claim ``left relation right`` between two cells (or a cell and a number).
+
+A cell's value per seed is the metric of the method in its scenario, or the mean over its
+scenarios seed by seed (a published average over test environments). dalib's number is the
+mean over seeds with its 95% Student-t interval; the published value is *inside* when it lies
+in that interval. A claim is tested on the paired per-seed differences ``left - right``: it
+*holds* when their interval lies on the claimed side of zero, is *reversed* when it lies on the
+other side, and is *not resolved* otherwise (or with fewer than two seeds).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.stats import ok_rows, t_interval
+
+LEVEL = 0.95
+
+
+def cell_values(results: pd.DataFrame, cell: dict) -> pd.Series:
+    """A cell's value per seed (index: seed); a seed missing in one of its scenarios is left
+    out (the mean over scenarios needs all of them)."""
+    rows = ok_rows(results)
+    rows = rows[(rows["method"] == cell["method"]) & (rows["metric"] == cell["metric"])
+                & rows["scenario"].isin(cell["scenarios"])]
+    wide = rows.pivot_table(index="seed", columns="scenario", values="value", aggfunc="mean")
+    if wide.empty or len(wide.columns) < len(set(cell["scenarios"])):
+        return pd.Series(dtype=float, name="value")
+    return wide.dropna().mean(axis=1).rename("value")
+
+
+def label(cell: dict) -> str:
+    """How a cell reads in the ledger: ``scenario / method / metric``."""
+    scenarios = cell["scenarios"]
+    where = scenarios[0] if len(scenarios) == 1 else f"mean of {', '.join(scenarios)}"
+    return f"{where} / {cell['method']} / {cell['metric']}"
+
+
+def _summary(values: pd.Series) -> tuple[float, float, float]:
+    if values.empty:
+        return float("nan"), float("nan"), float("nan")
+    lo, hi = t_interval(values, LEVEL)
+    return float(values.mean()), lo, hi
+
+
+def value_table(results: pd.DataFrame, values: list[dict]) -> pd.DataFrame:
+    """One row per published value: ``cell, published, spread, spread_kind, checked, seeds,
+    mean, lo, hi, difference`` (dalib minus published), ``inside`` (the published value in
+    dalib's interval; missing without a published value or an interval) and ``note``."""
+    out = []
+    for v in values:
+        per_seed = cell_values(results, v["cell"])
+        mean, lo, hi = _summary(per_seed)
+        published = v.get("published")
+        has = published is not None and not np.isnan(lo)
+        out.append({"cell": label(v["cell"]), "published": published,
+                    "spread": v.get("spread"), "spread_kind": v.get("spread_kind", "none"),
+                    "checked": v.get("checked", True), "seeds": len(per_seed), "mean": mean,
+                    "lo": lo, "hi": hi,
+                    "difference": mean - published if published is not None else None,
+                    "inside": bool(lo <= published <= hi) if has else None,
+                    "note": v.get("note", "")})
+    return pd.DataFrame(out, columns=["cell", "published", "spread", "spread_kind", "checked",
+                                      "seeds", "mean", "lo", "hi", "difference", "inside",
+                                      "note"])
+
+
+def verdict(relation: str, lo: float, hi: float) -> str:
+    """``holds``, ``reversed`` or ``not resolved`` for a claim whose difference ``left -
+    right`` has the interval ``[lo, hi]``."""
+    if np.isnan(lo):
+        return "not resolved"
+    above, below = lo > 0, hi < 0
+    if relation == ">":
+        return "holds" if above else "reversed" if below else "not resolved"
+    return "holds" if below else "reversed" if above else "not resolved"
+
+
+def shape_table(results: pd.DataFrame, shapes: list[dict]) -> pd.DataFrame:
+    """One row per published claim: ``claim, test`` (the comparison in cells), ``seeds``,
+    ``left, right`` (means), ``difference, lo, hi`` (paired, left minus right, 95% t
+    interval), ``verdict`` and ``note``."""
+    out = []
+    for s in shapes:
+        left = cell_values(results, s["left"])
+        right = s["right"]
+        if isinstance(right, dict):
+            rvals = cell_values(results, right)
+            seeds = left.index.intersection(rvals.index)
+            diff = left.loc[seeds] - rvals.loc[seeds]
+            rmean, rlabel = float(rvals.loc[seeds].mean()) if len(seeds) else float("nan"), \
+                label(right)
+        else:
+            diff, rmean, rlabel = left - float(right), float(right), f"{float(right):g}"
+        mean, lo, hi = _summary(diff)
+        out.append({"claim": s["claim"], "test": f"{label(s['left'])} {s['relation']} {rlabel}",
+                    "seeds": len(diff),
+                    "left": float(left.loc[diff.index].mean()) if len(diff) else float("nan"),
+                    "right": rmean, "difference": mean, "lo": lo, "hi": hi,
+                    "verdict": verdict(s["relation"], lo, hi), "note": s.get("note", "")})
+    return pd.DataFrame(out, columns=["claim", "test", "seeds", "left", "right", "difference",
+                                      "lo", "hi", "verdict", "note"])
+
+
+def _num(x, digits: int = 2) -> str:
+    return "–" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{digits}f}"
+
+
+def published_cell(row) -> str:
+    """The published value as reported: ``value ± spread (sd|se)``, marked when unchecked."""
+    if row["published"] is None or (isinstance(row["published"], float)
+                                    and np.isnan(row["published"])):
+        return "not given"
+    text = _num(row["published"])
+    if row["spread_kind"] != "none":
+        text += f" ± {_num(row['spread'])} ({row['spread_kind']})"
+    return text if row["checked"] else f"{text} (quoted, unchecked)"
+
+
+def _inside(row) -> str:
+    if row["inside"] is None or (isinstance(row["inside"], float) and np.isnan(row["inside"])):
+        return "–"
+    return "yes" if row["inside"] else "**no**"
+
+
+def _notes(table: pd.DataFrame, key: str) -> list[str]:
+    """The table's notes, each once, with the rows it applies to."""
+    rows: dict[str, list[str]] = {}
+    for _, r in table.iterrows():
+        if r["note"]:
+            rows.setdefault(r["note"], []).append(r[key])
+    if not rows:
+        return [""]
+    return [""] + [f"- {note[0].upper() + note[1:]}: {'; '.join(keys)}."
+                   for note, keys in rows.items()] + [""]
+
+
+def entry_markdown(entry: dict) -> str:
+    """One entry's section: citation, protocol, differences, the values and claims tables,
+    its figure and cost. ``entry`` holds ``name, citation, source, url, protocol,
+    published_seeds, differences, values`` (:func:`value_table`), ``shapes``
+    (:func:`shape_table`), ``figure`` (a path or None) and ``cost`` (a sentence)."""
+    lines = [f"## {entry['name']}", "", f"**{entry['citation']}**"
+             + (f" <{entry['url']}>" if entry.get("url") else ""), "",
+             f"Reproduces: {entry['source']}."
+             + (f" Published over {entry['published_seeds']} runs."
+                if entry.get("published_seeds") else ""), "",
+             f"Protocol as published: {entry['protocol']}", ""]
+    if entry["differences"]:
+        lines += ["Where dalib's run differs, and the expected effect:", ""]
+        lines += [f"- {what} *Expected effect:* {direction}"
+                  for what, direction in entry["differences"]]
+        lines.append("")
+    values = entry["values"]
+    if len(values):
+        lines += ["| result | published | dalib mean [95% CI] | seeds | dalib − published | "
+                  "published inside CI |", "|---|---|---|---|---|---|"]
+        for _, r in values.iterrows():
+            diff = r["difference"]
+            lines.append(f"| {r['cell']} | {published_cell(r)} | {_num(r['mean'])} "
+                         f"[{_num(r['lo'])}, {_num(r['hi'])}] | {r['seeds']} | "
+                         f"{_num(diff) if diff is not None else '–'} | {_inside(r)} |")
+        lines += _notes(values, "cell")
+    shapes = entry["shapes"]
+    if len(shapes):
+        lines += ["| published claim | tested as | seeds | difference [95% CI] | verdict |",
+                  "|---|---|---|---|---|"]
+        for _, r in shapes.iterrows():
+            lines.append(f"| {r['claim']} | {r['test']} | {r['seeds']} | "
+                         f"{_num(r['difference'])} [{_num(r['lo'])}, {_num(r['hi'])}] | "
+                         f"{r['verdict']} |")
+        lines += _notes(shapes, "claim")
+    if entry.get("figure"):
+        lines += [f"![{entry['name']}: published vs dalib]({entry['figure']})", ""]
+    if entry.get("cost"):
+        lines += [entry["cost"], ""]
+    return "\n".join(lines)
+
+
+def counts(values: pd.DataFrame, shapes: pd.DataFrame) -> dict[str, int]:
+    """How many published values fall inside dalib's interval, outside it, or cannot be
+    compared, and how many claims hold, are reversed or are not resolved."""
+    inside = values["inside"] if len(values) else pd.Series(dtype=object)
+    verdicts = shapes["verdict"] if len(shapes) else pd.Series(dtype=object)
+    return {"inside": int((inside == True).sum()),  # noqa: E712  (None: not comparable)
+            "outside": int((inside == False).sum()),  # noqa: E712
+            "not compared": int(inside.isna().sum()),
+            "holds": int((verdicts == "holds").sum()),
+            "reversed": int((verdicts == "reversed").sum()),
+            "not resolved": int((verdicts == "not resolved").sum())}

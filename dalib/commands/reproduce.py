@@ -1,0 +1,143 @@
+"""``dalib reproduce``: run the reproduction ledger's entries and write the ledger.
+
+Each entry is a suite with a ``[reproduction]`` header (:mod:`scenarios.reproduction`), run by
+``dalib run`` into ``OUT/ENTRY`` (progress, resume and identity as for any sweep); the ledger
+(:mod:`analysis.ledger`) is then computed from the run records and written to
+``OUT/ledger.md``, ``OUT/ledger-values.csv``, ``OUT/ledger-claims.csv`` and one figure per
+entry under ``OUT/ledger/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+from pathlib import Path
+
+import pandas as pd
+
+from scenarios.errors import InputError
+
+
+def resolve_entries(names: list[str]) -> dict[str, Path]:
+    """The built-in entries, or those named (a built-in name or a path to an entry file)."""
+    from scenarios.reproduction import entries
+
+    known = entries()
+    if not names:
+        return known
+    out = {}
+    for name in names:
+        path = Path(name)
+        if name in known:
+            out[name] = known[name]
+        elif path.suffix == ".toml" and path.is_file():
+            out[path.stem] = path
+        else:
+            raise InputError("--entry", f"is {name!r}", expected="an entry file (.toml) or "
+                             f"one of {', '.join(known)}")
+    return out
+
+
+def _pooled_rows(records: list[dict]) -> pd.DataFrame:
+    """Numbers pooled over a seed's methods (``method = "all"``): each validator's rank
+    correlation with target accuracy over every checkpoint of the seed."""
+    from analysis.validators import checkpoint_table, seed_correlations
+
+    table, directions = checkpoint_table(records)
+    return seed_correlations(table, directions) if len(table) else pd.DataFrame()
+
+
+def _cost(records: list[dict], smoke: bool) -> str:
+    total = sum(r.get("timings", {}).get("total_s", 0.0) for r in records)
+    devices = sorted({str(r.get("device", "?")) for r in records})
+    threads = sorted({str(r["settings"].get("threads")) for r in records
+                      if isinstance(r.get("settings"), dict) and "threads" in r["settings"]})
+    size = "smoke size" if smoke else "full size"
+    return (f"Cost ({size}): {len(records)} runs, {total / 60:.1f} min of run time on "
+            f"{', '.join(devices)} ({platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} cores, torch threads {', '.join(threads) or '?'}).")
+
+
+def ledger_entry(name: str, suite, out: Path, smoke: bool) -> dict:
+    """One entry's ledger section data, computed from its run records under ``out``."""
+    from analysis import ledger
+    from dalib.store import read_records, results_from_records
+
+    records = read_records(out).records
+    results = results_from_records(records) if records else pd.DataFrame(
+        columns=["scenario", "method", "seed", "metric", "value", "status"])
+    pooled = _pooled_rows(records)
+    if len(pooled):
+        results = pd.concat([results, pooled], ignore_index=True)
+    header = dataclasses.asdict(suite.reproduction)
+    values = ledger.value_table(results, header["values"])
+    shapes = ledger.shape_table(results, header["shapes"])
+    return {"name": name, **{k: header[k] for k in ("citation", "source", "url", "protocol",
+                                                    "published_seeds", "differences")},
+            "values": values, "shapes": shapes, "cost": _cost(records, smoke)}
+
+
+def write_ledger(entries: list[dict], out: Path, smoke: bool) -> Path:
+    """``OUT/ledger.md`` (with figures under ``OUT/ledger/``) and the two CSV tables."""
+    from analysis import ledger, plots
+
+    sections, values, claims, summary = [], [], [], []
+    for e in entries:
+        if len(e["values"]) or len(e["shapes"]):
+            fig = plots.ledger_dots(e["values"], e["shapes"], e["name"])
+            plots.save(fig, out / "ledger" / e["name"])
+            e["figure"] = f"ledger/{e['name']}.png"
+        sections.append(ledger.entry_markdown(e))
+        values.append(e["values"].assign(entry=e["name"]))
+        claims.append(e["shapes"].assign(entry=e["name"]))
+        c = ledger.counts(e["values"], e["shapes"])
+        summary.append(f"| [{e['name']}](#{e['name']}) | {c['inside']} | {c['outside']} | "
+                       f"{c['not compared']} | {c['holds']} | {c['reversed']} | "
+                       f"{c['not resolved']} |")
+    pd.concat(values, ignore_index=True).to_csv(out / "ledger-values.csv", index=False)
+    pd.concat(claims, ignore_index=True).to_csv(out / "ledger-claims.csv", index=False)
+    size = ("at smoke size: a check that every entry runs, not a reproduction" if smoke
+            else "at full size")
+    head = ["# Reproduction ledger", "",
+            f"Published results beside dalib's own, re-run under the published protocols "
+            f"({size}) by `dalib reproduce{' --smoke' if smoke else ''}`. dalib's numbers are "
+            "means over seeds with 95% Student-t intervals; a published value is *inside* when "
+            "it lies in dalib's interval. A published claim is tested on paired per-seed "
+            "differences: it *holds* when their interval lies on the claimed side of zero.",
+            "", "| entry | values inside | outside | not compared | claims hold | reversed | "
+            "not resolved |", "|---|---|---|---|---|---|---|", *summary, ""]
+    path = out / "ledger.md"
+    path.write_text("\n".join(head + sections))
+    return path
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from dalib.cli import build_parser
+    from dalib.commands.run import cmd_run, load_with_plugins
+
+    chosen = resolve_entries(args.entry)
+    out = Path(args.out or ("runs/reproduce-smoke" if args.smoke else "runs/reproduce"))
+    # every entry is read and checked before anything runs
+    suites = {name: load_with_plugins(str(path), args.plugin, args.data_root,
+                                      smoke=args.smoke)[0] for name, path in chosen.items()}
+    for name, suite in suites.items():
+        if suite.reproduction is None:
+            raise InputError("reproduction", "is missing", expected="a [reproduction] table "
+                             "(a ledger entry)").within(str(chosen[name]))
+    status = 0
+    for i, (name, path) in enumerate(chosen.items(), 1):
+        print(f"== entry {i}/{len(chosen)}: {name} ({suites[name].reproduction.citation})")
+        run_args = build_parser().parse_args(
+            ["run", str(path), "--out", str(out / name), "--no-report",
+             "--jobs", str(args.jobs), *(["--device", args.device] if args.device else []),
+             *(["--data-root", args.data_root] if args.data_root else []),
+             *(f"--plugin={p}" for p in args.plugin)])
+        run_args.smoke = args.smoke
+        status = max(status, cmd_run(run_args))
+    entries = [ledger_entry(name, suite, out / name, args.smoke)
+               for name, suite in suites.items()]
+    path = write_ledger(entries, out, args.smoke)
+    print(f"\nledger: {path}")
+    return status

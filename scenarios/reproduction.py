@@ -1,0 +1,255 @@
+"""A reproduction entry's header: the ``[reproduction]`` table of a suite.
+
+An entry of the reproduction ledger is an ordinary suite (its scenarios run through the normal
+runner) whose ``[reproduction]`` table says what it reproduces: the citation, the table or
+figure, the protocol as published, how dalib's run differs from it (and the expected direction
+of each difference), the published values to compare with (``[[reproduction.value]]``), the
+published qualitative claims to test (``[[reproduction.shape]]``) and the overrides of its
+``--smoke`` size (``[reproduction.smoke]``). This module checks the table; the comparison is
+:mod:`analysis.ledger`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scenarios import checks
+from scenarios.errors import InputError, reject_unknown
+
+ENTRIES_DIR = Path(__file__).parent / "reproductions"
+
+HEADER_KEYS = {"citation", "source", "url", "protocol", "published_seeds", "differences",
+               "smoke", "value", "shape"}
+SMOKE_KEYS = {"seeds", "budget", "scenario"}
+CELL_KEYS = {"scenario", "method", "metric"}
+VALUE_KEYS = CELL_KEYS | {"published", "spread", "spread_kind", "checked", "note"}
+SHAPE_KEYS = {"claim", "left", "relation", "right", "note"}
+SPREAD_KINDS = ("sd", "se", "none")
+RELATIONS = (">", "<")
+DIFFERENCE_KEYS = {"what", "direction"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Where a number comes from in dalib's results: a metric of a method, per seed, in one
+    scenario or averaged over several (``scenario = [...]``: the mean over the listed
+    scenarios, seed by seed)."""
+
+    scenarios: tuple[str, ...]
+    method: str
+    metric: str
+
+    @property
+    def label(self) -> str:
+        where = self.scenarios[0] if len(self.scenarios) == 1 else \
+            f"mean of {', '.join(self.scenarios)}"
+        return f"{where} / {self.method} / {self.metric}"
+
+
+@dataclass(frozen=True)
+class Value:
+    """A published number and the dalib cell it is compared with."""
+
+    cell: Cell
+    published: float | None  # None: the paper's value could not be read; dalib's is shown
+    spread: float | None
+    spread_kind: str  # sd, se or none
+    checked: bool  # False: quoted from elsewhere, not checked against the paper
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A published qualitative claim: ``left relation right``, where ``right`` is another
+    cell (compared seed by seed) or a number."""
+
+    claim: str
+    left: Cell
+    relation: str
+    right: Cell | float
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    citation: str
+    source: str
+    protocol: str
+    url: str = ""
+    published_seeds: int | None = None
+    differences: tuple[tuple[str, str], ...] = ()  # (what differs, expected direction)
+    values: tuple[Value, ...] = ()
+    shapes: tuple[Shape, ...] = ()
+    smoke: dict = field(default_factory=dict)
+
+
+def _text(value, f: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f, f"is {value!r}", expected="a non-empty string")
+    return value.strip()
+
+
+def _cell(table, f: str) -> Cell:
+    if not isinstance(table, dict):
+        raise InputError(f, f"is {table!r}", expected="a table {scenario, method, metric}")
+    reject_unknown(table, CELL_KEYS, what="key", field=f)
+    for key in sorted(CELL_KEYS - set(table)):
+        raise InputError(f"{f}.{key}", "is missing", expected="scenario, method and metric")
+    scenarios = table["scenario"]
+    scenarios = scenarios if isinstance(scenarios, list) else [scenarios]
+    if not scenarios:
+        raise InputError(f"{f}.scenario", "is empty", expected="a scenario name or a list")
+    return Cell(tuple(_text(s, f"{f}.scenario") for s in scenarios),
+                _text(table["method"], f"{f}.method"), _text(table["metric"], f"{f}.metric"))
+
+
+def _value(table, f: str) -> Value:
+    if not isinstance(table, dict):
+        raise InputError(f, f"is {table!r}", expected="a [[reproduction.value]] table")
+    reject_unknown(table, VALUE_KEYS, what="key", field=f)
+    cell = _cell({k: v for k, v in table.items() if k in CELL_KEYS}, f)
+    published = table.get("published")
+    if published is not None:
+        published = checks.number(published, f"{f}.published")
+    spread = table.get("spread")
+    if spread is not None:
+        spread = checks.number(spread, f"{f}.spread", low=0)
+    kind = checks.string(table.get("spread_kind", "none" if spread is None else "sd"),
+                         f"{f}.spread_kind", SPREAD_KINDS)
+    if (spread is None) != (kind == "none"):
+        raise InputError(f"{f}.spread_kind", f"is {kind!r} with spread = {spread!r}",
+                         expected="sd or se with a spread, none without")
+    if published is None and spread is not None:
+        raise InputError(f"{f}.spread", "is set without published", expected="no spread")
+    note = table.get("note", "")
+    if published is None and not note:
+        raise InputError(f"{f}.note", "is missing for a value without published",
+                         expected="why the paper's value is not given")
+    return Value(cell, published, spread, kind,
+                 checks.boolean(table.get("checked", True), f"{f}.checked"),
+                 _text(note, f"{f}.note") if note else "")
+
+
+def _shape(table, f: str) -> Shape:
+    if not isinstance(table, dict):
+        raise InputError(f, f"is {table!r}", expected="a [[reproduction.shape]] table")
+    reject_unknown(table, SHAPE_KEYS, what="key", field=f)
+    for key in ("claim", "left", "relation", "right"):
+        if key not in table:
+            raise InputError(f"{f}.{key}", "is missing", expected="claim, left, relation, right")
+    right = table["right"]
+    right = checks.number(right, f"{f}.right") if not isinstance(right, dict) else \
+        _cell(right, f"{f}.right")
+    note = table.get("note", "")
+    return Shape(_text(table["claim"], f"{f}.claim"), _cell(table["left"], f"{f}.left"),
+                 checks.string(table["relation"], f"{f}.relation", RELATIONS), right,
+                 _text(note, f"{f}.note") if note else "")
+
+
+def _differences(value, f: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, list):
+        raise InputError(f, f"is {value!r}", expected="a list of {what, direction} tables")
+    out = []
+    for i, d in enumerate(value):
+        g = f"{f}[{i}]"
+        if not isinstance(d, dict):
+            raise InputError(g, f"is {d!r}", expected="a table {what, direction}")
+        reject_unknown(d, DIFFERENCE_KEYS, what="key", field=g)
+        out.append((_text(d.get("what"), f"{g}.what"), _text(d.get("direction"),
+                                                              f"{g}.direction")))
+    return tuple(out)
+
+
+def check_header(raw, f: str = "reproduction") -> Reproduction:
+    """The ``[reproduction]`` table, checked (names of scenarios and methods are checked
+    against the suite by :func:`check_cells`)."""
+    if not isinstance(raw, dict):
+        raise InputError(f, f"is {raw!r}", expected="a [reproduction] table")
+    reject_unknown(raw, HEADER_KEYS, what="key", field=f)
+    for key in ("citation", "source", "protocol"):
+        if key not in raw:
+            raise InputError(f"{f}.{key}", "is missing", expected="the citation, the table "
+                             "or figure reproduced and the protocol as published")
+    values = raw.get("value", [])
+    shapes = raw.get("shape", [])
+    for key, items in (("value", values), ("shape", shapes)):
+        if not isinstance(items, list):
+            raise InputError(f"{f}.{key}", f"is {items!r}", expected=f"[[{f}.{key}]] tables")
+    if not values and not shapes:
+        raise InputError(f, "has no [[reproduction.value]] or [[reproduction.shape]]",
+                         expected="at least one published value or claim to compare with")
+    seeds = raw.get("published_seeds")
+    smoke = raw.get("smoke", {})
+    if not isinstance(smoke, dict):
+        raise InputError(f"{f}.smoke", f"is {smoke!r}", expected="a table of overrides")
+    reject_unknown(smoke, SMOKE_KEYS, what="key", field=f"{f}.smoke")
+    for key in ("budget", "scenario"):
+        if not isinstance(smoke.get(key, {}), dict):
+            raise InputError(f"{f}.smoke.{key}", f"is {smoke[key]!r}", expected="a table")
+    return Reproduction(
+        citation=_text(raw["citation"], f"{f}.citation"),
+        source=_text(raw["source"], f"{f}.source"),
+        protocol=_text(raw["protocol"], f"{f}.protocol"),
+        url=_text(raw["url"], f"{f}.url") if "url" in raw else "",
+        published_seeds=None if seeds is None else checks.integer(
+            seeds, f"{f}.published_seeds", 1, 100_000),
+        differences=_differences(raw.get("differences", []), f"{f}.differences"),
+        values=tuple(_value(v, f"{f}.value[{i}]") for i, v in enumerate(values)),
+        shapes=tuple(_shape(s, f"{f}.shape[{i}]") for i, s in enumerate(shapes)),
+        smoke=smoke)
+
+
+def check_cells(rep: Reproduction, methods: dict[str, set[str]]) -> None:
+    """Every cell names a scenario of the suite and a method label it runs there
+    (``methods``: scenario name -> method labels; the method ``all`` stands for every
+    method, for numbers pooled over them, such as a validator's correlation)."""
+    def check(cell: Cell, f: str) -> None:
+        for name in cell.scenarios:
+            if name not in methods:
+                raise InputError(f"{f}.scenario", f"names {name!r}", expected="one of "
+                                 f"the suite's scenarios: {', '.join(sorted(methods))}")
+            if cell.method != "all" and cell.method not in methods[name]:
+                raise InputError(f"{f}.method", f"is {cell.method!r}", expected=f"a method "
+                                 f"of scenario {name!r}: {', '.join(sorted(methods[name]))} "
+                                 "(or all)")
+
+    for i, v in enumerate(rep.values):
+        check(v.cell, f"reproduction.value[{i}]")
+    for i, s in enumerate(rep.shapes):
+        check(s.left, f"reproduction.shape[{i}].left")
+        if isinstance(s.right, Cell):
+            check(s.right, f"reproduction.shape[{i}].right")
+
+
+def smoke_variant(raw: dict) -> dict:
+    """The suite's tables at its smoke size: ``[reproduction.smoke]``'s ``seeds``, its
+    ``budget`` over the suite's and every scenario's (epochs and steps replace each other),
+    and its ``scenario`` keys set on every scenario table that has them."""
+    smoke = (raw.get("reproduction") or {}).get("smoke") or {}
+    out = copy.deepcopy(raw)
+    if "seeds" in smoke:
+        out["seeds"] = smoke["seeds"]
+    budget = smoke.get("budget") or {}
+
+    def shrink(own: dict) -> dict:
+        if {"epochs", "steps"} & set(budget):
+            own = {k: v for k, v in own.items() if k not in ("epochs", "steps")}
+        return {**own, **budget}
+
+    if budget:
+        out["budget"] = shrink(out.get("budget", {}))
+    for table in out.get("scenario", []):
+        if isinstance(table, dict):
+            if budget and isinstance(table.get("budget"), dict):
+                table["budget"] = shrink(table["budget"])
+            for key, value in (smoke.get("scenario") or {}).items():
+                if key in table:
+                    table[key] = value
+    return out
+
+
+def entries() -> dict[str, Path]:
+    """The built-in ledger entries by name."""
+    return {p.stem: p for p in sorted(ENTRIES_DIR.glob("*.toml"))}

@@ -1,0 +1,93 @@
+"""The ledger's numbers by hand: a published value against dalib's mean and t interval, the
+mean over scenarios seed by seed, and the verdict of a claim on paired differences."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from analysis import ledger
+
+
+def _results(rows):
+    return pd.DataFrame([{"scenario": s, "method": m, "seed": seed, "metric": k, "value": v,
+                          "status": "ok"} for s, m, seed, k, v in rows])
+
+
+def _cell(scenarios, method="a", metric="acc"):
+    return {"scenarios": scenarios, "method": method, "metric": metric}
+
+
+def test_value_row_by_hand():
+    acc = [80.0, 82.0, 85.0, 81.0, 84.0]
+    results = _results([("s", "a", i, "acc", v) for i, v in enumerate(acc)]
+                       + [("s", "b", 0, "acc", 10.0)])
+    table = ledger.value_table(results, [
+        {"cell": _cell(["s"]), "published": 83.0, "spread": 0.5, "spread_kind": "se",
+         "checked": True, "note": ""},
+        {"cell": _cell(["s"]), "published": 90.0, "spread": None, "spread_kind": "none",
+         "checked": True, "note": ""}])
+    half = stats.t.ppf(0.975, 4) * np.std(acc, ddof=1) / np.sqrt(5)
+    row = table.iloc[0]
+    assert row["seeds"] == 5
+    assert row["mean"] == pytest.approx(np.mean(acc))
+    assert row["lo"] == pytest.approx(np.mean(acc) - half)
+    assert row["hi"] == pytest.approx(np.mean(acc) + half)
+    assert row["difference"] == pytest.approx(np.mean(acc) - 83.0)
+    assert bool(table.iloc[0]["inside"]) and not bool(table.iloc[1]["inside"])
+    assert ledger.published_cell(row) == "83.00 ± 0.50 (se)"
+
+
+def test_mean_over_scenarios_is_per_seed_and_needs_every_scenario():
+    results = _results([("x", "a", 0, "acc", 10.0), ("y", "a", 0, "acc", 20.0),
+                        ("x", "a", 1, "acc", 30.0), ("y", "a", 1, "acc", 50.0),
+                        ("x", "a", 2, "acc", 99.0)])  # seed 2 lacks y: left out
+    values = ledger.cell_values(results, _cell(["x", "y"]))
+    assert values.to_dict() == {0: 15.0, 1: 40.0}
+
+
+def test_failed_runs_are_not_counted_and_missing_published_is_not_compared():
+    results = _results([("s", "a", 0, "acc", 50.0), ("s", "a", 1, "acc", 60.0)])
+    results.loc[1, "status"] = "failed"
+    table = ledger.value_table(results, [{"cell": _cell(["s"]), "published": None,
+                                          "spread": None, "spread_kind": "none",
+                                          "checked": True, "note": "not readable"}])
+    row = table.iloc[0]
+    assert row["seeds"] == 1 and row["mean"] == 50.0 and np.isnan(row["lo"])
+    assert row["inside"] is None and ledger.published_cell(row) == "not given"
+
+
+@pytest.mark.parametrize("relation,left,verdict", [
+    (">", [5.0, 6.0, 7.0, 6.5], "holds"), ("<", [5.0, 6.0, 7.0, 6.5], "reversed"),
+    (">", [-1.0, 1.0, -2.0, 2.0], "not resolved")])
+def test_shape_verdicts_on_paired_differences(relation, left, verdict):
+    right = [1.0, 2.0, 3.0, 2.0]
+    results = _results([("s", "a", i, "acc", v) for i, v in enumerate(left)]
+                       + [("s", "b", i, "acc", v) for i, v in enumerate(right)])
+    table = ledger.shape_table(results, [{"claim": "c", "left": _cell(["s"]),
+                                          "relation": relation,
+                                          "right": _cell(["s"], method="b"), "note": ""}])
+    diff = np.subtract(left, right)
+    row = table.iloc[0]
+    assert row["difference"] == pytest.approx(diff.mean())
+    assert (row["lo"], row["hi"]) == pytest.approx(stats.t.interval(
+        0.95, len(diff) - 1, loc=diff.mean(), scale=stats.sem(diff)))
+    assert row["verdict"] == verdict
+
+
+def test_shape_against_a_number_and_counts():
+    results = _results([("s", "a", i, "ntg", v) for i, v in enumerate([1.0, 2.0, 1.5])])
+    shapes = ledger.shape_table(results, [{"claim": "above zero", "left": _cell(["s"], metric="ntg"),
+                                           "relation": ">", "right": 0.0, "note": ""}])
+    assert shapes.iloc[0]["verdict"] == "holds" and shapes.iloc[0]["right"] == 0.0
+    values = ledger.value_table(results, [{"cell": _cell(["s"], metric="ntg"), "published": 9.0,
+                                           "spread": None, "spread_kind": "none",
+                                           "checked": False, "note": ""}])
+    assert ledger.counts(values, shapes) == {"inside": 0, "outside": 1, "not compared": 0,
+                                             "holds": 1, "reversed": 0, "not resolved": 0}
+    text = ledger.entry_markdown({"name": "e", "citation": "A. B. Paper. 2020", "source": "Table 1",
+                                  "url": "", "protocol": "p", "published_seeds": 3,
+                                  "differences": [("data", "lower")], "values": values,
+                                  "shapes": shapes, "cost": "Cost: 1 run."})
+    assert "9.00 (quoted, unchecked)" in text and "| above zero |" in text
+    assert "*Expected effect:* lower" in text and "holds" in text

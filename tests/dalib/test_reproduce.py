@@ -1,0 +1,137 @@
+"""``dalib reproduce`` end to end: a user's entry (written as a hidden one would be) runs,
+resumes, and its ledger rows equal the numbers recomputed by hand from the run records; bad
+entries stop before anything runs; every built-in entry runs at its smoke size (slow)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from dalib.cli import main
+from scenarios.reproduction import entries
+
+ENTRY = """
+# A user's ledger entry: Split UCI digits, class-incremental, fine-tuning against replay.
+name = "user-entry"
+seeds = 5
+
+[budget]
+epochs = 2
+batch_size = 64
+
+[reproduction]
+citation = "A. Author. A continual paper. 2021"
+source = "Table 1"
+protocol = "Split digits, 5 tasks, an MLP, 2 epochs per task"
+published_seeds = 3
+differences = [{ what = "UCI digits instead of MNIST", direction = "lower accuracy" }]
+
+[reproduction.smoke]
+seeds = 3
+budget = { steps = 4 }
+
+[[reproduction.value]]
+scenario = "split"
+method = "naive"
+metric = "acc"
+published = 19.5
+spread = 0.4
+spread_kind = "sd"
+
+[[reproduction.value]]
+scenario = "split"
+method = "replay[memory=200]"
+metric = "acc"
+published = 85.0
+
+[[reproduction.shape]]
+claim = "replay forgets less than fine-tuning"
+left = { scenario = "split", method = "replay[memory=200]", metric = "acc" }
+relation = ">"
+right = { scenario = "split", method = "naive", metric = "acc" }
+
+[[scenario]]
+name = "split"
+kind = "stream"
+data = { dataset = "uci-digits" }
+stream = "split"
+tasks = 5
+methods = ["naive", { name = "replay", memory = 200 }]
+"""
+
+
+def _records(out):
+    return [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+
+
+def test_user_entry_ledger_rows_equal_the_records(tmp_path, capsys):
+    path = tmp_path / "user-entry.toml"
+    path.write_text(ENTRY)
+    out = tmp_path / "ledger"
+    assert main(["reproduce", "--entry", str(path), "--smoke", "--out", str(out)]) == 0
+    records = _records(out / "user-entry")
+    assert len(records) == 6 and all(r["status"] == "ok" for r in records)
+    values = pd.read_csv(out / "ledger-values.csv")
+    for method, published in (("naive", 19.5), ("replay[memory=200]", 85.0)):
+        acc = [r["metrics"]["acc"] for r in records if r["method"] == method]
+        row = values[values["cell"] == f"split / {method} / acc"].iloc[0]
+        lo, hi = stats.t.interval(0.95, len(acc) - 1, loc=np.mean(acc), scale=stats.sem(acc))
+        assert row["seeds"] == 3 and row["entry"] == "user-entry"
+        assert (row["mean"], row["lo"], row["hi"]) == pytest.approx((np.mean(acc), lo, hi))
+        assert row["difference"] == pytest.approx(np.mean(acc) - published)
+        assert bool(row["inside"]) == (lo <= published <= hi)
+    claims = pd.read_csv(out / "ledger-claims.csv")
+    assert claims.iloc[0]["seeds"] == 3 and claims.iloc[0]["verdict"] in (
+        "holds", "reversed", "not resolved")
+    text = (out / "ledger.md").read_text()
+    assert "## user-entry" in text and "19.50 ± 0.40 (sd)" in text
+    assert "A. Author. A continual paper. 2021" in text and "UCI digits instead of MNIST" in text
+    assert (out / "ledger" / "user-entry.png").stat().st_size > 0
+    # a second run resumes: nothing trains again, the same ledger
+    capsys.readouterr()
+    assert main(["reproduce", "--entry", str(path), "--smoke", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.count(" cached ") == 6
+    assert pd.read_csv(out / "ledger-values.csv").equals(values)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (("method = \"naive\"\nmetric", "method = \"ewc\"\nmetric"), "reproduction.value[0].method"),
+    (("[reproduction]", "[reproduced]"), "reproduced: unknown key"),
+])
+def test_bad_entry_exits_2_and_writes_nothing(tmp_path, capsys, edit, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(ENTRY.replace(*edit, 1))
+    out = tmp_path / "ledger"
+    assert main(["reproduce", "--entry", str(path), "--smoke", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(path) in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_unknown_entry_and_plain_suite_exit_2(tmp_path, capsys):
+    assert main(["reproduce", "--entry", "no-such-entry", "--out", str(tmp_path / "o")]) == 2
+    assert "--entry" in capsys.readouterr().err
+    assert main(["reproduce", "--entry", "scenarios/suites/quick.toml", "--smoke",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "reproduction: is missing" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_every_builtin_entry_runs_at_smoke_size(tmp_path):
+    out = tmp_path / "ledger"
+    assert main(["reproduce", "--smoke", "--out", str(out)]) == 0
+    text = (out / "ledger.md").read_text()
+    values = pd.read_csv(out / "ledger-values.csv")
+    claims = pd.read_csv(out / "ledger-claims.csv")
+    for name, path in entries().items():
+        assert f"## {name}" in text and (out / "ledger" / f"{name}.png").is_file()
+        from scenarios.suite import load_suite
+
+        rep = load_suite(str(path)).reproduction
+        assert (values["entry"] == name).sum() == len(rep.values)
+        assert (claims["entry"] == name).sum() == len(rep.shapes)
+    # every value row has dalib's number (from 2 smoke seeds), wherever the metric exists
+    assert (values["seeds"] >= 1).mean() > 0.9

@@ -1,0 +1,107 @@
+"""Reproduction entries: the header is checked before anything runs (one error naming the
+field), every built-in entry loads at full and smoke size, and the smoke overrides apply."""
+
+import textwrap
+
+import pytest
+
+from scenarios.errors import InputError
+from scenarios.reproduction import entries, smoke_variant
+from scenarios.suite import load_suite
+
+ENTRY = """
+name = "tiny"
+seeds = 5
+[budget]
+epochs = 2
+batch_size = 64
+[reproduction]
+citation = "A. Author. A paper. 2020"
+source = "Table 1"
+protocol = "as published"
+[reproduction.smoke]
+seeds = 2
+budget = { steps = 3 }
+scenario = { tasks = 2 }
+[[reproduction.value]]
+scenario = "split"
+method = "naive"
+metric = "acc"
+published = 20.0
+spread = 1.0
+spread_kind = "sd"
+[[scenario]]
+name = "split"
+kind = "stream"
+data = { dataset = "uci-digits" }
+stream = "split"
+tasks = 5
+budget = { epochs = 3 }
+methods = ["naive", { name = "ewc", strength = 10 }]
+"""
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "entry.toml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_entry_loads_and_smoke_overrides(tmp_path):
+    path = _write(tmp_path, ENTRY)
+    full = load_suite(str(path))
+    assert full.seeds == tuple(range(5)) and full.scenarios[0].budget["epochs"] == 3
+    rep = full.reproduction
+    assert rep.values[0].published == 20.0 and rep.values[0].spread_kind == "sd"
+    smoke = load_suite(str(path), smoke=True)
+    assert smoke.seeds == (0, 1)
+    assert smoke.scenarios[0].budget == {"steps": 3, "batch_size": 64}  # steps replace epochs
+    assert smoke.scenarios[0].options["tasks"] == 2
+
+
+@pytest.mark.parametrize("old,new,field", [
+    ('citation = "A. Author. A paper. 2020"\n', "", "reproduction.citation"),
+    ('method = "naive"', 'method = "ewc"', "reproduction.value[0].method"),
+    ('scenario = "split"\nmethod', 'scenario = "nope"\nmethod', "reproduction.value[0].scenario"),
+    ('spread_kind = "sd"', 'spread_kind = "none"', "reproduction.value[0].spread_kind"),
+    ("published = 20.0\n", 'published = "high"\n', "reproduction.value[0].published"),
+    ("[reproduction.smoke]", "colour = 1\n[reproduction.smoke]", "reproduction.colour"),
+])
+def test_bad_header_is_one_error_naming_the_field(tmp_path, old, new, field):
+    assert old in ENTRY
+    path = _write(tmp_path, ENTRY.replace(old, new, 1))
+    with pytest.raises(InputError) as err:
+        load_suite(str(path))
+    assert err.value.field == field and str(path) in str(err.value)
+
+
+def test_value_without_published_needs_a_reason(tmp_path):
+    path = _write(tmp_path, ENTRY.replace("published = 20.0\nspread = 1.0\nspread_kind = \"sd\"\n",
+                                          ""))
+    with pytest.raises(InputError, match="reproduction.value.0..note"):
+        load_suite(str(path))
+
+
+def test_smoke_needs_an_entry(tmp_path):
+    path = _write(tmp_path, ENTRY.split("[reproduction]")[0] + ENTRY.split("[[scenario]]")[1]
+                  .join(["[[scenario]]", ""]))
+    with pytest.raises(InputError, match="reproduction: is missing"):
+        load_suite(str(path), smoke=True)
+
+
+def test_smoke_variant_leaves_the_original_alone():
+    raw = {"seeds": 5, "budget": {"epochs": 4}, "scenario": [{"name": "a", "cycles": 8}],
+           "reproduction": {"smoke": {"budget": {"steps": 2}, "scenario": {"cycles": 1}}}}
+    out = smoke_variant(raw)
+    assert out["budget"] == {"steps": 2} and out["scenario"][0]["cycles"] == 1
+    assert raw["budget"] == {"epochs": 4} and raw["scenario"][0]["cycles"] == 8
+
+
+@pytest.mark.parametrize("name", sorted(entries()))
+def test_builtin_entries_load_at_both_sizes(name):
+    full = load_suite(str(entries()[name]))
+    smoke = load_suite(str(entries()[name]), smoke=True)
+    rep = full.reproduction
+    assert rep is not None and rep.citation and rep.protocol and (rep.values or rep.shapes)
+    assert len(full.seeds) >= 5  # the ledger's intervals rest on at least 5 seeds
+    assert len(smoke.seeds) < len(full.seeds)
