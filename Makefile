@@ -1,7 +1,8 @@
 # `make demo`: create .venv, install, run the quick suite. `make test`: same set-up, run the
 # fast tests in parallel (minutes). `make test-all`: every test, the slow scientific checks and
 # every benchmark's --smoke run included (what CI runs). `make docs`: the documentation site,
-# built offline into site/ (warnings are errors).
+# built offline into site/ (warnings are errors). `make reproduce`: the reproduction ledger at
+# full size (hours on CPU; resumes), its page and figures copied into docs/.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed
 DALIB_DATA ?= $(abspath ../shared/data)
 export DALIB_DATA
 
-.PHONY: demo test test-all lint docs setup clean
+.PHONY: demo test test-all lint docs reproduce setup clean
 
 setup: $(STAMP)
 
@@ -33,6 +34,12 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+reproduce: $(STAMP)
+	$(BIN)/dalib reproduce --out runs/reproduce
+	cp runs/reproduce/ledger.md docs/ledger.md
+	rm -rf docs/ledger-figures && mkdir -p docs/ledger-figures
+	cp runs/reproduce/ledger-figures/*.png docs/ledger-figures/
 
 docs: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[docs]"

@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "bootstrap (cells with fewer than 10 seeds keep the t interval)")
     rep.add_argument("--markdown", action="store_true", help="also print report.md")
     lst = sub.add_parser("list", help="list datasets, formats, shifts, streams, backbones, "
-                         "selection criteria, methods and built-in suites")
+                         "selection criteria, methods, built-in suites and reproduction entries")
     lst.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
                      help="load a plugin first, so its entries are listed")
     status = sub.add_parser("status", help="where a sweep stands (running or not): runs done, "

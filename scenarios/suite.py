@@ -512,10 +512,10 @@ def resolve_suite_path(name_or_path: str) -> Path:
     return builtin
 
 
-def builtin_suites() -> dict[str, str]:
-    """Built-in suite names and their descriptions."""
+def builtin_suites(folder: Path = BUILTIN_DIR) -> dict[str, str]:
+    """Built-in suite names (or those of another folder's suites) and their descriptions."""
     out = {}
-    for p in sorted(BUILTIN_DIR.glob("*.toml")):
+    for p in sorted(folder.glob("*.toml")):
         with open(p, "rb") as fh:
             out[p.stem] = tomllib.load(fh).get("description", "")
     return out

@@ -1,5 +1,5 @@
-"""``dalib list``: datasets, formats, shifts, streams, backbones, selection criteria, methods
-and built-in suites, with their options."""
+"""``dalib list``: datasets, formats, shifts, streams, backbones, selection criteria, methods,
+built-in suites and reproduction entries, with their options."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from dalib.selection import HIGHER_IS_BETTER
     from scenarios.datasets import DATASETS
     from scenarios.formats import FORMAT_HELP, FORMAT_KEYS
+    from scenarios.reproduction import ENTRIES_DIR
     from scenarios.shifts import SHIFTS
     from scenarios.stream import PROTOCOLS, STREAMS
     from scenarios.suite import NPZ_KEYS, builtin_suites
@@ -63,4 +64,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("suites:")
     for name, desc in builtin_suites().items():
         print(f"  {name:<14} {desc}")
+    print("reproduction entries (dalib reproduce --entry NAME):")
+    for name, desc in builtin_suites(ENTRIES_DIR).items():
+        print(f"  {name:<26} {desc}")
     return 0

@@ -4,7 +4,7 @@ Each entry is a suite with a ``[reproduction]`` header (:mod:`scenarios.reproduc
 ``dalib run`` into ``OUT/ENTRY`` (progress, resume and identity as for any sweep); the ledger
 (:mod:`analysis.ledger`) is then computed from the run records and written to
 ``OUT/ledger.md``, ``OUT/ledger-values.csv``, ``OUT/ledger-claims.csv`` and one figure per
-entry under ``OUT/ledger/``.
+entry under ``OUT/ledger-figures/``.
 """
 
 from __future__ import annotations
@@ -80,15 +80,15 @@ def ledger_entry(name: str, suite, out: Path, smoke: bool) -> dict:
 
 
 def write_ledger(entries: list[dict], out: Path, smoke: bool) -> Path:
-    """``OUT/ledger.md`` (with figures under ``OUT/ledger/``) and the two CSV tables."""
+    """``OUT/ledger.md`` (figures under ``OUT/ledger-figures/``) and the two CSV tables."""
     from analysis import ledger, plots
 
     sections, values, claims, summary = [], [], [], []
     for e in entries:
         if len(e["values"]) or len(e["shapes"]):
             fig = plots.ledger_dots(e["values"], e["shapes"], e["name"])
-            plots.save(fig, out / "ledger" / e["name"])
-            e["figure"] = f"ledger/{e['name']}.png"
+            plots.save(fig, out / "ledger-figures" / e["name"])
+            e["figure"] = f"ledger-figures/{e['name']}.png"
         sections.append(ledger.entry_markdown(e))
         values.append(e["values"].assign(entry=e["name"]))
         claims.append(e["shapes"].assign(entry=e["name"]))

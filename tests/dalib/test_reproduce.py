@@ -88,7 +88,7 @@ def test_user_entry_ledger_rows_equal_the_records(tmp_path, capsys):
     text = (out / "ledger.md").read_text()
     assert "## user-entry" in text and "19.50 ± 0.40 (sd)" in text
     assert "A. Author. A continual paper. 2021" in text and "UCI digits instead of MNIST" in text
-    assert (out / "ledger" / "user-entry.png").stat().st_size > 0
+    assert (out / "ledger-figures" / "user-entry.png").stat().st_size > 0
     # a second run resumes: nothing trains again, the same ledger
     capsys.readouterr()
     assert main(["reproduce", "--entry", str(path), "--smoke", "--out", str(out)]) == 0
@@ -127,7 +127,7 @@ def test_every_builtin_entry_runs_at_smoke_size(tmp_path):
     values = pd.read_csv(out / "ledger-values.csv")
     claims = pd.read_csv(out / "ledger-claims.csv")
     for name, path in entries().items():
-        assert f"## {name}" in text and (out / "ledger" / f"{name}.png").is_file()
+        assert f"## {name}" in text and (out / "ledger-figures" / f"{name}.png").is_file()
         from scenarios.suite import load_suite
 
         rep = load_suite(str(path)).reproduction
