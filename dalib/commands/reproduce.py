@@ -49,15 +49,20 @@ def _pooled_rows(records: list[dict]) -> pd.DataFrame:
     return seed_correlations(table, directions) if len(table) else pd.DataFrame()
 
 
-def _cost(records: list[dict], smoke: bool) -> str:
+def _cost(records: list[dict], smoke: bool) -> tuple[str, float]:
+    """A sentence on what the entry's runs cost (the sum of their run times; a packed run
+    counts its share of the pack) and where, and the seconds."""
     total = sum(r.get("timings", {}).get("total_s", 0.0) for r in records)
+    return (f"Cost ({'smoke' if smoke else 'full'} size): {len(records)} runs, "
+            f"{total / 60:.1f} min of run time on {_machine(records)}.", total)
+
+
+def _machine(records: list[dict]) -> str:
     devices = sorted({str(r.get("device", "?")) for r in records})
     threads = sorted({str(r["settings"].get("threads")) for r in records
                       if isinstance(r.get("settings"), dict) and "threads" in r["settings"]})
-    size = "smoke size" if smoke else "full size"
-    return (f"Cost ({size}): {len(records)} runs, {total / 60:.1f} min of run time on "
-            f"{', '.join(devices)} ({platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} cores, torch threads {', '.join(threads) or '?'}).")
+    return (f"{', '.join(devices)} ({platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} cores, torch threads {', '.join(threads) or '?'})")
 
 
 def ledger_entry(name: str, suite, out: Path, smoke: bool) -> dict:
@@ -74,9 +79,10 @@ def ledger_entry(name: str, suite, out: Path, smoke: bool) -> dict:
     header = dataclasses.asdict(suite.reproduction)
     values = ledger.value_table(results, header["values"])
     shapes = ledger.shape_table(results, header["shapes"])
+    cost, seconds = _cost(records, smoke)
     return {"name": name, **{k: header[k] for k in ("citation", "source", "url", "protocol",
                                                     "published_seeds", "differences")},
-            "values": values, "shapes": shapes, "cost": _cost(records, smoke)}
+            "values": values, "shapes": shapes, "cost": cost, "cost_s": seconds}
 
 
 def write_ledger(entries: list[dict], out: Path, smoke: bool) -> Path:
@@ -107,7 +113,10 @@ def write_ledger(entries: list[dict], out: Path, smoke: bool) -> Path:
             "it lies in dalib's interval. A published claim is tested on paired per-seed "
             "differences: it *holds* when their interval lies on the claimed side of zero.",
             "", "| entry | values inside | outside | not compared | claims hold | reversed | "
-            "not resolved |", "|---|---|---|---|---|---|---|", *summary, ""]
+            "not resolved |", "|---|---|---|---|---|---|---|", *summary, "",
+            f"The whole ledger ({'smoke' if smoke else 'full'} size) took "
+            f"{sum(e['cost_s'] for e in entries) / 3600:.1f} h of run time; each entry's cost "
+            "and machine are given with it.", ""]
     path = out / "ledger.md"
     path.write_text("\n".join(head + sections))
     return path
