@@ -148,6 +148,21 @@ def _shape(table, f: str) -> Shape:
                  _text(note, f"{f}.note") if note else "")
 
 
+def _protocol(value, f: str) -> str:
+    """The protocol as published: a text, or a table of its settings (``architecture = ...,
+    optimizer = ..., seeds = 10``) shown as ``key: value; ...``."""
+    if not isinstance(value, dict):
+        return _text(value, f)
+    if not value:
+        raise InputError(f, "is an empty table", expected="the published settings")
+    for key, v in value.items():
+        if not isinstance(v, str | int | float | list) or isinstance(v, bool):
+            raise InputError(f"{f}.{key}", f"is {v!r}", expected="a text, a number or a list")
+    return "; ".join(f"{key.replace('_', ' ')}: "
+                     f"{', '.join(map(str, v)) if isinstance(v, list) else v}"
+                     for key, v in value.items())
+
+
 def _differences(value, f: str) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, list):
         raise InputError(f, f"is {value!r}", expected="a list of {what, direction} tables")
@@ -191,7 +206,7 @@ def check_header(raw, f: str = "reproduction") -> Reproduction:
     return Reproduction(
         citation=_text(raw["citation"], f"{f}.citation"),
         source=_text(raw["source"], f"{f}.source"),
-        protocol=_text(raw["protocol"], f"{f}.protocol"),
+        protocol=_protocol(raw["protocol"], f"{f}.protocol"),
         url=_text(raw["url"], f"{f}.url") if "url" in raw else "",
         published_seeds=None if seeds is None else checks.integer(
             seeds, f"{f}.published_seeds", 1, 100_000),

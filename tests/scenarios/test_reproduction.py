@@ -89,6 +89,15 @@ def test_smoke_needs_an_entry(tmp_path):
         load_suite(str(path), smoke=True)
 
 
+def test_protocol_as_a_table_of_settings(tmp_path):
+    path = _write(tmp_path, ENTRY.replace('protocol = "as published"',
+                                          '[reproduction.protocol]\narchitecture = "MLP 400-400"\n'
+                                          'lr = 0.001\nmemory = [1100, 4400]\n[reproduction.x]'
+                                          ).replace("[reproduction.x]\n", "", 1))
+    rep = load_suite(str(path)).reproduction
+    assert rep.protocol == "architecture: MLP 400-400; lr: 0.001; memory: 1100, 4400"
+
+
 def test_smoke_variant_leaves_the_original_alone():
     raw = {"seeds": 5, "budget": {"epochs": 4}, "scenario": [{"name": "a", "cycles": 8}],
            "reproduction": {"smoke": {"budget": {"steps": 2}, "scenario": {"cycles": 1}}}}
