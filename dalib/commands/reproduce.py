@@ -137,7 +137,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                              "(a ledger entry)").within(str(chosen[name]))
     status = 0
     for i, (name, path) in enumerate(chosen.items(), 1):
-        print(f"== entry {i}/{len(chosen)}: {name} ({suites[name].reproduction.citation})")
+        print(f"== entry {i}/{len(chosen)}: {name}")
         run_args = build_parser().parse_args(
             ["run", str(path), "--out", str(out / name), "--no-report",
              "--jobs", str(args.jobs), *(["--device", args.device] if args.device else []),
