@@ -36,9 +36,16 @@ def cell_values(results: pd.DataFrame, cell: dict) -> pd.Series:
 
 
 def label(cell: dict) -> str:
-    """How a cell reads in the ledger: ``scenario / method / metric``."""
-    scenarios = cell["scenarios"]
-    where = scenarios[0] if len(scenarios) == 1 else f"mean of {', '.join(scenarios)}"
+    """How a cell reads in the ledger: ``scenario / method / metric``; a mean over scenarios
+    of one family (``family/domain``) as ``family/mean(domain, ...)``."""
+    scenarios = list(cell["scenarios"])
+    families = {s.split("/", 1)[0] for s in scenarios}
+    if len(scenarios) == 1:
+        where = scenarios[0]
+    elif len(families) == 1 and all("/" in s for s in scenarios):
+        where = f"{families.pop()}/mean({', '.join(s.split('/', 1)[1] for s in scenarios)})"
+    else:
+        where = f"mean({', '.join(scenarios)})"
     return f"{where} / {cell['method']} / {cell['metric']}"
 
 

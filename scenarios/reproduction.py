@@ -41,12 +41,6 @@ class Cell:
     method: str
     metric: str
 
-    @property
-    def label(self) -> str:
-        where = self.scenarios[0] if len(self.scenarios) == 1 else \
-            f"mean of {', '.join(self.scenarios)}"
-        return f"{where} / {self.method} / {self.metric}"
-
 
 @dataclass(frozen=True)
 class Value:

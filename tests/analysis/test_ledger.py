@@ -44,6 +44,8 @@ def test_mean_over_scenarios_is_per_seed_and_needs_every_scenario():
                         ("x", "a", 2, "acc", 99.0)])  # seed 2 lacks y: left out
     values = ledger.cell_values(results, _cell(["x", "y"]))
     assert values.to_dict() == {0: 15.0, 1: 40.0}
+    assert ledger.label(_cell(["x", "y"])) == "mean(x, y) / a / acc"
+    assert ledger.label(_cell(["f/+90%", "f/-90%"])) == "f/mean(+90%, -90%) / a / acc"
 
 
 def test_failed_runs_are_not_counted_and_missing_published_is_not_compared():
