@@ -7,6 +7,7 @@ Every function takes tables or arrays (never runs anything) and returns a matplo
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -339,7 +340,7 @@ def ledger_dots(values: pd.DataFrame, shapes: pd.DataFrame, title: str):
     ``left - right`` with its interval against zero (:func:`analysis.ledger.shape_table`)."""
     sns.set_theme(**STYLE)
     panels = [p for p in ((values, "value"), (shapes, "claim")) if len(p[0])]
-    heights = [max(1.5, 0.32 * len(p[0]) + 0.8) for p in panels]
+    heights = [max(1.5, (0.32 if p[1] == "value" else 0.55) * len(p[0]) + 0.8) for p in panels]
     fig, axes = plt.subplots(len(panels), 1, figsize=(11, sum(heights)), squeeze=False,
                              gridspec_kw={"height_ratios": heights})
     for ax, (table, kind) in zip(axes[:, 0], panels, strict=True):
@@ -360,8 +361,8 @@ def ledger_dots(values: pd.DataFrame, shapes: pd.DataFrame, title: str):
             ax.errorbar(table["difference"], y, xerr=[table["difference"] - table["lo"],
                                                       table["hi"] - table["difference"]],
                         fmt="o", color=sns.color_palette()[1], ms=5, capsize=2)
-            ax.set_yticks(y, [f"{c} ({v})" for c, v in zip(table["claim"], table["verdict"],
-                                                           strict=True)], fontsize=ANNOTATION)
+            ax.set_yticks(y, [textwrap.fill(f"{c} ({v})", 60) for c, v in zip(
+                table["claim"], table["verdict"], strict=True)], fontsize=ANNOTATION)
             ax.set_xlabel("dalib: left − right, paired over seeds [95% CI]")
     axes[0, 0].set_title(title, fontsize=LEGEND + 1)
     fig.tight_layout()
