@@ -49,12 +49,15 @@ def _pooled_rows(records: list[dict]) -> pd.DataFrame:
     return seed_correlations(table, directions) if len(table) else pd.DataFrame()
 
 
-def _cost(records: list[dict], smoke: bool) -> tuple[str, float]:
+def _cost(records: list[dict], planned: int, smoke: bool) -> tuple[str, float]:
     """A sentence on what the entry's runs cost (the sum of their run times; a packed run
-    counts its share of the pack) and where, and the seconds."""
+    counts its share of the pack) and where, whether runs are missing, and the seconds."""
     total = sum(r.get("timings", {}).get("total_s", 0.0) for r in records)
+    missing = (f" **Incomplete: {len(records)} of {planned} runs finished**; the same command "
+               "resumes the entry, and its rows rest on the seeds finished so far."
+               if len(records) < planned else "")
     return (f"Cost ({'smoke' if smoke else 'full'} size): {len(records)} runs, "
-            f"{total / 60:.1f} min of run time on {_machine(records)}.", total)
+            f"{total / 60:.1f} min of run time on {_machine(records)}.{missing}", total)
 
 
 def _machine(records: list[dict]) -> str:
@@ -68,9 +71,11 @@ def _machine(records: list[dict]) -> str:
 def ledger_entry(name: str, suite, out: Path, smoke: bool) -> dict:
     """One entry's ledger section data, computed from its run records under ``out``."""
     from analysis import ledger
+    from dalib.runspec import expand
     from dalib.store import read_records, results_from_records
 
-    records = read_records(out).records
+    planned = {r.run_id for r in expand(suite)}
+    records = [r for r in read_records(out).records if r.get("run_id") in planned]
     results = results_from_records(records) if records else pd.DataFrame(
         columns=["scenario", "method", "seed", "metric", "value", "status"])
     pooled = _pooled_rows(records)
@@ -79,10 +84,11 @@ def ledger_entry(name: str, suite, out: Path, smoke: bool) -> dict:
     header = dataclasses.asdict(suite.reproduction)
     values = ledger.value_table(results, header["values"])
     shapes = ledger.shape_table(results, header["shapes"])
-    cost, seconds = _cost(records, smoke)
+    cost, seconds = _cost(records, len(planned), smoke)
     return {"name": name, **{k: header[k] for k in ("citation", "source", "url", "protocol",
                                                     "published_seeds", "differences")},
-            "values": values, "shapes": shapes, "cost": cost, "cost_s": seconds}
+            "values": values, "shapes": shapes, "cost": cost, "cost_s": seconds,
+            "runs": f"{len(records)} / {len(planned)}"}
 
 
 def write_ledger(entries: list[dict], out: Path, smoke: bool) -> Path:
@@ -99,7 +105,8 @@ def write_ledger(entries: list[dict], out: Path, smoke: bool) -> Path:
         values.append(e["values"].assign(entry=e["name"]))
         claims.append(e["shapes"].assign(entry=e["name"]))
         c = ledger.counts(e["values"], e["shapes"])
-        summary.append(f"| [{e['name']}](#{e['name']}) | {c['inside']} | {c['outside']} | "
+        summary.append(f"| [{e['name']}](#{e['name']}) | {e['runs']} | {c['inside']} | "
+                       f"{c['outside']} | "
                        f"{c['not compared']} | {c['holds']} | {c['reversed']} | "
                        f"{c['not resolved']} |")
     pd.concat(values, ignore_index=True).to_csv(out / "ledger-values.csv", index=False)
@@ -112,8 +119,8 @@ def write_ledger(entries: list[dict], out: Path, smoke: bool) -> Path:
             "means over seeds with 95% Student-t intervals; a published value is *inside* when "
             "it lies in dalib's interval. A published claim is tested on paired per-seed "
             "differences: it *holds* when their interval lies on the claimed side of zero.",
-            "", "| entry | values inside | outside | not compared | claims hold | reversed | "
-            "not resolved |", "|---|---|---|---|---|---|---|", *summary, "",
+            "", "| entry | runs finished | values inside | outside | not compared | claims hold "
+            "| reversed | not resolved |", "|---|---|---|---|---|---|---|---|", *summary, "",
             f"The whole ledger ({'smoke' if smoke else 'full'} size) took "
             f"{sum(e['cost_s'] for e in entries) / 3600:.1f} h of run time; each entry's cost "
             "and machine are given with it.", ""]

@@ -10,7 +10,9 @@ import pytest
 from scipy import stats
 
 from dalib.cli import main
+from dalib.commands.reproduce import ledger_entry
 from scenarios.reproduction import entries
+from scenarios.suite import load_suite
 
 ENTRY = """
 # A user's ledger entry: Split UCI digits, class-incremental, fine-tuning against replay.
@@ -94,6 +96,12 @@ def test_user_entry_ledger_rows_equal_the_records(tmp_path, capsys):
     assert main(["reproduce", "--entry", str(path), "--smoke", "--out", str(out)]) == 0
     assert capsys.readouterr().out.count(" cached ") == 6
     assert pd.read_csv(out / "ledger-values.csv").equals(values)
+    # a run missing from the records: the entry says so and its rows rest on what is there
+    sorted((out / "user-entry" / "runs").glob("split-naive-s0-*.json"))[0].unlink()
+    entry = ledger_entry("user-entry", load_suite(str(path), smoke=True), out / "user-entry",
+                         True)
+    assert entry["runs"] == "5 / 6" and "Incomplete: 5 of 6 runs finished" in entry["cost"]
+    assert entry["values"].iloc[0]["seeds"] == 2
 
 
 @pytest.mark.parametrize("edit,message", [
@@ -128,8 +136,6 @@ def test_every_builtin_entry_runs_at_smoke_size(tmp_path):
     claims = pd.read_csv(out / "ledger-claims.csv")
     for name, path in entries().items():
         assert f"## {name}" in text and (out / "ledger-figures" / f"{name}.png").is_file()
-        from scenarios.suite import load_suite
-
         rep = load_suite(str(path)).reproduction
         assert (values["entry"] == name).sum() == len(rep.values)
         assert (claims["entry"] == name).sum() == len(rep.shapes)
