@@ -348,8 +348,9 @@ def ledger_dots(values: pd.DataFrame, shapes: pd.DataFrame, title: str):
         if kind == "value":
             pub = table["published"].astype(float)
             spread = table["spread"].astype(float).fillna(0)
-            ax.errorbar(pub, y + 0.15, xerr=spread, fmt="D", mfc="white", color="black",
-                        ms=5, capsize=2, label="published (± reported spread)")
+            if pub.notna().any():  # an entry may show dalib's numbers alone
+                ax.errorbar(pub, y + 0.15, xerr=spread, fmt="D", mfc="white", color="black",
+                            ms=5, capsize=2, label="published (± reported spread)")
             ax.errorbar(table["mean"], y - 0.15, xerr=[table["mean"] - table["lo"],
                                                        table["hi"] - table["mean"]],
                         fmt="o", color=sns.color_palette()[0], ms=5, capsize=2,
