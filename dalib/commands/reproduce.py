@@ -53,11 +53,15 @@ def _cost(records: list[dict], planned: int, smoke: bool) -> tuple[str, float]:
     """A sentence on what the entry's runs cost (the sum of their run times; a packed run
     counts its share of the pack) and where, whether runs are missing, and the seconds."""
     total = sum(r.get("timings", {}).get("total_s", 0.0) for r in records)
+    failed = sum(r.get("status") != "ok" for r in records)
+    failures = f" {failed} of them failed (left out of the numbers; see their records)." \
+        if failed else ""
     missing = (f" **Incomplete: {len(records)} of {planned} runs finished**; the same command "
                "resumes the entry, and its rows rest on the seeds finished so far."
                if len(records) < planned else "")
     return (f"Cost ({'smoke' if smoke else 'full'} size): {len(records)} runs, "
-            f"{total / 60:.1f} min of run time on {_machine(records)}.{missing}", total)
+            f"{total / 60:.1f} min of run time on {_machine(records)}.{failures}{missing}",
+            total)
 
 
 def _machine(records: list[dict]) -> str:
