@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analysis.report.cells import fmt
 from analysis.stats import ok_rows, t_interval
 
 LEVEL = 0.95
@@ -101,8 +102,8 @@ def shape_table(results: pd.DataFrame, shapes: list[dict]) -> pd.DataFrame:
             rvals = cell_values(results, right)
             seeds = left.index.intersection(rvals.index)
             diff = left.loc[seeds] - rvals.loc[seeds]
-            rmean, rlabel = float(rvals.loc[seeds].mean()) if len(seeds) else float("nan"), \
-                label(right)
+            rmean = float(rvals.loc[seeds].mean()) if len(seeds) else float("nan")
+            rlabel = label(right)
         else:
             diff, rmean, rlabel = left - float(right), float(right), f"{float(right):g}"
         mean, lo, hi = _summary(diff)
@@ -115,14 +116,14 @@ def shape_table(results: pd.DataFrame, shapes: list[dict]) -> pd.DataFrame:
                                       "lo", "hi", "verdict", "note"])
 
 
-def _num(x, digits: int = 2) -> str:
-    return "–" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{digits}f}"
+def _num(x) -> str:
+    """A number as the report shows it (two decimals), a dash where there is none."""
+    return "–" if pd.isna(x) else fmt(x)
 
 
 def published_cell(row) -> str:
     """The published value as reported: ``value ± spread (sd|se)``, marked when unchecked."""
-    if row["published"] is None or (isinstance(row["published"], float)
-                                    and np.isnan(row["published"])):
+    if pd.isna(row["published"]):
         return "not given"
     text = _num(row["published"])
     if row["spread_kind"] != "none":
@@ -131,7 +132,7 @@ def published_cell(row) -> str:
 
 
 def _inside(row) -> str:
-    if row["inside"] is None or (isinstance(row["inside"], float) and np.isnan(row["inside"])):
+    if pd.isna(row["inside"]):
         return "–"
     return "yes" if row["inside"] else "**no**"
 
@@ -169,10 +170,9 @@ def entry_markdown(entry: dict) -> str:
         lines += ["| result | published | dalib mean [95% CI] | seeds | dalib − published | "
                   "published inside CI |", "|---|---|---|---|---|---|"]
         for _, r in values.iterrows():
-            diff = r["difference"]
             lines.append(f"| {r['cell']} | {published_cell(r)} | {_num(r['mean'])} "
                          f"[{_num(r['lo'])}, {_num(r['hi'])}] | {r['seeds']} | "
-                         f"{_num(diff) if diff is not None else '–'} | {_inside(r)} |")
+                         f"{_num(r['difference'])} | {_inside(r)} |")
         lines += _notes(values, "cell")
     shapes = entry["shapes"]
     if len(shapes):
