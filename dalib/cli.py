@@ -32,9 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="auto, cpu or cuda (default: the suite's)")
     run.add_argument("--data-root", help="where dataset files are looked for first (then "
                      "$DALIB_DATA, ./data, ~/.cache/dalib)")
-    run.add_argument("--jobs", type=int, default=1,
-                     help="run in N processes, this one and N - 1 workers (torch threads each: "
-                          "cores / N)")
+    run.add_argument("--jobs", type=int, metavar="N",
+                     help="run in N processes, this one and N - 1 workers (default: one per "
+                          "usable core, no more than there are runs; 1 on a GPU)")
     run.add_argument("--executor", choices=["local", "ray"], default="local",
                      help="local (in process, or --jobs processes) or ray (each run a Ray task)")
     run.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
@@ -51,9 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "files (OUT/tensorboard/) or W&B (offline unless WANDB_MODE says "
                           "otherwise); repeatable")
     run.add_argument("--threads", type=int, metavar="N",
-                     help="torch threads per process (default: usable cores / jobs; 1 per "
-                          "Ray task); recorded in every run, and a resumed sweep must use the "
-                          "same")
+                     help="torch threads per process (default: 1, the same on every machine; "
+                          "more helps a single large model on an idle machine); recorded in "
+                          "every run, and a resumed sweep must use the same")
     run.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
                      help="load a plugin (a .py file or a module) before the suite; repeatable")
     run.add_argument("--no-report", action="store_true",
@@ -87,7 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "its ledger rows are produced; not a reproduction)")
     rp.add_argument("--out", help="output directory, one sub-directory per entry (default: "
                     "runs/reproduce, or runs/reproduce-smoke with --smoke)")
-    rp.add_argument("--jobs", type=int, default=1, help="processes per entry, as for dalib run")
+    rp.add_argument("--jobs", type=int, metavar="N",
+                    help="processes per entry, as for dalib run (default: one per usable core)")
+    rp.add_argument("--threads", type=int, metavar="N",
+                    help="torch threads per process, as for dalib run (default: 1)")
     rp.add_argument("--device", help="auto, cpu or cuda (default: each entry's)")
     rp.add_argument("--data-root", help="where dataset files are looked for first")
     rp.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",

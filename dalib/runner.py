@@ -32,6 +32,7 @@ from dalib.registry import OPTIM, check_method
 from dalib.runspec import RunSpec, expand, resolved_budget, scenario_methods
 from dalib.settings import (
     check_resume,
+    default_jobs,
     default_threads,
     resumed_threads,
     settings,
@@ -202,14 +203,15 @@ def _results(runs: list[RunSpec], done: frozenset[str], jobs: int, device: str,
              ) -> Iterator[tuple[RunSpec, dict, dict | None]]:
     """Each run not in ``done`` with its record and features, as they finish, in units of up
     to ``pack`` runs trained as one (:mod:`dalib.pack`): in process (``jobs = 1``), in
-    ``jobs`` processes (this one and ``jobs - 1`` workers) with ``threads`` torch threads
-    each, or as Ray tasks (``executor = "ray"``).
+    ``jobs`` processes (this one and ``jobs - 1`` workers, no more than there are units)
+    with ``threads`` torch threads each, or as Ray tasks (``executor = "ray"``).
 
     The packs are those of the whole sweep (:func:`~dalib.pack.plan.plan` over ``runs``), so a
     resumed or re-run sweep trains each run in the pack it has in an uninterrupted one: a
     pack with finished runs trains whole, and their records come back again too (the caller
     keeps the stored ones)."""
     units = [u for u in plan(runs, pack) if any(r.run_id not in done for r in u)]
+    jobs = min(jobs, len(units))
     if executor == "ray":  # live logs stay with local processes (cluster nodes may not
         # share OUT's file system); records and final logs come back to this one
         yield from _ray_results(units, done, address, device, data_root,
@@ -344,20 +346,21 @@ class Sweep:
 def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str = "auto",
               data_root: str | None = None,
               on_run: Callable[[RunSpec, dict, bool], None] | None = None,
-              save_features: bool = False, jobs: int = 1, executor: str = "local",
+              save_features: bool = False, jobs: int | None = None, executor: str = "local",
               address: str | None = None, precision: str = "fp32",
               compile: bool = False, pack: int = 1, threads: int | None = None,
               plugins: list[str] | tuple[str, ...] = (), loggers: tuple[str, ...] = (),
               work: dict[str, int] | None = None) -> Sweep:
     """Execute ``runs`` (skipping finished ones: ``on_run(run, record, cached)``) in process,
-    in ``jobs`` processes (this one and ``jobs - 1`` workers) or as Ray tasks (``executor =
+    in ``jobs`` processes (this one and ``jobs - 1`` workers; default
+    :func:`~dalib.settings.default_jobs`: one per usable core) or as Ray tasks (``executor =
     "ray"``, cluster ``address``), holding ``OUT``'s writer lock; write their records and a
     log per run (only this process writes), rebuild ``results.csv``. With ``save_features``,
     transfer runs save test-set features to ``OUT/features/``; ``precision`` and ``compile``
     as in :func:`execute`; runs that may train together do so in packs of up to ``pack``
     (:mod:`dalib.pack`; 1: every run alone); ``threads``: torch threads per process (default
-    :func:`~dalib.settings.default_threads`, 1 per Ray task, or the count the finished runs
-    in ``OUT`` used). These execution settings are
+    :func:`~dalib.settings.default_threads`, 1, or the count the finished runs in ``OUT``
+    used). These execution settings are
     recorded in every run, and finished runs in ``OUT`` trained under others are refused
     (:func:`~dalib.settings.check_resume`, before anything is written); ``plugins``
     (resolved, see :mod:`dalib.plugins`) are loaded by every worker process; ``loggers``
@@ -372,8 +375,7 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
         found = store.read_records(out)
         kept, aside = current_records(suite, found)
         # a resumed sweep keeps the thread count its finished runs used unless told otherwise
-        threads = threads or resumed_threads(kept) or \
-            (1 if executor == "ray" else default_threads(jobs))
+        threads = threads or resumed_threads(kept) or default_threads()
         current = settings(threads, resolved, precision, compile, pack)
         check_resume(kept, current)
         retire_stale(out, aside)
@@ -382,6 +384,9 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
             store.write_atomic(out / "suite.toml",
                                lambda fh: fh.write(Path(suite.path).read_bytes()))
         done = {r["run_id"]: r for r in kept if r["status"] == "ok"}
+        if jobs is None:
+            jobs = 1 if executor == "ray" else \
+                default_jobs(sum(r.run_id not in done for r in runs), resolved)
         for run in runs:
             if run.run_id in done and on_run:
                 on_run(run, done[run.run_id], True)

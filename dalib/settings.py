@@ -8,10 +8,14 @@ in another order than a run's own) and the torch release. These settings are rec
 every run, and a sweep resumed or extended in the same ``--out`` must run with the settings
 its finished runs were trained with (:func:`check_resume`): results are never mixed.
 
-The default thread count depends only on the machine and the flags: the cores this process
-may use (its CPU affinity) over the ``--jobs`` processes; a resumed sweep keeps the count its
-finished runs used (:func:`resumed_threads`), so ``--jobs`` may change between a run and its
-resume.
+By default each process trains with one torch thread and a sweep uses the cores by running
+runs side by side (``--jobs``, :func:`default_jobs`): one thread per run is the same on every
+machine (another count changes the numbers), parallel runs need no synchronisation, and
+OpenMP's busy-waiting worker threads, which collapse when other programs keep the cores busy
+(3-7x slower on 2 cores beside 2-3 busy processes), never exist. ``--threads N`` asks for more
+(a single large model on an idle machine); a resumed sweep keeps the count its finished runs
+used (:func:`resumed_threads`). The kernel set torch dispatches to on this CPU
+(``ATEN_CPU_CAPABILITY``) is recorded too: another one sums floats in another order.
 """
 
 from __future__ import annotations
@@ -32,11 +36,29 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def default_threads(jobs: int = 1) -> int:
-    """torch threads per process: the usable cores over ``jobs`` processes, at least 1.
-    It never depends on the momentary load, so the same command on the same machine gives
-    the same numbers; on cores other programs keep busy, ``--threads 1`` is often faster."""
-    return max(1, usable_cores() // max(1, jobs))
+DEFAULT_THREADS = 1
+
+
+def default_threads() -> int:
+    """torch threads per process unless ``--threads`` says otherwise: 1, on every machine and
+    under any load (so the same command gives the same numbers everywhere); the cores are
+    used by :func:`default_jobs` processes instead (``benchmarks/contention.py`` measures
+    both choices idle and beside busy processes)."""
+    return DEFAULT_THREADS
+
+
+def default_jobs(units: int, device: torch.device | str = "cpu") -> int:
+    """Processes for a sweep of ``units`` runs or packs unless ``--jobs`` says otherwise: one
+    per usable core, no more than there are units; 1 on a GPU (processes would share it)."""
+    if str(device).startswith("cuda"):
+        return 1
+    return max(1, min(usable_cores(), units))
+
+
+def kernels() -> str:
+    """The CPU kernel set torch dispatches to here (``default``, ``AVX2``, ``AVX512``; the
+    environment variable ``ATEN_CPU_CAPABILITY`` chooses a lower one)."""
+    return str(torch.backends.cpu.get_cpu_capability())
 
 
 @contextmanager
@@ -57,7 +79,8 @@ def settings(threads: int, device: torch.device | str, precision: str, compile: 
     """The execution settings of a run, as its record keeps them: ``pack`` is the largest
     pack the sweep forms (1: every run alone)."""
     return {"threads": int(threads), "device": str(device), "precision": precision,
-            "compile": bool(compile), "pack": int(pack), "torch": torch.__version__}
+            "compile": bool(compile), "pack": int(pack), "torch": torch.__version__,
+            "kernels": kernels()}
 
 
 def resumed_threads(records: list[dict]) -> int | None:
@@ -69,7 +92,8 @@ def resumed_threads(records: list[dict]) -> int | None:
 
 
 FLAGS = {"threads": "--threads {}", "device": "--device {}", "precision": "--precision {}",
-         "compile": "--compile", "pack": "--pack {}", "torch": "torch {}"}
+         "compile": "--compile", "pack": "--pack {}", "torch": "torch {}",
+         "kernels": "ATEN_CPU_CAPABILITY={} (on a CPU that offers it)"}
 
 
 def _flag(key: str, value) -> str:
@@ -77,6 +101,8 @@ def _flag(key: str, value) -> str:
         return "--compile" if value else "no --compile"
     if key == "pack":
         return "--pack off" if value == 1 else f"--pack {value}"
+    if key == "kernels":
+        return FLAGS[key].format(str(value).lower())
     return FLAGS[key].format(value)
 
 

@@ -1,9 +1,8 @@
 """Tests read real data from ../shared/data (never download) and write only to tmp dirs.
 
 Under pytest-xdist (``make test`` runs ``-n auto``) each worker process gets its own share of
-the cores (its CPU affinity, which the processes it starts inherit): dalib's default thread
-count is the usable cores, so workers never oversubscribe the machine, and a test that
-compares two runs compares them under one thread count."""
+the cores (its CPU affinity, which the processes it starts inherit): dalib's default process
+count (``--jobs``) is the usable cores, so workers never oversubscribe the machine."""
 
 import os
 from pathlib import Path

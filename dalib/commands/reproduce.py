@@ -151,7 +151,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         print(f"== entry {i}/{len(chosen)}: {name}")
         run_args = build_parser().parse_args(
             ["run", str(path), "--out", str(out / name), "--no-report",
-             "--jobs", str(args.jobs), *(["--device", args.device] if args.device else []),
+             *(["--jobs", str(args.jobs)] if args.jobs else []),
+             *(["--threads", str(args.threads)] if args.threads else []),
+             *(["--device", args.device] if args.device else []),
              *(["--data-root", args.data_root] if args.data_root else []),
              *(f"--plugin={p}" for p in args.plugin)])
         run_args.smoke = args.smoke

@@ -31,9 +31,9 @@ def check_run_args(args: argparse.Namespace, suite) -> tuple[list[int] | None, s
 
     if args.seeds is not None and not 1 <= args.seeds <= MAX_SEEDS:
         raise InputError("--seeds", f"is {args.seeds}", expected=f"a count in 1..{MAX_SEEDS}")
-    if not 1 <= args.jobs <= MAX_JOBS:
+    if args.jobs is not None and not 1 <= args.jobs <= MAX_JOBS:
         raise InputError("--jobs", f"is {args.jobs}", expected=f"a process count in 1..{MAX_JOBS}")
-    if args.jobs > 1 and args.executor == "ray":
+    if args.jobs is not None and args.jobs > 1 and args.executor == "ray":
         raise InputError("--jobs", f"is {args.jobs} with --executor ray", expected="one way to "
                          "run at a time: --jobs or --executor ray")
     if args.threads is not None and not 1 <= args.threads <= MAX_JOBS:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from dalib.cli import main
-from dalib.settings import check_resume, default_threads, usable_cores
+from dalib.settings import check_resume, default_jobs, default_threads, usable_cores
 from scenarios.errors import InputError
 
 SUITE = """name = "load"
@@ -33,32 +33,33 @@ def _spin(stop) -> None:
         pass
 
 
-def test_default_threads_follow_cores_and_jobs_not_the_load():
+def test_default_threads_are_one_and_jobs_follow_the_usable_cores_not_the_load():
     cores = usable_cores()
-    idle = [default_threads(j) for j in (1, 2, 4)]
+    idle = [default_threads(), *(default_jobs(u) for u in (1, 3, 1000)), default_jobs(9, "cuda")]
     ctx = multiprocessing.get_context("fork")
     stop = ctx.Event()
     spinners = [ctx.Process(target=_spin, args=(stop,)) for _ in range(cores)]
     for p in spinners:
         p.start()
     try:
-        busy = [default_threads(j) for j in (1, 2, 4)]
+        busy = [default_threads(), *(default_jobs(u) for u in (1, 3, 1000)),
+                default_jobs(9, "cuda")]
     finally:
         stop.set()
         for p in spinners:
             p.join()
-    assert idle == busy == [max(1, cores // j) for j in (1, 2, 4)]
+    assert idle == busy == [1, 1, min(3, cores), cores, 1]
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
-def test_the_python_api_and_the_cli_default_to_the_usable_cores():
-    # one usable core (as under `taskset -c N`): both train with one thread
+def test_the_python_api_and_the_cli_default_to_one_thread_and_a_process_per_usable_core():
+    # one usable core (as under `taskset -c N`): one process; the thread count is 1 anyway
     code = ("import os, torch; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))});"
             "torch.set_num_threads(7);"
-            "from dalib.settings import default_threads, torch_threads;"
+            "from dalib.settings import default_jobs, torch_threads;"
             "seen = [];"
             "exec('with torch_threads(None) as n: seen.append((n, torch.get_num_threads()))');"
-            "print(default_threads(), seen[0], torch.get_num_threads())")
+            "print(default_jobs(8), seen[0], torch.get_num_threads())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["1", "(1,", "1)", "7"]  # and the caller's setting is restored after
@@ -112,13 +113,14 @@ def test_a_sweep_under_cpu_load_gives_the_numbers_of_an_idle_one(tmp_path):
 def test_a_resume_under_other_settings_names_the_setting_and_the_matching_flag():
     record = {"run_id": "r-s0-1", "status": "ok",
               "settings": {"threads": 2, "device": "cpu", "precision": "fp32",
-                           "compile": False, "pack": 64, "torch": "2.14.1"}}
+                           "compile": False, "pack": 64, "torch": "2.14.1", "kernels": "AVX2"}}
     same = dict(record["settings"])
     check_resume([record], same)
     check_resume([{**record, "status": "failed"}], {**same, "threads": 1})  # re-run anyway
     for key, value, flag in (("threads", 1, "--threads 2"), ("pack", 1, "--pack 64"),
                              ("precision", "bf16", "--precision fp32"),
-                             ("compile", True, "no --compile")):
+                             ("compile", True, "no --compile"),
+                             ("kernels", "AVX512", "ATEN_CPU_CAPABILITY=avx2")):
         with pytest.raises(InputError) as err:
             check_resume([record], {**same, key: value})
         text = str(err.value)
