@@ -54,10 +54,11 @@ def main() -> None:
     p.add_argument("--keep", help="write both sweeps under this directory (plain/, other/) "
                                   "instead of a temporary one")
     args = parse_args(p, seeds=1, methods="source-only,target-only,naive")
-    other = ["--pack", "auto"] if args.pack else ["--jobs", str(args.jobs), "--pack", "off"]
+    other = ["--pack", "auto", "--jobs", "1"] if args.pack else \
+        ["--jobs", str(args.jobs), "--pack", "off"]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep or tmp)
-        one = timed_run(args, root / "plain", ["--pack", "off"])
+        one = timed_run(args, root / "plain", ["--pack", "off", "--jobs", "1"])
         many = timed_run(args, root / "other", other)
         a, b = (pd.read_csv(root / d / "results.csv") for d in ("plain", "other"))
     acc = largest_difference(a, b, ["target_acc", "acc"])

@@ -95,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--data-root", help="where dataset files are looked for first")
     rp.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
                     help="load a plugin before the entries; repeatable")
-    data = sub.add_parser("data", help="show where dataset files are searched and what is found")
+    data = sub.add_parser("data", help="show where dataset files are searched and what is "
+                          "found; exit 1 when a dataset asked about cannot be loaded")
+    data.add_argument("datasets", nargs="*", metavar="DATASET",
+                      help="the datasets to check (default: every one)")
     data.add_argument("--data-root")
     return p
 

@@ -137,19 +137,23 @@ def register_backbone(name: str, factory: Callable | None = None, *, replace: bo
     return add if factory is None else add(factory)
 
 
-def register_dataset(name: str, loader: Callable | None = None, *, replace: bool = False):
+def register_dataset(name: str, loader: Callable | None = None, *, files: Callable | None = None,
+                     replace: bool = False):
     """Register a dataset: ``loader(root, **options)`` gets the data root (``--data-root``,
     ``$DALIB_DATA`` or ``~/.cache/dalib``) and the data table's other keys, and returns
     ``(x, y)`` arrays, a dict with ``x``, ``y`` (and optional ``classes``, ``task``), a
     map-style torch ``Dataset`` of ``(x, y)`` pairs or a :class:`~scenarios.domain.Domain`.
-    ``{ dataset = NAME, ... }`` in a suite loads it. A name dalib or another plugin already
-    has is refused unless ``replace=True``. Usable as a decorator."""
+    ``files(root, **options)`` lists the files it reads: their contents then enter every
+    run's identity, so a run is never reported as cached after they change (without it,
+    only the loader's code does). ``{ dataset = NAME, ... }`` in a suite loads it. A name
+    dalib or another plugin already has is refused unless ``replace=True``. Usable as a
+    decorator."""
     from scenarios.datasets import DATASETS, user_dataset
 
     def add(loader: Callable) -> Callable:
         _check_name(name, loader)
         _claim("dataset", name, name in DATASETS, "register_dataset", replace)
-        user_dataset(name, loader)
+        user_dataset(name, loader, files)
         DATASET_ORIGINS.pop(name, None)
         if _origin():
             DATASET_ORIGINS[name] = _origin()

@@ -39,7 +39,7 @@ from dalib.settings import (
     torch_threads,
 )
 from dalib.status import write_sweep
-from dalib.worker import Worker, model_path
+from dalib.worker import Worker, model_kept
 from scenarios.errors import InputError, reject_unknown
 from scenarios.suite import Suite
 
@@ -259,18 +259,23 @@ def _results(runs: list[RunSpec], done: frozenset[str], jobs: int, device: str,
     pool.shutdown()
 
 
-def _waves(runs: list[RunSpec], done: dict, out: Path, *args
-           ) -> Iterator[tuple[RunSpec, dict, dict | None]]:
+def _waves(runs: list[RunSpec], done: dict, *args) -> Iterator[tuple[RunSpec, dict, dict | None]]:
     """:func:`_results` of the runs no other run starts from, then of those that start from
-    another's trained model (test-time runs from their source run). A finished source run
-    whose model file is missing while a run that needs it is not finished trains again."""
-    needed = {r.init.run_id for r in runs if r.init is not None and r.run_id not in done
-              and not model_path(out / "models", r.init).is_file()}
+    another's trained model (test-time runs from their source run)."""
     first = [r for r in runs if r.init is None]
     later = [r for r in runs if r.init is not None]
-    yield from _results(first, frozenset(done) - needed, *args)
+    yield from _results(first, frozenset(done), *args)
     if later:
         yield from _results(later, frozenset(done), *args)
+
+
+def stale_models(runs: list[RunSpec], done: dict, out: Path) -> set[str]:
+    """Finished source runs to train again: a run that starts from one is not finished and
+    the model file is missing, damaged or replaced (its digest is not the one its record
+    keeps), so that no run ever adapts another model than its source run's."""
+    return {r.init.run_id for r in runs if r.init is not None and r.run_id not in done
+            and r.init.run_id in done
+            and not model_kept(out / "models", r.init, done[r.init.run_id])}
 
 
 def _write_log(out: Path, record: dict) -> None:
@@ -384,6 +389,8 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
             store.write_atomic(out / "suite.toml",
                                lambda fh: fh.write(Path(suite.path).read_bytes()))
         done = {r["run_id"]: r for r in kept if r["status"] == "ok"}
+        for run_id in stale_models(runs, done, out):
+            del done[run_id]
         if jobs is None:
             jobs = 1 if executor == "ray" else \
                 default_jobs(sum(r.run_id not in done for r in runs), resolved)
@@ -396,7 +403,7 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
         write_sweep(out, suite.name, [r.run_id for r in runs],
                     [(work or {}).get(r.scenario.name, 1) for r in runs], jobs, pack)
         unrepeatable = []
-        for run, record, sample in _waves(runs, done, out, jobs, device, data_root, options,
+        for run, record, sample in _waves(runs, done, jobs, device, data_root, options,
                                           executor, address, pack, threads):
             if run.run_id in done:  # trained again with its pack: the record stands
                 if record.get("metrics") != done[run.run_id].get("metrics"):

@@ -45,6 +45,7 @@ from dalib.runspec import RunSpec, resolved_budget
 from dalib.selection import HIGHER_IS_BETTER, CheckpointScorer, selection_metrics
 from dalib.store import write_atomic
 from dalib.transferability import model_outputs, transferability_scores
+from scenarios.formats import file_digest
 from scenarios.stream import Stream
 from scenarios.testtime import TestTimeScenario
 
@@ -107,8 +108,16 @@ def _stream_record(data: Stream, R: np.ndarray, validation: list[list[float]], j
 
 
 def model_path(models: Path, run: RunSpec) -> Path:
-    """Where a run's trained model is kept for the runs that start from it."""
+    """Where a run's trained model is kept for the runs that start from it (its record keeps
+    the file's digest, ``model_digest``)."""
     return models / f"{run.run_id}.pt"
+
+
+def model_kept(models: Path, run: RunSpec, record: dict) -> bool:
+    """Whether the model file of the finished run ``record`` is the one it wrote: present,
+    with the digest its record keeps (a replaced, damaged or missing file is not)."""
+    path = model_path(models, run)
+    return path.is_file() and record.get("model_digest") == file_digest(path)
 
 
 def _test_time(run: RunSpec, method, data: TestTimeScenario, budget: Budget,
@@ -119,12 +128,15 @@ def _test_time(run: RunSpec, method, data: TestTimeScenario, budget: Budget,
     if run.saves_model:
         steps = fit_transfer(method, data.offline, budget, device, run.seed, trace,
                              threads=torch.get_num_threads())
+        kept = {}
         if models is not None:
             state = {k: v.cpu() for k, v in method.model.state_dict().items()}
-            write_atomic(model_path(models, run), lambda fh: torch.save(state, fh))
+            path = model_path(models, run)
+            write_atomic(path, lambda fh: torch.save(state, fh))
+            kept = {"model_digest": file_digest(path)}
         preds = unadapted(method.model, data, device)
-        return {"steps": steps, **stream_record(preds, data, accuracy(method,
-                                                                      data.offline.source_test))}
+        return {"steps": steps, **kept,
+                **stream_record(preds, data, accuracy(method, data.offline.source_test))}
     start_from_source(run, method, data, device, models)
     preds = run_offline(method, data, device, run.seed) if data.mode == "offline" else \
         run_online(method, data, device)

@@ -27,9 +27,15 @@ MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
 
 
 def data_roots(data_root: str | Path | None = None) -> list[Path]:
-    """The directories searched for dataset files, in order."""
+    """The directories searched for dataset files, in order. A ``data_root`` that is not a
+    directory is an error (a mistyped ``--data-root`` would otherwise run silently on the
+    files of another root)."""
     roots = []
     if data_root:
+        if not Path(data_root).is_dir():
+            raise InputError("--data-root", f"{str(data_root)!r} is not a directory",
+                             expected="an existing folder holding the dataset files (`dalib "
+                             "data --data-root DIR` shows what it finds)")
         roots.append(Path(data_root))
     if os.environ.get("DALIB_DATA"):
         roots.append(Path(os.environ["DALIB_DATA"]))
@@ -44,12 +50,58 @@ def mnist_root(data_root: str | Path | None = None) -> Path | None:
                  if all((r / "MNIST" / "raw" / f).is_file() for f in MNIST_FILES)), None)
 
 
+def mnist_files(data_root: str | Path | None = None, **_) -> list[Path]:
+    """MNIST's four files in the first data root that holds them (none: no root does)."""
+    root = mnist_root(data_root)
+    return [root / "MNIST" / "raw" / f for f in MNIST_FILES] if root else []
+
+
 def dataset_files(spec: dict, data_root: str | Path | None = None) -> list[Path]:
-    """The files a built-in dataset reads (their contents are part of a run's identity)."""
-    if spec.get("dataset") == "mnist":
-        root = mnist_root(data_root)
-        return [root / "MNIST" / "raw" / f for f in MNIST_FILES] if root else []
-    return []
+    """The files a ``{dataset = NAME, ...}`` table reads, as its loader declares them (its
+    ``files(data_root, **options)``: MNIST's files for ``mnist`` and the datasets made from
+    it, a user dataset's ``files=``): their contents are part of a run's identity."""
+    loader = DATASETS.get(spec.get("dataset")) if isinstance(spec.get("dataset"), str) else None
+    files = getattr(loader, "files", None)
+    if files is None:
+        return []
+    options = {k: v for k, v in spec.items() if k not in ("dataset", "shifts")}
+    return [Path(p) for p in files(data_root, **options)]
+
+
+IDX_MAGIC = {"images": 2051, "labels": 2049}  # big-endian ints opening an IDX file
+
+
+def check_mnist_files(root: Path) -> None:
+    """MNIST's four IDX files under ``root/MNIST/raw`` are whole and agree: each opens with
+    its magic number and dimensions, its size is the header plus one byte per value, and
+    each images file has as many images as its labels file has labels. A damaged file is an
+    input error naming it (rather than a silent wrong result or an internal error)."""
+    counts = {}
+    for name in MNIST_FILES:
+        path = root / "MNIST" / "raw" / name
+        kind = "images" if "images" in name else "labels"
+        dims = 3 if kind == "images" else 1
+        with open(path, "rb") as fh:
+            data = fh.read(4 + 4 * dims)
+        magic = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
+        if magic != IDX_MAGIC[kind] or len(data) < 4 + 4 * dims:
+            raise InputError("MNIST", f"is not an MNIST {kind} file (magic number {magic})",
+                             expected=f"the IDX {kind} file of MNIST (magic {IDX_MAGIC[kind]}, "
+                             "as torchvision or yann.lecun.com distribute it, uncompressed)",
+                             source=str(path))
+        shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
+        size = 4 + 4 * dims + int(np.prod(shape))
+        if path.stat().st_size != size or (kind == "images" and shape[1:] != [28, 28]):
+            raise InputError("MNIST", f"has {path.stat().st_size} bytes for {kind} of shape "
+                             f"{shape}", expected=f"{size} bytes of 28 x 28 {kind} (a truncated "
+                             "or damaged file: copy it again)", source=str(path))
+        counts[name] = shape[0]
+    for images, labels in ((MNIST_FILES[0], MNIST_FILES[1]), (MNIST_FILES[2], MNIST_FILES[3])):
+        if counts[images] != counts[labels]:
+            raise InputError("MNIST", f"holds {counts[labels]} labels for {counts[images]} "
+                             f"images in {images}", expected="one label per image (a file of "
+                             "another copy of MNIST, or a damaged one)",
+                             source=str(root / "MNIST" / "raw" / labels))
 
 
 def load_uci_digits(data_root: str | Path | None = None) -> Domain:
@@ -82,6 +134,7 @@ def load_mnist(data_root: str | Path | None = None, split: str = "all") -> Domai
                          expected=f"{', '.join(MNIST_FILES)} in DIR/MNIST/raw, with DIR one of "
                                   "those (--data-root, $DALIB_DATA, ./data or ~/.cache/dalib; "
                                   "nothing is downloaded: `dalib data` shows what is found)")
+    check_mnist_files(root)
     parts = []
     for train in (True, False):
         if split == ("test" if train else "train"):
@@ -165,6 +218,7 @@ def load_colored_mnist(data_root: str | Path | None = None, domain: str | None =
                          domain)
 
 
+load_mnist.files = load_rotated_mnist.files = load_colored_mnist.files = mnist_files
 load_rotated_mnist.domain_names = lambda angles=ROTATED_MNIST_ANGLES, **_: [
     f"{a:g}" for a in angles]
 load_colored_mnist.domain_names = lambda **_: list(COLORED_MNIST_ENVS)
@@ -182,8 +236,10 @@ class UserDataset:
     :func:`data_roots` that exists (else the first), the result becomes a domain
     (:func:`~scenarios.domain.to_domain`)."""
 
-    def __init__(self, name: str, loader: Callable) -> None:
+    def __init__(self, name: str, loader: Callable, files: Callable | None = None) -> None:
         self.name, self.loader = name, loader
+        if files is not None:
+            self.files = lambda data_root, **options: files(self.root(data_root), **options)
         params = list(inspect.signature(loader).parameters.values())[1:]
         self.__signature__ = inspect.Signature(
             [inspect.Parameter("data_root", inspect.Parameter.KEYWORD_ONLY, default=None)]
@@ -191,15 +247,19 @@ class UserDataset:
                if p.kind is not p.VAR_POSITIONAL])
         self.__doc__ = loader.__doc__ or f"user dataset {name!r}"
 
-    def __call__(self, data_root: str | Path | None = None, **options) -> Domain:
+    @staticmethod
+    def root(data_root: str | Path | None) -> Path:
         roots = data_roots(data_root)
-        root = next((r for r in roots if r.is_dir()), roots[0])
-        return to_domain(self.loader(root, **options), self.name)
+        return next((r for r in roots if r.is_dir()), roots[0])
+
+    def __call__(self, data_root: str | Path | None = None, **options) -> Domain:
+        return to_domain(self.loader(self.root(data_root), **options), self.name)
 
 
-def user_dataset(name: str, loader: Callable) -> None:
-    """Add a user's ``loader(root, **options)`` under ``name`` (see ``dalib.register_dataset``)."""
-    DATASETS[name] = UserDataset(name, loader)
+def user_dataset(name: str, loader: Callable, files: Callable | None = None) -> None:
+    """Add a user's ``loader(root, **options)`` under ``name``, with ``files(root, **options)``
+    naming the files it reads (see ``dalib.register_dataset``)."""
+    DATASETS[name] = UserDataset(name, loader, files)
 
 
 def load_dataset(spec: dict, *, data_root: str | Path | None = None,
@@ -240,12 +300,17 @@ def dataset_loader(spec: dict) -> tuple[Callable[..., Domain], dict]:
     return loader, options
 
 
-def check_data(data_root: str | Path | None = None) -> dict[str, str]:
-    """For each built-in dataset, 'ok (N samples)' or the error that loading it gives."""
+def check_data(data_root: str | Path | None = None, names: list[str] | None = None
+               ) -> dict[str, str]:
+    """For each dataset named (default: every registered one), 'ok (N samples)' or
+    'missing: ' and the error that loading it gives."""
     status = {}
-    for name, loader in DATASETS.items():
+    for name in names or list(DATASETS):
+        if name not in DATASETS:
+            raise InputError("DATASET", f"is {name!r}",
+                             expected=f"one of {', '.join(sorted(DATASETS))}")
         try:
-            status[name] = f"ok ({len(loader(data_root=data_root))} samples)"
+            status[name] = f"ok ({len(DATASETS[name](data_root=data_root))} samples)"
         except InputError as exc:
             status[name] = f"missing: {exc}"
     return status

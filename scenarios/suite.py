@@ -270,14 +270,54 @@ def _check_plugins(value) -> tuple[str, ...]:
     return tuple(value)
 
 
+MAX_DEPTH = 32  # tables and arrays nested in a suite file (its deepest has 4)
+
+
+def nesting(value) -> int:
+    """How deeply tables and arrays nest in ``value``, counted without recursion."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            todo += [(v, depth + 1) for v in item.values()]
+        elif isinstance(item, list):
+            todo += [(v, depth + 1) for v in item]
+    return deepest
+
+
+def read_toml(path: Path) -> dict:
+    """A suite file's tables, or an input error naming the file: unreadable, not UTF-8, not
+    TOML, or nested deeper than :data:`MAX_DEPTH`."""
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError("toml", f"malformed ({exc})", expected="valid TOML",
+                         source=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise InputError("toml", f"is not UTF-8 text (byte {exc.start})",
+                         expected="a UTF-8 TOML file", source=str(path)) from None
+    except RecursionError:
+        raise InputError("toml", "is nested too deeply", expected="a suite file (tables "
+                         "nested a few levels)", source=str(path)) from None
+    except OSError as exc:
+        raise InputError("suite", f"cannot be read ({exc.strerror})",
+                         expected="a readable .toml file", source=str(path)) from None
+    if nesting(raw) > MAX_DEPTH:
+        raise InputError("toml", f"nests tables or arrays more than {MAX_DEPTH} levels deep",
+                         expected="a suite file (tables nested a few levels)",
+                         source=str(path))
+    return raw
+
+
 def suite_plugins(name_or_path: str) -> tuple[str, ...]:
     """The ``plugins`` a suite names (read before the rest of the suite is checked, since its
     datasets and methods may come from them)."""
     path = resolve_suite_path(name_or_path)
     try:
-        with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError, OSError):
+        raw = read_toml(path)
+    except InputError:
         return ()  # load_suite names the problem
     try:
         return _check_plugins(raw.get("plugins", []))
@@ -527,20 +567,7 @@ def load_suite(name_or_path: str, data_root: str | None = None, smoke: bool = Fa
     contents are part of each run's identity. ``smoke``: a reproduction entry at its smoke
     size (:func:`scenarios.reproduction.smoke_variant`)."""
     path = resolve_suite_path(name_or_path)
-    try:
-        with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError("toml", f"malformed ({exc})", expected="valid TOML", source=str(path)) from None
-    except UnicodeDecodeError as exc:
-        raise InputError("toml", f"is not UTF-8 text (byte {exc.start})",
-                         expected="a UTF-8 TOML file", source=str(path)) from None
-    except RecursionError:
-        raise InputError("toml", "is nested too deeply", expected="a suite file (tables "
-                         "nested a few levels)", source=str(path)) from None
-    except OSError as exc:
-        raise InputError("suite", f"cannot be read ({exc.strerror})",
-                         expected="a readable .toml file", source=str(path)) from None
+    raw = read_toml(path)
     try:
         if smoke:
             if not isinstance(raw.get("reproduction"), dict):

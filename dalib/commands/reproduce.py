@@ -27,17 +27,44 @@ def resolve_entries(names: list[str]) -> dict[str, Path]:
     known = entries()
     if not names:
         return known
-    out = {}
+    out: dict[str, Path] = {}
     for name in names:
         path = Path(name)
         if name in known:
-            out[name] = known[name]
+            key, found = name, known[name]
         elif path.suffix == ".toml" and path.is_file():
-            out[path.stem] = path
+            key, found = path.stem, path
         else:
             raise InputError("--entry", f"is {name!r}", expected="an entry file (.toml) or "
                              f"one of {', '.join(known)}")
+        if key in out and out[key].resolve() != found.resolve():
+            raise InputError("--entry", f"names two entries called {key!r} ({out[key]} and "
+                             f"{found})", expected="entries with distinct names (each writes "
+                             "OUT/NAME): rename one file")
+        out[key] = found
     return out
+
+
+def check_metrics(suite, path: Path) -> None:
+    """Every value and claim of an entry names a metric its scenario's runs report
+    (:mod:`dalib.metrics`): a misspelled one would only ever read as 'not resolved'."""
+    from dalib import metrics
+
+    kinds = {s.name: s.kind for s in suite.scenarios}
+    rep = suite.reproduction
+    cells = [(f"reproduction.value[{i}]", v.cell) for i, v in enumerate(rep.values)]
+    for i, s in enumerate(rep.shapes):
+        cells.append((f"reproduction.shape[{i}].left", s.left))
+        if not isinstance(s.right, (int, float)):
+            cells.append((f"reproduction.shape[{i}].right", s.right))
+    for field, cell in cells:
+        for scenario in cell.scenarios:
+            kind = kinds[scenario]
+            if not metrics.known(kind, cell.metric, cell.method):
+                expected = "spearman[VALIDATOR] (numbers pooled over the methods)" \
+                    if cell.method == "all" else f"a metric of {kind} runs: {metrics.names(kind)}"
+                raise InputError(f"{field}.metric", f"is {cell.metric!r}",
+                                 expected=expected, source=str(path))
 
 
 def _pooled_rows(records: list[dict]) -> pd.DataFrame:
@@ -146,6 +173,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         if suite.reproduction is None:
             raise InputError("reproduction", "is missing", expected="a [reproduction] table "
                              "(a ledger entry)").within(str(chosen[name]))
+        check_metrics(suite, chosen[name])
     status = 0
     for i, (name, path) in enumerate(chosen.items(), 1):
         print(f"== entry {i}/{len(chosen)}: {name}")

@@ -10,12 +10,15 @@ from pathlib import Path
 def cmd_data(args: argparse.Namespace) -> int:
     from scenarios.datasets import check_data, data_roots
 
+    roots = data_roots(args.data_root)
+    found = check_data(args.data_root, args.datasets)
     print("data roots searched, in order:")
-    for r in data_roots(args.data_root):
+    for r in roots:
         print(f"  {r}")
-    for name, status in check_data(args.data_root).items():
+    for name, status in found.items():
         print(f"{name}: {status}")
-    return 0
+    # a pre-flight check: 1 when a dataset asked about (default: every one) cannot be loaded
+    return 0 if all(s.startswith("ok") for s in found.values()) else 1
 
 
 def cmd_status(args: argparse.Namespace) -> int:

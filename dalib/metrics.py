@@ -1,0 +1,37 @@
+"""The metric names a sweep's results hold, by scenario kind: what a ledger entry or a user's
+analysis may name (a misspelled name is refused rather than reported as missing)."""
+
+from __future__ import annotations
+
+import re
+
+from scenarios.suite import SELECTION_CRITERIA
+
+TRANSFER = {"target_acc", "source_acc", "target_train_acc", "selected_step",
+            "target_acc_oracle", "converged", "ntg", "gain_over_source_only", "source_drop",
+            "leep", "nce", "logme", "h_score", "pad",
+            *(f"target_acc_{c.replace('-', '_')}" for c in SELECTION_CRITERIA)}
+STREAM = {"acc", "bwt", "fwt", "forgetting", "intransigence", "acc_val", "converged"}
+TEST_TIME = {"online_error", "majority_share", "final_majority_share", "collapsed",
+             "source_acc", "converged"}
+# metrics with an argument: a stream's domain or cycle; a validator pooled over methods
+INDEXED = {"test-time": ("online_error", "online_error_cycle")}
+POOLED = ("spearman",)
+KINDS = {"transfer": TRANSFER, "stream": STREAM, "test-time": TEST_TIME}
+
+
+def known(kind: str, metric: str, method: str = "") -> bool:
+    """Whether a run of a scenario of ``kind`` reports ``metric`` (``method = "all"``: numbers
+    pooled over a seed's methods, ``spearman[VALIDATOR]``)."""
+    found = re.fullmatch(r"([a-z_]+)\[(.+)\]", metric)
+    if method == "all":
+        return bool(found) and found.group(1) in POOLED
+    if found:
+        return found.group(1) in INDEXED.get(kind, ())
+    return metric in KINDS.get(kind, set())
+
+
+def names(kind: str) -> str:
+    """The metric names of ``kind`` for an error message."""
+    indexed = [f"{m}[...]" for m in INDEXED.get(kind, ())]
+    return ", ".join(sorted(KINDS.get(kind, set())) + indexed)
