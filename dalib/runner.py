@@ -98,7 +98,9 @@ def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> dict[s
             for (j, m, _), entry in zip(configs, entries, strict=True):
                 method = sc.methods[j]
                 try:
-                    entry.build(model_for(data, **sc.model), sc.method_params(m))
+                    built = entry.build(model_for(data, **sc.model), sc.method_params(m))
+                    if sc.kind == "test-time" and hasattr(built, "check_model"):
+                        built.check_model(smallest_batch(data))
                 except InputError as exc:
                     raise exc.within("", f"methods[{j}]") from None
                 except (ValueError, TypeError) as exc:
@@ -107,6 +109,12 @@ def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> dict[s
         except InputError as exc:
             raise suite.locate(exc, i, method) from None
     return work
+
+
+def smallest_batch(data) -> torch.Tensor:
+    """A test-time stream's smallest batch (its last one, or a whole batch)."""
+    n = len(data.stream) % data.batch_size or data.batch_size
+    return data.stream.pooled[0][data.stream.order[-n:]]
 
 
 def check_init(sc) -> None:

@@ -149,6 +149,9 @@ def build_test_time(name: str, offline: TransferScenario, domains: list[tuple[st
                     ) -> TestTimeScenario:
     """The scenario for one seed: ``domains`` (name, data) in a stream shaped by the
     options (see the module doc)."""
+    if not domains or not any(len(d) for _, d in domains):
+        raise InputError("domains", "give an empty stream", expected="one or more domains "
+                         "with samples to adapt on")
     for n, d in domains:
         if d.input_shape != offline.input_shape:
             raise InputError("domains", f"{n!r} has samples of shape {d.input_shape}",

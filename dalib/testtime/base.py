@@ -12,6 +12,7 @@ from torch import nn
 
 from dalib.method import Method
 from dalib.pack.modules import PackedBatchNorm
+from scenarios.errors import InputError
 
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, PackedBatchNorm)  # a pack's too
 NORMS = (*BATCH_NORMS, nn.GroupNorm, nn.LayerNorm)
@@ -81,6 +82,27 @@ class TestTimeMethod(Method):
         self.optimizer = self.make_optimizer(params or [nn.Parameter(torch.zeros(1))],
                                              **self.optim_settings)
         self.configure()
+
+    def check_model(self, smallest: torch.Tensor) -> None:
+        """Refuse, before a run starts, a model this method would leave unadapted (it adapts
+        normalisation layers and the model has none) and a stream whose ``smallest`` batch
+        the model in its test-time mode cannot take (one sample through batch norm)."""
+        if self.adapts == "norm" and not self.adapted_parameters():
+            raise InputError("model", f"has no normalisation layer for {self.name!r} to adapt "
+                             "(its result would be the unadapted model's)",
+                             expected="a model with batch norm (model.batch_norm = true for "
+                             "the MLP; lenet and the CNNs have it), or a method that adapts "
+                             "other parameters")
+        self.configure()
+        try:
+            with torch.no_grad():
+                self.model(smallest)
+        except ValueError as exc:
+            raise InputError("test_batch_size", f"leaves a batch of {len(smallest)} sample(s) "
+                             f"that {self.name!r} cannot normalise by its own statistics "
+                             f"({str(exc).splitlines()[0]})", expected="a test_batch_size "
+                             "that leaves no single sample over at the end of the stream") \
+                from None
 
     def configure(self) -> None:
         """Put the model in its test-time mode (default: evaluation mode, batch-norm layers

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from dalib.testtime.base import TestTimeMethod
+from dalib.testtime.base import BATCH_NORMS, TestTimeMethod
+from scenarios.errors import InputError
 
 
 class NormAdapt(TestTimeMethod):
@@ -15,6 +16,14 @@ class NormAdapt(TestTimeMethod):
 
     adapts = "none"
     packable = True
+
+    def check_model(self, smallest: torch.Tensor) -> None:
+        if not any(isinstance(m, BATCH_NORMS) for m in self.model.modules()):
+            raise InputError("model", f"has no batch norm for {self.name!r} to renormalise "
+                             "(its result would be the unadapted model's)",
+                             expected="a model with batch norm (model.batch_norm = true for "
+                             "the MLP; lenet and the CNNs have it)")
+        super().check_model(smallest)
 
     def step(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -296,3 +296,69 @@ def test_packed_test_time_runs_adapt_as_their_separate_runs_do(tmp_path):
             assert same > 0.99, (name, seed, same)
             assert abs(a[(name, seed)]["metrics"]["source_acc"]
                        - b[(name, seed)]["metrics"]["source_acc"]) < 1.0
+
+
+def test_a_replaced_or_damaged_source_model_is_trained_again_never_adapted(tmp_path):
+    path = _write(tmp_path, seeds=2)
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert main(["run", str(path), "--out", str(full), "--no-report"]) == 0
+    assert main(["run", str(path), "--out", str(part), "--no-report"]) == 0
+    models = sorted((part / "models").glob("*.pt"), key=lambda p: "-s1-" in p.name)
+    records = _records(part)
+    assert records["source-only", 0]["model_digest"] != records["source-only", 1]["model_digest"]
+    seed0, seed1 = models
+    seed0.write_bytes(seed1.read_bytes())  # seed 1's model in seed 0's place
+    for p in (part / "runs").glob("*-tent-*.json"):
+        p.unlink()
+    assert main(["run", str(path), "--out", str(part), "--no-report"]) == 0
+    assert _records(part)["tent", 0]["metrics"] == _records(full)["tent", 0]["metrics"]
+    seed1.write_bytes(seed1.read_bytes()[:100])  # damaged
+    for p in (part / "runs").glob("*-bn-s1-*.json"):
+        p.unlink()
+    assert main(["run", str(path), "--out", str(part), "--no-report"]) == 0
+    assert _records(part)["bn", 1]["metrics"] == _records(full)["bn", 1]["metrics"]
+    assert {p.name for p in (part / "models").glob("*.pt")} == \
+        {p.name for p in (full / "models").glob("*.pt")}
+
+
+NO_NORM = 'arch = "mlp"\nbatch_norm = false'
+
+
+@pytest.mark.parametrize("methods, model, batch, message", [
+    ('["tent"]', NO_NORM, 32, "model: has no normalisation layer for 'tent'"),
+    ('["bn"]', NO_NORM, 32, "model: has no batch norm for 'bn'"),
+    ('["eata"]', NO_NORM, 32, "model: has no normalisation layer for 'eata'"),
+    # one sample left in the last batch through the MLP's BatchNorm1d
+    ('["tent"]', 'arch = "mlp"', None, "test_batch_size: leaves a batch "
+     "of 1 sample(s) that 'tent' cannot normalise"),
+])
+def test_test_time_methods_that_cannot_adapt_are_refused_before_running(
+        tmp_path, capsys, methods, model, batch, message):
+    # the stream: one corruption of UCI digits' other half; a batch size that leaves one
+    # sample over where none is given
+    text = SUITE.format(seeds=1, steps=5, methods=methods, extra="").replace(
+        'arch = "cnn"\nwidth = 8', model).replace('["gaussian-noise", "fog"]', '["fog"]')
+    path = tmp_path / "s.toml"
+    if batch is None:
+        suite = parse_suite(__import__("tomllib").loads(text), path)
+        n = len(suite.scenarios[0].build(0, None).stream)
+        batch = next(b for b in range(2, n) if n % b == 1)
+    path.write_text(text.replace("test_batch_size = 32", f"test_batch_size = {batch}"))
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_empty_test_time_stream_is_refused():
+    from scenarios import build_transfer
+    from scenarios.datasets import load_uci_digits
+    from scenarios.errors import InputError
+    from scenarios.testtime import build_test_time
+
+    uci = load_uci_digits()
+    offline = build_transfer("t", uci, uci, seed=0)
+    empty = offline.target_test.subset(torch.arange(0), "empty")
+    for domains in ([], [("empty", empty)]):
+        with pytest.raises(InputError, match="domains: give an empty stream"):
+            build_test_time("c", offline, domains, seed=0, batch_size=8)
