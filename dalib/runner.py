@@ -38,7 +38,7 @@ from dalib.settings import (
     settings,
     torch_threads,
 )
-from dalib.status import write_sweep
+from dalib.status import end_sweep, write_sweep
 from dalib.worker import Worker, model_kept
 from scenarios.errors import InputError, reject_unknown
 from scenarios.suite import Suite
@@ -424,6 +424,7 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
             _write_log(out, record)
             if on_run:
                 on_run(run, record, False)
+        end_sweep(out)
         final = store.read_records(out)
         table, dropped = store.rebuild_results(out, final.records)
     return Sweep(table, final.skipped, dropped, stale, unrepeatable)

@@ -26,6 +26,13 @@ def write_sweep(out: Path, suite: str, run_ids: list[str], work: list[float], jo
                                    "pack": pack})
 
 
+def end_sweep(out: Path) -> None:
+    """Mark the sweep of ``OUT`` as ended (all its runs went through): ``dalib status`` then
+    says finished even while the process that ran it lives on (the Python API)."""
+    sweep = json.loads((out / SWEEP).read_text())
+    store.write_json(out / SWEEP, {**sweep, "ended": time.time()})
+
+
 def time_left(elapsed: float, done: float, left: float) -> float | None:
     """Seconds left at the pace so far: ``elapsed`` seconds trained ``done`` work (planned
     steps, so a run of a larger scenario weighs more), ``left`` remains; None before any
@@ -83,12 +90,14 @@ def _ended(text: str) -> tuple[str, float] | None:
 
 def sweep_status(out: Path) -> dict:
     """The latest sweep of ``OUT``: its runs by state, whether its process is alive, and the
-    estimated time left (:func:`time_left`, from this sweep's pace so far). A run that has
-    trained but whose record the main process has not written yet (it waits for its pack,
-    or for the main process to collect a worker's results) counts as done or failed."""
+    estimated time left (:func:`time_left`, from this sweep's pace so far). While the sweep
+    runs, a run that has trained but whose record the main process has not written yet (it
+    waits for its pack, or for the main process to collect a worker's results) counts as
+    done or failed; once the sweep has ended, only a record makes a run done or failed, and
+    a run that started without leaving one is ``interrupted`` (it runs again on resume)."""
     sweep = read_sweep(out)
     records = {r["run_id"]: r for r in store.read_records(Path(out)).records}
-    alive = _alive(int(sweep["pid"]))
+    alive = "ended" not in sweep and _alive(int(sweep["pid"]))
     state: dict[str, list[str]] = {"done": [], "failed": [], "running": [], "remaining": []}
     latest: dict[str, str] = {}  # the last line of each running run's live log
     finished: dict[str, float] = {}  # when each run of this sweep finished
@@ -100,7 +109,7 @@ def sweep_status(out: Path) -> dict:
         if record is not None:
             state["done" if record["status"] == "ok" else "failed"].append(run_id)
             finished[run_id] = _finished_at(record)
-        elif ended is not None:
+        elif ended is not None and alive:
             state["done" if ended[0] == "ok" else "failed"].append(run_id)
             finished[run_id] = ended[1]
         elif "(running" in text[:200]:
@@ -150,6 +159,11 @@ def format_status(out: Path, status: dict) -> str:
     state = status["state"]
     counts = ", ".join(f"{len(v)} {k}" for k, v in state.items())
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(status["started"]))
+    if not status["alive"]:  # what a resume runs: the interrupted runs and the rest
+        left = len(state["interrupted"]) + len(state["remaining"])
+        counts = (f"{len(state['done'])} done, {len(state['failed'])} failed, {left} to run "
+                  f"({len(state['interrupted'])} interrupted, {len(state['remaining'])} not "
+                  "started)")
     if status["alive"]:
         head = (f"running (pid {status['pid']}, started {started}, "
                 f"{_duration(status['elapsed_s'])} ago)")

@@ -64,13 +64,14 @@ class Groups:
 
 
 def mean_over_pairs(groups: Groups, distance) -> torch.Tensor:
-    """The mean of ``distance(i, j)`` over the pairs of groups both in the batch."""
-    total = count = 0
+    """The mean of ``distance(i, j)`` over the pairs of groups both in the batch (0, one per
+    packed run, where there is no pair: a single domain)."""
+    total = count = groups.sizes.new_zeros(groups.sizes.shape[:-1])
     for i, j in groups.pairs():
         valid = groups.valid(i, j).to(groups.means.dtype)
         total = total + valid * distance(i, j)
         count = count + valid
-    return total / torch.as_tensor(count).clamp_min(1)
+    return total / count.clamp_min(1)
 
 
 def coral_distance(groups: Groups) -> torch.Tensor:

@@ -222,3 +222,42 @@ def test_the_shapes_domainbed_reports_hold_on_the_local_mnist(tmp_path):
     rotated = {k.split("/")[1]: v for k, v in acc.items() if k.startswith("rotated")}
     middle = min(rotated[a] for a in ("15", "30", "45", "60"))
     assert rotated["0"] < middle and rotated["75"] < middle, rotated
+
+
+def test_alignment_over_one_domain_is_zero_for_each_packed_run():
+    feats = torch.randn(3, 16, 4)  # a pack of 3 runs, one domain in their batches
+    groups = Groups(feats, torch.zeros(3, 16, dtype=torch.long), 1)
+    for loss in (coral_distance(groups), mmd_distance(groups, feats), moment_distance(groups)):
+        assert loss.shape == (3,) and (loss == 0).all()
+
+
+@pytest.mark.parametrize("method", ["coral", "mmd"])
+def test_alignment_trains_in_packs_when_validation_runs_have_one_training_domain(
+        tmp_path, capsys, method):
+    import json
+
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    np.savez(tmp_path / "three.npz", x=(d.images[:, None] / 16).astype(np.float32),
+             y=d.target, domain=np.arange(len(d.target)) % 3)
+    (tmp_path / "s.toml").write_text(f"""seeds = 2
+[budget]
+steps = 10
+batch_size = 48
+[[scenario]]
+name = "three"
+kind = "transfer"
+domains = {{ npz = "three.npz" }}
+test_domains = ["0"]
+selection = "leave-one-domain-out"
+methods = ["{method}"]
+""")
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o"),
+                 "--no-report"]) == 0
+    out = capsys.readouterr().out
+    records = [json.loads(p.read_text()) for p in (tmp_path / "o" / "runs").glob("*.json")]
+    assert len(records) == 6 and all(r["status"] == "ok" for r in records)
+    assert all("reason" not in r.get("pack", {}) for r in records), records[0].get("pack")
+    assert all(out.count(f"start {r['run_id']} ") <= 1 for r in records)

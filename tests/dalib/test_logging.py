@@ -98,7 +98,7 @@ def test_a_sweep_logs_as_it_trains_and_status_reports_it_running_then_killed(tmp
     assert main(["status", str(out)]) == 0
     status = capsys.readouterr().out
     assert "not running: interrupted" in status
-    assert "0 done, 0 failed, 1 remaining, 1 interrupted" in status
+    assert "0 done, 0 failed, 2 to run (1 interrupted, 1 not started)" in status
     assert f"interrupted: {logs[0].stem}" in status
 
 
@@ -109,7 +109,7 @@ def test_status_of_a_finished_sweep_and_of_a_directory_without_one(tmp_path, cap
     capsys.readouterr()
     assert main(["status", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "finished" in text and "2 runs: 2 done, 0 failed, 0 running, 0 remaining" in text
+    assert "out: finished (started" in text and "2 runs: 2 done, 0 failed, 0 to run" in text
     assert main(["status", str(tmp_path)]) == 2
     assert "has no sweep.json" in capsys.readouterr().err
 
@@ -262,6 +262,28 @@ def test_status_counts_a_run_that_trained_before_its_record_is_written(tmp_path)
                                "remaining": ["d"]}
     # 250 planned steps in 40 s; 150 left
     assert status["eta_s"] == pytest.approx(40 / 250 * 150, rel=0.05)
+
+
+def test_after_a_sweep_ended_a_run_without_a_record_is_not_done(tmp_path, capsys):
+    """A sweep of --jobs 2 killed while a worker's runs waited for their records: they ran
+    (their logs end) but run again on resume, as do those that had started."""
+    from dalib.status import format_status, sweep_status
+
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "runs").mkdir()
+    now = time.time()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "sweep.json").write_text(json.dumps({
+        "suite": "s", "runs": ["a", "b", "c", "d"], "work": [100] * 4, "started": now - 40,
+        "pid": dead.pid, "jobs": 2, "pack": 1}))
+    (tmp_path / "logs" / "a.log").write_text(f"run a (running, started now)\nended ok {now:.3f}\n")
+    (tmp_path / "logs" / "b.log").write_text("run b (running, started now)\nstep 50: loss=1\n")
+    status = sweep_status(tmp_path)
+    assert status["state"] == {"done": [], "failed": [], "interrupted": ["a", "b"],
+                               "remaining": ["c", "d"]}
+    assert "4 runs: 0 done, 0 failed, 4 to run (2 interrupted, 2 not started)" in \
+        format_status(tmp_path, status)
 
 
 @pytest.mark.parametrize("content, problem", [
