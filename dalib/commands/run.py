@@ -69,8 +69,10 @@ def load_with_plugins(name_or_path: str, extra: list[str], data_root: str | None
     loaded before the suite is checked, since its methods and datasets may come from them
     (after the built-ins, whose names they may not take)."""
     from dalib import plugins, registry  # noqa: F401  (the built-ins first)
+    from scenarios.datasets import data_roots
     from scenarios.suite import load_suite, resolve_suite_path, suite_plugins
 
+    data_roots(data_root)  # a --data-root that is not a folder: exit 2, whatever the suite reads
     path = resolve_suite_path(name_or_path)
     plugins.load_entry_points()
     specs = [plugins.resolve(p, path.parent) for p in suite_plugins(name_or_path)]

@@ -107,6 +107,12 @@ def test_user_entry_ledger_rows_equal_the_records(tmp_path, capsys):
 @pytest.mark.parametrize("edit,message", [
     (("method = \"naive\"\nmetric", "method = \"ewc\"\nmetric"), "reproduction.value[0].method"),
     (("[reproduction]", "[reproduced]"), "reproduced: unknown key"),
+    (("metric = \"acc\"\npublished = 19.5", "metric = \"accuracy\"\npublished = 19.5"),
+     "reproduction.value[0].metric: is 'accuracy' (expected a metric of stream runs"),
+    (("metric = \"acc\" }\nrelation", "metric = \"bwt_\" }\nrelation"),
+     "reproduction.shape[0].left.metric: is 'bwt_'"),
+    (("metric = \"acc\" }\n\n[[scenario]]", "metric = \"target_acc\" }\n\n[[scenario]]"),
+     "reproduction.shape[0].right.metric: is 'target_acc'"),
 ])
 def test_bad_entry_exits_2_and_writes_nothing(tmp_path, capsys, edit, message):
     path = tmp_path / "bad.toml"
@@ -115,6 +121,18 @@ def test_bad_entry_exits_2_and_writes_nothing(tmp_path, capsys, edit, message):
     assert main(["reproduce", "--entry", str(path), "--smoke", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert message in err and str(path) in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_two_entries_of_one_name_exit_2(tmp_path, capsys):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.toml").write_text(ENTRY.replace("19.5", f"19.{len(folder)}"))
+    out = tmp_path / "ledger"
+    assert main(["reproduce", "--entry", str(tmp_path / "a" / "x.toml"), "--entry",
+                 str(tmp_path / "b" / "x.toml"), "--smoke", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--entry: names two entries called 'x'" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
 
 
