@@ -82,8 +82,14 @@ def fwt_defined(protocol: str, task_classes: list[list[int]]) -> bool:
     return True
 
 
-def summarize(R, fwt: bool = True) -> dict[str, float]:
-    """ACC, BWT, FWT (NaN when ``fwt`` is False, see :func:`fwt_defined`) and forgetting of
-    one accuracy matrix."""
+def summarize(R, protocol: str, task_classes: list[list[int]] | None = None
+              ) -> dict[str, float]:
+    """ACC, BWT, FWT and forgetting of one accuracy matrix of a stream run under ``protocol``
+    (``task-il``, ``domain-il`` or ``class-il``). FWT is NaN where it measures nothing
+    (:func:`fwt_defined`; under class-IL without ``task_classes`` each task is taken to
+    bring new classes, as in Split streams)."""
+    if protocol not in ("task-il", "domain-il", "class-il"):
+        raise ValueError(f"protocol is {protocol!r}, expected task-il, domain-il or class-il")
+    fwt = protocol != "class-il" if task_classes is None else fwt_defined(protocol, task_classes)
     return {"acc": average_accuracy(R), "bwt": backward_transfer(R),
             "fwt": forward_transfer(R) if fwt else float("nan"), "forgetting": forgetting(R)}

@@ -4,9 +4,23 @@ one source, paired over seeds). Pure functions over the long results table."""
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from analysis.stats import MIN_SEEDS, interval
+
+VALIDATION = re.compile(r"/validate-[^/]+$")
+
+
+def without_validation(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``results`` that are results: without the leave-one-domain-out validation
+    scenarios (``FAMILY/DOMAIN/validate-V``), which serve the checkpoint and configuration
+    pick of their family's runs and are never results of their own."""
+    if results.empty or "scenario" not in results:
+        return results
+    return results[~results["scenario"].astype(str).str.contains(VALIDATION)]
+
 
 EFFECT_COLUMNS = ["held_out", "source", "method", "mean", "ci_low", "ci_high", "n", "hurts"]
 

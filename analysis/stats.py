@@ -35,6 +35,10 @@ def lower_is_better(metric: str) -> bool:
     return metric.split("[")[0] in LOWER_IS_BETTER
 BOOTSTRAP_MIN_N = 10
 MIN_SEEDS = 4
+# Differences of metrics in points (accuracy, error, NTG, forgetting, ...) under half a point
+# are too small to matter: the field's tables report one decimal and read gaps under a point
+# as ties, and half a point is a handful of predictions on a test set of a few thousand.
+PRACTICAL_POINTS = 0.5
 SEARCH_TRIAL = "search_trial"  # the metric row that marks one configuration of a search
 
 
@@ -71,6 +75,26 @@ def bootstrap_interval(values, level: float = 0.95, resamples: int = RESAMPLES,
     return float(lo), float(hi)
 
 
+SHARES = {"collapsed", "converged"}  # 0 or 1 per seed: their mean is a share of seeds
+
+
+def wilson_interval(values, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a share of 0/1 ``values`` (Wilson 1927): inside [0, 1] and
+    near its nominal coverage at the few seeds people run, where a t interval of 0/1 values
+    is neither (it gives [0, 0] for 0 of 5 and may reach below 0). NaNs for no value."""
+    from scipy import stats
+
+    v = _values(values)
+    n = len(v)
+    if n == 0:
+        return float("nan"), float("nan")
+    z = stats.norm.ppf(0.5 + level / 2)
+    share = v.mean()
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
 def interval(values, method: str = "t", level: float = 0.95) -> tuple[float, float]:
     """The ``method`` (``t`` or ``bootstrap``) confidence interval of the mean of ``values``;
     ``bootstrap`` falls back to ``t`` below ``BOOTSTRAP_MIN_N`` values."""
@@ -105,14 +129,17 @@ def value_range(metric: str) -> tuple[float, float]:
 
 def aggregate(results: pd.DataFrame, ci: str = "t", level: float = 0.95) -> pd.DataFrame:
     """Mean, sample std (ddof = 1), n and the ``ci`` interval (``ci_low``, ``ci_high``) over
-    seeds for every suite, scenario, method and metric, in order of first appearance. An
+    seeds for every suite, scenario, method and metric, in order of first appearance (a share
+    of seeds, :data:`SHARES`, has its :func:`wilson_interval`). An
     interval is cut to the metric's :func:`value_range` (a t interval of accuracies near 100
     would reach past it); the true mean lies in that range, so the coverage is kept."""
     keys = [k for k in GROUP if k in results]
     rows = []
     for key, g in ok_rows(results).groupby(keys, sort=False)["value"]:
-        low, high = value_range(str(dict(zip(keys, key, strict=True))["metric"]))
-        lo, hi = interval(g, ci, level)
+        metric = str(dict(zip(keys, key, strict=True))["metric"])
+        low, high = value_range(metric)
+        lo, hi = wilson_interval(g, level) if metric in SHARES and len(g) >= 2 else \
+            interval(g, ci, level)
         lo, hi = (lo, hi) if np.isnan(lo) else (max(lo, low), min(hi, high))
         rows.append((*key, g.mean(), g.std(ddof=1), len(g), lo, hi))
     return pd.DataFrame(rows, columns=[*keys, "mean", "std", "n", "ci_low", "ci_high"])
@@ -144,6 +171,14 @@ def paired_differences(results: pd.DataFrame, scenario: str, metric: str, method
     a, b = by_seed(method), by_seed(baseline)
     common = a.index.intersection(b.index)
     return (a[common] - b[common]).sort_index()
+
+
+def in_points(metric: str) -> bool:
+    """Whether ``metric`` is measured in points (percent or percentage points), where
+    :data:`PRACTICAL_POINTS` applies."""
+    stem = metric.split("[")[0]
+    return value_range(stem)[1] == 100.0 or stem in LOWER_IS_BETTER | {
+        "gain_over_source_only", "bwt", "fwt"}
 
 
 def wilcoxon_p(differences) -> float:

@@ -96,9 +96,11 @@ def _stream_record(data: Stream, R: np.ndarray, validation: list[list[float]], j
                    ) -> dict:
     """A trained stream run's record: its accuracy matrix (and the validation one) and
     metrics."""
-    fwt = fwt_defined(data.protocol, [list(t.classes) for t in data.tasks])
+    classes = [list(t.classes) for t in data.tasks]
+    fwt = fwt_defined(data.protocol, classes)
     record = {"accuracy_matrix": R.tolist(), "protocol": data.protocol,
-              "metrics": {"acc": float(np.mean(R[-1]))} if joint else summarize(R, fwt)}
+              "metrics": {"acc": float(np.mean(R[-1]))} if joint else
+              summarize(R, data.protocol, classes)}
     if validation:  # the tasks' validation parts: selection reads these, never the tests
         record["accuracy_matrix_val"] = validation
         record["metrics"]["acc_val"] = float(np.mean(validation[-1]))

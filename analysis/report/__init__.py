@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import plots
+from analysis.domains import without_validation
 from analysis.report.cells import (
     UPPER_BOUNDS,
     cell,
@@ -61,7 +62,7 @@ def build_report(results: pd.DataFrame, out: str | Path, *, records: list[dict] 
     out = Path(out)
     records = records or []
     table = prepare(results)
-    every = ok_rows(table)
+    every = without_validation(ok_rows(table))  # validation runs serve the selection only
     agg_every = aggregate(every, ci=ci)
     # a search's single configurations are never ranked: its selected configuration is
     configs = configurations(every)

@@ -8,7 +8,15 @@ import re
 import numpy as np
 import pandas as pd
 
-from analysis.stats import MIN_SEEDS, better, compare, interval, ok_rows
+from analysis.stats import (
+    MIN_SEEDS,
+    PRACTICAL_POINTS,
+    better,
+    compare,
+    in_points,
+    interval,
+    ok_rows,
+)
 from analysis.transfer import transfer_gaps
 
 REQUIRED = ["scenario", "method", "seed", "metric", "value"]
@@ -139,14 +147,28 @@ def undefined(table: pd.DataFrame, scenario: str, method: str, metric: str) -> b
 
 def significance(c: dict) -> str:
     """Whether a paired comparison is significant, and by which test; if it is not, about
-    how many seeds would decide it at the observed difference (80% power)."""
+    how many seeds would decide it at the observed difference (80% power), unless the
+    difference is too small to matter (under :data:`~analysis.stats.PRACTICAL_POINTS` in a
+    metric in points): then whether it is practically equal (its interval within that
+    band) or only small."""
     needed = c.get("seeds_needed")
-    more = "" if c["significant"] else \
-        f"; about {needed} seeds would decide" if needed and not pd.isna(needed) else \
-        "; more seeds would not decide"
+    band = PRACTICAL_POINTS if in_points(str(c.get("metric", ""))) else None
+    small = band is not None and not pd.isna(c["diff"]) and abs(c["diff"]) < band
+    equal = small and not pd.isna(c["ci_low"]) and -band < c["ci_low"] and c["ci_high"] < band
+    if equal:
+        more = f"; practically equal: the 95% CI lies within ±{band} points"
+    elif small:
+        more = (f"; the difference is under {band} points, too small to matter: more seeds "
+                "would only pin down a negligible gap")
+    elif c["significant"]:
+        more = ""
+    elif needed and not pd.isna(needed):
+        more = f"; about {int(needed)} seeds would decide"
+    else:
+        more = "; more seeds would not decide"
     if c["n"] < MIN_SEEDS:
         return f"not assessed ({c['n']} seeds < {MIN_SEEDS}{more})"
-    return "yes (CI)" if c["significant"] else f"no (CI{more})"
+    return f"yes (CI{more})" if c["significant"] else f"no (CI{more})"
 
 
 def p_cell(p: float) -> str:

@@ -18,11 +18,12 @@ TEST_TIME_METRICS = ["online_error", "source_acc", "final_majority_share"]
 
 
 def print_summary(table: pd.DataFrame) -> None:
+    from analysis.domains import without_validation
     from analysis.stats import configurations, summary_table
 
     if "status" not in table:  # a table made by hand
         table = table.assign(status="ok", run_id="")
-    ok = table[table["status"] == "ok"]
+    ok = without_validation(table[table["status"] == "ok"])
     configs = configurations(ok)
     if configs:  # searched methods appear as their selected configuration
         print(f"\n{len(configs)} configurations of searched methods are in the report, "

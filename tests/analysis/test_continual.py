@@ -46,10 +46,19 @@ def test_intransigence_against_reference():
     assert intransigence(R, ref) == pytest.approx(((95 - 90) + (97 - 95) + (90 - 85)) / 3)
 
 
+def test_fwt_is_undefined_under_class_il_as_the_cli_says():
+    assert np.isnan(summarize(R, "class-il")["fwt"])  # a Split stream: new classes per task
+    assert np.isnan(summarize(R, "class-il", [[0, 1], [2, 3], [4, 5]])["fwt"])
+    # a class-IL stream whose later tasks bring no new class (a domain sequence)
+    assert summarize(R, "class-il", [[0, 1], [0, 1], [1]])["fwt"] == summarize(R, "task-il")["fwt"]
+    with pytest.raises(ValueError, match="protocol"):
+        summarize(R, "class-incremental")
+
+
 def test_summary_and_shape_check():
-    s = summarize(R)
-    assert set(s) == {"acc", "bwt", "fwt", "forgetting"}
+    s = summarize(R, "task-il")
+    assert set(s) == {"acc", "bwt", "fwt", "forgetting"} and not np.isnan(s["fwt"])
     with pytest.raises(ValueError, match="T \\+ 1, T"):
-        summarize(R[1:])
-    single = summarize(np.array([[10.0], [80.0]]))
+        summarize(R[1:], "task-il")
+    single = summarize(np.array([[10.0], [80.0]]), "domain-il")
     assert single["acc"] == 80.0 and np.isnan(single["bwt"])

@@ -108,8 +108,9 @@ methods = ["source-only"]
     ids = []
     for root in (None, tmp_path / "a", tmp_path / "b"):
         if root is not None:  # the same images, another label in b's training labels
-            _mnist_copy(root, (lambda f, d: d[:-1] + bytes([(d[-1] + 1) % 10])
-                               if root.name == "b" and f == MNIST_FILES[1] else d))
+            relabel = root.name == "b"
+            _mnist_copy(root, lambda f, d, relabel=relabel: d[:-1] + bytes([(d[-1] + 1) % 10])
+                        if relabel and f == MNIST_FILES[1] else d)
         suite = parse_suite(tomllib.loads(text), tmp_path / "s.toml",
                             str(root) if root else None)
         ids.append(expand(suite)[0].run_id)
