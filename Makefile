@@ -1,6 +1,7 @@
 # `make demo`: create .venv, install, run the quick suite. `make test`: same set-up, run the
 # fast tests in parallel (minutes). `make test-all`: every test, the slow scientific checks and
-# every benchmark's --smoke run included (what CI runs). `make docs`: the documentation site,
+# every benchmark's --smoke run included (what CI runs). `make test-kernels`: the
+# float-equivalence tests under every CPU kernel set this machine offers (CI runs it too). `make docs`: the documentation site,
 # built offline into site/ (warnings are errors). `make reproduce`: the reproduction ledger at
 # full size (hours on CPU; resumes), its page and figures copied into docs/.
 PYTHON ?= python3.11
@@ -10,7 +11,7 @@ STAMP := $(VENV)/.installed
 DALIB_DATA ?= $(abspath ../shared/data)
 export DALIB_DATA
 
-.PHONY: demo test test-all lint docs reproduce setup clean
+.PHONY: demo test test-all test-kernels lint docs reproduce setup clean
 
 setup: $(STAMP)
 
@@ -31,6 +32,19 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -rs -n auto
+
+# the float-equivalence tests (packed vs separate runs, --jobs vs one process) again under
+# every CPU kernel set torch offers here (ATEN_CPU_CAPABILITY): they must hold on any CPU
+test-kernels: $(STAMP)
+	@for k in default avx2 avx512; do \
+	  got=$$(ATEN_CPU_CAPABILITY=$$k $(BIN)/python -c "import torch; \
+	    print(torch.backends.cpu.get_cpu_capability().lower())"); \
+	  if [ "$$got" = "$$k" ]; then echo "== kernel set $$k"; \
+	    ATEN_CPU_CAPABILITY=$$k $(BIN)/python -m pytest -q -n auto -p no:cacheprovider \
+	      tests/dalib/test_pack.py "tests/dalib/test_sweeps.py::test_a_killed_sweep_resumes_to_the_same_results" \
+	      || exit 1; \
+	  else echo "== kernel set $$k: not offered by this CPU"; fi; \
+	done
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

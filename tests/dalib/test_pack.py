@@ -1,7 +1,16 @@
 """Packed runs reproduce separate runs: packed modules compute what their originals do, and
-packs of transfer methods and continual strategies train to the same weights and results."""
+packs of transfer methods and continual strategies train to the same weights and results.
+
+Float tolerances: packing changes the order in which floats are summed, as another CPU kernel
+set does. ``tests/tolerances/measured.json`` (``python tests/tolerances/measure.py``) holds,
+per method, the largest difference measured between the same separate runs under two kernel
+sets (``ATEN_CPU_CAPABILITY`` default / avx2 / avx512 on an Intel Xeon) and between packed
+and separate runs under each; a tolerance is :data:`MARGIN` times the largest of these, and
+never below what another machine was seen to need (:func:`tolerance`). CI runs these tests
+under every kernel set the machine offers (``make test-kernels``)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +30,21 @@ from scenarios.transfer import build_transfer
 
 SEEDS = [0, 1, 2]
 CPU = torch.device("cpu")
+MEASURED = json.loads((Path(__file__).resolve().parents[1] / "tolerances" / "measured.json")
+                      .read_text())["methods"]
+MARGIN = 4
+# weights after 6 SGD steps: packed and separate cdan runs differ by 4.6e-4, mcd by 1.5e-4 on
+# an AMD EPYC with AVX-512, whose GEMMs sum in another order (1.2e-7 on the Xeon measured)
+SEEN_ELSEWHERE = {"weights": 1e-3, "logits": 1e-3}
+
+
+def tolerance(name: str, quantity: str) -> float:
+    """:data:`MARGIN` x the largest difference of ``quantity`` (weights, logits, samples)
+    measured for method ``name`` between kernel sets or between packed and separate runs,
+    at least what another machine needed (:data:`SEEN_ELSEWHERE`)."""
+    row = MEASURED[name]
+    found = max(d[quantity] for part in ("kernels", "packed") for d in row[part].values())
+    return max(MARGIN * found, SEEN_ELSEWHERE.get(quantity, 0.0))
 
 
 def _models(arch: str, shape=(1, 8, 8)) -> list[nn.Module]:
@@ -115,12 +139,12 @@ def test_packed_transfer_runs_equal_separate_runs(name):
     separate, pairs, packed, seen = _separate_and_packed_transfer(name, [SGD] * 3)
     assert packed.failures == {} and sorted(seen) == [(s, t) for s in range(3) for t in (3, 6)]
     for (sc, par), sep in zip(pairs, separate, strict=True):
-        assert _same_weights(par.model, sep.model) < 1e-4
+        assert _same_weights(par.model, sep.model) < tolerance(name, "weights")
         par.model.eval()
         sep.model.eval()
         with torch.no_grad():
             assert torch.allclose(par.model(sc.target_test.x), sep.model(sc.target_test.x),
-                                  atol=1e-4)
+                                  atol=tolerance(name, "logits"))
     # the runs really are different models
     assert not torch.allclose(pairs[0][1].model.head.weight, pairs[1][1].model.head.weight)
 
@@ -129,16 +153,18 @@ def test_adam_packs_reach_the_same_function():
     """Adam divides by each gradient's running scale, so elements whose gradient is float
     noise (the first layer's weights on pixels that are 0 in every image) move by up to lr
     either way, and 20 adversarial steps amplify the rounding of the packed kernels: logits
-    stay within 0.05 (their scale is ~1; 0.0105 was seen on one CPU) and the predictions
-    agree on all but 1% of the target test set."""
+    (their scale is ~1) stay within :func:`tolerance` (8.4e-3 measured between kernel sets;
+    0.0105 was seen on another CPU) and the predictions agree on all but 2% of the target
+    test set (up to 3 of 269, 1.1%, flipped under the default kernel set; 0 to 1 under
+    avx512)."""
     separate, pairs, packed, _ = _separate_and_packed_transfer("dann", [{}] * 3, steps=20)
     for (sc, par), sep in zip(pairs, separate, strict=True):
         par.model.eval()
         sep.model.eval()
         with torch.no_grad():
             a, b = par.model(sc.target_test.x), sep.model(sc.target_test.x)
-        assert (a - b).abs().max() < 5e-2
-        assert (a.argmax(1) != b.argmax(1)).float().mean() <= 0.01
+        assert (a - b).abs().max() < max(tolerance("adam-dann", "logits"), 2 * 0.0105)
+        assert (a.argmax(1) != b.argmax(1)).float().mean() <= 0.02
 
 
 def test_runs_with_different_hyperparameters_pack_together():
@@ -147,7 +173,7 @@ def test_runs_with_different_hyperparameters_pack_together():
     separate, pairs, packed, _ = _separate_and_packed_transfer("dann", params)
     assert isinstance(packed.lead.terms["dann"].weight, torch.Tensor)
     for (_, par), sep in zip(pairs, separate, strict=True):
-        assert _same_weights(par.model, sep.model) < 1e-4
+        assert _same_weights(par.model, sep.model) < tolerance("dann", "weights")
 
 
 def test_a_diverging_run_fails_alone_and_the_others_go_on():
@@ -157,7 +183,8 @@ def test_a_diverging_run_fails_alone_and_the_others_go_on():
     assert list(packed.failures) == [1] and "diverged" in packed.failures[1]
     assert {s for s, _ in seen} == {0, 2}
     for s in (0, 2):
-        assert _same_weights(pairs[s][1].model, separate[s].model) < 1e-4
+        assert _same_weights(pairs[s][1].model, separate[s].model) < \
+            tolerance("source-only", "weights")
 
 
 def test_methods_that_cannot_pack_say_why():
@@ -198,13 +225,14 @@ def test_packed_streams_equal_separate_runs(name):
         assert packed.failures == {}
         # one test sample of the smallest task, in accuracy points
         sample = 100 / min(len(t.test) for t in pairs[0][0].tasks)
+        key = f"{name}/{protocol}"
+        # predictions that sit on a tie may flip: at least one sample under task-IL and
+        # three under class-IL (which amplifies float noise), more where measured
+        samples = max(1 if protocol == "task-il" else 3, int(np.ceil(tolerance(key, "samples"))))
         for (_, par), (sep, R), P in zip(pairs, separate, matrices, strict=True):
-            if protocol == "task-il":  # well-conditioned: float tolerance after 45 steps, and
-                # a prediction that sits on a tie may flip
-                assert _same_weights(par.model, sep.model) < 1e-4
-                assert np.abs(P - R).max() <= sample + 1e-9
-            else:  # class-IL amplifies float noise: within a few test samples
-                assert np.abs(P - R).max() <= 3 * sample + 1e-9
+            if protocol == "task-il":  # well-conditioned: weights within float tolerance
+                assert _same_weights(par.model, sep.model) < tolerance(key, "weights")
+            assert np.abs(P - R).max() <= samples * sample + 1e-9
 
 
 SUITE = """name = "packs"
