@@ -181,6 +181,12 @@ def in_points(metric: str) -> bool:
         "gain_over_source_only", "bwt", "fwt"}
 
 
+def negligible(metric: str, difference: float) -> bool:
+    """Whether a mean difference of ``metric`` is too small to matter (under
+    :data:`PRACTICAL_POINTS` in a metric in points): such a lead is never called a win."""
+    return in_points(metric) and abs(difference) < PRACTICAL_POINTS
+
+
 def wilcoxon_p(differences) -> float:
     """Two-sided Wilcoxon signed-rank p-value (exact for small n) of paired differences; NaN
     when fewer than 2 are non-zero. With n pairs it cannot fall below ``2 / 2**n``: 6 seeds

@@ -49,8 +49,11 @@ def builtins() -> Iterator[None]:
 
 
 def _summary(obj, description: str | None) -> str:
-    """The description given, else the first paragraph of the docstring on one line."""
-    return description or " ".join((inspect.getdoc(obj) or "").split("\n\n")[0].split())
+    """The description given, else the first paragraph of the object's own docstring on one
+    line (never a base class's: an undocumented method subclass says it has none)."""
+    own = obj.__dict__.get("__doc__") if isinstance(obj, type) else getattr(obj, "__doc__", None)
+    text = " ".join(inspect.cleandoc(own).split("\n\n")[0].split()) if own else ""
+    return description or text or "(no description: give it a docstring or description=...)"
 
 
 def _claim(kind: str, name: str, taken: bool, call: str, replace: bool) -> None:

@@ -15,6 +15,7 @@ from analysis.stats import (
     compare,
     in_points,
     interval,
+    negligible,
     ok_rows,
 )
 from analysis.transfer import transfer_gaps
@@ -187,13 +188,16 @@ def ranking(agg: pd.DataFrame, scenario: str, metric: str) -> list[str]:
 
 def best_of(table: pd.DataFrame, agg: pd.DataFrame, scenario: str, metric: str, ci: str
             ) -> tuple[str | None, dict | None]:
-    """The method with the best mean and its paired comparison with the runner-up."""
+    """The method with the best mean and its paired comparison with the runner-up, with
+    ``called``: the comparison is significant and the lead not negligible (under half a
+    point, :func:`~analysis.stats.negligible`)."""
     order = ranking(agg, scenario, metric)
     if not order:
         return None, None
     if len(order) == 1:
         return order[0], None
-    return order[0], compare(table, scenario, metric, order[0], order[1], ci)
+    vs = compare(table, scenario, metric, order[0], order[1], ci)
+    return order[0], {**vs, "called": vs["significant"] and not negligible(metric, vs["diff"])}
 
 
 def slug(text: str) -> str:

@@ -15,7 +15,7 @@ from analysis.report.cells import (
     p_cell,
 )
 from analysis.report.doc import Bold, Doc
-from analysis.stats import MIN_SEEDS, compare
+from analysis.stats import MIN_SEEDS, PRACTICAL_POINTS, compare, negligible
 
 
 def best_methods(doc: Doc, ok: pd.DataFrame, agg: pd.DataFrame, groups: dict[str, list[str]],
@@ -36,7 +36,7 @@ def best_methods(doc: Doc, ok: pd.DataFrame, agg: pd.DataFrame, groups: dict[str
             base = baseline_of(a["method"], kind)
             vb = compare(ok, sc, metric, best, base, ci) if base and base != best else None
             n = int(r["n"])
-            called = vs is not None and vs["significant"]
+            called = vs is not None and vs["called"]
             rows.append([sc, NAMES.get(metric, metric),
                          Bold(best) if called else best, cell(r),
                          cell(last.iloc[0]) if len(last) else "",
@@ -48,8 +48,9 @@ def best_methods(doc: Doc, ok: pd.DataFrame, agg: pd.DataFrame, groups: dict[str
                "[CI]", "best - baseline [CI]", "verdict"], rows, wrap=True)
     doc.para("The best method (upper-bound references `target-oracle`, `joint` and "
              "`cumulative` left out) is bold, and called, where its paired interval against the "
-             "runner-up excludes 0 with at least "
-             f"{MIN_SEEDS} seeds. `last` is its result at the final checkpoint. Where no verdict "
+             f"runner-up excludes 0 with at least {MIN_SEEDS} seeds and it leads by "
+             f"{PRACTICAL_POINTS} points or more (a smaller gap is too small to matter: the "
+             "field's tables read gaps under a point as ties). `last` is its result at the final checkpoint. Where no verdict "
              "is possible, the number of seeds a paired t interval would need to exclude 0 "
              "with 80% probability, were the true difference the observed one, is given.")
     return winners
@@ -59,9 +60,12 @@ def verdict(n: int, vs: dict | None) -> str:
     """Whether the best method is called, and if not, what more seeds would take."""
     if vs is None:
         return f"{n} seed{'' if n == 1 else 's'}; no runner-up"
-    if vs["significant"]:
+    if vs["called"]:
         return f"called ({n} seeds)"
+    if negligible(vs["metric"], vs["diff"]):
+        return (f"none called: the lead ({vs['diff']:+.2f}) is under {PRACTICAL_POINTS} points, "
+                "too small to matter (practically equal)")
     needed = vs.get("seeds_needed")
     more = "more seeds cannot separate them at this difference" if needed is None else \
-        f"about {needed} seeds would (80% power at {vs['diff']:+.2f})"
+        f"about {int(needed)} seeds would (80% power at {vs['diff']:+.2f})"
     return f"none called: {n} seed{'' if n == 1 else 's'}; {more}"

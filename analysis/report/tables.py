@@ -14,6 +14,7 @@ from analysis.report.cells import (
     FAR_FROM_LAST,
     NAMES,
     PRIMARY,
+    UPPER_BOUNDS,
     base_name,
     baseline_of,
     cell,
@@ -64,7 +65,7 @@ def kind_tables(doc: Doc, table: pd.DataFrame, ok: pd.DataFrame, agg: pd.DataFra
                     text += " †"
                 if m == primary and moving and moving[-1][:2] == (sc, method):
                     text += " ‡"
-                bold = m == primary and method == best and vs is not None and vs["significant"]
+                bold = m == primary and method == best and vs is not None and vs["called"]
                 row.append(Bold(text) if bold else text)
             rows.append(row)
     doc.table(["scenario", "method"] + [NAMES.get(m, m) for m in present], rows)
@@ -86,9 +87,19 @@ def kind_tables(doc: Doc, table: pd.DataFrame, ok: pd.DataFrame, agg: pd.DataFra
                      f"{m} in {sc} ({k} of {n} seeds)" for sc, m, k, n in moving) + ".")
     if any("undefined" in r for r in rows):
         doc.para(f"FWT is {FWT_UNDEFINED}.")
+    if kind == "stream" and "intransigence" in present and (
+            agg[(agg["metric"] == "intransigence") & agg["scenario"].isin(scenarios)]["mean"]
+            < 0).any():
+        doc.para("Intransigence (Chaudhry et al. 2018) is the joint model's accuracy on a task "
+                 "minus the method's right after learning it: negative values mean the method "
+                 "learnt those tasks better than the joint model trained on all tasks at once "
+                 "(fewer classes to tell apart at a time, or a joint model not trained to "
+                 "convergence), not that it cannot learn.")
     frames, bases = [], {}
+    # upper-bound references (joint, target-oracle, ...) are never compared or ranked
+    ranked = ok[~ok["method"].map(lambda m: base_name(m) in UPPER_BOUNDS)]
     for sc in scenarios if primary else []:
-        part = ok[ok["scenario"] == sc]
+        part = ranked[ranked["scenario"] == sc]
         base = baseline_of(dict.fromkeys(part["method"]), kind)
         for metric in [primary] + (["forgetting"] if kind == "stream" else []):
             if base:
@@ -105,7 +116,7 @@ def kind_tables(doc: Doc, table: pd.DataFrame, ok: pd.DataFrame, agg: pd.DataFra
                     significance(c)]
                    for c in comp.to_dict("records")])
     if primary and len(scenarios) > 1:
-        ar = average_rank(ok[ok["scenario"].isin(scenarios)], primary)
+        ar = average_rank(ranked[ranked["scenario"].isin(scenarios)], primary)
         ar.to_csv(tables_dir / f"average_rank-{kind}.csv", index=False)
         doc.heading(f"{kind.capitalize()}: average rank over scenarios ({NAMES[primary]})", 3)
         doc.table(["method", "average rank", "scenarios"],

@@ -18,14 +18,30 @@ from analysis.testtime import error_curve
 REFERENCE = "source-only"  # the source model, unadapted
 
 
-def domain_table(ok: pd.DataFrame, scenario: str) -> tuple[list[str], pd.DataFrame]:
-    """The stream's domains (in order) and the per-seed online error of each method on
-    each (columns ``method``, ``seed``, then one per domain)."""
+def domain_table(ok: pd.DataFrame, scenario: str, order: list[str] | None = None
+                 ) -> tuple[list[str], pd.DataFrame]:
+    """The stream's domains (in ``order``, the stream's, where given) and the per-seed
+    online error of each method on each (columns ``method``, ``seed``, then one per domain),
+    the methods in the table's order (the suite's), as in the other tables."""
     part = ok[(ok["scenario"] == scenario) & ok["metric"].str.startswith("online_error[")]
-    domains = list(dict.fromkeys(part["metric"].str.slice(len("online_error["), -1)))
+    found = list(dict.fromkeys(part["metric"].str.slice(len("online_error["), -1)))
+    domains = [d for d in order or [] if d in found] + [d for d in found
+                                                       if d not in (order or [])]
     wide = part.assign(domain=part["metric"].str.slice(len("online_error["), -1)).pivot_table(
         index=["method", "seed"], columns="domain", values="value", aggfunc="first")
-    return domains, wide.reindex(columns=domains).reset_index()
+    methods = list(dict.fromkeys(part["method"]))
+    wide = wide.reindex(columns=domains).reset_index()
+    return domains, wide.sort_values("method", key=lambda m: m.map(methods.index),
+                                     kind="stable", ignore_index=True)
+
+
+def stream_order(records: list[dict], scenario: str) -> list[str]:
+    """The domains of a test-time scenario's stream in the order it visits them first."""
+    for r in records:
+        if r.get("scenario") == scenario and "online" in r:
+            o = r["online"]
+            return [o["names"][d] for d in dict.fromkeys(o["domain"])]
+    return []
 
 
 def hurts(ok: pd.DataFrame, scenario: str, domains: list[str]) -> list[list[str]]:
@@ -50,7 +66,7 @@ def test_time_section(doc: Doc, ok: pd.DataFrame, records: list[dict], scenarios
     the online error over the stream; returns the figure files."""
     figures: list[Path] = []
     for sc in scenarios:
-        domains, wide = domain_table(ok, sc)
+        domains, wide = domain_table(ok, sc, stream_order(records, sc))
         if not domains:
             continue
         doc.heading(f"Test-time: {sc}", 3)

@@ -102,7 +102,9 @@ def test_first_screen_names_the_best_and_bolds_it_only_when_significant(report):
     assert best["easy"][6].startswith("source-only: +") and best["easy"][6].endswith("*")
     assert best["easy"][7] == "called (6 seeds)"
     assert best["tied"][2] in ("dann", "source-only")  # not bold: no separation
-    assert best["tied"][7].startswith("none called: 6 seeds; ")
+    # a lead of about 0.2 points: too small to matter, whatever more seeds would show
+    assert best["tied"][7].startswith("none called: the lead (") and \
+        "too small to matter" in best["tied"][7]
     assert best["split"][2] == "**replay**"
     gains = md_rows(text, "scenario | method | target acc")
     easy_dann = next(r for r in gains if r[:2] == ["easy", "dann"])
@@ -385,3 +387,61 @@ def test_test_time_adaptation_that_hurts_is_named_per_domain():
     ok = pd.DataFrame(rows, columns=["scenario", "method", "seed", "metric", "value"]).assign(
         status="ok")
     assert hurts(ok, "c", ["fog-5", "noise-5"]) == [["tent", "fog-5", "+5.50 [4.58, 6.42]"]]
+
+
+def _newcomer_table() -> pd.DataFrame:
+    """What a newcomer's sweep holds: a leave-one-domain-out family with its validation runs,
+    a stream with the joint reference, and a test-time stream visited c, a, b."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for seed in SEEDS:
+        for sc in ("fam/0", "fam/0/validate-1", "fam/0/validate-2"):
+            for method, mu in (("erm", 60), ("coral", 62)):
+                rows.append((sc, method, seed, "target_acc", mu + rng.normal(0, 1)))
+        for method, (acc, intr) in {"naive": (20, 5), "ewc": (20.02, -3),
+                                    "joint": (95, np.nan)}.items():
+            rows.append(("split", method, seed, "acc", acc + rng.normal(0, 0.01)))
+            if not np.isnan(intr):
+                rows.append(("split", method, seed, "intransigence", intr + rng.normal(0, 1)))
+        for method in ("tent", "bn", "source-only"):
+            rows.append(("tta", method, seed, "online_error", 30 + rng.normal(0, 1)))
+            rows.append(("tta", method, seed, "collapsed", float(seed == 0)))
+            for d in ("a", "b", "c"):  # as a results table sorts them
+                rows.append(("tta", method, seed, f"online_error[{d}]", 30 + rng.normal(0, 1)))
+    return pd.DataFrame(rows, columns=["scenario", "method", "seed", "metric", "value"])
+
+
+def test_a_newcomer_reads_results_not_machinery(tmp_path):
+    table = _newcomer_table()
+    records = [{"scenario": "tta", "method": "tent", "seed": 0, "status": "ok",
+                "run_id": "r", "online": {"names": ["c", "a", "b"], "domain": [0, 1, 2],
+                                          "pred": [0, 0, 0], "label": [0, 0, 0],
+                                          "cycle": [0, 0, 0], "batch_size": 1}}]
+    text = build_report(table, tmp_path, records=records)["markdown"].read_text()
+    assert "validate-" not in text  # the selection's runs are not results
+    assert "| split | ACC | joint |" not in text  # a reference, never compared
+    ewc = next(x for x in text.splitlines() if x.startswith("| split | ACC | ewc | 6 |"))
+    assert "practically equal: the 95% CI lies within ±0.5 points" in ewc, ewc
+    best = next(x for x in text.splitlines() if x.startswith("| split | ACC |"))
+    assert "**ewc**" not in best and "too small to matter" in best, best
+    assert "negative values mean the method learnt those tasks better" in text
+    domains = md_rows(text, "method | c | a | b")  # the stream's order
+    assert [r[0] for r in domains] == ["tent", "bn", "source-only"]  # the table's order
+    collapsed = aggregate(table[(table["metric"] == "collapsed") & (table["method"] == "bn")])
+    lo, hi = collapsed[["ci_low", "ci_high"]].iloc[0]
+    assert 0 <= lo < 1 / 6 < hi <= 1  # 1 of 6 seeds: a Wilson interval inside [0, 1]
+    assert re.search(r"about \d+ seeds would decide", text) or "seeds would decide" not in text
+    assert not re.search(r"about \d+\.\d+ seeds", text)
+
+
+def test_significance_says_when_a_difference_is_too_small_to_matter():
+    base = {"metric": "target_acc", "n": 6, "significant": False, "seeds_needed": 44.0}
+    assert "about 44 seeds would decide" in significance({**base, "diff": 2.0, "ci_low": -1.0,
+                                                          "ci_high": 5.0})
+    small = significance({**base, "diff": 0.02, "ci_low": -0.9, "ci_high": 0.94})
+    assert "too small to matter" in small and "44" not in small
+    equal = significance({**base, "diff": 0.02, "ci_low": -0.1, "ci_high": 0.14})
+    assert "practically equal" in equal
+    share = significance({**base, "metric": "final_majority_share", "diff": 0.02,
+                          "ci_low": -0.1, "ci_high": 0.14})
+    assert "about 44 seeds" in share  # not in points: no band

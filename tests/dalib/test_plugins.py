@@ -313,3 +313,24 @@ def test_a_term_that_returns_a_vector_is_a_failed_run_with_its_reason(tmp_path, 
         "ValueError: the loss 'per-sample' is (64,), expected a scalar tensor per run (a term "
         "or loss reduces over the batch, e.g. with .mean())"}
     assert "internal error" not in capsys.readouterr().err
+
+
+def test_an_undocumented_plugin_method_is_listed_without_its_base_class_docstring(tmp_path,
+                                                                                   capsys):
+    from dalib.adaptation.base import Adaptation
+
+    (tmp_path / "bare.py").write_text('''
+import dalib
+from dalib.adaptation.base import Adaptation
+
+
+@dalib.register_method("bare-method", kind="transfer")
+class Bare(Adaptation):
+    pass
+''')
+    code = main(["list", "--plugin", str(tmp_path / "bare.py")])
+    listing = capsys.readouterr().out
+    line = next((x for x in listing.splitlines() if "bare-method" in x), listing)
+    assert code == 0 and "(no description" in line, line
+    base = " ".join((Adaptation.__doc__ or "").split())[:30]
+    assert base not in line
