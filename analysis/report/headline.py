@@ -52,7 +52,8 @@ def best_methods(doc: Doc, ok: pd.DataFrame, agg: pd.DataFrame, groups: dict[str
              f"{PRACTICAL_POINTS} points or more (a smaller gap is too small to matter: the "
              "field's tables read gaps under a point as ties). `last` is its result at the "
              "final checkpoint. Where no verdict is possible, the number of seeds a paired t "
-             "interval would need to exclude 0 with 80% probability, were the true difference the observed one, is given.")
+             "interval would need to exclude 0 with 80% probability, were the true "
+             "difference the observed one, is given.")
     return winners
 
 
