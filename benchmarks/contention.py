@@ -55,10 +55,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--busy", help="comma-separated counts of busy loops (default: cores, "
-                                  "cores + 1)")
+                                  "cores + 1; '' for the idle machine only)")
     args = parse_args(p, repeats=1, steps=20, seeds=1, busy="1")
     cores = usable_cores()
-    loads = [0, *(int(b) for b in (args.busy or f"{cores},{cores + 1}").split(","))]
+    busy = f"{cores},{cores + 1}" if args.busy is None else args.busy
+    loads = [0, *(int(b) for b in busy.split(",") if b.strip())]
     settings = {"default": [], "--threads 1": ["--threads", "1"],
                 "previous": ["--threads", str(cores), "--jobs", "1"]}
     times: dict[tuple[int, str], list[float]] = {(b, s): [] for b in loads for s in settings}
