@@ -151,12 +151,21 @@ ROTATED_MNIST_ANGLES = (0, 15, 30, 45, 60, 75)
 COLORED_MNIST_ENVS = {"+90%": 0.1, "+80%": 0.2, "-90%": 0.9}  # environment: colour flip rate
 
 
-@lru_cache(maxsize=4)
 def _mnist_environments(data_root: str | None, count: int, seed: int
                         ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """All local MNIST digits (training and test files), shuffled with ``seed`` and dealt
-    into ``count`` environments of equal size (DomainBed's ``MultipleEnvironmentMNIST``)."""
-    mnist = load_mnist(data_root)
+    into ``count`` environments of equal size (DomainBed's ``MultipleEnvironmentMNIST``);
+    cached by the files found (path, size, modification time), never by the root asked for."""
+    files = mnist_files(data_root)
+    if not files:
+        load_mnist(data_root)  # the error naming every folder searched
+    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return _dealt(stamp, count, seed)
+
+
+@lru_cache(maxsize=4)
+def _dealt(files: tuple, count: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    mnist = load_mnist(Path(files[0][0]).parents[2])
     order = torch.randperm(len(mnist), generator=torch.Generator().manual_seed(seed))
     return [(mnist.x[order[i::count]], mnist.y[order[i::count]]) for i in range(count)]
 
