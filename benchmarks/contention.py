@@ -56,7 +56,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--busy", help="comma-separated counts of busy loops (default: cores, "
                                   "cores + 1; '' for the idle machine only)")
-    args = parse_args(p, repeats=1, steps=20, seeds=1, busy="1")
+    args = parse_args(p, repeats=1, steps=20, seeds=1, busy="")
     cores = usable_cores()
     busy = f"{cores},{cores + 1}" if args.busy is None else args.busy
     loads = [0, *(int(b) for b in busy.split(",") if b.strip())]
