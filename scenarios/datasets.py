@@ -159,13 +159,12 @@ def _mnist_environments(data_root: str | None, count: int, seed: int
     files = mnist_files(data_root)
     if not files:
         load_mnist(data_root)  # the error naming every folder searched
-    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
-    return _dealt(stamp, count, seed)
+    return _dealt(formats.cache_key(files, None, 0), str(files[0].parents[2]), count, seed)
 
 
 @lru_cache(maxsize=4)
-def _dealt(files: tuple, count: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    mnist = load_mnist(Path(files[0][0]).parents[2])
+def _dealt(key: str, root: str, count: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    mnist = load_mnist(root)
     order = torch.randperm(len(mnist), generator=torch.Generator().manual_seed(seed))
     return [(mnist.x[order[i::count]], mnist.y[order[i::count]]) for i in range(count)]
 

@@ -78,6 +78,16 @@ class Reproduction:
     shapes: tuple[Shape, ...] = ()
     smoke: dict = field(default_factory=dict)
 
+    def cells(self) -> list[tuple[str, Cell]]:
+        """Every cell the entry reads, with the field it is written in: each value's, each
+        claim's left side and its right side where that is a cell."""
+        out = [(f"reproduction.value[{i}]", v.cell) for i, v in enumerate(self.values)]
+        for i, s in enumerate(self.shapes):
+            out.append((f"reproduction.shape[{i}].left", s.left))
+            if isinstance(s.right, Cell):
+                out.append((f"reproduction.shape[{i}].right", s.right))
+        return out
+
 
 def _text(value, f: str) -> str:
     if not isinstance(value, str) or not value.strip():
@@ -224,12 +234,8 @@ def check_cells(rep: Reproduction, methods: dict[str, set[str]]) -> None:
                                  f"of scenario {name!r}: {', '.join(sorted(methods[name]))} "
                                  "(or all)")
 
-    for i, v in enumerate(rep.values):
-        check(v.cell, f"reproduction.value[{i}]")
-    for i, s in enumerate(rep.shapes):
-        check(s.left, f"reproduction.shape[{i}].left")
-        if isinstance(s.right, Cell):
-            check(s.right, f"reproduction.shape[{i}].right")
+    for f, cell in rep.cells():
+        check(cell, f)
 
 
 def smoke_variant(raw: dict) -> dict:

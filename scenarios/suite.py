@@ -330,7 +330,7 @@ def _data_key(spec: dict) -> str:
 
 
 @lru_cache(maxsize=16)
-def _load_cached(key: str, data_root: str | None, base_dir: str | None, files: tuple) -> Domain:
+def _load_cached(key: str, data_root: str | None, base_dir: str | None, files: str) -> Domain:
     return load_dataset(json.loads(key), data_root=data_root,
                         base_dir=Path(base_dir) if base_dir else None)
 
@@ -339,8 +339,8 @@ def _load(spec: dict, data_root: str | None, base_dir: Path | None, role: str) -
     """A data table's domain, cached per process by the table and the files its dataset
     reads as found now (path, size, modification time: other files are loaded anew)."""
     try:
-        files = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns)
-                      for f in dataset_files(spec, data_root) if f.is_file())
+        files = formats.cache_key([f for f in dataset_files(spec, data_root) if f.is_file()],
+                                  None, 0)
         return _load_cached(_data_key(spec), data_root, str(base_dir) if base_dir else None,
                             files)
     except InputError as exc:

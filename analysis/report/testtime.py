@@ -24,9 +24,9 @@ def domain_table(ok: pd.DataFrame, scenario: str, order: list[str] | None = None
     online error of each method on each (columns ``method``, ``seed``, then one per domain),
     the methods in the table's order (the suite's), as in the other tables."""
     part = ok[(ok["scenario"] == scenario) & ok["metric"].str.startswith("online_error[")]
-    found = list(dict.fromkeys(part["metric"].str.slice(len("online_error["), -1)))
-    domains = [d for d in order or [] if d in found] + [d for d in found
-                                                       if d not in (order or [])]
+    order = order or []
+    found = dict.fromkeys(part["metric"].str.slice(len("online_error["), -1))
+    domains = sorted(found, key=lambda d: order.index(d) if d in order else len(order))
     wide = part.assign(domain=part["metric"].str.slice(len("online_error["), -1)).pivot_table(
         index=["method", "seed"], columns="domain", values="value", aggfunc="first")
     methods = list(dict.fromkeys(part["method"]))

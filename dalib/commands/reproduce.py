@@ -51,13 +51,7 @@ def check_metrics(suite, path: Path) -> None:
     from dalib import metrics
 
     kinds = {s.name: s.kind for s in suite.scenarios}
-    rep = suite.reproduction
-    cells = [(f"reproduction.value[{i}]", v.cell) for i, v in enumerate(rep.values)]
-    for i, s in enumerate(rep.shapes):
-        cells.append((f"reproduction.shape[{i}].left", s.left))
-        if not isinstance(s.right, (int, float)):
-            cells.append((f"reproduction.shape[{i}].right", s.right))
-    for field, cell in cells:
+    for field, cell in suite.reproduction.cells():
         for scenario in cell.scenarios:
             kind = kinds[scenario]
             if not metrics.known(kind, cell.metric, cell.method):
