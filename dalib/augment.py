@@ -91,3 +91,49 @@ def random_resized_crop_flip(x: torch.Tensor, generator: torch.Generator | None 
     theta[:, 1, 1], theta[:, 1, 2] = h, ty
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def tta_view(x: torch.Tensor, generator: torch.Generator | None = None, flip: bool = True
+             ) -> torch.Tensor:
+    """One augmented view of a test batch as CoTTA's ``get_tta_transforms``
+    (``cifar/robustbench``-era ``my_transforms.py`` of github.com/qinenergy/cotta, the
+    transforms RoTTA reuses), in pixel space, one draw of the random parameters for the
+    whole batch (the reference transforms a batch tensor at once): brightness 0.6-1.4,
+    contrast 0.7-1.3, saturation 0.5-1.5 and hue +-0.06 (colour images), gamma 0.7-1.3, in
+    a random order; edge padding by half the side, a random affine map (+-15 degrees, shift
+    up to 1/16 of the padded side, scale 0.9-1.1, bilinear), a Gaussian blur (kernel 5,
+    sigma 0.001-0.5), the centre crop back; a horizontal flip with probability 1/2
+    (``flip``); Gaussian noise of std 0.005. Pixel data (every value in [0, 1]) is clipped
+    to [0, 1] before and after, as the reference; other images and vectors get the noise
+    only, unclipped."""
+    import torchvision.transforms.functional as TF
+
+    def uniform(lo: float, hi: float) -> float:
+        return lo + (hi - lo) * float(torch.rand((), generator=generator, device=x.device))
+
+    noise = 0.005 * torch.randn(x.shape, generator=generator, device=x.device)
+    pixels = bool(((x >= 0) & (x <= 1)).all())
+    if x.dim() != 4 or not pixels:
+        return x + noise
+    x = x.clamp(0, 1)
+    jitters = [lambda v: TF.adjust_brightness(v, uniform(0.6, 1.4)),
+               lambda v: TF.adjust_contrast(v, uniform(0.7, 1.3)),
+               lambda v: TF.adjust_saturation(v, uniform(0.5, 1.5)),  # grey: unchanged
+               lambda v: TF.adjust_hue(v, uniform(-0.06, 0.06)),
+               lambda v: TF.adjust_gamma(v, uniform(0.7, 1.3))]
+    for i in torch.randperm(len(jitters), generator=generator, device=x.device).tolist():
+        x = jitters[i](x)
+    h, w = x.shape[-2:]
+    pad = h // 2
+    x = TF.pad(x, [pad, pad, pad, pad], padding_mode="edge")
+    big_h, big_w = x.shape[-2:]
+    angle = uniform(-15, 15)
+    shift = [round(uniform(-big_w / 16, big_w / 16)), round(uniform(-big_h / 16, big_h / 16))]
+    x = TF.affine(x, angle=angle, translate=shift, scale=uniform(0.9, 1.1), shear=[0.0, 0.0],
+                  interpolation=TF.InterpolationMode.BILINEAR)
+    sigma = uniform(0.001, 0.5)
+    x = TF.gaussian_blur(x, [5, 5], [sigma, sigma])
+    x = TF.center_crop(x, [h, w])
+    if flip and uniform(0, 1) < 0.5:
+        x = x.flip(-1)
+    return (x + noise).clamp(0, 1)

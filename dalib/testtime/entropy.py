@@ -49,14 +49,26 @@ class Tent(TestTimeMethod):
         return logits.detach()
 
 
+def eata_redundancy(classes: int) -> float:
+    """EATA's redundancy threshold ``d_margin`` for ``classes`` classes: the authors' 0.05
+    on ImageNet (1,000 classes), 0.4 on CIFAR-10/100 (their CIFAR setting); with 0.05 on 10
+    classes almost every sample counts as redundant and nothing is adapted."""
+    return 0.05 if classes >= 1000 else 0.4
+
+
 class EATA(Tent):
     """``eata``: selected, weighted entropy plus ``fisher_weight`` x the Fisher-weighted
-    squared distance to the source weights."""
+    squared distance to the source weights. Follows ``eata.py`` of github.com/mr-eric-niu/EATA
+    (``forward_and_adapt_eata``; the Fisher of ``main.py``): the entropy term is the mean over
+    the selected samples, no step when none is selected, the Fisher the squared gradients of
+    the pseudo-label cross-entropy on ``fisher_samples`` source-like samples (batches of 64,
+    averaged over batches). ``redundancy=None`` takes :func:`eata_redundancy`."""
 
     packable = False  # its sample selection and moving average are one run's
 
-    def __init__(self, model, *, name: str, margin: float = 0.4, redundancy: float = 0.05,
-                 fisher_weight: float = 2000.0, fisher_samples: int = 500, **optim) -> None:
+    def __init__(self, model, *, name: str, margin: float = 0.4,
+                 redundancy: float | None = None, fisher_weight: float = 2000.0,
+                 fisher_samples: int = 2000, **optim) -> None:
         super().__init__(model, name=name, **optim)
         self.margin, self.redundancy = margin, redundancy
         self.fisher_weight, self.fisher_samples = fisher_weight, fisher_samples
@@ -72,9 +84,10 @@ class EATA(Tent):
         source = feeds.get("source_val")
         if self.fisher_weight and source is not None:
             x = source.x[:self.fisher_samples].to(self.device)
-            for part in x.split(64):  # squared gradients of the entropy, source-like data
+            for part in x.split(64):  # squared gradients of the pseudo-label cross-entropy
                 self.optimizer.zero_grad(set_to_none=True)
-                entropy_of(self.model(part)).mean().backward()
+                logits = self.model(part)
+                F.cross_entropy(logits, logits.argmax(-1)).backward()
                 for f, p in zip(self.fisher, params, strict=True):
                     f += p.grad.detach() ** 2 / math.ceil(len(x) / 64)
             self.model.load_state_dict(self.initial)  # the statistics those batches moved
@@ -84,22 +97,39 @@ class EATA(Tent):
         super().reset()
         self.average = None
 
-    def loss(self, logits: torch.Tensor) -> torch.Tensor:
+    def selected(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each sample's entropy and whether it is reliable and non-redundant; updates the
+        moving average of the selected samples' predictions."""
         ent, keep = confident(logits, self.margin)
         probs = logits.softmax(-1).detach()
-        if self.average is not None and self.redundancy > 0:
-            keep &= F.cosine_similarity(probs, self.average[None], dim=-1).abs() \
-                < self.redundancy
+        threshold = eata_redundancy(logits.shape[-1]) if self.redundancy is None \
+            else self.redundancy
+        if self.average is not None:
+            keep &= F.cosine_similarity(probs, self.average[None], dim=-1).abs() < threshold
         if keep.any():
             mean = probs[keep].mean(0)
             self.average = mean if self.average is None else 0.9 * self.average + 0.1 * mean
+        return ent, keep
+
+    def loss(self, logits: torch.Tensor) -> torch.Tensor:
+        ent, keep = self.selected(logits)
         weight = torch.exp(self.margin * math.log(logits.shape[-1]) - ent.detach())
-        loss = (ent * weight * keep).sum() / max(1, len(ent))
+        loss = (ent * weight * keep).sum() / keep.sum().clamp_min(1)
         if self.fisher_weight:
             loss = loss + self.fisher_weight * sum(
                 (f * (p - a) ** 2).sum() for f, p, a in
                 zip(self.fisher, self.adapted_parameters(), self.anchor, strict=True))
+        self.chosen = int(keep.sum())
         return loss
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        loss = self.loss(logits)
+        if self.chosen:
+            self.descend(loss)
+        else:  # nothing selected: no step (the reference's), but the batch counts
+            self.updates += 1
+        return logits.detach()
 
 
 class RDumb(EATA):
@@ -119,60 +149,103 @@ class RDumb(EATA):
 
 class SAR(TestTimeMethod):
     """``sar``: the entropy of confident samples, minimised by a sharpness-aware step, with
-    a reset when the loss's moving average collapses."""
+    a reset when the loss's moving average collapses. Follows ``sar.py`` of
+    github.com/mr-eric-niu/SAR (``forward_and_adapt_sar``, ``collect_params``): the second
+    loss is the mean entropy, at the perturbed weights, of the samples reliable at both
+    weights; a batch without such samples leaves the moving average as it is; the
+    normalisation layers of the model's last backbone block (a ResNet's ``layer4``, a ViT's
+    last three blocks and final norm) are not adapted (``top = true`` adapts them too)."""
 
     def __init__(self, model, *, name: str, margin: float = 0.4, rho: float = 0.05,
-                 reset_below: float = 0.2, **optim) -> None:
+                 reset_below: float = 0.2, top: bool = False, **optim) -> None:
         super().__init__(model, name=name, **optim)
-        self.margin, self.rho, self.reset_below = margin, rho, reset_below
+        self.margin, self.rho, self.reset_below, self.top = margin, rho, reset_below, top
         self.ema: float | None = None
+
+    def adapted_parameters(self) -> list:
+        params = super().adapted_parameters()
+        if self.top:
+            return params
+        frozen = {id(p) for p in top_block(self.model).parameters()}
+        return [p for p in params if id(p) not in frozen]
 
     def reset(self) -> None:
         super().reset()
         self.ema = None
 
-    def confident_entropy(self, logits: torch.Tensor) -> torch.Tensor:
-        ent, keep = confident(logits, self.margin)
-        return (ent * keep).sum() / keep.sum().clamp_min(1)
-
     def step(self, x: torch.Tensor) -> torch.Tensor:
         params = self.adapted_parameters()
         logits = self.model(x)
-        first = self.confident_entropy(logits)
+        ent, keep = confident(logits, self.margin)
         self.optimizer.zero_grad(set_to_none=True)
-        if not first.requires_grad:
-            return logits.detach()
-        first.backward()
+        (ent * keep).sum().div(keep.sum().clamp_min(1)).backward()
         grads = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
                  for p in params]
-        norm = torch.sqrt(sum((g ** 2).sum() for g in grads)).clamp_min(1e-12)
+        norm = torch.sqrt(sum((g ** 2).sum() for g in grads)) + 1e-12
         moves = [self.rho * g / norm for g in grads]
         with torch.no_grad():
             for p, e in zip(params, moves, strict=True):
                 p.add_(e)
         self.optimizer.zero_grad(set_to_none=True)
-        second = self.confident_entropy(self.model(x))
-        if second.requires_grad:
-            second.backward()
+        second, again = confident(self.model(x), self.margin)
+        again &= keep
+        (second * again).sum().div(again.sum().clamp_min(1)).backward()
         with torch.no_grad():
             for p, e in zip(params, moves, strict=True):
                 p.sub_(e)
         self.optimizer.step()
         self.updates += 1
-        value = float(second.detach())  # one host sync per batch: the reset decision
-        self.ema = value if self.ema is None else 0.9 * self.ema + 0.1 * value
-        if self.ema < self.reset_below:
+        if bool(again.any()):  # one host sync per batch: the reset decision
+            value = float((second.detach() * again).sum() / again.sum())
+            self.ema = value if self.ema is None else 0.9 * self.ema + 0.1 * value
+        if self.ema is not None and self.ema < self.reset_below:
             self.reset()
         return logits.detach()
+
+
+def top_block(model) -> torch.nn.Module:
+    """The last block of a model's backbone (SAR leaves its normalisation layers as they
+    are): a ResNet's ``layer4``, a ViT's last three encoder blocks with its final norm,
+    else the last of :func:`dalib.models.blocks` before the bottleneck and head."""
+    from dalib.models import blocks
+
+    named = [(n, b) for n, b in blocks(model) if n not in ("bottleneck", "head")]
+    vit = getattr(getattr(model.backbone, "net", None), "encoder", None)
+    if vit is not None and hasattr(vit, "layers") and len(vit.layers) >= 3:
+        return torch.nn.ModuleList([*vit.layers[-3:], vit.ln])
+    return named[-1][1] if named else torch.nn.ModuleList()
+
+
+def shot_labels(feats: torch.Tensor, probs: torch.Tensor, threshold: int = 0
+                ) -> torch.Tensor:
+    """SHOT's pseudo-labels (``obtain_label`` of ``object/image_target.py``,
+    github.com/tim-learn/SHOT): features with a constant 1 appended and L2-normalised,
+    centroids weighted by the predictions, then one round with the hard labels; only
+    classes predicted for more than ``threshold`` samples are candidates; the nearest
+    centroid by cosine distance."""
+    f = F.normalize(torch.cat([feats, torch.ones_like(feats[:, :1])], 1), dim=-1)
+    classes = probs.shape[-1]
+    labelset = torch.nonzero(torch.bincount(probs.argmax(-1), minlength=classes)
+                             > threshold).flatten()
+    weights = probs
+    for _ in range(2):
+        centroids = weights.T @ f / (1e-8 + weights.sum(0)[:, None])
+        near = (f @ F.normalize(centroids[labelset], dim=-1).T).argmax(-1)
+        labels = labelset[near]
+        weights = F.one_hot(labels, classes).to(f.dtype)
+    return labels
 
 
 class SHOT(Tent):
     """``shot``: the feature extractor (everything but the classifier head, which stays the
     source's) adapted by information maximisation, the mean entropy minus ``diversity`` x
-    the entropy of the mean prediction, plus ``pseudo`` x the cross-entropy of pseudo-labels
-    from nearest class centroids of the batch's features, the centroids weighted by the
-    predictions (Liang, Hu & Feng, "Do We Really Need to Access the Source Data?", ICML
-    2020; here online, one step per test batch)."""
+    the entropy of the mean prediction (entropies with SHOT's epsilon 1e-5), plus
+    ``pseudo`` x the cross-entropy of :func:`shot_labels` (Liang, Hu & Feng, "Do We Really
+    Need to Access the Source Data?", ICML 2020; ``object/image_target.py`` of
+    github.com/tim-learn/SHOT). Differences: online, the pseudo-labels from each test batch
+    (the reference labels the whole target set once per epoch: ``mode = "offline"`` with
+    the stream as one batch comes closest), and the scenario's optimizer (the reference:
+    SGD, momentum 0.9, rate 1e-2 decayed as (1 + 10 p)^-0.75, 0.1x on the backbone)."""
 
     adapts = "features"
     packable = False  # its centroids are one run's
@@ -191,14 +264,11 @@ class SHOT(Tent):
         logits = self.model.head(feats)
         probs = logits.softmax(-1)
         mean = probs.mean(0)
-        loss = entropy_of(logits).mean() + self.diversity * (mean * mean.clamp_min(1e-8).log()
-                                                             ).sum()
+        loss = -(probs * torch.log(probs + 1e-5)).sum(-1).mean() \
+            + self.diversity * (mean * torch.log(mean + 1e-5)).sum()
         if self.pseudo:
             with torch.no_grad():
-                f = F.normalize(feats.detach(), dim=-1)
-                w = probs.detach()
-                centroids = F.normalize(w.T @ f / w.sum(0).clamp_min(1e-8)[:, None], dim=-1)
-                labels = (f @ centroids.T).argmax(-1)
+                labels = shot_labels(feats.detach(), probs.detach())
             loss = loss + self.pseudo * F.cross_entropy(logits, labels)
         self.descend(loss)
         return logits.detach()
