@@ -438,6 +438,13 @@ def stream_row(method, stream: Stream, validation: list[list[float]] | None = No
     return [accuracy(method, t.test, tid) for t, tid in zip(tasks, ids, strict=True)]
 
 
+def seen_outputs(stream: Stream, index: int, device: torch.device) -> torch.Tensor | None:
+    """The outputs a class-IL model trains and is evaluated on from task ``index`` on
+    (:meth:`~scenarios.stream.Stream.active_mask`), on the device; None for all."""
+    mask = stream.active_mask(index)
+    return None if mask is None else mask.to(device)
+
+
 def fit_stream(method, stream: Stream, budget: Budget, device: torch.device, seed: int,
                trace: Trace, validation: list[list[float]] | None = None,
                threads: int | None = None) -> np.ndarray:
@@ -472,6 +479,8 @@ def _fit_stream(method, stream: Stream, budget: Budget, device: torch.device, se
     for index, task in enumerate(tasks):
         if method.reset_optimizer:
             method.optimizer.state.clear()
+        if not hasattr(method, "train_task"):  # Avalanche's bridge trains every output
+            method.active = seen_outputs(stream, index, device)
         method.before_task(task)
         steps = budget.steps_for(len(task.train))
         if hasattr(method, "train_task"):  # a bridge that trains whole tasks itself

@@ -75,6 +75,7 @@ class Method:
                              f"{', '.join(AUGMENTATIONS)}")
         self.augmentation = augmentation
         self.class_mask: torch.Tensor | None = None
+        self.active: torch.Tensor | None = None
         self.total_steps = 1
         self.updates = 0
         self.device = next(model.parameters()).device
@@ -136,10 +137,18 @@ class Method:
         return {name: self.augment(b.x) for name, b in batch.items()}
 
     def logits(self, x: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
-        """Model outputs, masked to each sample's task classes under task-IL."""
-        out = self.model(x)
+        """Model outputs, masked to each sample's task classes under task-IL and to the
+        classes seen so far under class-IL (see :meth:`mask_logits`)."""
+        return self.mask_logits(self.model(x), task)
+
+    def mask_logits(self, out: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        """``out`` with the outputs a sample may not use at -inf: those of other tasks
+        under task-IL (``class_mask``), those of classes not seen yet under class-IL
+        (``active``, set by the stream's loop)."""
         if self.class_mask is not None and task is not None:
             out = out.masked_fill(~self.class_mask[task], float("-inf"))
+        if self.active is not None:
+            out = out.masked_fill(~self.active, float("-inf"))
         return out
 
     def predict(self, x: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:

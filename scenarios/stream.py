@@ -45,6 +45,7 @@ class Stream:
     tasks: tuple[Task, ...]
     protocol: str
     classes: tuple[str, ...]
+    outputs: str = "seen"
 
     @property
     def num_classes(self) -> int:
@@ -61,6 +62,19 @@ class Stream:
         mask = torch.zeros(len(self.tasks), self.num_classes, dtype=torch.bool)
         for t in self.tasks:
             mask[t.id, list(t.classes)] = True
+        return mask
+
+
+    def active_mask(self, index: int) -> torch.Tensor | None:
+        """(classes,) bool: the outputs trained and evaluated while and after training task
+        ``index`` under class-IL with ``outputs = "seen"`` (the classes of tasks 0 ..
+        ``index``, as Hsu et al. 2018 and van de Ven et al. 2022 do); None otherwise (every
+        output)."""
+        if self.protocol != "class-il" or self.outputs != "seen":
+            return None
+        mask = torch.zeros(self.num_classes, dtype=torch.bool)
+        for t in self.tasks[:index + 1]:
+            mask[list(t.classes)] = True
         return mask
 
 
@@ -97,7 +111,8 @@ def class_groups(num_classes: int, tasks: int | None, classes: list[list[int]] |
 def build_stream(name: str, kind: str, domains: list[Domain], *, seed: int, protocol: str | None = None,
                  tasks: int | None = None, classes: list[list[int]] | None = None,
                  angles: list[float] | None = None, shifts: list[list[dict]] | None = None,
-                 test_fraction: float = 0.2, val_fraction: float = 0.0) -> Stream:
+                 test_fraction: float = 0.2, val_fraction: float = 0.0,
+                 outputs: str = "seen") -> Stream:
     """Build a stream for one seed.
 
     ``domains`` holds one domain, or one per task for the ``domains`` kind; ``shifts`` holds
@@ -177,7 +192,8 @@ def build_stream(name: str, kind: str, domains: list[Domain], *, seed: int, prot
             held.append(Task(t.id, t.train.subset(rest), t.test, t.classes,
                              t.train.subset(part, f"{t.train.name}/val")))
         out = held
-    return Stream(name=name, tasks=tuple(out), protocol=protocol, classes=class_names)
+    return Stream(name=name, tasks=tuple(out), protocol=protocol, classes=class_names,
+                  outputs=outputs)
 
 
 def split_by_task(domain: Domain, test_fraction: float, rng: np.random.Generator,

@@ -58,7 +58,8 @@ FAMILY_KEYS = {"family", "held_out", "validation_domains", "validation_domain",
                "without_source"}
 KINDS = ("transfer", "stream", "test-time")
 STREAM_KEYS = COMMON_KEYS | DATA_KEYS | {"data", "domains", "stream", "protocol", "tasks",
-                                         "classes", "angles", "test_fraction", "val_fraction"}
+                                         "classes", "angles", "test_fraction", "val_fraction",
+                                         "outputs"}
 
 
 @dataclass(frozen=True)
@@ -225,8 +226,8 @@ class ScenarioSpec:
             seed=seed, protocol=o.get("protocol"), tasks=o.get("tasks"),
             classes=o.get("classes"), angles=o.get("angles"),
             shifts=[s.get("shifts", []) for s in specs],
-            test_fraction=o.get("test_fraction", 0.2), val_fraction=o.get("val_fraction", 0.0)),
-            self.standardize)
+            test_fraction=o.get("test_fraction", 0.2), val_fraction=o.get("val_fraction", 0.0),
+            outputs=o.get("outputs", "seen")), self.standardize)
 
 
 @dataclass(frozen=True)
@@ -435,6 +436,8 @@ def _check_fraction(options: dict, key: str, field_name: str) -> None:
 def _check_stream_options(table: dict, f: str) -> None:
     if "protocol" in table:
         checks.string(table["protocol"], f"{f}.protocol", PROTOCOLS)
+    if "outputs" in table:
+        checks.string(table["outputs"], f"{f}.outputs", ("seen", "all"))
     if "tasks" in table:
         checks.integer(table["tasks"], f"{f}.tasks", 2, MAX_TASKS,
                        "an integer >= 2 (and at most the number of classes of a split stream)")

@@ -10,8 +10,8 @@ class Buffer:
 
     ``policy="reservoir"``: every sample seen has the same chance ``size / seen`` of being
     stored (Vitter 1985; the buffer of Chaudhry et al. 2019 and Buzzega et al. 2020).
-    ``policy="class-balanced"``: when full, a new sample replaces a random sample of the
-    class that holds most slots, so classes end up with equal shares.
+    ``policy="class-balanced"``: class-balancing reservoir sampling (see :meth:`_slot`), so
+    classes end up with equal shares and a class seen again keeps being sampled.
     """
 
     def __init__(self, size: int, policy: str = "reservoir",
@@ -23,6 +23,7 @@ class Buffer:
         self.x: torch.Tensor | None = None
         self.y = self.task = self.logits = None
         self.count = 0
+        self.class_seen: dict[int, int] = {}
 
     def __len__(self) -> int:
         return self.count
@@ -37,15 +38,25 @@ class Buffer:
         return int(torch.randint(0, high, (1,), generator=self.generator))
 
     def _slot(self, label: int) -> int | None:
-        """Class-balanced policy: a free slot, a slot of the largest class, or None."""
+        """Class-balanced policy, class-balancing reservoir sampling (CBRS, Chrysakis &
+        Moens, ICML 2020): a free slot; when full, a random slot of the largest class if this
+        sample's class is not among the largest; else, with probability (its class's slots)
+        / (its class's samples seen), a random slot of its own class (a reservoir within
+        the class, so repeated classes keep being refreshed); else None."""
+        self.class_seen[label] = self.class_seen.get(label, 0) + 1
         if self.count < self.size:
             self.count += 1
             return self.count - 1
         counts = torch.bincount(self.y[:self.count].cpu())
-        biggest = int(counts.argmax())
-        if label < len(counts) and counts[label] >= counts[biggest]:
-            return None  # this sample's class already has the largest share
-        idx = torch.nonzero(self.y[:self.count] == biggest).flatten()
+        own = int(counts[label]) if label < len(counts) else 0
+        if own < int(counts.max()):
+            biggest = torch.nonzero(counts == counts.max()).flatten()
+            cls = int(biggest[self._rand(len(biggest))])
+        elif self._rand(self.class_seen[label]) < own:
+            cls = label
+        else:
+            return None
+        idx = torch.nonzero(self.y[:self.count] == cls).flatten()
         return int(idx[self._rand(len(idx))])
 
     @torch.no_grad()

@@ -12,9 +12,11 @@ from dalib.method import cross_entropy
 
 
 class Replay(Continual):
-    """``replay``: experience replay (Chaudhry et al. 2019, "On Tiny Episodic Memories"):
-    every step adds the current batch to a buffer of ``memory`` samples (``policy`` reservoir
-    or class-balanced) and adds the cross-entropy of an equally large batch drawn from it."""
+    """``replay``: experience replay (Chaudhry et al. 2019, "On Tiny Episodic Memories"), as
+    mammoth's ``models/er.py``: every step draws a batch as large as the current one from a
+    buffer of ``memory`` samples (``policy`` reservoir or class-balanced), trains on the
+    cross-entropy of the two batches concatenated (one mean over both), then offers the
+    current batch to the buffer."""
 
     packable = True
 
@@ -26,14 +28,16 @@ class Replay(Continual):
     def adopt(self, methods) -> None:
         self.buffer = Buffers([m.buffer for m in methods])
 
-    def extra_loss(self, batch: Batch):
-        past = self.buffer.sample(batch.y.shape[-1]) if len(self.buffer) else None
-        self.buffer.add(batch.x, batch.y, batch.task)
+    def loss(self, batch: dict[str, Batch]):
+        current = batch["train"]
+        past = self.buffer.sample(current.y.shape[-1]) if len(self.buffer) else None
+        self.buffer.add(current.x, current.y, current.task)
         if past is None:
-            return None, {}
-        x, y, t = past[:3]
-        ce = cross_entropy(self.logits(self.augment(x), t), y)
-        return ce, {"replay": ce.detach()}
+            return self.classification_loss(current), {}
+        d = self.lead_dims
+        x, y, t = (torch.cat([a, b], d) for a, b in
+                   zip((current.x, current.y, current.task), past[:3], strict=True))
+        return self.classification_loss(Batch(x, y, t)), {}
 
 
 class DER(Replay):
@@ -43,6 +47,7 @@ class DER(Replay):
     cross-entropy on a second replayed batch."""
 
     per_run = ("alpha",)
+    loss = Continual.loss  # the current batch's cross-entropy plus the replay terms
 
     def __init__(self, model, *, name: str, alpha: float = 0.3, beta: float = 0.0,
                  **kw) -> None:

@@ -24,6 +24,7 @@ from dalib.engine import (
     Trace,
     check_weights,
     planned_steps,
+    seen_outputs,
     stream_row,
     train_steps,
     transfer_samplers,
@@ -230,6 +231,8 @@ def _fit_stream_pack(methods: list, streams: list[Stream], budget: Budget,
         if lead.reset_optimizer:
             lead.optimizer.state.clear()
         packed = PackedTask([st.tasks[index] for st in streams])
+        for m in (lead, *methods):
+            m.active = seen_outputs(first, index, device)
         lead.before_task(packed)
         steps = budget.steps_for(len(task.train))
         samplers = {"train": PackedSampler([
