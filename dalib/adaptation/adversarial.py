@@ -104,11 +104,14 @@ def _discrepancy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 class MCD(Method):
-    """``mcd``: maximum classifier discrepancy (Saito et al., CVPR 2018). Two heads on one
-    feature extractor; each batch takes three steps: (A) both heads and the features fit the
-    source; (B) the heads, features fixed, fit the source while disagreeing on the target;
-    (C) the features, ``num_k`` times, make the heads agree on the target. Predictions
-    average the two heads' probabilities. Labelled target samples (k >= 1) join step (A)."""
+    """``mcd``: maximum classifier discrepancy (Saito et al., CVPR 2018; ``train`` of
+    ``classification/solver.py`` in github.com/mil-tokyo/MCD_DA). Two heads on one feature
+    extractor; each batch takes three steps, every forward pass one domain's: (A) both
+    heads and the features fit the source; (B) the heads, features fixed, fit the source
+    while disagreeing on the target (mean absolute difference of the probabilities); (C) the
+    features, ``num_k`` times, make the heads agree on the target. Predictions average the
+    two heads' probabilities (the reference scores each head and their sum of logits).
+    Labelled target samples (k >= 1) join step (A)."""
 
     needs = ("source", "target")
     optional_needs = ("target_labelled",)
@@ -155,14 +158,12 @@ class MCD(Method):
         loss_a.sum().backward()
         self.optimizer.step()
         self.head_optimizer.step()
-        # (B) heads disagree on the target, features fixed
+        # (B) heads disagree on the target, features fixed (source and target forwarded
+        # separately, as in steps A and C)
         with torch.no_grad():
-            f = m.features(torch.cat([xs, xt], d))
-        n = s.y.shape[-1]
-        l1, l2 = m.head(f), self.head2(f)
-        disc_b = _discrepancy(l1[..., n:, :], l2[..., n:, :])
-        loss_b = (cross_entropy(l1[..., :n, :], s.y) + cross_entropy(l2[..., :n, :], s.y)
-                  - disc_b)
+            fs, ft = m.features(xs), m.features(xt)
+        disc_b = _discrepancy(m.head(ft), self.head2(ft))
+        loss_b = cross_entropy(m.head(fs), s.y) + cross_entropy(self.head2(fs), s.y) - disc_b
         self._zero()
         loss_b.sum().backward()
         self.head_optimizer.step()

@@ -2,8 +2,10 @@
 
 A method such as ``dann`` is :class:`Adaptation` with one :class:`Term`; ``dann+mcc`` adds
 two terms to the same source loss, and ``dann+mcc+pseudo-label`` three. Every term sees one
-joint forward pass of the augmented source and target batches (batch norm statistics over
-both, as in the reference implementations). Where the scenario has k labelled target samples
+forward pass of the augmented source and target batches: joint (batch norm statistics over
+both, as TLlib's DANN, CDAN, MDD, MCC and DAN do), or one pass per domain when a term says
+so (``Term.joint = False``: FixMatch as TLlib's ``fixmatch.py``, mean teacher as French et
+al.'s code), and then for every term of the method. Where the scenario has k labelled target samples
 per class (k >= 1), they join the forward pass and their cross-entropy joins the loss
 (semi-supervised adaptation, the setting of Wang et al.'s negative transfer gap, CVPR 2019).
 A term may weight the source samples (:meth:`Term.source_weights`): their cross-entropy and
@@ -53,6 +55,7 @@ class Term(nn.Module):
     """
 
     default_weight = 1.0
+    joint = True  # False: the domains go through the model in separate forward passes
     needs: tuple[str, ...] = ()  # feeds the term cannot do without (e.g. target_labelled)
     per_run: tuple[str, ...] = ("weight",)  # may differ between the runs of a pack
 
@@ -101,7 +104,10 @@ class Adaptation(Method):
         x = self.augmented(batch)
         s, t, lab = batch["source"], batch["target"], batch.get("target_labelled")
         parts = [x["source"], x["target"]] + ([x["target_labelled"]] if lab is not None else [])
-        feats = self.model.features(torch.cat(parts, self.lead_dims))
+        if all(t.joint for t in self.terms.values()):
+            feats = self.model.features(torch.cat(parts, self.lead_dims))
+        else:
+            feats = torch.cat([self.model.features(p) for p in parts], self.lead_dims)
         logits = self.model.head(feats)
         n = s.y.shape[-1]
         m = n + t.x.shape[self.lead_dims]

@@ -76,9 +76,13 @@ class PseudoLabel(Term):
 class FixMatch(Term):
     """``fixmatch``: predictions on weakly augmented target images (the shared 1-pixel shift)
     whose confidence passes ``threshold`` become labels for a strongly augmented view (Sohn
-    et al., "FixMatch", NeurIPS 2020; strong augmentation on tensors: contrast, brightness,
+    et al., "FixMatch", NeurIPS 2020; for domain adaptation as TLlib's
+    ``examples/domain_adaptation/image_classification/fixmatch.py``: source, weak and strong
+    target views in separate forward passes; strong augmentation on tensors: contrast, brightness,
     noise, a 2-pixel shift and cutout), clamped to the range of the target data (images in
     [0, 1] stay there; standardised features keep their negative values)."""
+
+    joint = False
 
     def __init__(self, method, weight: float | None = None, threshold: float = 0.95) -> None:
         super().__init__(method, weight)
@@ -102,20 +106,27 @@ class FixMatch(Term):
 
 @packable
 class MeanTeacher(Term):
-    """``mean-teacher``: a teacher whose weights are an exponential moving average
-    (``ema``) of the student's gives targets on another augmentation of the target batch;
-    the consistency is the squared difference of the probabilities where the teacher's
-    confidence passes ``threshold`` (Tarvainen & Valpola, NeurIPS 2017; for domain
-    adaptation French et al., "Self-ensembling for visual domain adaptation", ICLR 2018).
-    The teacher makes the predictions."""
+    """``mean-teacher``: self-ensembling for domain adaptation (French, Mackiewicz & Fisher,
+    "Self-ensembling for visual domain adaptation", ICLR 2018; ``experiment_domainadapt_
+    meanteacher.py`` of github.com/Britefury/self-ensemble-visual-domain-adapt), after
+    Tarvainen & Valpola (NeurIPS 2017). A teacher whose weights are an exponential moving
+    average (``ema``) of the student's predicts another augmentation of the target batch;
+    the consistency is the squared difference of the probabilities, averaged over classes,
+    where the teacher's confidence passes ``threshold``, averaged over the batch; the
+    class-balance term (``balance`` x C x the mean binary cross-entropy of the student's
+    mean target prediction against 1/C, times the share of confident samples) keeps the
+    predictions from collapsing onto few classes. Student and teacher see each domain in its
+    own forward pass. The teacher makes the predictions."""
 
     default_weight = 3.0
+    joint = False
 
     def __init__(self, method, weight: float | None = None, ema: float = 0.99,
-                 threshold: float = 0.968) -> None:
+                 threshold: float = 0.968, balance: float = 0.005) -> None:
         super().__init__(method, weight)
         self.ema = ema
         self.threshold = threshold
+        self.balance = balance
         teacher = copy.deepcopy(method.model)
         for p in teacher.parameters():
             p.requires_grad_(False)
@@ -126,8 +137,16 @@ class MeanTeacher(Term):
             self.predictor.train()
             teacher = F.softmax(self.predictor(self.method.augment(out.xt_raw)), -1)
         student = F.softmax(out.logits_t, -1)
-        mask = (teacher.amax(-1) >= self.threshold).float()
-        return (((student - teacher) ** 2).sum(-1) * mask).mean(-1)
+        mask = (teacher.amax(-1) > self.threshold).float()
+        loss = (((student - teacher) ** 2).mean(-1) * mask).mean(-1)
+        if self.balance and not (isinstance(self.weight, float) and self.weight == 0):
+            c = student.shape[-1]
+            mean = student.mean(-2)
+            bce = -(torch.log(mean + 1e-6) / c + (1 - 1 / c) * torch.log(1 - mean + 1e-6))
+            # the reference adds this term at weight ``balance`` beside the consistency at
+            # ``weight``: divided by the weight here, as the method multiplies by it
+            loss = loss + self.balance / self.weight * bce.mean(-1) * c * mask.mean(-1)
+        return loss
 
     @torch.no_grad()
     def after_step(self) -> None:

@@ -50,17 +50,21 @@ class Gate(Term):
 
 @packable
 class PADA(DANN):
-    """``pada``: partial adversarial domain adaptation (Cao et al., ECCV 2018). Class weights
-    ``gamma`` = the mean target prediction, normalised by its maximum, down-weight source
-    classes the target lacks, in the source cross-entropy and in DANN's domain loss (DANN
-    reads the source weights, see :mod:`dalib.adaptation.base`). Cao et
-    al. average predictions over the whole target set every few hundred steps; here an
-    exponential moving average over target batches (``ema``) keeps ``gamma`` current."""
+    """``pada``: partial adversarial domain adaptation (Cao et al., ECCV 2018; TLlib's
+    ``examples/domain_adaptation/partial_domain_adaptation/pada.py`` with
+    ``AutomaticUpdateClassWeightModule``). Class weights ``gamma`` = the mean target
+    prediction at softmax temperature ``temperature``, normalised by its maximum,
+    down-weight source classes the target lacks: the source cross-entropy is
+    ``sum(gamma_y ce) / sum(gamma_y)`` over the batch (torch's class-weighted
+    cross-entropy) and DANN's domain loss weighs source samples by ``gamma_y`` rescaled to
+    mean 1 (both: the weights normalised to mean 1 in the batch). The references average
+    predictions over the whole target set every few hundred steps; here an exponential
+    moving average over target batches (``ema``) keeps ``gamma`` current."""
 
     def __init__(self, method, weight: float | None = None, hidden: int = 256,
-                 grl_high: float = 1.0, ema: float = 0.99) -> None:
+                 grl_high: float = 1.0, ema: float = 0.99, temperature: float = 0.1) -> None:
         super().__init__(method, weight, hidden, grl_high)
-        self.ema = ema
+        self.ema, self.temperature = ema, temperature
         self.register_buffer("class_mass", torch.ones(method.model.head.out_features,
                                                       device=method.device))
 
@@ -70,5 +74,6 @@ class PADA(DANN):
     def source_weights(self, out: Outputs) -> torch.Tensor:
         with torch.no_grad():
             self.class_mass.mul_(self.ema).add_(
-                F.softmax(out.logits_t, -1).mean(-2), alpha=1 - self.ema)
-        return self.gamma().gather(-1, out.ys)
+                F.softmax(out.logits_t / self.temperature, -1).mean(-2), alpha=1 - self.ema)
+            w = self.gamma().gather(-1, out.ys)
+            return w / w.mean(-1, keepdim=True).clamp_min(1e-8)
