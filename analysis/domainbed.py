@@ -4,8 +4,9 @@ of facebookresearch/DomainBed): mean and standard error over 3 trials of each he
 domain's accuracy and their average, per model-selection protocol. Protocol there: 28 x 28
 inputs, its MNIST CNN, all 70,000 MNIST digits, 5,000 steps of 64 samples per domain, Adam,
 hyperparameters by a random search of 20 per algorithm. Its test-domain oracle chooses the
-hyperparameters (at the last step) on 20% of the test domain; dalib's oracle column is the
-best checkpoint of each run on the test part."""
+hyperparameters on 20% of the test domain and reports the last checkpoint: dalib's
+counterpart is ``target_acc_last`` (each run's last checkpoint), not ``target_acc_oracle``
+(the best checkpoint on the test labels, an upper bound)."""
 
 from __future__ import annotations
 

@@ -96,10 +96,11 @@ def register_builtins() -> None:
     register_method("mmd", MMDAlignment, description="multi-kernel MMD between every pair of "
                     "domains (Li et al. 2018, MMD-AAE)")
     register_method("dann-domains", DomainAdversarial, description="one discriminator over "
-                    "every domain through gradient reversal (Ganin et al. 2016)")
+                    "every domain, discriminator and model steps in turn (Ganin et al. 2016, "
+                    "DomainBed's DANN)")
     register_method("cdan-domains", DomainAdversarial, description="a discriminator over every "
                     "domain, conditioned on labels (sources) and predictions (target) (Li et "
-                    "al. 2018, Long et al. 2018)", conditional=True)
+                    "al. 2018, DomainBed's CDANN)", conditional=True)
     register_method("fish", Fish, description="gradient matching: a copy steps through each "
                     "domain in turn, the model moves towards it (Shi et al. 2022)")
     register_method("mixstyle", MixStyle, description="feature-map statistics mixed across "

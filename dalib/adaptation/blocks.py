@@ -112,6 +112,17 @@ def gaussian_kernels(z: torch.Tensor, multipliers: tuple[float, ...] = (0.25, 0.
     return sum(torch.exp(-d2 / (base * m).clamp_min(1e-8)) for m in multipliers)
 
 
+DOMAINBED_GAMMAS = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
+
+
+def fixed_gaussian_kernels(z: torch.Tensor, gammas: tuple[float, ...] = DOMAINBED_GAMMAS
+                           ) -> torch.Tensor:
+    """The sum of Gaussian kernels ``exp(-gamma ||a - b||^2)`` between the samples of ``z``
+    (dimension -2) at the fixed ``gammas`` of DomainBed's ``MMD.gaussian_kernel``."""
+    d2 = torch.cdist(z, z).pow(2).clamp_min(1e-30)
+    return sum(torch.exp(-g * d2) for g in gammas)
+
+
 def coral(xs: torch.Tensor, xt: torch.Tensor) -> torch.Tensor:
     """CORAL loss: squared Frobenius distance of the feature covariances over ``4 d^2``
     (Sun & Saenko 2016, Deep CORAL)."""

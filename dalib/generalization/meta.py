@@ -1,8 +1,10 @@
 """Gradient matching across domains by meta-learning: Fish (Shi, Seely, Torr, Siddharth,
-Hannun, Usunier & Synnaeve, "Gradient Matching for Domain Generalization", ICLR 2022). Each
-step, a copy of the model takes one optimizer step on each source environment in turn
-(random order, a fresh optimizer as in DomainBed); the model then moves ``meta_lr`` of the
-way to the copy, which follows the direction on which the environments' gradients agree."""
+Hannun, Usunier & Synnaeve, "Gradient Matching for Domain Generalization", ICLR 2022; the
+``Fish`` algorithm of ``domainbed/algorithms.py`` in facebookresearch/DomainBed). Each step, a
+copy of the model takes one optimizer step on each source environment in turn (in the
+environments' order; the copy's optimizer keeps its state from step to step, as DomainBed's
+``optimizer_inner_state``); the model then moves ``meta_lr`` of the way to the copy, which
+follows the direction on which the environments' gradients agree."""
 
 from __future__ import annotations
 
@@ -25,19 +27,18 @@ class Fish(EnvironmentMethod):
         super().__init__(model, name=name, **optim)
         self.meta_lr = meta_lr
         self.inner = copy.deepcopy(model)
+        self.inner_optimizer = self.make_optimizer(self.inner.parameters(),
+                                                   **self.optim_settings)
 
     def update(self, batch: dict[str, Batch]) -> dict[str, torch.Tensor]:
         src = batch["source"]
         x, env = self.augment(src.x), self.environments(src)
         self.inner.load_state_dict(self.model.state_dict())
         self.inner.train(self.model.training)
-        inner_optimizer = self.make_optimizer(self.inner.parameters(), **self.optim_settings)
+        inner_optimizer = self.inner_optimizer
         self.schedule_lr(inner_optimizer)
-        present = torch.unique(env)
-        order = present[torch.randperm(len(present), generator=self.generator,
-                                       device=self.device)]
         losses = []
-        for e in order:
+        for e in torch.unique(env):
             mask = env == e
             loss = F.cross_entropy(self.inner(x[mask]), src.y[mask])
             inner_optimizer.zero_grad(set_to_none=True)

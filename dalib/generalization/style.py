@@ -32,10 +32,12 @@ def mix_statistics(x: torch.Tensor, partner: torch.Tensor, lam: torch.Tensor,
 
 def convolutional_outputs(model: nn.Module, count: int) -> list[nn.Module]:
     """The modules whose outputs end the first ``count`` convolutional blocks of the
-    backbone (:func:`dalib.models.blocks`)."""
+    backbone (:func:`dalib.models.blocks`), a torchvision ResNet's stem left out: MixStyle
+    follows ``layer1`` and ``layer2`` there, as the paper's ResNets (``mixstyle_layers`` of
+    github.com/KaiyangZhou/mixstyle-release)."""
     out = []
-    for _, block in blocks(model):
-        if not any(isinstance(m, nn.Conv2d) for m in block.modules()):
+    for name, block in blocks(model):
+        if name == "stem" or not any(isinstance(m, nn.Conv2d) for m in block.modules()):
             continue
         out.append(block[-1] if isinstance(block, nn.ModuleList) else block)
         if len(out) == count:

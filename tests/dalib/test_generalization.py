@@ -128,11 +128,14 @@ def test_environment_methods_compute_the_same_loss_packed():
     of the batch (the methods' masks over environments, not Python loops)."""
     from dalib.pack.runs import pack_methods
 
-    for name in ("irm", "vrex", "groupdro", "coral", "mmd", "dann-domains", "cdan-domains"):
+    reversal = {"steps": "reversal"}  # the alternating steps run one run at a time
+    for name, extra in (("irm", {}), ("vrex", {}), ("groupdro", {}), ("coral", {}),
+                        ("mmd", {}), ("mmd", {"bandwidth": "batch"}),
+                        ("dann-domains", reversal), ("cdan-domains", reversal)):
         methods = []
         for seed in range(2):
             torch.manual_seed(seed)
-            m = build_method(name, build_model((1, 8, 8), 10), augmentation="none")
+            m = build_method(name, build_model((1, 8, 8), 10), augmentation="none", **extra)
             m.total_steps = 10
             m.prepare({"source": _Feeds()})
             methods.append(m)
@@ -157,9 +160,12 @@ def test_domain_discriminators_have_one_output_per_domain():
         method = build_method("dann-domains", build_model((1, 8, 8), 10))
         method.prepare(feeds)
         assert method.discriminator.outputs == outputs
-    method = build_method("cdan-domains", build_model((1, 8, 8), 10))
+    method = build_method("cdan-domains", build_model((1, 8, 8), 10), steps="reversal")
     method.prepare({"source": _Feeds()})
     assert method.discriminator.net[0].in_features == method.model.feature_dim * 10
+    method = build_method("cdan-domains", build_model((1, 8, 8), 10))  # DomainBed's CDANN
+    method.prepare({"source": _Feeds()})
+    assert method.discriminator.net[0].in_features == method.model.feature_dim
 
 
 @pytest.mark.parametrize("meta_lr", [0.0, 1.0])
