@@ -132,6 +132,16 @@ class Entry:
 REGISTRY: dict[str, Entry] = {}
 
 
+def with_recipe(scenario, name: str, params: dict) -> dict:
+    """``params`` over the scenario's recipe's optimizer settings (see
+    :mod:`scenarios.recipes`) that method ``name`` takes."""
+    if not scenario.recipe_optim:
+        return params
+    entry = lookup(name)
+    accepted = entry.hyperparameters() if entry is not None else {}
+    return {**{k: v for k, v in scenario.recipe_optim.items() if k in accepted}, **params}
+
+
 def lookup(name: str) -> Entry | None:
     """The entry of a registered name or of a ``+``-joined combination of terms."""
     if name in REGISTRY:

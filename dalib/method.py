@@ -13,10 +13,13 @@ from dalib.engine import Batch
 
 OPTIMIZERS = ("adam", "sgd")
 AUGMENTATIONS = ("shift", "crop-flip", "none")
+# the learning-rate factor at progress p in [0, 1] after t updates: ``anneal`` is Ganin &
+# Lempitsky's (1 + 10 p)^-0.75, ``inverse`` TLlib's (1 + 0.001 t)^-0.75 (its LambdaLR)
 SCHEDULES = {
-    "constant": lambda p: 1.0,
-    "anneal": lambda p: (1.0 + 10.0 * p) ** -0.75,
-    "cosine": lambda p: 0.5 * (1.0 + math.cos(math.pi * p)),
+    "constant": lambda p, t: 1.0,
+    "anneal": lambda p, t: (1.0 + 10.0 * p) ** -0.75,
+    "inverse": lambda p, t: (1.0 + 0.001 * t) ** -0.75,
+    "cosine": lambda p, t: 0.5 * (1.0 + math.cos(math.pi * p)),
 }
 
 
@@ -63,7 +66,7 @@ class Method:
     def __init__(self, model: nn.Module, *, lr: float = 1e-3, weight_decay: float = 5e-4,
                  optimizer: str = "adam", momentum: float = 0.9, shift: int = 1,
                  schedule: str = "constant", reset_optimizer: bool = True,
-                 augmentation: str = "shift") -> None:
+                 augmentation: str = "shift", backbone_lr: float = 1.0) -> None:
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule is {schedule!r}, expected one of {', '.join(SCHEDULES)}")
         self.model = model
@@ -81,7 +84,9 @@ class Method:
         self.device = next(model.parameters()).device
         self.optim_settings = {"lr": lr, "weight_decay": weight_decay, "optimizer": optimizer,
                                "momentum": momentum}
-        self.optimizer = self.make_optimizer(model.parameters(), **self.optim_settings)
+        self.body_rate = backbone_lr  # FineTune keeps its own backbone_lr
+        self.optimizer = self.make_optimizer(self.rate_groups(list(model.parameters())),
+                                             **self.optim_settings)
         self.generator = torch.Generator(device=self.device).manual_seed(
             torch.initial_seed() % 2**31)
 
@@ -93,6 +98,19 @@ class Method:
         if optimizer == "sgd":
             return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
         raise ValueError(f"optimizer is {optimizer!r}, expected one of {', '.join(OPTIMIZERS)}")
+
+    def rate_groups(self, params: list) -> list:
+        """``params`` as optimizer groups: the backbone's at ``backbone_lr`` x the learning
+        rate, the others (bottleneck, head, auxiliary modules) at the rate (TLlib's
+        per-layer rates); one plain list when ``backbone_lr`` is 1."""
+        if self.body_rate == 1.0 or not hasattr(self.model, "backbone"):
+            return params
+        body = {id(p) for p in self.model.backbone.parameters()}
+        lr = self.optim_settings["lr"]
+        groups = [{"params": [p for p in params if id(p) in body],
+                   "lr": lr * self.body_rate},
+                  {"params": [p for p in params if id(p) not in body], "lr": lr}]
+        return [g for g in groups if g["params"]]
 
     def attach(self, module: nn.Module) -> nn.Module:
         """Move an auxiliary module to the device and train it with the model's optimizer."""
@@ -156,7 +174,7 @@ class Method:
 
     def schedule_lr(self, *optimizers: torch.optim.Optimizer) -> None:
         """Set every parameter group's learning rate for the current progress."""
-        factor = SCHEDULES[self.schedule](self.progress)
+        factor = SCHEDULES[self.schedule](self.progress, self.updates)
         for opt in optimizers:
             for group in opt.param_groups:
                 group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor

@@ -16,7 +16,9 @@ from dalib.entries import (
     check_value,
     keyword_options,
     lookup,
+    with_recipe,
 )
 
 __all__ = ["OPTIM", "REGISTRY", "STREAM_ONLY", "TERMS", "Entry", "TermEntry", "build_method",
-           "check_method", "check_value", "keyword_options", "lookup"]
+           "check_method", "check_value", "keyword_options", "lookup",
+           "with_recipe"]

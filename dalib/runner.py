@@ -28,7 +28,7 @@ from dalib import store
 from dalib.engine import Budget, planned_steps, resolve_device
 from dalib.models import model_for
 from dalib.pack.plan import plan
-from dalib.registry import OPTIM, check_method
+from dalib.registry import OPTIM, check_method, with_recipe
 from dalib.runspec import RunSpec, expand, resolved_budget, scenario_methods
 from dalib.settings import (
     check_resume,
@@ -70,7 +70,7 @@ def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> dict[s
                                      "val_fraction parts)")
                 kind = "transfer" if sc.kind == "test-time" and \
                     m.name == sc.options.get("init_from", "source-only") else sc.kind
-                entries.append(check_method(m.name, sc.method_params(m), kind,
+                entries.append(check_method(m.name, with_recipe(sc, m.name, sc.method_params(m)), kind,
                                             f"methods[{j}]"))
             method = None
             if sc.kind == "test-time":
@@ -98,7 +98,8 @@ def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> dict[s
             for (j, m, _), entry in zip(configs, entries, strict=True):
                 method = sc.methods[j]
                 try:
-                    built = entry.build(model_for(data, **sc.model), sc.method_params(m))
+                    built = entry.build(model_for(data, **sc.model),
+                                        with_recipe(sc, m.name, sc.method_params(m)))
                     if sc.kind == "test-time" and hasattr(built, "check_model"):
                         built.check_model(smallest_batch(data))
                 except InputError as exc:
@@ -121,7 +122,7 @@ def check_init(sc) -> None:
     """A test-time scenario's ``init_from`` names a transfer method trained on the labelled
     source alone (its model is what the test-time methods adapt)."""
     name = sc.options.get("init_from", "source-only")
-    entry = check_method(name, sc.optim, "transfer", "init_from")
+    entry = check_method(name, with_recipe(sc, name, sc.optim), "transfer", "init_from")
     if entry.needs != ("source",):
         raise InputError("init_from", f"{name!r} trains on {', '.join(entry.needs)}",
                          expected="a method trained on the labelled source alone "

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from dalib import __version__, plugins
-from dalib.registry import check_method
+from dalib.registry import check_method, with_recipe
 from scenarios.errors import InputError
 from scenarios.multidomain import LODO
 from scenarios.suite import MethodSpec, ScenarioSpec, Suite
@@ -51,7 +51,8 @@ class RunSpec:
     @property
     def params(self) -> dict:
         """The method's hyperparameters over the scenario's ``optim`` defaults."""
-        return self.scenario.method_params(self.method)
+        return with_recipe(self.scenario, self.method.name,
+                           self.scenario.method_params(self.method))
 
     def config(self) -> dict:
         """Everything that determines the run's numbers (its hash is the run's identity): the

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scenarios import checks, formats, reproduction, testtime
+from scenarios import checks, formats, recipes, reproduction, testtime
 from scenarios.datasets import dataset_files, dataset_loader, load_dataset
 from scenarios.domain import LAYOUTS, Domain
 from scenarios.errors import InputError, reject_unknown
@@ -33,8 +33,8 @@ from scenarios.transfer import TransferScenario, build_transfer
 
 BUILTIN_DIR = Path(__file__).parent / "suites"
 
-SUITE_KEYS = {"name", "description", "seeds", "device", "budget", "model", "optim", "scenario",
-              "plugins", "search", "reproduction"}
+SUITE_KEYS = {"name", "description", "seeds", "device", "budget", "model", "optim", "recipe",
+              "scenario", "plugins", "search", "reproduction"}
 BUDGET_KEYS = {"epochs", "steps", "batch_size", "checkpoints", "log_every"}
 MAX_SEEDS = 10_000
 MAX_TASKS = 100  # each task of a permuted or rotated stream is a copy of the data
@@ -47,7 +47,7 @@ SELECTION_CRITERIA = ("dev", "source-val", "snd", "entropy", "im", "bnm", "iwcv"
 # the checkpoint criterion of transfer runs unless a suite says: BNM had the lowest regret and
 # the fewest catastrophic picks over 624 runs of 13 scenarios (benchmarks/validator_study.py)
 DEFAULT_SELECTION = "bnm"
-COMMON_KEYS = {"name", "kind", "methods", "budget", "model", "optim", "search"}
+COMMON_KEYS = {"name", "kind", "methods", "budget", "model", "optim", "search", "recipe"}
 DATA_KEYS = {"standardize"}  # options of how a scenario's inputs are prepared
 TRANSFER_KEYS = COMMON_KEYS | DATA_KEYS | {"source", "target", "k", "source_test_fraction",
                                            "target_test_fraction", "source_val_fraction",
@@ -90,6 +90,8 @@ class ScenarioSpec:
     options: dict
     base_dir: Path | None = None
     optim: dict = field(default_factory=dict)  # optimizer settings every method starts from
+    # a recipe's optimizer settings (scenarios.recipes): each method takes those it has
+    recipe_optim: dict = field(default_factory=dict)
     search: dict = field(default_factory=dict)  # [search] settings (checked by dalib.search)
     # the keys of model, optim, budget and search that the [[scenario]] table sets itself
     # (the others come from the suite's top-level tables)
@@ -453,7 +455,8 @@ def _check_stream_options(table: dict, f: str) -> None:
 
 
 def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: dict,
-                    optim: dict, search: dict) -> ScenarioSpec:
+                    optim: dict, search: dict, suite_recipe: recipes.Recipe | None = None
+                    ) -> ScenarioSpec:
     f = f"scenario[{i}]"
     _check_type(table, dict, f, "a [[scenario]] table")
     kind = table.get("kind")
@@ -536,9 +539,16 @@ def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: d
     own_search = table.get("search", {})
     _check_type(own_search, dict, f"{f}.search", "a table of search settings")
     options = {k: v for k, v in table.items() if k not in COMMON_KEYS}
+    chosen = recipes.recipe(table["recipe"], f"{f}.recipe") if "recipe" in table else \
+        suite_recipe
+    model = {**model, **own_model}
+    if chosen is not None:
+        budget = {**chosen.budget, **budget}
+        model = {**recipes.model_defaults(chosen, model), **model}
     return ScenarioSpec(name=name, kind=kind, methods=methods, budget={**budget, **own_budget},
-                        model={**model, **own_model}, options=options, base_dir=base_dir,
+                        model=model, options=options, base_dir=base_dir,
                         optim={**optim, **own_optim},
+                        recipe_optim=dict(chosen.optim) if chosen is not None else {},
                         search={**search, **own_search},
                         own={"model": set(own_model), "optim": set(own_optim),
                              "budget": set(own_budget), "search": set(own_search)})
@@ -644,7 +654,9 @@ def parse_suite(raw: dict, path: Path, data_root: str | None = None) -> Suite:
     base_dir = path.parent.resolve()
     search = raw.get("search", {})
     _check_type(search, dict, "search", "a table of search settings")
-    scenarios = tuple(replace(_check_scenario(t, i, base_dir, budget, model, optim, search),
+    suite_recipe = recipes.recipe(raw["recipe"], "recipe") if "recipe" in raw else None
+    scenarios = tuple(replace(_check_scenario(t, i, base_dir, budget, model, optim, search,
+                                              suite_recipe),
                               data_root=data_root) for i, t in _expand_families(tables, base_dir))
     names = [s.name for s in scenarios]
     dup = {n for n in names if names.count(n) > 1}

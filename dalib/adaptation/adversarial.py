@@ -27,7 +27,9 @@ from dalib.pack.modules import pack, packable
 class DANN(Term):
     """``dann``: a domain discriminator on the features through gradient reversal, its
     coefficient rising from 0 to ``grl_high`` (Ganin & Lempitsky, "Unsupervised Domain
-    Adaptation by Backpropagation", ICML 2015). Source samples count by the other terms'
+    Adaptation by Backpropagation", ICML 2015; the loss of TLlib's
+    ``tllib/alignment/dann.py``, the coefficient the paper's ``2 / (1 + exp(-10 p)) - 1``
+    where TLlib's warm start reaches 0.46 after 1,000 steps). Source samples count by the other terms'
     source weights, when there are any (``dann+gate``)."""
 
     def __init__(self, method, weight: float | None = None, hidden: int = 256,
@@ -48,7 +50,8 @@ class CDAN(Term):
     """``cdan`` / ``cdan-e``: the discriminator sees the multilinear map of features and
     (detached) predictions, randomized when ``features x classes > 4096``; ``entropy=True``
     weights samples by ``1 + exp(-H(p))`` (Long et al., "Conditional Adversarial Domain
-    Adaptation", NeurIPS 2018)."""
+    Adaptation", NeurIPS 2018; TLlib's ``tllib/alignment/cdan.py``, which randomizes only
+    when asked)."""
 
     def __init__(self, method, weight: float | None = None, entropy: bool = False,
                  hidden: int = 256, random_dim: int = 1024, grl_high: float = 1.0) -> None:
@@ -70,16 +73,22 @@ class CDAN(Term):
         n = out.feat_s.shape[-2]
         if not self.entropy_weighting:
             return domain_loss(d[..., :n], d[..., n:])
+        # TLlib's ConditionalDomainAdversarialLoss: weights normalised to mean 1 over the
+        # joint batch, one weighted mean of the binary cross-entropies
         w = 1.0 + torch.exp(-entropy(g))
-        return domain_loss(d[..., :n], d[..., n:], w[..., :n], w[..., n:])
+        w = w / w.mean(-1, keepdim=True)
+        label = torch.zeros_like(d)
+        label[..., :n] = 1.0
+        return (w * F.binary_cross_entropy_with_logits(d, label, reduction="none")).mean(-1)
 
 
 @packable
 class MDD(Term):
     """``mdd``: margin disparity discrepancy (Zhang et al., "Bridging Theory and Algorithm
-    for Domain Adaptation", ICML 2019). An adversarial head, behind gradient reversal, learns
-    to agree with the main head on source (weighted by the margin ``margin``) and to disagree
-    on target (``-log(1 - p)``); the features learn the opposite."""
+    for Domain Adaptation", ICML 2019; TLlib's ``tllib/alignment/mdd.py``). An adversarial
+    head, behind gradient reversal, learns to agree with the main head on source (weighted
+    by the margin ``margin``) and to disagree on target (``-log(1 - p)``); the features
+    learn the opposite."""
 
     def __init__(self, method, weight: float | None = None, margin: float = 4.0,
                  grl_high: float = 0.1) -> None:
@@ -125,7 +134,7 @@ class MCD(Method):
         self.head2.reset_parameters()
         self.head2.to(self.device)
         extractor = list(model.backbone.parameters()) + list(model.bottleneck.parameters())
-        self.optimizer = self.make_optimizer(extractor, **self.optim_settings)
+        self.optimizer = self.make_optimizer(self.rate_groups(extractor), **self.optim_settings)
         self.head_optimizer = self.make_optimizer(
             list(model.head.parameters()) + list(self.head2.parameters()), **self.optim_settings)
 

@@ -90,15 +90,23 @@ def entropy(probs: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 def multi_kernel_mmd(xs: torch.Tensor, xt: torch.Tensor,
                      multipliers: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)) -> torch.Tensor:
-    """Squared MMD with a sum of Gaussian kernels (Long et al. 2015, DAN).
+    """Squared multi-kernel MMD (Long et al. 2015, DAN) as TLlib's
+    ``MultipleKernelMaximumMeanDiscrepancy`` (``tllib/alignment/dan.py``, ``linear=False``)
+    computes it, without its constant ``2 / (n - 1)``: Gaussian kernels of bandwidths
+    ``multipliers`` times the mean squared distance over the joint batch (its 2^-3 ... 2^1
+    times twice the mean), the within-domain means over distinct pairs (unbiased), minus
+    twice the cross-domain mean. The batch is dimension -2 (one value per run of a pack)."""
+    z = torch.cat([xs, xt], -2)
+    d2 = torch.cdist(z, z).pow(2)
+    base = d2.detach().mean((-2, -1), keepdim=True)
+    k = sum(torch.exp(-d2 / (base * m).clamp_min(1e-8)) for m in multipliers)
+    n, m = xs.shape[-2], xt.shape[-2]
 
-    Bandwidths are ``multipliers`` times the mean pairwise squared distance of the joint
-    batch (detached), the usual DAN heuristic. Biased estimate: exactly 0 for equal samples.
-    The batch is dimension -2 (one value per run of a pack).
-    """
-    k = gaussian_kernels(torch.cat([xs, xt], -2), multipliers)
-    n = xs.shape[-2]
-    return (k[..., :n, :n].mean((-2, -1)) + k[..., n:, n:].mean((-2, -1))
+    def within(block: torch.Tensor, size: int) -> torch.Tensor:
+        diagonal = block.diagonal(dim1=-2, dim2=-1).sum(-1)
+        return (block.sum((-2, -1)) - diagonal) / max(size * (size - 1), 1)
+
+    return (within(k[..., :n, :n], n) + within(k[..., n:, n:], m)
             - 2 * k[..., :n, n:].mean((-2, -1)))
 
 

@@ -96,7 +96,7 @@ class FixMatch(Term):
     def forward(self, out: Outputs) -> torch.Tensor:
         conf, pseudo = F.softmax(out.logits_t.detach(), -1).max(-1)
         strong = self.method.model(self.method.draw(self._strong, out.xt_raw))
-        return cross_entropy(strong, pseudo, (conf >= self.threshold).float())
+        return cross_entropy(strong, pseudo, (conf > self.threshold).float())
 
     def _strong(self, x: torch.Tensor, method) -> torch.Tensor:
         """The strong view of a run's batch, with the run's generator and data range."""

@@ -230,7 +230,8 @@ class DomainAdversarial(EnvironmentMethod):
         adam = dict(lr=self.optim_settings["lr"], betas=(self.beta1, 0.9))
         if self.optim_settings["optimizer"] == "adam":
             self.optimizer = torch.optim.AdamW(
-                self.model.parameters(), weight_decay=self.optim_settings["weight_decay"],
+                self.rate_groups(list(self.model.parameters())),
+                weight_decay=self.optim_settings["weight_decay"],
                 **adam)
         self.disc_optimizer = torch.optim.AdamW(
             [*self.discriminator.parameters(), *self.embedding.parameters()],

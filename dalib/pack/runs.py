@@ -19,6 +19,8 @@ from dalib.pack.optim import PackedOptimizer
 
 def method_pack_reason(method) -> str | None:
     """Why ``method`` (built for one run) cannot train in a pack, or None."""
+    if getattr(method, "body_rate", 1.0) != 1.0:
+        return "per-layer learning rates (backbone_lr) train one run at a time"
     reason = method.pack_reason()
     if reason:
         return reason

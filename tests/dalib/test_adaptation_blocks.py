@@ -29,14 +29,16 @@ def test_grl_schedule_rises_from_zero_to_high():
     assert values == sorted(values) and 0.0999 < values[-1] <= 0.1
 
 
-def test_mmd_zero_for_same_sample_and_grows_with_mean_shift():
+def test_mmd_near_zero_for_same_sample_and_grows_with_mean_shift():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(200, 8, generator=g)
-    assert multi_kernel_mmd(x, x).abs() < 1e-6
+    # TLlib's estimate: the within-domain means leave out the diagonal the cross mean keeps,
+    # so the same sample scores slightly below 0 (measured -0.029)
+    assert -0.1 < float(multi_kernel_mmd(x, x)) <= 0
     y = torch.randn(200, 8, generator=g)
     shifts = [multi_kernel_mmd(x, y + d).item() for d in (0.0, 0.5, 1.0, 2.0)]
     assert shifts == sorted(shifts)
-    assert shifts[0] < 0.1 < shifts[2]  # measured: 0.05 (same law), 0.91 (shift of 1)
+    assert shifts[0] < 0.1 < shifts[2]  # measured: 0.02 (same law), 0.88 (shift of 1)
 
 
 def test_coral_zero_for_equal_covariance_positive_otherwise():
