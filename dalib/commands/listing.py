@@ -1,5 +1,5 @@
-"""``dalib list``: datasets, formats, shifts, streams, backbones, selection criteria, methods,
-built-in suites and reproduction entries, with their options."""
+"""``dalib list``: datasets, formats, shifts, streams, backbones, selection criteria, recipes,
+methods, built-in suites and reproduction entries, with their options."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from dalib.selection import HIGHER_IS_BETTER
     from scenarios.datasets import DATASETS
     from scenarios.formats import FORMAT_HELP, FORMAT_KEYS
+    from scenarios.recipes import RECIPES
     from scenarios.reproduction import ENTRIES_DIR
     from scenarios.shifts import SHIFTS
     from scenarios.stream import PROTOCOLS, STREAMS
@@ -56,6 +57,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"  {name:<14} options: {_options(fn)}{_from(plugins.BACKBONE_ORIGINS.get(name))}")
     print("selection criteria (scenario key selection): " + ", ".join(
         f"{c} ({'higher' if up else 'lower'} is better)" for c, up in HIGHER_IS_BETTER.items()))
+    print("recipes (recipe = NAME, suite or scenario; its own keys override):")
+    for name, r in RECIPES.items():
+        keys = {**r.optim, **{f"model.{k}": v for k, v in r.model.items()},
+                **{f"budget.{k}": v for k, v in r.budget.items()}}
+        print(f"  {name:<14} {', '.join(f'{k}={v!r}' for k, v in keys.items())}")
+        print(f"  {'':<14} from {r.source}")
     print("methods:")
     for name, e in REGISTRY.items():
         print(f"  {name:<14} [{e.kind}] {e.description}{_from(e.origin)}")
