@@ -80,6 +80,9 @@ def pack_methods(methods: list):
     over ``methods`` (one per run, built alike), per-run hyperparameters and state, one
     :class:`~dalib.pack.optim.PackedOptimizer` and the runs' own augmentations."""
     first = methods[0]
+    reason = method_pack_reason(first)
+    if reason:
+        raise ValueError(f"{type(first).__name__} cannot train in a pack: {reason}")
     lead = copy.copy(first)
     lead.lead_dims = 1
     lead.runs = len(methods)
