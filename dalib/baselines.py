@@ -19,7 +19,11 @@ from dalib.method import Method, cross_entropy
 
 class Supervised(Method):
     """Cross-entropy on one labelled feed, or the sum over several, with the shared
-    augmentation."""
+    augmentation.
+
+    Reference: plain cross-entropy training (the source-only, target-only and oracle rows of
+    TLlib's and DomainBed's tables; DomainBed ``ERM`` in ``domainbed/algorithms.py``).
+    """
 
     packable = True
 
@@ -47,7 +51,11 @@ class AdaBN(Method):
     on the unlabelled target training data before the model predicts (Li et al., "Revisiting
     Batch Normalization for Practical Domain Adaptation", ICLR Workshop 2017). The deployed
     model is the target one, so every evaluation (selection criteria, source accuracy too)
-    uses the target statistics; they are re-estimated whenever training moved on."""
+    uses the target statistics; they are re-estimated whenever training moved on.
+
+    Reference: the paper's algorithm (no official code); the statistics are the target's mean
+    and variance as batch-norm's cumulative average computes them.
+    """
 
     needs = ("source", "target")
     packable = True  # trains as source-only; each run re-estimates its own statistics

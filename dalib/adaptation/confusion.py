@@ -15,7 +15,11 @@ from dalib.pack.modules import packable
 class MCC(Term):
     """``mcc``: minimum class confusion (Jin et al., ECCV 2020). Temperature-scaled target
     probabilities, samples weighted by ``1 + exp(-entropy)``, the class correlation matrix
-    row-normalised; the loss is its off-diagonal mass over the number of classes."""
+    row-normalised; the loss is its off-diagonal mass over the number of classes.
+
+    Reference: TLlib ``tllib/self_training/mcc.py`` (``MinimumClassConfusionLoss``),
+    thuml/Transfer-Learning-Library.
+    """
 
 
     def __init__(self, method, weight: float | None = None, temperature: float = 2.5) -> None:
@@ -34,7 +38,11 @@ class MCC(Term):
 
 @packable
 class EntropyMin(Term):
-    """``entmin``: mean entropy of the target predictions (Grandvalet & Bengio, NeurIPS 2004)."""
+    """``entmin``: mean entropy of the target predictions (Grandvalet & Bengio, NeurIPS 2004).
+
+    Reference: the paper's objective, the mean Shannon entropy of the softmax predictions (as
+    TLlib's ``entropy`` in ``tllib/modules/entropy.py``).
+    """
 
     default_weight = 0.1
 
@@ -48,7 +56,10 @@ class InfoMax(Term):
     Access the Source Data?", ICML 2020, the objective of SHOT; Gomes et al. 2010): the mean
     entropy of the target predictions (each confident) minus ``diversity`` times the entropy
     of their mean (all classes used), so it cannot collapse to one class as entropy
-    minimisation alone can."""
+    minimisation alone can.
+
+    Reference: tim-learn/SHOT ``object/image_target.py`` (entropy minus the diversity term).
+    """
 
     default_weight = 0.3
 

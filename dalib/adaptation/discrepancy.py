@@ -13,7 +13,11 @@ from dalib.pack.modules import packable
 class MMD(Term):
     """``dan``: multi-kernel MMD between source and target bottleneck features and between
     their logits (Long et al., "Learning Transferable Features with Deep Adaptation
-    Networks", ICML 2015)."""
+    Networks", ICML 2015).
+
+    Reference: TLlib ``tllib/alignment/dan.py`` (``MultipleKernelMaximumMeanDiscrepancy``),
+    thuml/Transfer-Learning-Library.
+    """
 
     def forward(self, out: Outputs) -> torch.Tensor:
         return (multi_kernel_mmd(out.feat_s, out.feat_t)
@@ -23,7 +27,11 @@ class MMD(Term):
 @packable
 class CORAL(Term):
     """``deep-coral``: match the covariances of the last layer's outputs, the logits as in
-    the paper, or the bottleneck features (Sun & Saenko, "Deep CORAL", ECCV-W 2016)."""
+    the paper, or the bottleneck features (Sun & Saenko, "Deep CORAL", ECCV-W 2016).
+
+    Reference: the loss of Sun & Saenko (ECCV-W 2016), eq. (1) (VisionLearningGroup/CORAL;
+    TLlib's and DomainBed's form is ``coral``).
+    """
 
     def __init__(self, method, weight: float | None = None, layer: str = "logits") -> None:
         super().__init__(method, weight)

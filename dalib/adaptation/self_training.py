@@ -28,6 +28,9 @@ class PseudoLabel(Term):
     the ``portion_r`` most confident of the samples predicted as that class are kept (so rare
     classes are not crowded out), ``portion_r = min(start + (r - 1) * step, 1)``. Later steps
     add the cross-entropy on a batch of the kept samples and their pseudo-labels.
+
+    Reference: the class-balanced selection of Zou et al. (ECCV 2018, yzou2/CBST) within one
+    run.
     """
 
     def __init__(self, method, weight: float | None = None, rounds: int = 3,

@@ -19,7 +19,10 @@ class Gate(Term):
     sample's cross-entropy is weighted by the density ratio ``p_T(x, y) / p_S(x, y) =
     exp(logit)`` it implies, normalised to mean 1 in the batch and clipped at ``max_weight``,
     so source samples unlike the target (a wrong label, an unrelated image) stop counting.
-    Needs the k labelled target samples per class; combines with any method (``dann+gate``)."""
+    Needs the k labelled target samples per class; combines with any method (``dann+gate``).
+
+    Reference: the paper's equations (Wang et al., CVPR 2019); no code was published.
+    """
 
     needs = ("target_labelled",)
 

@@ -13,7 +13,11 @@ class AGEM(Continual):
     """``agem``: averaged gradient episodic memory (Chaudhry et al., ICLR 2019). After each
     task, ``memory // tasks_seen`` samples per task are kept (the memory is shared equally);
     each step computes the gradient on a memory batch of ``sample_size`` and, when the new
-    gradient points against it, projects it: ``g <- g - (g.g_ref / g_ref.g_ref) g_ref``."""
+    gradient points against it, projects it: ``g <- g - (g.g_ref / g_ref.g_ref) g_ref``.
+
+    Reference: Avalanche ``AGEMPlugin`` (``avalanche/training/plugins/agem.py``,
+    ContinualAI/avalanche).
+    """
 
     def __init__(self, model, *, name: str, memory: int = 500, sample_size: int = 256,
                  **optim) -> None:

@@ -154,7 +154,12 @@ class SI(ImportancePenalty):
     """``si``: synaptic intelligence (Zenke et al., ICML 2017): each parameter's contribution
     to the loss decrease along the training path, ``omega = -sum g * delta``, normalised by
     the squared total move over the task plus ``xi``; registered with ``mode="online"``
-    (one running importance)."""
+    (one running importance).
+
+    Reference: Hsu et al. 2018 ``agents/regularization.py`` (``SI``,
+    GT-RIPL/Continual-Learning-Benchmark) and Avalanche ``SynapticIntelligencePlugin``;
+    negative contributions clipped at 0.
+    """
 
     stacked = (*ImportancePenalty.stacked, "path", "start", "previous")
 

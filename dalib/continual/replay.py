@@ -74,7 +74,11 @@ class DER(Replay):
 class Cumulative(Continual):
     """``cumulative``: retrain on everything seen so far (an upper-bound-like reference).
     Past tasks' training data stay on the device; each batch is drawn uniformly from the
-    union of past and current data (a binomial share of it from the past)."""
+    union of past and current data (a binomial share of it from the past).
+
+    Reference: Avalanche's ``Cumulative`` strategy
+    (``avalanche/training/supervised/cumulative.py``, ContinualAI/avalanche).
+    """
 
     def __init__(self, model, *, name: str, **optim) -> None:
         super().__init__(model, name=name, **optim)

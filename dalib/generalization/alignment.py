@@ -143,7 +143,10 @@ class DomainAlignment(EnvironmentMethod):
 
 
 class CORALAlignment(DomainAlignment):
-    """``coral``: :func:`coral_distance`."""
+    """``coral``: :func:`coral_distance`.
+
+    Reference: DomainBed ``CORAL`` in ``domainbed/algorithms.py`` (facebookresearch/DomainBed).
+    """
 
     def distance(self, groups: Groups, feats: torch.Tensor) -> torch.Tensor:
         return coral_distance(groups)
@@ -151,7 +154,10 @@ class CORALAlignment(DomainAlignment):
 
 class MMDAlignment(DomainAlignment):
     """``mmd``: :func:`mmd_distance` with ``bandwidth`` ``fixed`` (DomainBed's) or
-    ``batch``."""
+    ``batch``.
+
+    Reference: DomainBed ``MMD`` in ``domainbed/algorithms.py`` (facebookresearch/DomainBed).
+    """
 
     def __init__(self, model, *, name: str, weight: float = 1.0, bandwidth: str = "fixed",
                  **optim) -> None:
@@ -166,7 +172,13 @@ class MMDAlignment(DomainAlignment):
 
 class MomentMatching(DomainAlignment):
     """``m3sda``: :func:`moment_distance` up to ``order``, the target one of the domains
-    (multi-source adaptation: it needs unlabelled target data)."""
+    (multi-source adaptation: it needs unlabelled target data).
+
+    Reference: the moment distance of Peng et al. (ICCV 2019,
+    VisionLearningGroup/VisionLearningGroup.github.io
+    ``M3SDA/code_MSDA_digit/metric/msda.py``); the per-source classifier pairs are not part of
+    it.
+    """
 
     needs = ("source", "target")
 

@@ -49,7 +49,10 @@ def halves_within(env: torch.Tensor, count: int) -> torch.Tensor:
 
 class IRM(EnvironmentMethod):
     """The mean risk over environments plus ``weight`` x the mean IRMv1 penalty (over the
-    environments with two or more samples in the batch)."""
+    environments with two or more samples in the batch).
+
+    Reference: DomainBed ``IRM`` in ``domainbed/algorithms.py`` (facebookresearch/DomainBed).
+    """
 
     def __init__(self, model, *, name: str, weight: float = 100.0, anneal: float = 0.1,
                  **optim) -> None:
@@ -68,7 +71,10 @@ class IRM(EnvironmentMethod):
 
 
 class VREx(EnvironmentMethod):
-    """The mean risk over environments plus ``weight`` x the variance of the risks."""
+    """The mean risk over environments plus ``weight`` x the variance of the risks.
+
+    Reference: DomainBed ``VREx`` in ``domainbed/algorithms.py`` (facebookresearch/DomainBed).
+    """
 
     def __init__(self, model, *, name: str, weight: float = 10.0, anneal: float = 0.1,
                  **optim) -> None:

@@ -19,7 +19,10 @@ from dalib.generalization.base import EnvironmentMethod
 
 class Fish(EnvironmentMethod):
     """Fish's first-order update: ``theta += meta_lr * (theta_inner - theta)`` after the
-    inner steps, parameters and floating buffers (batch-norm statistics) alike."""
+    inner steps, parameters and floating buffers (batch-norm statistics) alike.
+
+    Reference: DomainBed ``Fish`` in ``domainbed/algorithms.py`` (facebookresearch/DomainBed).
+    """
 
     packable = False  # the inner model steps through each run's own environments
 

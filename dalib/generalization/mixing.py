@@ -25,7 +25,11 @@ def partners(env: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 class Mixup(EnvironmentMethod):
     """Cross-entropy of inter-environment mixtures; ``alpha`` shapes the Beta draw. Each
-    run draws its partners and weight with its own generators (:meth:`draw`)."""
+    run draws its partners and weight with its own generators (:meth:`draw`).
+
+    Reference: DomainBed ``Mixup`` in ``domainbed/algorithms.py`` (facebookresearch/DomainBed);
+    partners drawn per sample, not per environment pair.
+    """
 
     def __init__(self, model, *, name: str, alpha: float = 0.2, **optim) -> None:
         super().__init__(model, name=name, **optim)

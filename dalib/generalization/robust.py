@@ -12,7 +12,11 @@ from dalib.generalization.base import EnvironmentMethod
 
 class GroupDRO(EnvironmentMethod):
     """``q_e`` grows as ``exp(eta * loss_e)`` each step for the environments in the batch
-    (then normalised); the loss is the sum of their losses weighted by ``q``."""
+    (then normalised); the loss is the sum of their losses weighted by ``q``.
+
+    Reference: DomainBed ``GroupDRO`` in ``domainbed/algorithms.py``
+    (facebookresearch/DomainBed).
+    """
 
     stacked = ("q",)  # one weight vector per run of a pack
 

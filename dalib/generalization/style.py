@@ -46,7 +46,10 @@ def convolutional_outputs(model: nn.Module, count: int) -> list[nn.Module]:
 
 
 class MixStyle(EnvironmentMethod):
-    """Cross-entropy on the pooled sources with styles mixed across environments."""
+    """Cross-entropy on the pooled sources with styles mixed across environments.
+
+    Reference: KaiyangZhou/mixstyle-release, ``imcls/models/mixstyle.py``.
+    """
 
     packable = False  # its hooks mix one run's feature maps
 

@@ -32,7 +32,10 @@ from dalib.testtime.base import TestTimeMethod, confident, entropy_of
 
 class Tent(TestTimeMethod):
     """``tent``: one optimizer step per batch on the mean entropy of its predictions (each
-    run's own mean in a pack)."""
+    run's own mean in a pack).
+
+    Reference: DequanWang/tent ``tent.py`` (``forward_and_adapt``, ``softmax_entropy``).
+    """
 
     packable = True
 
@@ -133,7 +136,10 @@ class EATA(Tent):
 
 
 class RDumb(EATA):
-    """``rdumb``: EATA without the Fisher term, reset every ``reset_every`` batches."""
+    """``rdumb``: EATA without the Fisher term, reset every ``reset_every`` batches.
+
+    Reference: Press et al., NeurIPS 2023 (oripress/CCC, ``models/rdumb.py``).
+    """
 
     def __init__(self, model, *, name: str, reset_every: int = 1000, **options) -> None:
         super().__init__(model, name=name, **options)

@@ -12,7 +12,11 @@ from scenarios.errors import InputError
 
 
 class NormAdapt(TestTimeMethod):
-    """``bn``: predictions with the batch's own statistics; nothing is learnt."""
+    """``bn``: predictions with the batch's own statistics; nothing is learnt.
+
+    Reference: Schneider et al., NeurIPS 2020 (full adaptation, N = 0); DequanWang/tent
+    ``norm.py``.
+    """
 
     adapts = "none"
     packable = True

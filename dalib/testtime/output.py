@@ -38,7 +38,11 @@ def lame_assignment(probs: torch.Tensor, feats: torch.Tensor, knn: int = 5,
 
 
 class LAME(TestTimeMethod):
-    """``lame``: the source model in evaluation mode, its outputs corrected per batch."""
+    """``lame``: the source model in evaluation mode, its outputs corrected per batch.
+
+    Reference: fiveai/LAME ``src/adaptation/lame.py`` (``laplacian_optimization``,
+    ``kNN_affinity``).
+    """
 
     adapts = "none"
 

@@ -24,7 +24,10 @@ from dalib.testtime.base import TestTimeMethod, batch_statistics
 class CoTTA(TestTimeMethod):
     """``cotta``: mean teacher, augmentation-averaged pseudo-labels, stochastic restore.
     Defaults are the reference's CIFAR-10 ones (32 views, threshold 0.92, ``ema`` 0.999,
-    ``restore`` 0.01); ``flip = false`` leaves mirrored views out (digits, text)."""
+    ``restore`` 0.01); ``flip = false`` leaves mirrored views out (digits, text).
+
+    Reference: qinenergy/cotta ``cifar/cotta.py`` and ``cifar/my_transforms.py``.
+    """
 
     adapts = "all"
 

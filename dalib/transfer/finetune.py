@@ -27,7 +27,13 @@ class FineTune(Method):
     """``linear-probe`` (``freeze = "all"``: a new head on frozen features), ``finetune-top``
     (``freeze = 1``: the first block frozen, the "mid-layer" case; a count or a block name such
     as ``layer2``) and ``finetune-full`` (``freeze = 0``). ``gate = true`` weights the source
-    samples of the pretraining phase by the discriminator gate (:class:`Gate`)."""
+    samples of the pretraining phase by the discriminator gate (:class:`Gate`).
+
+    Reference: the fine-tuning baselines of TLlib
+    (``examples/task_adaptation/image_classification/erm.py``,
+    thuml/Transfer-Learning-Library): target cross-entropy, frozen blocks excluded from the
+    optimizer.
+    """
 
     needs = ("source", "target_labelled")
 

@@ -11,7 +11,11 @@ class L2SP(FineTune):
     """``l2-sp``: ``alpha / 2 ||w - w0||^2`` on the pretrained weights ``w0`` (the starting
     point) and ``beta / 2 ||w||^2`` on the new head (Li et al., "Explicit Inductive Bias for
     Transfer Learning with Convolutional Networks", ICML 2018); no weight decay towards 0 on
-    the pretrained part."""
+    the pretrained part.
+
+    Reference: TLlib ``tllib/regularization/delta.py`` (``L2Regularization``,
+    ``SPRegularization``), thuml/Transfer-Learning-Library.
+    """
 
     def __init__(self, model, *, alpha: float = 0.01, beta: float = 0.01, **kwargs) -> None:
         super().__init__(model, **kwargs)
@@ -38,7 +42,11 @@ class BSS(FineTune):
     """``bss``: batch spectral shrinkage (Chen et al., "Catastrophic Forgetting Meets Negative
     Transfer: Batch Spectral Shrinkage for Safe Transfer Learning", NeurIPS 2019): ``eta``
     times the sum of the ``k`` smallest squared singular values of the batch's feature matrix,
-    which carry the source features least useful (and most harmful) to the target."""
+    which carry the source features least useful (and most harmful) to the target.
+
+    Reference: TLlib ``tllib/regularization/bss.py`` (``BatchSpectralShrinkage``),
+    thuml/Transfer-Learning-Library.
+    """
 
     def __init__(self, model, *, eta: float = 0.001, k: int = 1, **kwargs) -> None:
         super().__init__(model, **kwargs)
