@@ -13,7 +13,7 @@ from dalib.continual.avalanche import AvalancheStrategy
 from dalib.continual.distillation import LwF
 from dalib.continual.gem import AGEM
 from dalib.continual.regularization import EWC, MAS, SI
-from dalib.continual.replay import DER, Cumulative, Replay
+from dalib.continual.replay import DER, Cumulative, Rehearsal, Replay
 from dalib.generalization.alignment import (
     CORALAlignment,
     DomainAdversarial,
@@ -147,6 +147,8 @@ def register_builtins() -> None:
                     "(distillation)")
     register_method("replay", Replay, kind="stream", description="experience replay (reservoir or "
                     "class-balanced buffer)")
+    register_method("rehearsal", Rehearsal, kind="stream", description="naive rehearsal of Hsu "
+                    "et al. (each task on the union of its data and the memory)")
     register_method("agem", AGEM, kind="stream", description="averaged gradient episodic memory")
     register_method("der", DER, kind="stream", description="dark experience replay (logit "
                     "matching)")

@@ -467,7 +467,9 @@ def _fit_stream(method, stream: Stream, budget: Budget, device: torch.device, se
     generator = torch.Generator().manual_seed(seed)
     tasks = stream.tasks
     rows = [stream_row(method, stream, validation)]
-    method.total_steps = planned_steps(stream, budget)
+    sizes = (method.task_sizes(tasks) if hasattr(method, "task_sizes")
+             else [len(t.train) for t in tasks])
+    method.total_steps = sum(budget.steps_for(n) for n in sizes)
     if getattr(method, "joint", False):
         data = Placement(device)(concat([t.train for t in tasks], f"{stream.name}/joint"))
         steps = method.total_steps
@@ -482,12 +484,13 @@ def _fit_stream(method, stream: Stream, budget: Budget, device: torch.device, se
         if not hasattr(method, "train_task"):  # Avalanche's bridge trains every output
             method.active = seen_outputs(stream, index, device)
         method.before_task(task)
-        steps = budget.steps_for(len(task.train))
+        steps = budget.steps_for(sizes[index])
         if hasattr(method, "train_task"):  # a bridge that trains whole tasks itself
             method.train_task(stream, index, steps, budget.batch_size)
             trace.check(method.model)
         else:
-            train_steps(method, {"train": Sampler(Placement(device)(task.train),
+            data = method.task_data(task) if hasattr(method, "task_data") else task.train
+            train_steps(method, {"train": Sampler(Placement(device)(data),
                                                   budget.batch_size, generator)},
                         steps, trace, offset, f"{method.name} task {task.id}")
         offset += steps

@@ -30,6 +30,15 @@ class Continual(Method):
             return ce, logs
         return ce + extra, {"ce": ce.detach(), **logs}
 
+    def task_data(self, task):
+        """The data the task trains on (its training part; rehearsal adds its memory)."""
+        return task.train
+
+    def task_sizes(self, tasks: list) -> list[int]:
+        """The size of each task's :meth:`task_data`, known before training (for the
+        schedule's horizon)."""
+        return [len(t.train) for t in tasks]
+
     def task_batches(self, task, batch_size: int = 256):
         """The task's training data on the device, in batches (for importance estimates)."""
         x, y, t = (v.to(self.device) for v in (task.train.x, task.train.y, task.train.task))

@@ -9,6 +9,7 @@ from dalib.continual.base import Continual
 from dalib.continual.buffers import Buffer, Buffers
 from dalib.engine import Batch
 from dalib.method import cross_entropy
+from scenarios.domain import concat
 
 
 class Replay(Continual):
@@ -38,6 +39,48 @@ class Replay(Continual):
         x, y, t = (torch.cat([a, b], d) for a, b in
                    zip((current.x, current.y, current.task), past[:3], strict=True))
         return self.classification_loss(Batch(x, y, t)), {}
+
+
+class Rehearsal(Continual):
+    """``rehearsal``: naive rehearsal as Hsu et al. run it ("Re-evaluating Continual Learning
+    Scenarios", 2018). Each task trains its epochs on the union of its data and the memory,
+    the memory repeated ``max(1, N_task // memory)`` times (old : new about 1 : 1), shuffled
+    together; after the task each task seen keeps ``memory // tasks seen`` samples (the
+    first ones it kept, and a random draw of the new task's). The union makes a task's
+    steps grow with the memory, unlike ``replay``'s fixed steps with mixed batches.
+
+    Reference: GT-RIPL/Continual-Learning-Benchmark ``agents/exp_replay.py``
+    (``Naive_Rehearsal``, ``learn_batch``).
+    """
+
+    def __init__(self, model, *, name: str, memory: int = 1000, **optim) -> None:
+        super().__init__(model, name=name, **optim)
+        self.memory = memory
+        self.stored: list = []  # one Domain per task seen
+
+    def copies(self, size: int) -> int:
+        return max(size // self.memory, 1)
+
+    def task_data(self, task):
+        if not self.stored:
+            return task.train
+        return concat([*self.stored] * self.copies(len(task.train)) + [task.train],
+                      f"{task.train.name}+memory")
+
+    def task_sizes(self, tasks: list) -> list[int]:
+        sizes, kept = [], []
+        for seen, task in enumerate(tasks, 1):
+            n = len(task.train)
+            sizes.append(n + sum(kept) * self.copies(n) if kept else n)
+            per_task = min(self.memory // seen, n)
+            kept = [min(k, per_task) for k in kept] + [per_task]
+        return sizes
+
+    def after_task(self, task) -> None:
+        per_task = min(self.memory // (len(self.stored) + 1), len(task.train))
+        self.stored = [d.subset(torch.arange(min(per_task, len(d)))) for d in self.stored]
+        pick = torch.randperm(len(task.train), generator=self.cpu_generator)[:per_task]
+        self.stored.append(task.train.subset(pick))
 
 
 class DER(Replay):

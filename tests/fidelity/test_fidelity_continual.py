@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from dalib.engine import Batch
 from dalib.models import build_model
 from dalib.registry import build_method
+from scenarios.domain import Domain
 
 C, D, N = 4, 6, 16
 PLAIN = {"augmentation": "none", "weight_decay": 0.0, "shift": 0}
@@ -227,3 +228,35 @@ def test_class_il_trains_and_evaluates_the_classes_seen_so_far():
     # Hsu et al.: valid_out_dim; van de Ven et al.: active_classes
     reference = F.cross_entropy(method.model(task.train.x)[:, :2], task.train.y)
     assert torch.allclose(method.loss(_batch(task))[0], reference, atol=1e-6)
+
+
+def test_rehearsal_is_hsu_et_als_naive_rehearsal():
+    # GT-RIPL/Continual-Learning-Benchmark agents/exp_replay.py, Naive_Rehearsal.learn_batch,
+    # transcribed on sample ids: the training set is the memory's storages repeated
+    # max(N // memory_size, 1) times plus the task's data; after the task every storage keeps
+    # its first memory_size // task_count samples and the new task stores a random draw
+    memory, sizes = 30, [50, 70, 20, 95]
+    tasks, start = [], 0
+    for tid, n in enumerate(sizes):
+        ids = torch.arange(start, start + n, dtype=torch.float32)
+        start += n
+        tasks.append(SimpleNamespace(id=tid, train=Domain(
+            f"task{tid}", ids[:, None].expand(n, D).contiguous(), torch.zeros(n, dtype=torch.long),
+            tuple(str(c) for c in range(C)), task=torch.full((n,), tid))))
+    method = _method("rehearsal", memory=memory)
+    g = torch.Generator()
+    g.set_state(method.cpu_generator.get_state())
+    task_memory, expected_sizes = [], []
+    for task_count, task in enumerate(tasks, 1):
+        ids = task.train.x[:, 0].long().tolist()
+        dataset_list = list(task_memory) * max(len(ids) // memory, 1) + [ids]
+        dataset = sorted(i for storage in dataset_list for i in storage)
+        assert sorted(method.task_data(task).x[:, 0].long().tolist()) == dataset
+        expected_sizes.append(len(dataset))
+        num_sample_per_task = min(len(ids), memory // task_count)
+        task_memory = [storage[:num_sample_per_task] for storage in task_memory]
+        randind = torch.randperm(len(ids), generator=g)[:num_sample_per_task]
+        task_memory.append([ids[i] for i in randind])
+        method.after_task(task)
+    assert method.task_sizes(tasks) == expected_sizes
+    assert expected_sizes[1] == 70 + 30 * 2 and expected_sizes[3] == 95 + 30 * 3  # 1:1 copies
