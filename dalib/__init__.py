@@ -12,7 +12,7 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 PUBLIC = {"build_method": "dalib.registry", "register_method": "dalib.plugins",
           "register_term": "dalib.plugins", "register_backbone": "dalib.plugins",
