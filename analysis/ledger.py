@@ -10,7 +10,11 @@ scenarios seed by seed (a published average over test environments). dalib's num
 mean over seeds with its 95% Student-t interval; the published value is *inside* when it lies
 in that interval. A claim is tested on the paired per-seed differences ``left - right``: it
 *holds* when their interval lies on the claimed side of zero, is *reversed* when it lies on the
-other side, and is *not resolved* otherwise (or with fewer than two seeds).
+other side, and is *not resolved* otherwise (or with fewer than two seeds). Each verdict
+states its power (the smallest difference its seeds resolve 4 times in 5, at the observed
+spread), whether it survives leaving out any one seed (a verdict that does not is
+*fragile*), and for an unresolved claim how many seeds would resolve the observed
+difference.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.report.cells import fmt
-from analysis.stats import ok_rows, t_interval
+from analysis.stats import detectable_effect, ok_rows, seeds_needed, t_interval
 
 LEVEL = 0.95
 
@@ -90,10 +94,23 @@ def verdict(relation: str, lo: float, hi: float) -> str:
     return "holds" if below else "reversed" if above else "not resolved"
 
 
+def robust(relation: str, differences: pd.Series) -> bool:
+    """Whether the verdict on ``differences`` stays the same with any one seed left out
+    (True for fewer than 3 seeds: nothing to leave out that leaves an interval)."""
+    if len(differences) < 3:
+        return True
+    full = verdict(relation, *_summary(differences)[1:])
+    return all(verdict(relation, *_summary(differences.drop(seed))[1:]) == full
+               for seed in differences.index)
+
+
 def shape_table(results: pd.DataFrame, shapes: list[dict]) -> pd.DataFrame:
     """One row per published claim: ``claim, test`` (the comparison in cells), ``seeds``,
     ``left, right`` (means), ``difference, lo, hi`` (paired, left minus right, 95% t
-    interval), ``verdict`` and ``note``."""
+    interval), ``verdict``, ``resolvable`` (the difference its seeds resolve with 80% power,
+    :func:`~analysis.stats.detectable_effect`), ``robust`` (the verdict survives leaving out
+    any one seed), ``seeds_needed`` (for an unresolved claim: seeds for 80% power at the
+    observed difference, None beyond 1,000 or at no difference) and ``note``."""
     out = []
     for s in shapes:
         left = cell_values(results, s["left"])
@@ -107,13 +124,33 @@ def shape_table(results: pd.DataFrame, shapes: list[dict]) -> pd.DataFrame:
         else:
             diff, rmean, rlabel = left - float(right), float(right), f"{float(right):g}"
         mean, lo, hi = _summary(diff)
+        found = verdict(s["relation"], lo, hi)
         out.append({"claim": s["claim"], "test": f"{label(s['left'])} {s['relation']} {rlabel}",
                     "seeds": len(diff),
                     "left": float(left.loc[diff.index].mean()) if len(diff) else float("nan"),
-                    "right": rmean, "difference": mean, "lo": lo, "hi": hi,
-                    "verdict": verdict(s["relation"], lo, hi), "note": s.get("note", "")})
+                    "right": rmean, "difference": mean, "lo": lo, "hi": hi, "verdict": found,
+                    "resolvable": detectable_effect(diff), "robust": robust(s["relation"], diff),
+                    "seeds_needed": seeds_needed(diff) if found == "not resolved" else None,
+                    "note": s.get("note", "")})
     return pd.DataFrame(out, columns=["claim", "test", "seeds", "left", "right", "difference",
-                                      "lo", "hi", "verdict", "note"])
+                                      "lo", "hi", "verdict", "resolvable", "robust",
+                                      "seeds_needed", "note"])
+
+
+def verdict_cell(row) -> str:
+    """A claim's verdict as the page shows it: fragile when one seed left out changes it;
+    an unresolved one with the seeds that would resolve its observed difference."""
+    text = row["verdict"]
+    if text != "not resolved" and not row["robust"]:
+        text += " (fragile: one seed left out changes it)"
+    if text == "not resolved" and not row["robust"]:
+        text += " (one seed left out resolves it)"
+    if row["verdict"] == "not resolved":
+        needed = row["seeds_needed"]
+        text += (f"; about {int(needed)} seeds would resolve the observed difference"
+                 if needed is not None and not pd.isna(needed)
+                 else "; no practical number of seeds resolves the observed difference")
+    return text
 
 
 def _num(x) -> str:
@@ -176,12 +213,12 @@ def entry_markdown(entry: dict) -> str:
         lines += _notes(values, "cell")
     shapes = entry["shapes"]
     if len(shapes):
-        lines += ["| published claim | tested as | seeds | difference [95% CI] | verdict |",
-                  "|---|---|---|---|---|"]
+        lines += ["| published claim | tested as | seeds | difference [95% CI] | resolvable "
+                  "difference (80% power) | verdict |", "|---|---|---|---|---|---|"]
         for _, r in shapes.iterrows():
             lines.append(f"| {r['claim']} | {r['test']} | {r['seeds']} | "
                          f"{_num(r['difference'])} [{_num(r['lo'])}, {_num(r['hi'])}] | "
-                         f"{r['verdict']} |")
+                         f"{_num(r['resolvable'])} | {verdict_cell(r)} |")
         lines += _notes(shapes, "claim")
     if entry.get("figure"):
         lines += [f"![{entry['name']}: published vs dalib]({entry['figure']})", ""]
@@ -200,4 +237,6 @@ def counts(values: pd.DataFrame, shapes: pd.DataFrame) -> dict[str, int]:
             "not compared": int(inside.isna().sum()),
             "holds": int((verdicts == "holds").sum()),
             "reversed": int((verdicts == "reversed").sum()),
-            "not resolved": int((verdicts == "not resolved").sum())}
+            "not resolved": int((verdicts == "not resolved").sum()),
+            "fragile": int(((verdicts != "not resolved") & ~shapes["robust"].astype(bool)).sum())
+            if len(shapes) else 0}

@@ -222,6 +222,32 @@ def seeds_needed(differences, power: float = 0.8, level: float = 0.95,
     return int(n[np.argmax(enough)]) if enough.any() else None
 
 
+def _paired_power(effect: float, n: int, level: float) -> float:
+    """The paired t-test's power at standardised effect ``effect`` with ``n`` pairs."""
+    from scipy import stats
+
+    crit, nc = stats.t.ppf(0.5 + level / 2, n - 1), effect * np.sqrt(n)
+    p = float(stats.nct.sf(crit, n - 1, nc) + stats.nct.cdf(-crit, n - 1, nc))
+    return 1.0 if np.isnan(p) else p  # scipy's noncentral t gives NaN far in the tail
+
+
+def detectable_effect(differences, power: float = 0.8, level: float = 0.95) -> float:
+    """The smallest mean difference (in the differences' units) that a paired comparison
+    with these seeds resolves with probability ``power`` (its two-sided t interval at
+    ``level`` excluding 0), were the spread the observed one: the power of the verdict. NaN
+    for fewer than 2 seeds; 0 when the differences do not vary."""
+    from scipy import optimize
+
+    d = _values(differences)
+    if len(d) < 2:
+        return float("nan")
+    sd = float(d.std(ddof=1))
+    if sd == 0:
+        return 0.0
+    effect = optimize.brentq(lambda e: _paired_power(e, len(d), level) - power, 1e-9, 100.0)
+    return float(effect * sd)
+
+
 def compare(results: pd.DataFrame, scenario: str, metric: str, method: str, baseline: str,
             ci: str = "t", level: float = 0.95) -> dict:
     """Paired comparison of ``method`` against ``baseline`` on the same seeds: the mean

@@ -133,7 +133,7 @@ def write_ledger(entries: list[dict], out: Path, smoke: bool) -> Path:
         summary.append(f"| [{e['name']}](#{e['name']}) | {e['runs']} | {c['inside']} | "
                        f"{c['outside']} | "
                        f"{c['not compared']} | {c['holds']} | {c['reversed']} | "
-                       f"{c['not resolved']} |")
+                       f"{c['not resolved']} | {c['fragile']} |")
     pd.concat(values, ignore_index=True).to_csv(out / "ledger-values.csv", index=False)
     pd.concat(claims, ignore_index=True).to_csv(out / "ledger-claims.csv", index=False)
     size = ("at smoke size: a check that every entry runs, not a reproduction" if smoke
@@ -143,9 +143,13 @@ def write_ledger(entries: list[dict], out: Path, smoke: bool) -> Path:
             f"({size}) by `dalib reproduce{' --smoke' if smoke else ''}`. dalib's numbers are "
             "means over seeds with 95% Student-t intervals; a published value is *inside* when "
             "it lies in dalib's interval. A published claim is tested on paired per-seed "
-            "differences: it *holds* when their interval lies on the claimed side of zero.",
+            "differences: it *holds* when their interval lies on the claimed side of zero. "
+            "Each verdict gives the smallest difference its seeds resolve with 80% power; a "
+            "verdict that changes when any one seed is left out is *fragile*, and an unresolved "
+            "claim says how many seeds would resolve the observed difference.",
             "", "| entry | runs finished | values inside | outside | not compared | claims hold "
-            "| reversed | not resolved |", "|---|---|---|---|---|---|---|---|", *summary, "",
+            "| reversed | not resolved | fragile verdicts |", "|---|---|---|---|---|---|---|---|---|",
+            *summary, "",
             f"The whole ledger ({'smoke' if smoke else 'full'} size) took "
             f"{sum(e['cost_s'] for e in entries) / 3600:.1f} h of run time; each entry's cost "
             "and machine are given with it.", ""]

@@ -86,10 +86,52 @@ def test_shape_against_a_number_and_counts():
                                            "spread": None, "spread_kind": "none",
                                            "checked": False, "note": ""}])
     assert ledger.counts(values, shapes) == {"inside": 0, "outside": 1, "not compared": 0,
-                                             "holds": 1, "reversed": 0, "not resolved": 0}
+                                             "holds": 1, "reversed": 0, "not resolved": 0,
+                                             "fragile": 1}  # 2 seeds left: no verdict
     text = ledger.entry_markdown({"name": "e", "citation": "A. B. Paper. 2020", "source": "Table 1",
                                   "url": "", "protocol": "p", "published_seeds": 3,
                                   "differences": [("data", "lower")], "values": values,
                                   "shapes": shapes, "cost": "Cost: 1 run."})
     assert "9.00 (quoted, unchecked)" in text and "| above zero |" in text
     assert "*Expected effect:* lower" in text and "holds" in text
+
+
+def test_a_verdict_states_its_power_robustness_and_the_seeds_it_needs():
+    # 8 paired differences: all but one far above zero; the held-out check drops each seed
+    diffs = [3.0, 3.5, 2.5, 3.2, 2.8, 3.1, 2.9, -9.0]
+    results = _results([("s", "a", i, "acc", 10.0 + d) for i, d in enumerate(diffs)]
+                       + [("s", "b", i, "acc", 10.0) for i in range(len(diffs))])
+    claim = {"claim": "a beats b", "left": _cell(["s"]), "relation": ">",
+             "right": _cell(["s"], method="b"), "note": ""}
+    row = ledger.shape_table(results, [claim]).iloc[0]
+    d = np.array(diffs)
+    assert row["verdict"] == "not resolved"  # the outlier widens the interval across zero
+    # leaving the outlier out resolves it: not robust
+    kept = d[:-1]
+    assert stats.t.interval(0.95, 6, loc=kept.mean(), scale=stats.sem(kept))[0] > 0
+    assert not row["robust"]
+    # power: the difference resolved 4 times in 5 at this spread, by the noncentral t
+    effect = row["resolvable"] / d.std(ddof=1)
+    crit = stats.t.ppf(0.975, 7)
+    power = stats.nct.sf(crit, 7, effect * np.sqrt(8)) + stats.nct.cdf(-crit, 7, effect * np.sqrt(8))
+    assert power == pytest.approx(0.8, abs=1e-6)
+    assert row["seeds_needed"] > 8
+    text = ledger.verdict_cell(row)
+    assert "one seed left out resolves it" in text and f"about {row['seeds_needed']} seeds" in text
+    # a steady effect: holds, and holds with any seed left out
+    steady = _results([("s", "a", i, "acc", 10.0 + d) for i, d in enumerate(diffs[:-1])]
+                      + [("s", "b", i, "acc", 10.0) for i in range(7)])
+    row = ledger.shape_table(steady, [claim]).iloc[0]
+    assert row["verdict"] == "holds" and row["robust"] and ledger.verdict_cell(row) == "holds"
+
+
+def test_detectable_effect_matches_the_paired_t_test_power_tables():
+    """10 pairs of standardised differences resolve an effect of about 1.0 sd at 80% power
+    (Cohen 1988: d = 1.0 needs 10 pairs)."""
+    from analysis.stats import detectable_effect
+
+    z = np.random.default_rng(1).normal(size=10)
+    z = (z - z.mean()) / z.std(ddof=1)
+    assert detectable_effect(z) == pytest.approx(1.0, abs=0.01)
+    assert detectable_effect(3 * z) == pytest.approx(3 * detectable_effect(z))
+    assert np.isnan(detectable_effect([1.0])) and detectable_effect([2.0, 2.0]) == 0.0
