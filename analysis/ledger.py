@@ -224,7 +224,57 @@ def entry_markdown(entry: dict) -> str:
         lines += [f"![{entry['name']}: published vs dalib]({entry['figure']})", ""]
     if entry.get("cost"):
         lines += [entry["cost"], ""]
+    if entry.get("stamp"):
+        lines += [stamp_markdown(entry["stamp"]), ""]
     return "\n".join(lines)
+
+
+STAMP_FIELDS = ("dalib", "commit", "dirty", "torch", "cuda", "python", "device",
+                "device_name", "kernels", "threads")
+
+
+def _text(value) -> str:
+    return {True: "yes", False: "no", None: "unknown"}.get(value, str(value)) \
+        if isinstance(value, bool | type(None)) else str(value)
+
+
+def entry_stamp(records: list[dict]) -> dict[str, str]:
+    """What identifies an entry's numbers, from its records: each stamp field's value
+    (``dalib.stamp``; several joined by `` | `` when the records differ), ``date`` (the range
+    of the runs' UTC dates), ``data`` (each data file's digest, from the run
+    configurations) and ``mixed`` (the fields on which the records differ, comma-separated;
+    empty when one stamp made them all)."""
+    out, mixed = {}, []
+    for name in STAMP_FIELDS:
+        seen = sorted({_text(r.get("stamp", {}).get(name)) for r in records}) or ["unknown"]
+        out[name] = " | ".join(seen)
+        mixed += [name] if len(seen) > 1 else []
+    dates = sorted({r.get("stamp", {}).get("date") or str(r.get("finished", ""))[:10]
+                    for r in records} - {""})
+    out["date"] = (dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}") \
+        if dates else "unknown"
+    files: dict[str, set[str]] = {}
+    for r in records:
+        for path, digest in r.get("config", {}).get("files", {}).items():
+            files.setdefault(path, set()).add(digest)
+    out["data"] = "; ".join(f"{path} {' | '.join(sorted(d))}" for path, d in sorted(files.items()))
+    mixed += ["data"] if any(len(d) > 1 for d in files.values()) else []
+    out["mixed"] = ", ".join(mixed)
+    return out
+
+
+def stamp_markdown(stamp: dict[str, str]) -> str:
+    """An entry's stamp as one paragraph; records made under different stamps say so."""
+    commit = stamp["commit"] if stamp["commit"] != "unknown" else "not a git checkout"
+    text = (f"Stamp: dalib {stamp['dalib']} (commit {commit}; uncommitted changes: "
+            f"{stamp['dirty']}), torch {stamp['torch']} (CUDA {stamp['cuda']}), Python "
+            f"{stamp['python']}, device {stamp['device']} ({stamp['device_name']}), CPU kernels "
+            f"{stamp['kernels']}, torch threads {stamp['threads']}, run on {stamp['date']}. "
+            f"Data (SHA-256, first 16 hex digits): {stamp['data'] or 'none recorded'}.")
+    if stamp["mixed"]:
+        text += (f" **The runs of this entry were made under different stamps** "
+                 f"({stamp['mixed']}): its numbers mix them.")
+    return text
 
 
 def counts(values: pd.DataFrame, shapes: pd.DataFrame) -> dict[str, int]:

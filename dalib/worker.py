@@ -43,6 +43,7 @@ from dalib.plugins import load_all as load_plugins
 from dalib.registry import check_method
 from dalib.runspec import RunSpec, resolved_budget
 from dalib.selection import HIGHER_IS_BETTER, CheckpointScorer, selection_metrics
+from dalib.stamp import stamp
 from dalib.store import write_atomic
 from dalib.transferability import model_outputs, transferability_scores
 from scenarios.formats import file_digest
@@ -389,7 +390,8 @@ class Worker:
                 "method": run.method.label, "seed": run.seed, "index": list(run.order),
                 "device": str(self.device),
                 "settings": {**self.settings, "threads": torch.get_num_threads()},
-                "versions": versions(), **({"search": run.search} if run.search else {})}
+                "versions": versions(), "stamp": stamp(self.device),
+                **({"search": run.search} if run.search else {})}
 
     def __call__(self, run: RunSpec) -> tuple[dict, dict | None]:
         record = self.header(run)

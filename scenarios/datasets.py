@@ -226,7 +226,15 @@ def load_colored_mnist(data_root: str | Path | None = None, domain: str | None =
                          domain)
 
 
+def uci_digits_files(data_root: str | Path | None = None, **_) -> list[Path]:
+    """The file scikit-learn reads the UCI digits from (``sklearn/datasets/data``)."""
+    import sklearn.datasets
+
+    return [Path(sklearn.datasets.__file__).parent / "data" / "digits.csv.gz"]
+
+
 load_mnist.files = load_rotated_mnist.files = load_colored_mnist.files = mnist_files
+load_uci_digits.files = uci_digits_files
 load_rotated_mnist.domain_names = lambda angles=ROTATED_MNIST_ANGLES, **_: [
     f"{a:g}" for a in angles]
 load_colored_mnist.domain_names = lambda **_: list(COLORED_MNIST_ENVS)

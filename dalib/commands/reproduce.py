@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import platform
 from pathlib import Path
 
 import pandas as pd
@@ -86,11 +84,10 @@ def _cost(records: list[dict], planned: int, smoke: bool) -> tuple[str, float]:
 
 
 def _machine(records: list[dict]) -> str:
-    devices = sorted({str(r.get("device", "?")) for r in records})
-    threads = sorted({str(r["settings"].get("threads")) for r in records
-                      if isinstance(r.get("settings"), dict) and "threads" in r["settings"]})
-    return (f"{', '.join(devices)} ({platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} cores, torch threads {', '.join(threads) or '?'})")
+    from analysis.ledger import entry_stamp
+
+    stamp = entry_stamp(records)
+    return f"{stamp['device']} ({stamp['device_name']}, torch threads {stamp['threads']})"
 
 
 def ledger_entry(name: str, suite, out: Path, smoke: bool) -> dict:
@@ -113,7 +110,8 @@ def ledger_entry(name: str, suite, out: Path, smoke: bool) -> dict:
     return {"name": name, **{k: header[k] for k in ("citation", "source", "url", "protocol",
                                                     "published_seeds", "differences")},
             "values": values, "shapes": shapes, "cost": cost, "cost_s": seconds,
-            "runs": f"{len(records)} / {len(planned)}"}
+            "runs": f"{len(records)} / {len(planned)}", "records": records,
+            "stamp": ledger.entry_stamp(records)}
 
 
 def write_ledger(entries: list[dict], out: Path, smoke: bool) -> Path:
@@ -127,8 +125,9 @@ def write_ledger(entries: list[dict], out: Path, smoke: bool) -> Path:
             plots.save(fig, out / "ledger-figures" / e["name"])
             e["figure"] = f"ledger-figures/{e['name']}.png"
         sections.append(ledger.entry_markdown(e))
-        values.append(e["values"].assign(entry=e["name"]))
-        claims.append(e["shapes"].assign(entry=e["name"]))
+        stamp = {f"stamp_{k}": v for k, v in e["stamp"].items()}
+        values.append(e["values"].assign(entry=e["name"], **stamp))
+        claims.append(e["shapes"].assign(entry=e["name"], **stamp))
         c = ledger.counts(e["values"], e["shapes"])
         summary.append(f"| [{e['name']}](#{e['name']}) | {e['runs']} | {c['inside']} | "
                        f"{c['outside']} | "
@@ -152,7 +151,10 @@ def write_ledger(entries: list[dict], out: Path, smoke: bool) -> Path:
             *summary, "",
             f"The whole ledger ({'smoke' if smoke else 'full'} size) took "
             f"{sum(e['cost_s'] for e in entries) / 3600:.1f} h of run time; each entry's cost "
-            "and machine are given with it.", ""]
+            "and stamp are given with it.", "",
+            ledger.stamp_markdown(ledger.entry_stamp(
+                [r for e in entries for r in e["records"]])).replace("this entry", "the ledger"),
+            ""]
     path = out / "ledger.md"
     path.write_text("\n".join(head + sections))
     return path

@@ -135,3 +135,25 @@ def test_detectable_effect_matches_the_paired_t_test_power_tables():
     assert detectable_effect(z) == pytest.approx(1.0, abs=0.01)
     assert detectable_effect(3 * z) == pytest.approx(3 * detectable_effect(z))
     assert np.isnan(detectable_effect([1.0])) and detectable_effect([2.0, 2.0]) == 0.0
+
+
+def test_an_entry_stamp_names_its_software_machine_and_data_and_says_when_they_differ():
+    base = {"dalib": "0.6.0", "commit": "abc", "dirty": False, "torch": "2.14.1", "cuda": None,
+            "python": "3.11.7", "device": "cpu", "device_name": "Xeon, 2 cores",
+            "kernels": "avx2", "threads": 1, "date": "2026-12-06"}
+    files = {"config": {"files": {"mnist/train-images": "d1"}}}
+    one = [{"stamp": base, **files}, {"stamp": {**base, "date": "2026-12-07"}, **files}]
+    stamp = ledger.entry_stamp(one)
+    assert stamp["mixed"] == "" and stamp["date"] == "2026-12-06 to 2026-12-07"
+    assert stamp["dirty"] == "no" and stamp["cuda"] == "unknown" and stamp["threads"] == "1"
+    assert stamp["data"] == "mnist/train-images d1"
+    text = ledger.stamp_markdown(stamp)
+    assert "dalib 0.6.0 (commit abc; uncommitted changes: no)" in text
+    assert "different stamps" not in text
+    mixed = one + [{"stamp": {**base, "threads": 2},
+                    "config": {"files": {"mnist/train-images": "d2"}}}, {"finished": "2026-12-08"}]
+    stamp = ledger.entry_stamp(mixed)
+    assert stamp["threads"] == "1 | 2 | unknown" and stamp["date"].endswith("2026-12-08")
+    assert stamp["mixed"].split(", ") == [f for f in ledger.STAMP_FIELDS if f != "cuda"] + ["data"]
+    assert "**The runs of this entry were made under different stamps**" in \
+        ledger.stamp_markdown(stamp)

@@ -5,10 +5,12 @@ entries stop before anything runs; every built-in entry runs at its smoke size (
 import json
 
 import numpy as np
+import torch
 import pandas as pd
 import pytest
 from scipy import stats
 
+import dalib
 from dalib.cli import main
 from dalib.commands.reproduce import ledger_entry
 from scenarios.reproduction import entries
@@ -91,6 +93,15 @@ def test_user_entry_ledger_rows_equal_the_records(tmp_path, capsys):
     assert "## user-entry" in text and "19.50 ± 0.40 (sd)" in text
     assert "A. Author. A continual paper. 2021" in text and "UCI digits instead of MNIST" in text
     assert (out / "ledger-figures" / "user-entry.png").stat().st_size > 0
+    # the stamp: in every record, and summarised on the page and in both tables
+    stamp = records[0]["stamp"]
+    assert stamp["dalib"] == dalib.__version__ and stamp["torch"] == torch.__version__
+    assert stamp["kernels"] == torch.backends.cpu.get_cpu_capability().lower()
+    assert stamp["threads"] == records[0]["settings"]["threads"] and stamp["device"] == "cpu"
+    assert f"Stamp: dalib {dalib.__version__} (commit " in text and "CPU kernels" in text
+    assert values.iloc[0]["stamp_data"].startswith("uci-digits/digits.csv.gz ")
+    assert values.iloc[0]["stamp_torch"] == torch.__version__ and claims.iloc[0]["stamp_dalib"]
+    assert "different stamps" not in text
     # a second run resumes: nothing trains again, the same ledger
     capsys.readouterr()
     assert main(["reproduce", "--entry", str(path), "--smoke", "--out", str(out)]) == 0
