@@ -5,9 +5,9 @@ entries stop before anything runs; every built-in entry runs at its smoke size (
 import json
 
 import numpy as np
-import torch
 import pandas as pd
 import pytest
+import torch
 from scipy import stats
 
 import dalib
