@@ -186,6 +186,25 @@ def _notes(table: pd.DataFrame, key: str) -> list[str]:
                    for note, keys in rows.items()] + [""]
 
 
+def size_markdown(size: str, published: dict) -> str:
+    """Which size produced the entry's numbers, and what its published size is and needs."""
+    ran = {"reduced": "the entry's reduced size (the protocol as written in the entry; "
+                      "its differences from the paper are listed below)",
+           "published": "the entry's published size",
+           "smoke": "the smoke size (a check that the entry runs, not a reproduction)"}[size]
+    text = f"Size: these numbers come from {ran}."
+    if not published:
+        return text + " No published size is declared."
+    text += f" Published size: {published.get('note', 'declared')}"
+    if "unavailable" in published:
+        return text + f"; not runnable in dalib yet ({published['unavailable']})."
+    needs = published.get("requires", {})
+    parts = ([f"a {needs['device'].upper()} device"] if "device" in needs else []) + \
+        [f"{name} with {count:,} samples" for name, count in needs.get("samples", {}).items()]
+    return text + (f"; it needs {', '.join(parts)} (`dalib reproduce --size published`)."
+                   if parts else " (`dalib reproduce --size published`).")
+
+
 def entry_markdown(entry: dict) -> str:
     """One entry's section: citation, protocol, differences, the values and claims tables,
     its figure and cost. ``entry`` holds ``name, citation, source, url, protocol,
@@ -197,6 +216,8 @@ def entry_markdown(entry: dict) -> str:
              + (f" Published over {entry['published_seeds']} runs."
                 if entry.get("published_seeds") else ""), "",
              f"Protocol as published: {entry['protocol']}", ""]
+    if entry.get("size"):
+        lines += [size_markdown(entry["size"], entry.get("published_size") or {}), ""]
     if entry["differences"]:
         lines += ["Where dalib's run differs, and the expected effect:", ""]
         lines += [f"- {what} *Expected effect:* {direction}"

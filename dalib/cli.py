@@ -82,11 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--entry", action="append", default=[], metavar="NAME",
                     help="run this entry only (a built-in entry name or an entry .toml); "
                          "repeatable (default: every built-in entry)")
-    rp.add_argument("--smoke", action="store_true",
-                    help="run each entry at its tiny smoke size (checks that it runs and that "
-                         "its ledger rows are produced; not a reproduction)")
+    rp.add_argument("--size", choices=("reduced", "published", "smoke"), default="reduced",
+                    help="reduced (default): each entry's protocol scaled to run on a CPU; "
+                         "published: the paper's protocol, refused (exit 2) where its data or "
+                         "device is missing; smoke: a tiny run that checks each entry works")
+    rp.add_argument("--smoke", action="store_true", help="the same as --size smoke")
     rp.add_argument("--out", help="output directory, one sub-directory per entry (default: "
-                    "runs/reproduce, or runs/reproduce-smoke with --smoke)")
+                    "runs/reproduce, or runs/reproduce-SIZE for the other sizes)")
     rp.add_argument("--jobs", type=int, metavar="N",
                     help="processes per entry, as for dalib run (default: one per usable core)")
     rp.add_argument("--threads", type=int, metavar="N",

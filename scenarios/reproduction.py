@@ -4,9 +4,12 @@ An entry of the reproduction ledger is an ordinary suite (its scenarios run thro
 runner) whose ``[reproduction]`` table says what it reproduces: the citation, the table or
 figure, the protocol as published, how dalib's run differs from it (and the expected direction
 of each difference), the published values to compare with (``[[reproduction.value]]``), the
-published qualitative claims to test (``[[reproduction.shape]]``) and the overrides of its
-``--smoke`` size (``[reproduction.smoke]``). This module checks the table; the comparison is
-:mod:`analysis.ledger`.
+published qualitative claims to test (``[[reproduction.shape]]``) and its sizes. The suite as
+written is the entry's *reduced* size (a CPU runs it in minutes to hours); ``[reproduction.
+published]`` overrides it up to the paper's protocol (seeds, budget, model, scenario keys) and
+says what that needs (``requires``: a device, datasets with at least so many samples); the
+``smoke`` size (``[reproduction.smoke]``) only checks that the entry runs. This module checks
+the table; the comparison is :mod:`analysis.ledger`.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ from scenarios.errors import InputError, reject_unknown
 ENTRIES_DIR = Path(__file__).parent / "reproductions"
 
 HEADER_KEYS = {"citation", "source", "url", "protocol", "published_seeds", "differences",
-               "smoke", "value", "shape"}
+               "smoke", "published", "value", "shape"}
 SMOKE_KEYS = {"seeds", "budget", "scenario"}
+PUBLISHED_KEYS = SMOKE_KEYS | {"model", "requires", "note", "unavailable"}
+REQUIRES_KEYS = {"device", "samples"}
+SIZES = ("reduced", "published", "smoke")
 CELL_KEYS = {"scenario", "method", "metric"}
 VALUE_KEYS = CELL_KEYS | {"published", "spread", "spread_kind", "checked", "note"}
 SHAPE_KEYS = {"claim", "left", "relation", "right", "note"}
@@ -77,6 +83,7 @@ class Reproduction:
     values: tuple[Value, ...] = ()
     shapes: tuple[Shape, ...] = ()
     smoke: dict = field(default_factory=dict)
+    published: dict = field(default_factory=dict)  # empty: no published size declared
 
     def cells(self) -> list[tuple[str, Cell]]:
         """Every cell the entry reads, with the field it is written in: each value's, each
@@ -204,9 +211,18 @@ def check_header(raw, f: str = "reproduction") -> Reproduction:
     if not isinstance(smoke, dict):
         raise InputError(f"{f}.smoke", f"is {smoke!r}", expected="a table of overrides")
     reject_unknown(smoke, SMOKE_KEYS, what="key", field=f"{f}.smoke")
-    for key in ("budget", "scenario"):
-        if not isinstance(smoke.get(key, {}), dict):
-            raise InputError(f"{f}.smoke.{key}", f"is {smoke[key]!r}", expected="a table")
+    published = raw.get("published", {})
+    if not isinstance(published, dict):
+        raise InputError(f"{f}.published", f"is {published!r}", expected="a table of overrides")
+    reject_unknown(published, PUBLISHED_KEYS, what="key", field=f"{f}.published")
+    for size, table in (("smoke", smoke), ("published", published)):
+        for key in ("budget", "scenario", "model", "requires"):
+            if not isinstance(table.get(key, {}), dict):
+                raise InputError(f"{f}.{size}.{key}", f"is {table[key]!r}", expected="a table")
+    _requires(published.get("requires", {}), f"{f}.published.requires")
+    for key in ("note", "unavailable"):
+        if key in published:
+            _text(published[key], f"{f}.published.{key}")
     return Reproduction(
         citation=_text(raw["citation"], f"{f}.citation"),
         source=_text(raw["source"], f"{f}.source"),
@@ -217,7 +233,7 @@ def check_header(raw, f: str = "reproduction") -> Reproduction:
         differences=_differences(raw.get("differences", []), f"{f}.differences"),
         values=tuple(_value(v, f"{f}.value[{i}]") for i, v in enumerate(values)),
         shapes=tuple(_shape(s, f"{f}.shape[{i}]") for i, s in enumerate(shapes)),
-        smoke=smoke)
+        smoke=smoke, published=published)
 
 
 def check_cells(rep: Reproduction, methods: dict[str, set[str]]) -> None:
@@ -238,15 +254,66 @@ def check_cells(rep: Reproduction, methods: dict[str, set[str]]) -> None:
         check(cell, f)
 
 
-def smoke_variant(raw: dict) -> dict:
-    """The suite's tables at its smoke size: ``[reproduction.smoke]``'s ``seeds``, its
-    ``budget`` over the suite's and every scenario's (epochs and steps replace each other),
-    and its ``scenario`` keys set on every scenario table that has them."""
-    smoke = (raw.get("reproduction") or {}).get("smoke") or {}
+def _requires(table: dict, f: str) -> None:
+    reject_unknown(table, REQUIRES_KEYS, what="key", field=f)
+    if "device" in table:
+        checks.string(table["device"], f"{f}.device", ("cpu", "cuda"))
+    samples = table.get("samples", {})
+    if not isinstance(samples, dict):
+        raise InputError(f"{f}.samples", f"is {samples!r}", expected="a table {dataset = count}")
+    for name, count in samples.items():
+        checks.integer(count, f"{f}.samples.{name}", 1, 10**9)
+
+
+def missing(rep: Reproduction, data_root: str | None, device: str) -> str | None:
+    """What the entry's published size needs that this machine lacks (one sentence), or
+    None: a device (``--device`` or what is here) and datasets with enough samples."""
+    import torch
+
+    from scenarios.datasets import DATASETS, data_roots
+
+    if not rep.published:
+        return "no published size is declared for it"
+    if "unavailable" in rep.published:
+        return f"its published protocol cannot run in dalib yet ({rep.published['unavailable']})"
+    needs = rep.published.get("requires", {})
+    if needs.get("device") == "cuda" and not (device.startswith("cuda") or (
+            device == "auto" and torch.cuda.is_available())):
+        return "it needs a CUDA device (this run has none)"
+    for name, count in needs.get("samples", {}).items():
+        loader = DATASETS.get(name)
+        if loader is None:
+            return (f"it needs the dataset {name!r}, which this dalib cannot read (see dalib "
+                    "list datasets)")
+        try:
+            found = len(loader(data_root))
+        except InputError as exc:
+            found, where = 0, exc.problem
+        else:
+            where = f"found {found:,}"
+        if found < count:
+            roots = ", ".join(str(r) for r in data_roots(data_root))
+            return (f"it needs {name!r} with {count:,} samples ({where}; searched {roots}: "
+                    f"put the dataset's complete files there, in torchvision's layout)")
+    return None
+
+
+def size_variant(raw: dict, size: str) -> dict:
+    """The suite's tables at ``size``: ``reduced`` as written; ``smoke`` or ``published``
+    with that table's ``seeds``, its ``budget`` over the suite's and every scenario's (epochs
+    and steps replace each other), its ``model`` over the suite's (in place of it when it names an ``arch``), and its ``scenario`` keys
+    set on every scenario table that has them (a key naming a scenario holds keys for that
+    scenario alone)."""
+    if size == "reduced":
+        return raw
+    over = (raw.get("reproduction") or {}).get(size) or {}
     out = copy.deepcopy(raw)
-    if "seeds" in smoke:
-        out["seeds"] = smoke["seeds"]
-    budget = smoke.get("budget") or {}
+    if "seeds" in over:
+        out["seeds"] = over["seeds"]
+    if over.get("model"):  # another backbone's keys do not carry over to a new arch
+        own = {} if "arch" in over["model"] else out.get("model", {})
+        out["model"] = {**own, **over["model"]}
+    budget = over.get("budget") or {}
 
     def shrink(own: dict) -> dict:
         if {"epochs", "steps"} & set(budget):
@@ -259,8 +326,10 @@ def smoke_variant(raw: dict) -> dict:
         if isinstance(table, dict):
             if budget and isinstance(table.get("budget"), dict):
                 table["budget"] = shrink(table["budget"])
-            for key, value in (smoke.get("scenario") or {}).items():
-                if key in table:
+            for key, value in (over.get("scenario") or {}).items():
+                if key == table.get("name") and isinstance(value, dict):
+                    table.update(value)  # keys for this scenario only
+                elif key in table:
                     table[key] = value
     return out
 

@@ -579,19 +579,21 @@ def builtin_suites(folder: Path = BUILTIN_DIR) -> dict[str, str]:
     return out
 
 
-def load_suite(name_or_path: str, data_root: str | None = None, smoke: bool = False) -> Suite:
+def load_suite(name_or_path: str, data_root: str | None = None,
+               size: str = "reduced") -> Suite:
     """Read and validate a suite; errors name the file and the field. ``data_root``
     (``--data-root``) is where its built-in datasets' files are looked for first: their
-    contents are part of each run's identity. ``smoke``: a reproduction entry at its smoke
-    size (:func:`scenarios.reproduction.smoke_variant`)."""
+    contents are part of each run's identity. ``size``: a reproduction entry's ``smoke`` or
+    ``published`` size (:func:`scenarios.reproduction.size_variant`); ``reduced`` is the
+    suite as written."""
     path = resolve_suite_path(name_or_path)
     raw = read_toml(path)
     try:
-        if smoke:
+        if size != "reduced":
             if not isinstance(raw.get("reproduction"), dict):
                 raise InputError("reproduction", "is missing", expected="a [reproduction] "
-                                 "table: only a reproduction entry has a smoke size")
-            raw = reproduction.smoke_variant(raw)
+                                 f"table: only a reproduction entry has a {size} size")
+            raw = reproduction.size_variant(raw, size)
         return parse_suite(raw, path, data_root)
     except InputError as exc:
         raise exc.within(str(path)) from None

@@ -68,7 +68,7 @@ def _pooled_rows(records: list[dict]) -> pd.DataFrame:
     return seed_correlations(table, directions) if len(table) else pd.DataFrame()
 
 
-def _cost(records: list[dict], planned: int, smoke: bool) -> tuple[str, float]:
+def _cost(records: list[dict], planned: int, size: str) -> tuple[str, float]:
     """A sentence on what the entry's runs cost (the sum of their run times; a packed run
     counts its share of the pack) and where, whether runs are missing, and the seconds."""
     total = sum(r.get("timings", {}).get("total_s", 0.0) for r in records)
@@ -78,7 +78,7 @@ def _cost(records: list[dict], planned: int, smoke: bool) -> tuple[str, float]:
     missing = (f" **Incomplete: {len(records)} of {planned} runs finished**; the same command "
                "resumes the entry, and its rows rest on the seeds finished so far."
                if len(records) < planned else "")
-    return (f"Cost ({'smoke' if smoke else 'full'} size): {len(records)} runs, "
+    return (f"Cost ({size} size): {len(records)} runs, "
             f"{total / 60:.1f} min of run time on {_machine(records)}.{failures}{missing}",
             total)
 
@@ -90,7 +90,7 @@ def _machine(records: list[dict]) -> str:
     return f"{stamp['device']} ({stamp['device_name']}, torch threads {stamp['threads']})"
 
 
-def ledger_entry(name: str, suite, out: Path, smoke: bool) -> dict:
+def ledger_entry(name: str, suite, out: Path, size: str) -> dict:
     """One entry's ledger section data, computed from its run records under ``out``."""
     from analysis import ledger
     from dalib.runspec import expand
@@ -106,15 +106,16 @@ def ledger_entry(name: str, suite, out: Path, smoke: bool) -> dict:
     header = dataclasses.asdict(suite.reproduction)
     values = ledger.value_table(results, header["values"])
     shapes = ledger.shape_table(results, header["shapes"])
-    cost, seconds = _cost(records, len(planned), smoke)
+    cost, seconds = _cost(records, len(planned), size)
     return {"name": name, **{k: header[k] for k in ("citation", "source", "url", "protocol",
                                                     "published_seeds", "differences")},
             "values": values, "shapes": shapes, "cost": cost, "cost_s": seconds,
-            "runs": f"{len(records)} / {len(planned)}", "records": records,
+            "runs": f"{len(records)} / {len(planned)}", "records": records, "size": size,
+            "published_size": header["published"],
             "stamp": ledger.entry_stamp(records)}
 
 
-def write_ledger(entries: list[dict], out: Path, smoke: bool) -> Path:
+def write_ledger(entries: list[dict], out: Path, size: str) -> Path:
     """``OUT/ledger.md`` (figures under ``OUT/ledger-figures/``) and the two CSV tables."""
     from analysis import ledger, plots
 
@@ -126,8 +127,8 @@ def write_ledger(entries: list[dict], out: Path, smoke: bool) -> Path:
             e["figure"] = f"ledger-figures/{e['name']}.png"
         sections.append(ledger.entry_markdown(e))
         stamp = {f"stamp_{k}": v for k, v in e["stamp"].items()}
-        values.append(e["values"].assign(entry=e["name"], **stamp))
-        claims.append(e["shapes"].assign(entry=e["name"], **stamp))
+        values.append(e["values"].assign(entry=e["name"], size=e["size"], **stamp))
+        claims.append(e["shapes"].assign(entry=e["name"], size=e["size"], **stamp))
         c = ledger.counts(e["values"], e["shapes"])
         summary.append(f"| [{e['name']}](#{e['name']}) | {e['runs']} | {c['inside']} | "
                        f"{c['outside']} | "
@@ -135,11 +136,15 @@ def write_ledger(entries: list[dict], out: Path, smoke: bool) -> Path:
                        f"{c['not resolved']} | {c['fragile']} |")
     pd.concat(values, ignore_index=True).to_csv(out / "ledger-values.csv", index=False)
     pd.concat(claims, ignore_index=True).to_csv(out / "ledger-claims.csv", index=False)
-    size = ("at smoke size: a check that every entry runs, not a reproduction" if smoke
-            else "at full size")
+    what = {"smoke": "at smoke size: a check that every entry runs, not a reproduction",
+            "reduced": "at reduced size: each entry's protocol scaled to run on a CPU, its "
+                       "differences from the paper stated with it",
+            "published": "at published size: each entry's protocol as the paper states it, "
+                         "on the data and device it needs"}[size]
+    flag = "" if size == "reduced" else f" --size {size}"
     head = ["# Reproduction ledger", "",
             f"Published results beside dalib's own, re-run under the published protocols "
-            f"({size}) by `dalib reproduce{' --smoke' if smoke else ''}`. dalib's numbers are "
+            f"({what}) by `dalib reproduce{flag}`. dalib's numbers are "
             "means over seeds with 95% Student-t intervals; a published value is *inside* when "
             "it lies in dalib's interval. A published claim is tested on paired per-seed "
             "differences: it *holds* when their interval lies on the claimed side of zero. "
@@ -149,7 +154,7 @@ def write_ledger(entries: list[dict], out: Path, smoke: bool) -> Path:
             "", "| entry | runs finished | values inside | outside | not compared | claims hold "
             "| reversed | not resolved | fragile verdicts |", "|---|---|---|---|---|---|---|---|---|",
             *summary, "",
-            f"The whole ledger ({'smoke' if smoke else 'full'} size) took "
+            f"The whole ledger ({size} size) took "
             f"{sum(e['cost_s'] for e in entries) / 3600:.1f} h of run time; each entry's cost "
             "and stamp are given with it.", "",
             ledger.stamp_markdown(ledger.entry_stamp(
@@ -163,17 +168,25 @@ def write_ledger(entries: list[dict], out: Path, smoke: bool) -> Path:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from dalib.cli import build_parser
     from dalib.commands.run import cmd_run, load_with_plugins
+    from scenarios.reproduction import missing
 
+    size = "smoke" if args.smoke else args.size
     chosen = resolve_entries(args.entry)
-    out = Path(args.out or ("runs/reproduce-smoke" if args.smoke else "runs/reproduce"))
+    out = Path(args.out or ("runs/reproduce" if size == "reduced" else f"runs/reproduce-{size}"))
     # every entry is read and checked before anything runs
-    suites = {name: load_with_plugins(str(path), args.plugin, args.data_root,
-                                      smoke=args.smoke)[0] for name, path in chosen.items()}
+    suites = {name: load_with_plugins(str(path), args.plugin, args.data_root, size=size)[0]
+              for name, path in chosen.items()}
     for name, suite in suites.items():
         if suite.reproduction is None:
             raise InputError("reproduction", "is missing", expected="a [reproduction] table "
                              "(a ledger entry)").within(str(chosen[name]))
         check_metrics(suite, chosen[name])
+        lacking = missing(suite.reproduction, args.data_root, args.device or "auto") \
+            if size == "published" else None
+        if lacking:
+            raise InputError("--size", f"is published, but entry {name!r} cannot run at that "
+                             f"size here: {lacking}", expected="the reduced size (the default) "
+                             "or --entry naming the entries whose data and device are here")
     status = 0
     for i, (name, path) in enumerate(chosen.items(), 1):
         print(f"== entry {i}/{len(chosen)}: {name}")
@@ -184,10 +197,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
              *(["--device", args.device] if args.device else []),
              *(["--data-root", args.data_root] if args.data_root else []),
              *(f"--plugin={p}" for p in args.plugin)])
-        run_args.smoke = args.smoke
+        run_args.size = size
         status = max(status, cmd_run(run_args))
-    entries = [ledger_entry(name, suite, out / name, args.smoke)
+    entries = [ledger_entry(name, suite, out / name, size)
                for name, suite in suites.items()]
-    path = write_ledger(entries, out, args.smoke)
+    path = write_ledger(entries, out, size)
     print(f"\nledger: {path}")
     return status

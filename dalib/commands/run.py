@@ -63,7 +63,7 @@ def pack_size(value: str) -> int:
 
 
 def load_with_plugins(name_or_path: str, extra: list[str], data_root: str | None = None,
-                      smoke: bool = False):
+                      size: str = "reduced"):
     """The suite and the plugins it runs with (resolved): installed entry points, the suite's
     ``plugins`` (files relative to it) and ``--plugin`` ones (relative to the current folder),
     loaded before the suite is checked, since its methods and datasets may come from them
@@ -85,7 +85,7 @@ def load_with_plugins(name_or_path: str, extra: list[str], data_root: str | None
         plugins.load_all(own)
     except InputError as exc:
         raise InputError("--plugin", exc.problem, expected=exc.expected) from None
-    return load_suite(name_or_path, data_root, smoke), tuple(dict.fromkeys(specs + own))
+    return load_suite(name_or_path, data_root, size), tuple(dict.fromkeys(specs + own))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -95,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dalib.store import check_out
 
     suite, plugins = load_with_plugins(args.suite, args.plugin, args.data_root,
-                                       getattr(args, "smoke", False))
+                                       getattr(args, "size", "reduced"))
     seeds, device = check_run_args(args, suite)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     runs = expand(suite, seeds, methods)

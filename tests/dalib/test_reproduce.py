@@ -109,8 +109,8 @@ def test_user_entry_ledger_rows_equal_the_records(tmp_path, capsys):
     assert pd.read_csv(out / "ledger-values.csv").equals(values)
     # a run missing from the records: the entry says so and its rows rest on what is there
     sorted((out / "user-entry" / "runs").glob("split-naive-s0-*.json"))[0].unlink()
-    entry = ledger_entry("user-entry", load_suite(str(path), smoke=True), out / "user-entry",
-                         True)
+    entry = ledger_entry("user-entry", load_suite(str(path), size="smoke"), out / "user-entry",
+                         "smoke")
     assert entry["runs"] == "5 / 6" and "Incomplete: 5 of 6 runs finished" in entry["cost"]
     assert entry["values"].iloc[0]["seeds"] == 2
 
@@ -170,3 +170,56 @@ def test_every_builtin_entry_runs_at_smoke_size(tmp_path):
         assert (claims["entry"] == name).sum() == len(rep.shapes)
     # every value row has dalib's number (from 2 smoke seeds), wherever the metric exists
     assert (values["seeds"] >= 1).mean() > 0.9
+
+
+def _sized_entry(tmp_path, published: str):
+    text = ENTRY.replace("[reproduction.smoke]", published + "\n[reproduction.smoke]")
+    path = tmp_path / "user-entry.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_published_size_runs_where_its_data_is_and_the_page_says_which_size(tmp_path):
+    path = _sized_entry(tmp_path, """[reproduction.published]
+seeds = 2
+budget = { steps = 6 }
+requires = { samples = { uci-digits = 1797 } }
+note = "the paper's 2 seeds on the whole UCI set"
+""")
+    out = tmp_path / "out"
+    assert main(["reproduce", "--entry", str(path), "--size", "published", "--out",
+                 str(out)]) == 0
+    records = _records(out / "user-entry")
+    assert len(records) == 4 and {r["seed"] for r in records} == {0, 1}
+    assert all(r["config"]["budget"]["steps"] == 6 for r in records)
+    values = pd.read_csv(out / "ledger-values.csv")
+    assert set(values["size"]) == {"published"}
+    text = (out / "ledger.md").read_text()
+    assert "at published size" in text and "`dalib reproduce --size published`" in text
+    assert "Cost (published size): 4 runs" in text
+    assert "Size: these numbers come from the entry's published size. Published size: the paper's 2 seeds" in text
+    assert "it needs uci-digits with 1,797 samples" in text
+
+
+@pytest.mark.parametrize("requires, says", [
+    ("{ samples = { mnist = 70000 } }", "it needs 'mnist' with 70,000 samples ("),
+    ("{ device = \"cuda\" }", "it needs a CUDA device"),
+    ("{ samples = { cifar10-c = 750000 } }", "it needs the dataset 'cifar10-c', which this dalib "
+                                             "cannot read")])
+def test_the_published_size_is_refused_in_one_line_where_its_data_or_device_is_missing(
+        tmp_path, capsys, requires, says):
+    if "cuda" in requires and torch.cuda.is_available():
+        pytest.skip("this machine has the CUDA device the entry asks for")
+    path = _sized_entry(tmp_path, f"[reproduction.published]\nseeds = 10\nrequires = {requires}\n")
+    out = tmp_path / "out"
+    assert main(["reproduce", "--entry", str(path), "--size", "published", "--out",
+                 str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and says in err and "user-entry" in err
+    assert not out.exists()  # nothing written
+
+
+def test_every_builtin_entry_declares_its_published_size():
+    for name, path in entries().items():
+        rep = load_suite(str(path)).reproduction
+        assert rep.published and rep.published.get("note"), name

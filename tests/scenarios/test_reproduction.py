@@ -6,7 +6,7 @@ import textwrap
 import pytest
 
 from scenarios.errors import InputError
-from scenarios.reproduction import entries, smoke_variant
+from scenarios.reproduction import entries, size_variant
 from scenarios.suite import load_suite
 
 ENTRY = """
@@ -53,7 +53,7 @@ def test_entry_loads_and_smoke_overrides(tmp_path):
     assert full.seeds == tuple(range(5)) and full.scenarios[0].budget["epochs"] == 3
     rep = full.reproduction
     assert rep.values[0].published == 20.0 and rep.values[0].spread_kind == "sd"
-    smoke = load_suite(str(path), smoke=True)
+    smoke = load_suite(str(path), size="smoke")
     assert smoke.seeds == (0, 1)
     assert smoke.scenarios[0].budget == {"steps": 3, "batch_size": 64}  # steps replace epochs
     assert smoke.scenarios[0].options["tasks"] == 2
@@ -86,7 +86,7 @@ def test_smoke_needs_an_entry(tmp_path):
     path = _write(tmp_path, ENTRY.split("[reproduction]")[0] + ENTRY.split("[[scenario]]")[1]
                   .join(["[[scenario]]", ""]))
     with pytest.raises(InputError, match="reproduction: is missing"):
-        load_suite(str(path), smoke=True)
+        load_suite(str(path), size="smoke")
 
 
 def test_protocol_as_a_table_of_settings(tmp_path):
@@ -98,19 +98,29 @@ def test_protocol_as_a_table_of_settings(tmp_path):
     assert rep.protocol == "architecture: MLP 400-400; lr: 0.001; memory: 1100, 4400"
 
 
-def test_smoke_variant_leaves_the_original_alone():
-    raw = {"seeds": 5, "budget": {"epochs": 4}, "scenario": [{"name": "a", "cycles": 8}],
-           "reproduction": {"smoke": {"budget": {"steps": 2}, "scenario": {"cycles": 1}}}}
-    out = smoke_variant(raw)
+def test_size_variants_leave_the_original_alone():
+    raw = {"seeds": 5, "budget": {"epochs": 4}, "model": {"arch": "mlp", "hidden": [8]},
+           "scenario": [{"name": "a", "cycles": 8}, {"name": "b", "cycles": 8}],
+           "reproduction": {"smoke": {"budget": {"steps": 2}, "scenario": {"cycles": 1}},
+                            "published": {"seeds": 10, "model": {"arch": "cnn"},
+                                          "scenario": {"b": {"cycles": 20}}}}}
+    out = size_variant(raw, "smoke")
     assert out["budget"] == {"steps": 2} and out["scenario"][0]["cycles"] == 1
     assert raw["budget"] == {"epochs": 4} and raw["scenario"][0]["cycles"] == 8
+    out = size_variant(raw, "published")
+    assert out["seeds"] == 10 and out["model"] == {"arch": "cnn"}  # the MLP's keys dropped
+    assert [t["cycles"] for t in out["scenario"]] == [8, 20]  # keys for scenario b alone
+    assert size_variant(raw, "reduced") is raw and raw["scenario"][1]["cycles"] == 8
 
 
 @pytest.mark.parametrize("name", sorted(entries()))
 def test_builtin_entries_load_at_both_sizes(name):
     full = load_suite(str(entries()[name]))
-    smoke = load_suite(str(entries()[name]), smoke=True)
+    smoke = load_suite(str(entries()[name]), size="smoke")
     rep = full.reproduction
     assert rep is not None and rep.citation and rep.protocol and (rep.values or rep.shapes)
     assert len(full.seeds) >= 5  # the ledger's intervals rest on at least 5 seeds
     assert len(smoke.seeds) < len(full.seeds)
+    published = load_suite(str(entries()[name]), size="published")  # declared and loadable
+    assert rep.published and [sc.name for sc in published.scenarios] == \
+        [sc.name for sc in full.scenarios]
