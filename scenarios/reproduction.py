@@ -301,9 +301,9 @@ def missing(rep: Reproduction, data_root: str | None, device: str) -> str | None
 def size_variant(raw: dict, size: str) -> dict:
     """The suite's tables at ``size``: ``reduced`` as written; ``smoke`` or ``published``
     with that table's ``seeds``, its ``budget`` over the suite's and every scenario's (epochs
-    and steps replace each other), its ``model`` over the suite's (in place of it when it names an ``arch``), and its ``scenario`` keys
-    set on every scenario table that has them (a key naming a scenario holds keys for that
-    scenario alone)."""
+    and steps replace each other), its ``model`` over the suite's (in place of it when it
+    names an ``arch``), and its ``scenario`` keys set on every scenario table that has them
+    (a key naming a scenario holds keys for that scenario alone)."""
     if size == "reduced":
         return raw
     over = (raw.get("reproduction") or {}).get(size) or {}

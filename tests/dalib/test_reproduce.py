@@ -197,7 +197,8 @@ note = "the paper's 2 seeds on the whole UCI set"
     text = (out / "ledger.md").read_text()
     assert "at published size" in text and "`dalib reproduce --size published`" in text
     assert "Cost (published size): 4 runs" in text
-    assert "Size: these numbers come from the entry's published size. Published size: the paper's 2 seeds" in text
+    assert ("Size: these numbers come from the entry's published size. Published size: the "
+            "paper's 2 seeds") in text
     assert "it needs uci-digits with 1,797 samples" in text
 
 
