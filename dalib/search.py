@@ -36,18 +36,12 @@ from dalib.selection import HIGHER_IS_BETTER, pick
 from scenarios import checks
 from scenarios.errors import InputError, reject_unknown
 from scenarios.multidomain import LODO
-from scenarios.suite import DEFAULT_SELECTION, MethodSpec
+from scenarios.suite import DEFAULT_SELECTION, MethodSpec, spaces
 
-DISTRIBUTIONS = ("log_uniform", "uniform", "int_uniform", "choice")
 SEARCH_KEYS = {"kind", "trials", "seed", "select", "level"}
 CRITERIA = ("dev", "snd", "entropy", "source-val", "im", "bnm", "iwcv", LODO)
 MAX_CONFIGURATIONS = 10_000
 DEFAULTS = {"kind": "grid", "seed": 0, "select": DEFAULT_SELECTION, "level": "seed"}
-
-
-def is_space(value) -> bool:
-    return isinstance(value, list) or (isinstance(value, dict) and len(value) == 1
-                                       and next(iter(value)) in DISTRIBUTIONS)
 
 
 def check_options(table) -> dict:
@@ -68,17 +62,6 @@ def check_options(table) -> dict:
     elif "trials" in options:
         raise InputError("search.trials", "is set for a grid", expected="kind = 'random'")
     return options
-
-
-def _spaces(params: dict) -> list[tuple[tuple[str, ...], object]]:
-    """``(path, space)`` for every space among the parameters (one level into term tables)."""
-    out = []
-    for key, value in params.items():
-        if is_space(value):
-            out.append(((key,), value))
-        elif isinstance(value, dict):
-            out += [((key, k), v) for k, v in value.items() if is_space(v)]
-    return out
 
 
 def _check_space(space, field: str, kind: str) -> None:
@@ -131,23 +114,17 @@ def configurations(method: MethodSpec, options: dict | None
     """The configurations of a method table and, for a searched method, each one's search
     info (``group``: the method's label without the searched keys, ``trial``, ``select``,
     ``level``); a method without spaces is itself."""
-    spaces = _spaces(method.params)
-    if not spaces:
+    searched = spaces(method.params)
+    if not searched:
         return [(method, None)]
     options = check_options(options or {})
-    fixed = dict(method.params)
-    for path, _ in spaces:
-        if len(path) == 1:
-            fixed.pop(path[0])
-        else:
-            fixed[path[0]] = {k: v for k, v in fixed[path[0]].items() if k != path[1]}
-            if not fixed[path[0]]:
-                fixed.pop(path[0])
-    for path, space in spaces:
+    base = method.without_spaces()
+    fixed = base.params
+    for path, space in searched:
         _check_space(space, ".".join(path), options["kind"])
-    group = MethodSpec(method.name, fixed, method.selection).label
+    group = base.label
     if options["kind"] == "grid":
-        values = list(itertools.product(*(space for _, space in spaces)))
+        values = list(itertools.product(*(space for _, space in searched)))
         if len(values) > MAX_CONFIGURATIONS:
             raise InputError("", f"{method.name!r} has a grid of {len(values)} configurations",
                              expected=f"at most {MAX_CONFIGURATIONS}")
@@ -155,12 +132,12 @@ def configurations(method: MethodSpec, options: dict | None
         # the same draws for every run seed, different ones per method
         salt = int(hashlib.sha256(group.encode()).hexdigest()[:8], 16)
         rng = np.random.default_rng([options["seed"], salt])
-        values = [tuple(_draw(space, rng) for _, space in spaces)
+        values = [tuple(_draw(space, rng) for _, space in searched)
                   for _ in range(options["trials"])]
     out = []
     for trial, combo in enumerate(values):
         params = fixed
-        for (path, _), value in zip(spaces, combo, strict=True):
+        for (path, _), value in zip(searched, combo, strict=True):
             params = _assign(params, path, value)
         info = {"group": group, "trial": trial, "select": options["select"],
                 "level": options["level"]}

@@ -25,7 +25,7 @@ ENTRIES_DIR = Path(__file__).parent / "reproductions"
 
 HEADER_KEYS = {"citation", "source", "url", "protocol", "published_seeds", "differences",
                "smoke", "published", "value", "shape"}
-SMOKE_KEYS = {"seeds", "budget", "scenario"}
+SMOKE_KEYS = {"seeds", "budget", "scenario", "search"}
 PUBLISHED_KEYS = SMOKE_KEYS | {"model", "requires", "note", "unavailable"}
 REQUIRES_KEYS = {"device", "samples"}
 SIZES = ("reduced", "published", "smoke")
@@ -216,7 +216,7 @@ def check_header(raw, f: str = "reproduction") -> Reproduction:
         raise InputError(f"{f}.published", f"is {published!r}", expected="a table of overrides")
     reject_unknown(published, PUBLISHED_KEYS, what="key", field=f"{f}.published")
     for size, table in (("smoke", smoke), ("published", published)):
-        for key in ("budget", "scenario", "model", "requires"):
+        for key in ("budget", "scenario", "model", "requires", "search"):
             if not isinstance(table.get(key, {}), dict):
                 raise InputError(f"{f}.{size}.{key}", f"is {table[key]!r}", expected="a table")
     _requires(published.get("requires", {}), f"{f}.published.requires")
@@ -301,15 +301,18 @@ def missing(rep: Reproduction, data_root: str | None, device: str) -> str | None
 def size_variant(raw: dict, size: str) -> dict:
     """The suite's tables at ``size``: ``reduced`` as written; ``smoke`` or ``published``
     with that table's ``seeds``, its ``budget`` over the suite's and every scenario's (epochs
-    and steps replace each other), its ``model`` over the suite's (in place of it when it
-    names an ``arch``), and its ``scenario`` keys set on every scenario table that has them
-    (a key naming a scenario holds keys for that scenario alone)."""
+    and steps replace each other), its ``search`` over the suite's, its ``model`` over the
+    suite's (in place of it when it names an ``arch``), and its ``scenario`` keys set on
+    every scenario table that has them (a key naming a scenario holds keys for that scenario
+    alone)."""
     if size == "reduced":
         return raw
     over = (raw.get("reproduction") or {}).get(size) or {}
     out = copy.deepcopy(raw)
     if "seeds" in over:
         out["seeds"] = over["seeds"]
+    if over.get("search"):
+        out["search"] = {**out.get("search", {}), **over["search"]}
     if over.get("model"):  # another backbone's keys do not carry over to a new arch
         own = {} if "arch" in over["model"] else out.get("model", {})
         out["model"] = {**own, **over["model"]}

@@ -62,11 +62,45 @@ STREAM_KEYS = COMMON_KEYS | DATA_KEYS | {"data", "domains", "stream", "protocol"
                                          "outputs"}
 
 
+DISTRIBUTIONS = ("log_uniform", "uniform", "int_uniform", "choice")  # search spaces
+
+
+def is_space(value) -> bool:
+    """Whether a hyperparameter value is a search space: a list, or a one-key table naming a
+    distribution (``{ log_uniform = [a, b] }``; see :mod:`dalib.search`)."""
+    return isinstance(value, list) or (isinstance(value, dict) and len(value) == 1
+                                       and next(iter(value)) in DISTRIBUTIONS)
+
+
+def spaces(params: dict) -> list[tuple[tuple[str, ...], object]]:
+    """``(path, space)`` for every space among the parameters (one level into term tables)."""
+    out = []
+    for key, value in params.items():
+        if is_space(value):
+            out.append(((key,), value))
+        elif isinstance(value, dict):
+            out += [((key, k), v) for k, v in value.items() if is_space(v)]
+    return out
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     name: str
     params: dict = field(default_factory=dict)
     selection: str | None = None  # the method's own checkpoint criterion (else the scenario's)
+
+    def without_spaces(self) -> MethodSpec:
+        """The method with its searched hyperparameters left out: a searched method's
+        results carry this one's label (its selected configuration)."""
+        fixed = dict(self.params)
+        for path, _ in spaces(self.params):
+            if len(path) == 1:
+                fixed.pop(path[0])
+            else:
+                fixed[path[0]] = {k: v for k, v in fixed[path[0]].items() if k != path[1]}
+                if not fixed[path[0]]:
+                    fixed.pop(path[0])
+        return MethodSpec(self.name, fixed, self.selection)
 
     @property
     def label(self) -> str:
@@ -673,7 +707,7 @@ def parse_suite(raw: dict, path: Path, data_root: str | None = None) -> Suite:
     header = None
     if "reproduction" in raw:
         header = reproduction.check_header(raw["reproduction"])
-        reproduction.check_cells(header, {s.name: {m.label for m in s.methods}
+        reproduction.check_cells(header, {s.name: {m.without_spaces().label for m in s.methods}
                                           for s in scenarios})
     return Suite(name=name, description=str(raw.get("description", "")), seeds=tuple(seeds),
                  device=device, scenarios=scenarios, path=str(path),
