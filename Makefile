@@ -3,7 +3,7 @@
 # every benchmark's --smoke run included (what CI runs). `make test-kernels`: the
 # float-equivalence tests under every CPU kernel set this machine offers (CI runs it too). `make docs`: the documentation site,
 # built offline into site/ (warnings are errors). `make reproduce`: the reproduction ledger at
-# full size (hours on CPU; resumes), its page and figures copied into docs/.
+# reduced size (hours on CPU; resumes), its page and figures copied into docs/.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
