@@ -140,17 +140,14 @@ def shape_table(results: pd.DataFrame, shapes: list[dict]) -> pd.DataFrame:
 def verdict_cell(row) -> str:
     """A claim's verdict as the page shows it: fragile when one seed left out changes it;
     an unresolved one with the seeds that would resolve its observed difference."""
-    text = row["verdict"]
-    if text != "not resolved" and not row["robust"]:
-        text += " (fragile: one seed left out changes it)"
-    if text == "not resolved" and not row["robust"]:
-        text += " (one seed left out resolves it)"
-    if row["verdict"] == "not resolved":
-        needed = row["seeds_needed"]
-        text += (f"; about {int(needed)} seeds would resolve the observed difference"
-                 if needed is not None and not pd.isna(needed)
-                 else "; no practical number of seeds resolves the observed difference")
-    return text
+    found = row["verdict"]
+    if found != "not resolved":
+        return found if row["robust"] else f"{found} (fragile: one seed left out changes it)"
+    text = found if row["robust"] else f"{found} (one seed left out resolves it)"
+    needed = row["seeds_needed"]
+    return text + (f"; about {int(needed)} seeds would resolve the observed difference"
+                   if needed is not None and not pd.isna(needed)
+                   else "; no practical number of seeds resolves the observed difference")
 
 
 def _num(x) -> str:

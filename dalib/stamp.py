@@ -18,9 +18,6 @@ from pathlib import Path
 
 import torch
 
-FIELDS = ("dalib", "commit", "dirty", "torch", "cuda", "python", "device", "device_name",
-          "kernels", "threads")
-
 
 @lru_cache(maxsize=1)
 def source_commit() -> tuple[str | None, bool | None]:

@@ -68,9 +68,10 @@ def _pooled_rows(records: list[dict]) -> pd.DataFrame:
     return seed_correlations(table, directions) if len(table) else pd.DataFrame()
 
 
-def _cost(records: list[dict], planned: int, size: str) -> tuple[str, float]:
+def _cost(records: list[dict], planned: int, size: str, stamp: dict) -> tuple[str, float]:
     """A sentence on what the entry's runs cost (the sum of their run times; a packed run
-    counts its share of the pack) and where, whether runs are missing, and the seconds."""
+    counts its share of the pack) and where (``stamp``: the entry's,
+    :func:`~analysis.ledger.entry_stamp`), whether runs are missing, and the seconds."""
     total = sum(r.get("timings", {}).get("total_s", 0.0) for r in records)
     failed = sum(r.get("status") != "ok" for r in records)
     failures = f" {failed} of them failed (left out of the numbers; see their records)." \
@@ -79,15 +80,8 @@ def _cost(records: list[dict], planned: int, size: str) -> tuple[str, float]:
                "resumes the entry, and its rows rest on the seeds finished so far."
                if len(records) < planned else "")
     return (f"Cost ({size} size): {len(records)} runs, "
-            f"{total / 60:.1f} min of run time on {_machine(records)}.{failures}{missing}",
-            total)
-
-
-def _machine(records: list[dict]) -> str:
-    from analysis.ledger import entry_stamp
-
-    stamp = entry_stamp(records)
-    return f"{stamp['device']} ({stamp['device_name']}, torch threads {stamp['threads']})"
+            f"{total / 60:.1f} min of run time on {stamp['device']} ({stamp['device_name']}, "
+            f"torch threads {stamp['threads']}).{failures}{missing}", total)
 
 
 def ledger_entry(name: str, suite, out: Path, size: str) -> dict:
@@ -106,13 +100,13 @@ def ledger_entry(name: str, suite, out: Path, size: str) -> dict:
     header = dataclasses.asdict(suite.reproduction)
     values = ledger.value_table(results, header["values"])
     shapes = ledger.shape_table(results, header["shapes"])
-    cost, seconds = _cost(records, len(planned), size)
+    stamp = ledger.entry_stamp(records)
+    cost, seconds = _cost(records, len(planned), size, stamp)
     return {"name": name, **{k: header[k] for k in ("citation", "source", "url", "protocol",
                                                     "published_seeds", "differences")},
             "values": values, "shapes": shapes, "cost": cost, "cost_s": seconds,
             "runs": f"{len(records)} / {len(planned)}", "records": records, "size": size,
-            "published_size": header["published"],
-            "stamp": ledger.entry_stamp(records)}
+            "published_size": header["published"], "stamp": stamp}
 
 
 def write_ledger(entries: list[dict], out: Path, size: str) -> Path:
