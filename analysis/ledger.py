@@ -61,26 +61,62 @@ def _summary(values: pd.Series) -> tuple[float, float, float]:
     return float(values.mean()), lo, hi
 
 
-def value_table(results: pd.DataFrame, values: list[dict]) -> pd.DataFrame:
+def value_table(results: pd.DataFrame, values: list[dict],
+                checks: list[tuple[str, str, pd.DataFrame]] = ()) -> pd.DataFrame:
     """One row per published value: ``cell, published, spread, spread_kind, checked, seeds,
     mean, lo, hi, difference`` (dalib minus published), ``inside`` (the published value in
-    dalib's interval; missing without a published value or an interval) and ``note``."""
+    dalib's interval; missing without a published value or an interval), ``note``,
+    ``cause`` (the likely cause, for a value outside) and the value measured by the first of
+    ``checks`` (``(name, what, results)``) that ran its cell: ``check, check_what,
+    check_seeds, check_mean, check_lo, check_hi, check_inside``."""
     out = []
     for v in values:
         per_seed = cell_values(results, v["cell"])
         mean, lo, hi = _summary(per_seed)
         published = v.get("published")
         has = published is not None and not np.isnan(lo)
-        out.append({"cell": label(v["cell"]), "published": published,
-                    "spread": v.get("spread"), "spread_kind": v.get("spread_kind", "none"),
-                    "checked": v.get("checked", True), "seeds": len(per_seed), "mean": mean,
-                    "lo": lo, "hi": hi,
-                    "difference": mean - published if published is not None else None,
-                    "inside": bool(lo <= published <= hi) if has else None,
-                    "note": v.get("note", "")})
+        row = {"cell": label(v["cell"]), "published": published,
+               "spread": v.get("spread"), "spread_kind": v.get("spread_kind", "none"),
+               "checked": v.get("checked", True), "seeds": len(per_seed), "mean": mean,
+               "lo": lo, "hi": hi, "difference": mean - published if published is not None
+               else None, "inside": bool(lo <= published <= hi) if has else None,
+               "note": v.get("note", ""), "cause": v.get("cause", ""),
+               **dict.fromkeys(CHECK_COLUMNS)}
+        for name, what, found in checks:
+            measured = cell_values(found, v["cell"])
+            if len(measured):
+                m, m_lo, m_hi = _summary(measured)
+                row.update(check=name, check_what=what, check_seeds=len(measured),
+                           check_mean=m, check_lo=m_lo, check_hi=m_hi,
+                           check_inside=bool(m_lo <= published <= m_hi)
+                           if published is not None and not np.isnan(m_lo) else None)
+                break
+        out.append(row)
     return pd.DataFrame(out, columns=["cell", "published", "spread", "spread_kind", "checked",
                                       "seeds", "mean", "lo", "hi", "difference", "inside",
-                                      "note"])
+                                      "note", "cause", *CHECK_COLUMNS])
+
+
+CHECK_COLUMNS = ("check", "check_what", "check_seeds", "check_mean", "check_lo", "check_hi",
+                 "check_inside")
+
+
+def outside_markdown(values: pd.DataFrame) -> list[str]:
+    """Each value outside its published interval with its likely cause and, where a check
+    measured it, the value there."""
+    lines = []
+    for _, r in values[values["inside"].eq(False)].iterrows():
+        cause = r["cause"] or "not identified"
+        text = f"- {r['cell']} ({_num(r['difference'])} from the published value): {cause}"
+        if not pd.isna(r["check"]):
+            where = ("inside" if r["check_inside"] else "still outside") \
+                if not pd.isna(r["check_inside"]) else "not compared"
+            text += (f" *Measured* with {r['check_what']} (check {r['check']}): "
+                     f"{_num(r['check_mean'])} [{_num(r['check_lo'])}, {_num(r['check_hi'])}] "
+                     f"over {int(r['check_seeds'])} seeds; the published value is {where}.")
+        lines.append(text if text.endswith(".") else text + ".")
+    return ["Outside the published interval, and the likely cause:", "", *lines, ""] \
+        if lines else []
 
 
 def verdict(relation: str, lo: float, hi: float) -> str:
@@ -229,6 +265,7 @@ def entry_markdown(entry: dict) -> str:
                          f"[{_num(r['lo'])}, {_num(r['hi'])}] | {r['seeds']} | "
                          f"{_num(r['difference'])} | {_inside(r)} |")
         lines += _notes(values, "cell")
+        lines += outside_markdown(values)
     shapes = entry["shapes"]
     if len(shapes):
         lines += ["| published claim | tested as | seeds | difference [95% CI] | resolvable "

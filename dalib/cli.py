@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="output directory (records, results.csv)")
     run.add_argument("--seeds", type=int, help="run seeds 0..N-1 instead of the suite's")
     run.add_argument("--methods", help="comma-separated subset of the suite's methods")
+    run.add_argument("--scenarios", help="comma-separated subset of the suite's scenarios")
     run.add_argument("--device", help="auto, cpu or cuda (default: the suite's)")
     run.add_argument("--data-root", help="where dataset files are looked for first (then "
                      "$DALIB_DATA, ./data, ~/.cache/dalib)")
@@ -87,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "published: the paper's protocol, refused (exit 2) where its data or "
                          "device is missing; smoke: a tiny run that checks each entry works")
     rp.add_argument("--smoke", action="store_true", help="the same as --size smoke")
+    rp.add_argument("--no-checks", action="store_true",
+                    help="skip the entries' checks (the runs that measure the likely cause of "
+                         "a value outside its published interval; not run at published size)")
     rp.add_argument("--out", help="output directory, one sub-directory per entry (default: "
                     "runs/reproduce, or runs/reproduce-SIZE for the other sizes)")
     rp.add_argument("--jobs", type=int, metavar="N",

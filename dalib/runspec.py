@@ -145,10 +145,17 @@ def scenario_methods(sc: ScenarioSpec, field_prefix: str = "methods"
 
 
 def expand(suite: Suite, seeds: list[int] | None = None, methods: list[str] | None = None,
-           ) -> list[RunSpec]:
-    """All runs of a suite, ordered scenario -> seed -> method (so data is built once per
-    seed); a searched method gives one run per configuration and seed."""
+           scenarios: list[str] | None = None) -> list[RunSpec]:
+    """All runs of a suite (of the ``scenarios`` and ``methods`` named, where given), ordered
+    scenario -> seed -> method (so data is built once per seed); a searched method gives one
+    run per configuration and seed."""
     seeds = list(seeds) if seeds is not None else list(suite.seeds)
+    if scenarios is not None:
+        names = [sc.name for sc in suite.scenarios]
+        for name in scenarios:
+            if name not in names:
+                raise InputError("--scenarios", f"{name!r} is not in suite {suite.name!r}",
+                                 expected=f"some of {', '.join(names)}")
     expanded = []
     for i, sc in enumerate(suite.scenarios):
         try:
@@ -164,6 +171,8 @@ def expand(suite: Suite, seeds: list[int] | None = None, methods: list[str] | No
                              expected=f"some of {', '.join(sorted(known))}")
     runs = []
     for i, (sc, configs) in enumerate(zip(suite.scenarios, expanded, strict=True)):
+        if scenarios is not None and sc.name not in scenarios:
+            continue
         chosen = [(j, m, info) for j, m, info in configs if methods is None or m.name in methods
                   or m.label in methods or (info or {}).get("group") in methods]
         if sc.kind != "test-time":

@@ -8,8 +8,11 @@ published qualitative claims to test (``[[reproduction.shape]]``) and its sizes.
 written is the entry's *reduced* size (a CPU runs it in minutes to hours); ``[reproduction.
 published]`` overrides it up to the paper's protocol (seeds, budget, model, scenario keys) and
 says what that needs (``requires``: a device, datasets with at least so many samples); the
-``smoke`` size (``[reproduction.smoke]``) only checks that the entry runs. This module checks
-the table; the comparison is :mod:`analysis.ledger`.
+``smoke`` size (``[reproduction.smoke]``) only checks that the entry runs. A value outside
+the published interval states its likely ``cause``; a ``[[reproduction.check]]`` measures one
+(the reduced size with some keys changed, e.g. more steps, for some scenarios and methods),
+and the ledger shows the value at that check beside it. This module checks the table; the
+comparison is :mod:`analysis.ledger`.
 """
 
 from __future__ import annotations
@@ -24,13 +27,14 @@ from scenarios.errors import InputError, reject_unknown
 ENTRIES_DIR = Path(__file__).parent / "reproductions"
 
 HEADER_KEYS = {"citation", "source", "url", "protocol", "published_seeds", "differences",
-               "smoke", "published", "value", "shape"}
+               "smoke", "published", "value", "shape", "check"}
 SMOKE_KEYS = {"seeds", "budget", "scenario", "search"}
 PUBLISHED_KEYS = SMOKE_KEYS | {"model", "requires", "note", "unavailable"}
+CHECK_KEYS = SMOKE_KEYS | {"model", "name", "what", "scenarios", "methods"}
 REQUIRES_KEYS = {"device", "samples"}
 SIZES = ("reduced", "published", "smoke")
 CELL_KEYS = {"scenario", "method", "metric"}
-VALUE_KEYS = CELL_KEYS | {"published", "spread", "spread_kind", "checked", "note"}
+VALUE_KEYS = CELL_KEYS | {"published", "spread", "spread_kind", "checked", "note", "cause"}
 SHAPE_KEYS = {"claim", "left", "relation", "right", "note"}
 SPREAD_KINDS = ("sd", "se", "none")
 RELATIONS = (">", "<")
@@ -58,6 +62,20 @@ class Value:
     spread_kind: str  # sd, se or none
     checked: bool  # False: quoted from elsewhere, not checked against the paper
     note: str = ""
+    cause: str = ""  # the likely cause should dalib's interval miss the published value
+
+
+@dataclass(frozen=True)
+class Check:
+    """A measurement of a likely cause: the entry's reduced size with ``over``'s keys (seeds,
+    budget, model, search, scenario, as a size overrides them), run for ``scenarios`` and
+    ``methods`` only (empty: all)."""
+
+    name: str
+    what: str
+    over: dict
+    scenarios: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,6 +102,7 @@ class Reproduction:
     shapes: tuple[Shape, ...] = ()
     smoke: dict = field(default_factory=dict)
     published: dict = field(default_factory=dict)  # empty: no published size declared
+    checks: tuple[Check, ...] = ()
 
     def cells(self) -> list[tuple[str, Cell]]:
         """Every cell the entry reads, with the field it is written in: each value's, each
@@ -138,9 +157,36 @@ def _value(table, f: str) -> Value:
     if published is None and not note:
         raise InputError(f"{f}.note", "is missing for a value without published",
                          expected="why the paper's value is not given")
+    cause = table.get("cause", "")
     return Value(cell, published, spread, kind,
                  checks.boolean(table.get("checked", True), f"{f}.checked"),
-                 _text(note, f"{f}.note") if note else "")
+                 _text(note, f"{f}.note") if note else "",
+                 _text(cause, f"{f}.cause") if cause else "")
+
+
+def _check(table, f: str) -> Check:
+    if not isinstance(table, dict):
+        raise InputError(f, f"is {table!r}", expected="a [[reproduction.check]] table")
+    reject_unknown(table, CHECK_KEYS, what="key", field=f)
+    for key in ("name", "what"):
+        if key not in table:
+            raise InputError(f"{f}.{key}", "is missing", expected="the check's name and what "
+                             "it changes")
+    name = _text(table["name"], f"{f}.name")
+    if name in SIZES:
+        raise InputError(f"{f}.name", f"is {name!r}", expected=f"a name other than the "
+                         f"sizes' ({', '.join(SIZES)})")
+    for key in ("budget", "scenario", "model", "search"):
+        if not isinstance(table.get(key, {}), dict):
+            raise InputError(f"{f}.{key}", f"is {table[key]!r}", expected="a table")
+    lists = {}
+    for key in ("scenarios", "methods"):
+        items = table.get(key, [])
+        if not isinstance(items, list):
+            raise InputError(f"{f}.{key}", f"is {items!r}", expected="a list of names")
+        lists[key] = tuple(_text(x, f"{f}.{key}") for x in items)
+    over = {k: v for k, v in table.items() if k in SMOKE_KEYS | {"model"}}
+    return Check(name, _text(table["what"], f"{f}.what"), over, **lists)
 
 
 def _shape(table, f: str) -> Shape:
@@ -200,7 +246,8 @@ def check_header(raw, f: str = "reproduction") -> Reproduction:
                              "or figure reproduced and the protocol as published")
     values = raw.get("value", [])
     shapes = raw.get("shape", [])
-    for key, items in (("value", values), ("shape", shapes)):
+    found = raw.get("check", [])
+    for key, items in (("value", values), ("shape", shapes), ("check", found)):
         if not isinstance(items, list):
             raise InputError(f"{f}.{key}", f"is {items!r}", expected=f"[[{f}.{key}]] tables")
     if not values and not shapes:
@@ -233,7 +280,17 @@ def check_header(raw, f: str = "reproduction") -> Reproduction:
         differences=_differences(raw.get("differences", []), f"{f}.differences"),
         values=tuple(_value(v, f"{f}.value[{i}]") for i, v in enumerate(values)),
         shapes=tuple(_shape(s, f"{f}.shape[{i}]") for i, s in enumerate(shapes)),
-        smoke=smoke, published=published)
+        smoke=smoke, published=published, checks=_checks(found, f))
+
+
+def _checks(tables: list, f: str) -> tuple[Check, ...]:
+    out = tuple(_check(c, f"{f}.check[{i}]") for i, c in enumerate(tables))
+    names = [c.name for c in out]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise InputError(f"{f}.check[{i}].name", f"repeats {name!r}",
+                             expected="distinct check names (each runs into its own folder)")
+    return out
 
 
 def check_cells(rep: Reproduction, methods: dict[str, set[str]]) -> None:
@@ -252,6 +309,11 @@ def check_cells(rep: Reproduction, methods: dict[str, set[str]]) -> None:
 
     for f, cell in rep.cells():
         check(cell, f)
+    for i, c in enumerate(rep.checks):
+        for name in c.scenarios:
+            if name not in methods:
+                raise InputError(f"reproduction.check[{i}].scenarios", f"names {name!r}",
+                                 expected=f"the suite's scenarios: {', '.join(sorted(methods))}")
 
 
 def _requires(table: dict, f: str) -> None:
@@ -298,16 +360,27 @@ def missing(rep: Reproduction, data_root: str | None, device: str) -> str | None
     return None
 
 
-def size_variant(raw: dict, size: str) -> dict:
+def size_variant(raw: dict, size: str, check: str | None = None) -> dict:
     """The suite's tables at ``size``: ``reduced`` as written; ``smoke`` or ``published``
     with that table's ``seeds``, its ``budget`` over the suite's and every scenario's (epochs
     and steps replace each other), its ``search`` over the suite's, its ``model`` over the
     suite's (in place of it when it names an ``arch``), and its ``scenario`` keys set on
     every scenario table that has them (a key naming a scenario holds keys for that scenario
-    alone)."""
+    alone). ``check`` names a ``[[reproduction.check]]`` whose keys apply first, the same
+    way."""
+    if check is not None:
+        tables = [c for c in (raw.get("reproduction") or {}).get("check", [])
+                  if isinstance(c, dict) and c.get("name") == check]
+        if not tables:
+            raise InputError("reproduction.check", f"has no check named {check!r}",
+                             expected="the name of one of the entry's checks")
+        raw = _overlay(raw, tables[0])
     if size == "reduced":
         return raw
-    over = (raw.get("reproduction") or {}).get(size) or {}
+    return _overlay(raw, (raw.get("reproduction") or {}).get(size) or {})
+
+
+def _overlay(raw: dict, over: dict) -> dict:
     out = copy.deepcopy(raw)
     if "seeds" in over:
         out["seeds"] = over["seeds"]

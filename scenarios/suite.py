@@ -614,20 +614,20 @@ def builtin_suites(folder: Path = BUILTIN_DIR) -> dict[str, str]:
 
 
 def load_suite(name_or_path: str, data_root: str | None = None,
-               size: str = "reduced") -> Suite:
+               size: str = "reduced", check: str | None = None) -> Suite:
     """Read and validate a suite; errors name the file and the field. ``data_root``
     (``--data-root``) is where its built-in datasets' files are looked for first: their
     contents are part of each run's identity. ``size``: a reproduction entry's ``smoke`` or
     ``published`` size (:func:`scenarios.reproduction.size_variant`); ``reduced`` is the
-    suite as written."""
+    suite as written. ``check``: one of the entry's checks, applied before the size."""
     path = resolve_suite_path(name_or_path)
     raw = read_toml(path)
     try:
-        if size != "reduced":
+        if size != "reduced" or check is not None:
             if not isinstance(raw.get("reproduction"), dict):
                 raise InputError("reproduction", "is missing", expected="a [reproduction] "
-                                 f"table: only a reproduction entry has a {size} size")
-            raw = reproduction.size_variant(raw, size)
+                                 "table: only a reproduction entry has sizes and checks")
+            raw = reproduction.size_variant(raw, size, check)
         return parse_suite(raw, path, data_root)
     except InputError as exc:
         raise exc.within(str(path)) from None

@@ -4,7 +4,8 @@ Each entry is a suite with a ``[reproduction]`` header (:mod:`scenarios.reproduc
 ``dalib run`` into ``OUT/ENTRY`` (progress, resume and identity as for any sweep); the ledger
 (:mod:`analysis.ledger`) is then computed from the run records and written to
 ``OUT/ledger.md``, ``OUT/ledger-values.csv``, ``OUT/ledger-claims.csv`` and one figure per
-entry under ``OUT/ledger-figures/``.
+entry under ``OUT/ledger-figures/``. An entry's checks (``[[reproduction.check]]``: the
+measurement of a likely cause) run into ``OUT/checks/ENTRY/CHECK`` the same way.
 """
 
 from __future__ import annotations
@@ -84,28 +85,42 @@ def _cost(records: list[dict], planned: int, size: str, stamp: dict) -> tuple[st
             f"torch threads {stamp['threads']}).{failures}{missing}", total)
 
 
-def ledger_entry(name: str, suite, out: Path, size: str) -> dict:
-    """One entry's ledger section data, computed from its run records under ``out``."""
-    from analysis import ledger
+def _results(suite, out: Path, check=None) -> tuple[pd.DataFrame, list[dict], int]:
+    """The per-seed results of the runs planned by ``suite`` (of a ``check``'s scenarios and
+    methods only, where given) found under ``out``, their records and the number planned."""
     from dalib.runspec import expand
     from dalib.store import read_records, results_from_records
 
-    planned = {r.run_id for r in expand(suite)}
-    records = [r for r in read_records(out).records if r.get("run_id") in planned]
+    planned = {r.run_id for r in (expand(suite, None, list(check.methods) or None,
+                                         list(check.scenarios) or None)
+                                  if check else expand(suite))}
+    records = [r for r in read_records(out).records if r.get("run_id") in planned] \
+        if out.is_dir() else []
     results = results_from_records(records) if records else pd.DataFrame(
         columns=["scenario", "method", "seed", "metric", "value", "status"])
     pooled = _pooled_rows(records)
     if len(pooled):
         results = pd.concat([results, pooled], ignore_index=True)
+    return results, records, len(planned)
+
+
+def ledger_entry(name: str, suite, out: Path, size: str,
+                 checks: list[tuple[object, object, Path]] = ()) -> dict:
+    """One entry's ledger section data, computed from its run records under ``out`` and
+    those of its ``checks`` (each ``(check, its suite, its folder)``)."""
+    from analysis import ledger
+
+    results, records, planned = _results(suite, out)
+    measured = [(c.name, c.what, _results(s, folder, c)[0]) for c, s, folder in checks]
     header = dataclasses.asdict(suite.reproduction)
-    values = ledger.value_table(results, header["values"])
+    values = ledger.value_table(results, header["values"], measured)
     shapes = ledger.shape_table(results, header["shapes"])
     stamp = ledger.entry_stamp(records)
-    cost, seconds = _cost(records, len(planned), size, stamp)
+    cost, seconds = _cost(records, planned, size, stamp)
     return {"name": name, **{k: header[k] for k in ("citation", "source", "url", "protocol",
                                                     "published_seeds", "differences")},
             "values": values, "shapes": shapes, "cost": cost, "cost_s": seconds,
-            "runs": f"{len(records)} / {len(planned)}", "records": records, "size": size,
+            "runs": f"{len(records)} / {planned}", "records": records, "size": size,
             "published_size": header["published"], "stamp": stamp}
 
 
@@ -159,6 +174,26 @@ def write_ledger(entries: list[dict], out: Path, size: str) -> Path:
     return path
 
 
+def check_suites(name: str, path: Path, suite, args: argparse.Namespace, size: str,
+                 out: Path) -> list[tuple[object, object, Path]]:
+    """Each of the entry's checks with its suite (read and its runs planned, so a bad one
+    stops everything before anything runs) and its folder ``OUT/checks/ENTRY/CHECK``."""
+    from dalib.commands.run import load_with_plugins
+    from dalib.runspec import expand
+
+    found = []
+    for i, c in enumerate(suite.reproduction.checks):
+        check_suite = load_with_plugins(str(path), args.plugin, args.data_root, size=size,
+                                        check=c.name)[0]
+        try:
+            expand(check_suite, None, list(c.methods) or None, list(c.scenarios) or None)
+        except InputError as exc:
+            raise InputError(f"reproduction.check[{i}]", exc.problem, expected=exc.expected,
+                             source=str(path)) from None
+        found.append((c, check_suite, out / "checks" / name / c.name))
+    return found
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from dalib.cli import build_parser
     from dalib.commands.run import cmd_run, load_with_plugins
@@ -181,19 +216,33 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             raise InputError("--size", f"is published, but entry {name!r} cannot run at that "
                              f"size here: {lacking}", expected="the reduced size (the default) "
                              "or --entry naming the entries whose data and device are here")
-    status = 0
-    for i, (name, path) in enumerate(chosen.items(), 1):
-        print(f"== entry {i}/{len(chosen)}: {name}")
+    # the checks measure causes of reduced-size gaps: none at published size
+    skip = size == "published" or getattr(args, "no_checks", False)
+    checks = {name: [] if skip else check_suites(name, chosen[name], suite, args, size, out)
+              for name, suite in suites.items()}
+
+    def run(path: Path, folder: Path, check=None) -> int:
         run_args = build_parser().parse_args(
-            ["run", str(path), "--out", str(out / name), "--no-report",
+            ["run", str(path), "--out", str(folder), "--no-report",
              *(["--jobs", str(args.jobs)] if args.jobs else []),
              *(["--threads", str(args.threads)] if args.threads else []),
              *(["--device", args.device] if args.device else []),
              *(["--data-root", args.data_root] if args.data_root else []),
              *(f"--plugin={p}" for p in args.plugin)])
-        run_args.size = size
-        status = max(status, cmd_run(run_args))
-    entries = [ledger_entry(name, suite, out / name, size)
+        run_args.size, run_args.check = size, check and check.name
+        if check is not None:
+            run_args.methods = ",".join(check.methods) or None
+            run_args.scenarios = ",".join(check.scenarios) or None
+        return cmd_run(run_args)
+
+    status = 0
+    for i, (name, path) in enumerate(chosen.items(), 1):
+        print(f"== entry {i}/{len(chosen)}: {name}")
+        status = max(status, run(path, out / name))
+        for check, _, folder in checks[name]:
+            print(f"== entry {i}/{len(chosen)}: {name}, check {check.name}")
+            status = max(status, run(path, folder, check))
+    entries = [ledger_entry(name, suite, out / name, size, checks[name])
                for name, suite in suites.items()]
     path = write_ledger(entries, out, size)
     print(f"\nledger: {path}")

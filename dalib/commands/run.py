@@ -63,7 +63,7 @@ def pack_size(value: str) -> int:
 
 
 def load_with_plugins(name_or_path: str, extra: list[str], data_root: str | None = None,
-                      size: str = "reduced"):
+                      size: str = "reduced", check: str | None = None):
     """The suite and the plugins it runs with (resolved): installed entry points, the suite's
     ``plugins`` (files relative to it) and ``--plugin`` ones (relative to the current folder),
     loaded before the suite is checked, since its methods and datasets may come from them
@@ -85,7 +85,19 @@ def load_with_plugins(name_or_path: str, extra: list[str], data_root: str | None
         plugins.load_all(own)
     except InputError as exc:
         raise InputError("--plugin", exc.problem, expected=exc.expected) from None
-    return load_suite(name_or_path, data_root, size), tuple(dict.fromkeys(specs + own))
+    return load_suite(name_or_path, data_root, size, check), tuple(dict.fromkeys(specs + own))
+
+
+def split_names(text: str) -> list[str]:
+    """Comma-separated names; a comma inside brackets belongs to a method's label
+    (``ewc[fisher=sample,strength=600],naive`` is two methods)."""
+    names, depth, start = [], 0, 0
+    for i, ch in enumerate(text + ","):
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if ch == "," and depth <= 0:
+            names.append(text[start:i].strip())
+            start = i + 1
+    return [n for n in names if n]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -95,10 +107,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dalib.store import check_out
 
     suite, plugins = load_with_plugins(args.suite, args.plugin, args.data_root,
-                                       getattr(args, "size", "reduced"))
+                                       getattr(args, "size", "reduced"),
+                                       getattr(args, "check", None))
     seeds, device = check_run_args(args, suite)
-    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
-    runs = expand(suite, seeds, methods)
+    methods = split_names(args.methods) if args.methods else None
+    scenarios = split_names(args.scenarios) if getattr(args, "scenarios", None) else None
+    runs = expand(suite, seeds, methods, scenarios)
     check_out(args.out)
     out = Path(args.out)
     check_owner(out, suite)

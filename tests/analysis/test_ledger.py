@@ -157,3 +157,33 @@ def test_an_entry_stamp_names_its_software_machine_and_data_and_says_when_they_d
     assert stamp["mixed"].split(", ") == [f for f in ledger.STAMP_FIELDS if f != "cuda"] + ["data"]
     assert "**The runs of this entry were made under different stamps**" in \
         ledger.stamp_markdown(stamp)
+
+
+def test_a_value_outside_states_its_cause_and_the_value_its_check_measured():
+    acc, longer = [80.0, 82.0, 85.0, 81.0, 84.0], [89.0, 91.0, 90.0]
+    results = _results([("s", "a", i, "acc", v) for i, v in enumerate(acc)])
+    check = _results([("s", "a", i, "acc", v) for i, v in enumerate(longer)])
+    values = [{"cell": _cell(["s"]), "published": 90.0, "spread": None, "spread_kind": "none",
+               "checked": True, "note": "", "cause": "Too few steps."},
+              {"cell": _cell(["s"]), "published": 83.0, "spread": None, "spread_kind": "none",
+               "checked": True, "note": ""},
+              {"cell": _cell(["s"], "b"), "published": 5.0, "spread": None,
+               "spread_kind": "none", "checked": True, "note": ""}]
+    table = ledger.value_table(results, values, [("more", "4x the steps", check)])
+    row = table.iloc[0]
+    half = stats.t.ppf(0.975, 2) * np.std(longer, ddof=1) / np.sqrt(3)
+    assert row["check"] == "more" and row["check_seeds"] == 3
+    assert (row["check_lo"], row["check_hi"]) == pytest.approx((90 - half, 90 + half))
+    assert bool(row["check_inside"]) and not bool(row["inside"])
+    text = "\n".join(ledger.outside_markdown(table))
+    assert ("- s / a / acc (-7.60 from the published value): Too few steps. *Measured* with "
+            f"4x the steps (check more): 90.00 [{90 - half:.2f}, {90 + half:.2f}] over 3 seeds; "
+            "the published value is inside.") in text
+    assert "s / a / acc (-0.60" not in text  # inside: not listed
+    assert table.iloc[2]["seeds"] == 0 and "s / b / acc" not in text  # not compared
+    without = ledger.value_table(results, values[:1])
+    assert "Too few steps." in "\n".join(ledger.outside_markdown(without))
+    assert pd.isna(without.iloc[0]["check"])
+    no_cause = ledger.value_table(results, [{**values[0], "cause": ""}])
+    assert "(-7.60 from the published value): not identified." in \
+        "\n".join(ledger.outside_markdown(no_cause))

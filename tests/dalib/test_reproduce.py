@@ -224,3 +224,43 @@ def test_every_builtin_entry_declares_its_published_size():
     for name, path in entries().items():
         rep = load_suite(str(path)).reproduction
         assert rep.published and rep.published.get("note"), name
+
+
+def test_a_check_runs_its_methods_into_its_folder_and_the_page_shows_what_it_measured(
+        tmp_path):
+    text = ENTRY.replace('spread_kind = "sd"\n', 'spread_kind = "sd"\ncause = "Too few steps."\n'
+                         '\n[[reproduction.check]]\nname = "longer"\nwhat = "twice the epochs"\n'
+                         'budget = { epochs = 4 }\nmethods = ["naive"]\n', 1)
+    path = tmp_path / "user-entry.toml"
+    path.write_text(text.replace("published = 19.5", "published = 101.0"))
+    out = tmp_path / "ledger"
+    assert main(["reproduce", "--entry", str(path), "--smoke", "--out", str(out)]) == 0
+    checked = _records(out / "checks" / "user-entry" / "longer")
+    assert {r["method"] for r in checked} == {"naive"} and len(checked) == 3  # smoke seeds
+    acc = [r["metrics"]["acc"] for r in checked]
+    row = pd.read_csv(out / "ledger-values.csv").iloc[0]
+    assert row["check"] == "longer" and row["check_seeds"] == 3
+    assert row["check_mean"] == pytest.approx(np.mean(acc)) and not row["check_inside"]
+    page = (out / "ledger.md").read_text()
+    assert "Outside the published interval, and the likely cause:" in page
+    assert "Too few steps. *Measured* with twice the epochs (check longer): " in page
+    # --no-checks leaves them out, the ledger without the measurement
+    assert main(["reproduce", "--entry", str(path), "--smoke", "--no-checks", "--out",
+                 str(tmp_path / "plain")]) == 0
+    assert not (tmp_path / "plain" / "checks").exists()
+    assert "*Measured*" not in (tmp_path / "plain" / "ledger.md").read_text()
+
+
+def test_run_takes_a_subset_of_scenarios_and_method_labels_with_commas(tmp_path, capsys):
+    suite = tmp_path / "s.toml"
+    plain = ENTRY.split("[reproduction]")[0] + "[[scenario]]" + ENTRY.split("[[scenario]]")[1]
+    suite.write_text(plain + '\n[[scenario]]\nname = "other"\nkind = "stream"\ndata = { dataset = "uci-digits" }\n'
+          'stream = "split"\ntasks = 5\nmethods = ["naive", { name = "ewc", strength = 1, '
+          'fisher = "sample" }]\n')
+    out = tmp_path / "out"
+    assert main(["run", str(suite), "--out", str(out), "--seeds", "1", "--scenarios", "other",
+                 "--methods", "ewc[fisher=sample,strength=1]", "--no-report"]) == 0
+    assert [(r["scenario"], r["method"]) for r in _records(out)] == \
+        [("other", "ewc[fisher=sample,strength=1]")]
+    assert main(["run", str(suite), "--out", str(tmp_path / "x"), "--scenarios", "nope"]) == 2
+    assert "--scenarios: 'nope' is not in suite" in capsys.readouterr().err

@@ -124,3 +124,43 @@ def test_builtin_entries_load_at_both_sizes(name):
     published = load_suite(str(entries()[name]), size="published")  # declared and loadable
     assert rep.published and [sc.name for sc in published.scenarios] == \
         [sc.name for sc in full.scenarios]
+
+
+CHECK = """[[reproduction.check]]
+name = "longer"
+what = "6 epochs per task"
+seeds = 3
+budget = { epochs = 6 }
+methods = ["naive"]
+scenarios = ["split"]
+"""
+
+
+def test_a_check_is_the_reduced_size_with_its_keys_and_the_smoke_size_still_wins(tmp_path):
+    path = _write(tmp_path, ENTRY.replace('spread_kind = "sd"\n',
+                                          'spread_kind = "sd"\ncause = "fewer epochs"\n' + CHECK))
+    rep = load_suite(str(path)).reproduction
+    assert rep.values[0].cause == "fewer epochs"
+    (check,) = rep.checks
+    assert (check.name, check.methods, check.scenarios) == ("longer", ("naive",), ("split",))
+    longer = load_suite(str(path), check="longer")
+    assert longer.seeds == (0, 1, 2) and longer.scenarios[0].budget["epochs"] == 6
+    smoke = load_suite(str(path), size="smoke", check="longer")
+    assert smoke.seeds == (0, 1) and smoke.scenarios[0].budget == {"steps": 3, "batch_size": 64}
+    with pytest.raises(InputError, match="no check named 'short'"):
+        load_suite(str(path), check="short")
+
+
+@pytest.mark.parametrize("old,new,field", [
+    ('name = "longer"', 'name = "published"', "reproduction.check[0].name"),
+    ('what = "6 epochs per task"\n', "", "reproduction.check[0].what"),
+    ('scenarios = ["split"]', 'scenarios = ["other"]', "reproduction.check[0].scenarios"),
+    ('methods = ["naive"]', 'methods = "naive"', "reproduction.check[0].methods"),
+    ('seeds = 3\n', 'steps = 3\n', "reproduction.check[0].steps"),
+])
+def test_a_bad_check_is_one_error_naming_its_field(tmp_path, old, new, field):
+    path = _write(tmp_path, ENTRY.replace('spread_kind = "sd"\n', 'spread_kind = "sd"\n'
+                                          + CHECK.replace(old, new, 1)))
+    with pytest.raises(InputError) as err:
+        load_suite(str(path))
+    assert err.value.field.startswith(field) and str(path) in str(err.value)
