@@ -254,9 +254,16 @@ def test_a_check_runs_its_methods_into_its_folder_and_the_page_shows_what_it_mea
 def test_run_takes_a_subset_of_scenarios_and_method_labels_with_commas(tmp_path, capsys):
     suite = tmp_path / "s.toml"
     plain = ENTRY.split("[reproduction]")[0] + "[[scenario]]" + ENTRY.split("[[scenario]]")[1]
-    suite.write_text(plain + '\n[[scenario]]\nname = "other"\nkind = "stream"\ndata = { dataset = "uci-digits" }\n'
-          'stream = "split"\ntasks = 5\nmethods = ["naive", { name = "ewc", strength = 1, '
-          'fisher = "sample" }]\n')
+    other = """
+[[scenario]]
+name = "other"
+kind = "stream"
+data = { dataset = "uci-digits" }
+stream = "split"
+tasks = 5
+methods = ["naive", { name = "ewc", strength = 1, fisher = "sample" }]
+"""
+    suite.write_text(plain + other)
     out = tmp_path / "out"
     assert main(["run", str(suite), "--out", str(out), "--seeds", "1", "--scenarios", "other",
                  "--methods", "ewc[fisher=sample,strength=1]", "--no-report"]) == 0
