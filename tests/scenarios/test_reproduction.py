@@ -164,3 +164,9 @@ def test_a_bad_check_is_one_error_naming_its_field(tmp_path, old, new, field):
     with pytest.raises(InputError) as err:
         load_suite(str(path))
     assert err.value.field.startswith(field) and str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("name", sorted(entries()))
+def test_every_builtin_published_value_states_its_likely_cause_should_it_miss(name):
+    rep = load_suite(str(entries()[name])).reproduction
+    assert all(v.cause for v in rep.values if v.published is not None), name
