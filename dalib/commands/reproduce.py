@@ -111,16 +111,23 @@ def ledger_entry(name: str, suite, out: Path, size: str,
     from analysis import ledger
 
     results, records, planned = _results(suite, out)
-    measured = [(c.name, c.what, _results(s, folder, c)[0]) for c, s, folder in checks]
+    found = [(c, _results(s, folder, c)) for c, s, folder in checks]
+    measured = [(c.name, c.what, res) for c, (res, _, _) in found]
     header = dataclasses.asdict(suite.reproduction)
     values = ledger.value_table(results, header["values"], measured)
     shapes = ledger.shape_table(results, header["shapes"])
-    stamp = ledger.entry_stamp(records)
+    checked = [r for _, (_, rs, _) in found for r in rs]
+    stamp = ledger.entry_stamp(records + checked)  # every number on the entry's section
     cost, seconds = _cost(records, planned, size, stamp)
+    if checked:
+        spent = sum(r.get("timings", {}).get("total_s", 0.0) for r in checked)
+        cost += (f" Its checks: {len(checked)} runs of {sum(n for _, (_, _, n) in found)}, "
+                 f"{spent / 60:.1f} min.")
+        seconds += spent
     return {"name": name, **{k: header[k] for k in ("citation", "source", "url", "protocol",
                                                     "published_seeds", "differences")},
             "values": values, "shapes": shapes, "cost": cost, "cost_s": seconds,
-            "runs": f"{len(records)} / {planned}", "records": records, "size": size,
+            "runs": f"{len(records)} / {planned}", "records": records + checked, "size": size,
             "published_size": header["published"], "stamp": stamp}
 
 

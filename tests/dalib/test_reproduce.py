@@ -244,6 +244,7 @@ def test_a_check_runs_its_methods_into_its_folder_and_the_page_shows_what_it_mea
     page = (out / "ledger.md").read_text()
     assert "Outside the published interval, and the likely cause:" in page
     assert "Too few steps. *Measured* with twice the epochs (check longer): " in page
+    assert "Its checks: 3 runs of 3, " in page
     # --no-checks leaves them out, the ledger without the measurement
     assert main(["reproduce", "--entry", str(path), "--smoke", "--no-checks", "--out",
                  str(tmp_path / "plain")]) == 0
