@@ -179,7 +179,7 @@ def verdict_cell(row) -> str:
     found = row["verdict"]
     if found != "not resolved":
         return found if row["robust"] else f"{found} (fragile: one seed left out changes it)"
-    text = found if row["robust"] else f"{found} (one seed left out resolves it)"
+    text = found if row["robust"] else f"{found} (fragile: one seed left out resolves it)"
     needed = row["seeds_needed"]
     return text + (f"; about {int(needed)} seeds would resolve the observed difference"
                    if needed is not None and not pd.isna(needed)
@@ -334,7 +334,8 @@ def stamp_markdown(stamp: dict[str, str]) -> str:
 
 def counts(values: pd.DataFrame, shapes: pd.DataFrame) -> dict[str, int]:
     """How many published values fall inside dalib's interval, outside it, or cannot be
-    compared, and how many claims hold, are reversed or are not resolved."""
+    compared, how many claims hold, are reversed or are not resolved, and how many of those
+    verdicts are fragile (one seed left out changes them)."""
     inside = values["inside"] if len(values) else pd.Series(dtype=object)
     verdicts = shapes["verdict"] if len(shapes) else pd.Series(dtype=object)
     return {"inside": int((inside == True).sum()),  # noqa: E712  (None: not comparable)
@@ -343,5 +344,4 @@ def counts(values: pd.DataFrame, shapes: pd.DataFrame) -> dict[str, int]:
             "holds": int((verdicts == "holds").sum()),
             "reversed": int((verdicts == "reversed").sum()),
             "not resolved": int((verdicts == "not resolved").sum()),
-            "fragile": int(((verdicts != "not resolved") & ~shapes["robust"].astype(bool)).sum())
-            if len(shapes) else 0}
+            "fragile": int((~shapes["robust"].astype(bool)).sum()) if len(shapes) else 0}

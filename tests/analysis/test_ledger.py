@@ -117,7 +117,7 @@ def test_a_verdict_states_its_power_robustness_and_the_seeds_it_needs():
     assert power == pytest.approx(0.8, abs=1e-6)
     assert row["seeds_needed"] > 8
     text = ledger.verdict_cell(row)
-    assert "one seed left out resolves it" in text and f"about {row['seeds_needed']} seeds" in text
+    assert "(fragile: one seed left out resolves it)" in text and f"about {row['seeds_needed']} seeds" in text
     # a steady effect: holds, and holds with any seed left out
     steady = _results([("s", "a", i, "acc", 10.0 + d) for i, d in enumerate(diffs[:-1])]
                       + [("s", "b", i, "acc", 10.0) for i in range(7)])
