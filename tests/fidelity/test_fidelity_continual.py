@@ -137,6 +137,37 @@ def test_lwf_is_avalanches_distillation_and_per_head_under_task_il():
     assert torch.allclose(value, expected, atol=1e-6)
 
 
+def test_lwf_weighted_by_contexts_is_van_de_vens_train_a_batch():
+    method = _method("lwf", alpha=1.0, temperature=2.0, weighting="contexts")
+    tasks = [_task(5), _task(6, (2, 3), 1), _task(7, (0, 1, 2, 3), 2)]
+    method.after_task(tasks[0])
+    method.after_task(tasks[1])
+    method.before_task(tasks[2])  # the third task: rnt = 1/3
+    batch = _batch(tasks[2])
+    current = batch["train"]
+    out, prev = method.model(current.x), method.teacher(current.x)
+    loss_cur = F.cross_entropy(out, current.y)
+    # models/utils/loss_functions.py loss_fn_kd (norm=False): soft-target cross-entropy
+    targets = torch.softmax(prev[:, :4] / 2.0, dim=1)
+    loss_replay = -(targets * torch.log_softmax(out[:, :4] / 2.0, dim=1)).sum(1).mean()
+    rnt = 1 / 3
+    reference = rnt * loss_cur + (1 - rnt) * loss_replay
+    entropy = -(targets * targets.log()).sum(1).mean()  # a constant: KL = cross-entropy - H
+    value, _ = method.loss(batch)
+    assert torch.allclose(value, reference - (1 - rnt) * entropy, atol=1e-6)
+    grads = torch.autograd.grad(value, list(method.model.parameters()))
+    out = method.model(current.x)
+    again = rnt * F.cross_entropy(out, current.y) + (1 - rnt) * -(
+        targets * torch.log_softmax(out[:, :4] / 2.0, dim=1)).sum(1).mean()
+    for a, b in zip(grads, torch.autograd.grad(again, list(method.model.parameters())),
+                    strict=True):
+        assert torch.allclose(a, b, atol=1e-6)  # the same gradients as the reference
+    first = _method("lwf", weighting="contexts")  # the first task: the cross-entropy alone
+    loss, _ = first.loss(_batch(tasks[0]))
+    assert torch.allclose(loss, F.cross_entropy(first.model(tasks[0].train.x),
+                                                tasks[0].train.y), atol=1e-6)
+
+
 def _snapshot(buffer):
     """The buffer as it is now, drawing as it would next."""
     generator, buffer.generator = buffer.generator, None
