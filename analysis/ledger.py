@@ -74,12 +74,11 @@ def value_table(results: pd.DataFrame, values: list[dict],
         per_seed = cell_values(results, v["cell"])
         mean, lo, hi = _summary(per_seed)
         published = v.get("published")
-        has = published is not None and not np.isnan(lo)
         row = {"cell": label(v["cell"]), "published": published,
                "spread": v.get("spread"), "spread_kind": v.get("spread_kind", "none"),
                "checked": v.get("checked", True), "seeds": len(per_seed), "mean": mean,
                "lo": lo, "hi": hi, "difference": mean - published if published is not None
-               else None, "inside": bool(lo <= published <= hi) if has else None,
+               else None, "inside": _contains(published, lo, hi),
                "note": v.get("note", ""), "cause": v.get("cause", ""),
                **dict.fromkeys(CHECK_COLUMNS)}
         for name, what, found in checks:
@@ -88,13 +87,18 @@ def value_table(results: pd.DataFrame, values: list[dict],
                 m, m_lo, m_hi = _summary(measured)
                 row.update(check=name, check_what=what, check_seeds=len(measured),
                            check_mean=m, check_lo=m_lo, check_hi=m_hi,
-                           check_inside=bool(m_lo <= published <= m_hi)
-                           if published is not None and not np.isnan(m_lo) else None)
+                           check_inside=_contains(published, m_lo, m_hi))
                 break
         out.append(row)
     return pd.DataFrame(out, columns=["cell", "published", "spread", "spread_kind", "checked",
                                       "seeds", "mean", "lo", "hi", "difference", "inside",
                                       "note", "cause", *CHECK_COLUMNS])
+
+
+def _contains(published: float | None, lo: float, hi: float) -> bool | None:
+    """Whether the published value lies in ``[lo, hi]``; None without a value or an
+    interval."""
+    return bool(lo <= published <= hi) if published is not None and not np.isnan(lo) else None
 
 
 CHECK_COLUMNS = ("check", "check_what", "check_seeds", "check_mean", "check_lo", "check_hi",

@@ -67,13 +67,12 @@ class Value:
 
 @dataclass(frozen=True)
 class Check:
-    """A measurement of a likely cause: the entry's reduced size with ``over``'s keys (seeds,
-    budget, model, search, scenario, as a size overrides them), run for ``scenarios`` and
-    ``methods`` only (empty: all)."""
+    """A measurement of a likely cause: the entry's reduced size with the check table's keys
+    (seeds, budget, model, search, scenario, applied as a size's by :func:`size_variant`),
+    run for ``scenarios`` and ``methods`` only (empty: all)."""
 
     name: str
     what: str
-    over: dict
     scenarios: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()
 
@@ -176,17 +175,21 @@ def _check(table, f: str) -> Check:
     if name in SIZES:
         raise InputError(f"{f}.name", f"is {name!r}", expected=f"a name other than the "
                          f"sizes' ({', '.join(SIZES)})")
-    for key in ("budget", "scenario", "model", "search"):
-        if not isinstance(table.get(key, {}), dict):
-            raise InputError(f"{f}.{key}", f"is {table[key]!r}", expected="a table")
+    _tables(table, ("budget", "scenario", "model", "search"), f)
     lists = {}
     for key in ("scenarios", "methods"):
         items = table.get(key, [])
         if not isinstance(items, list):
             raise InputError(f"{f}.{key}", f"is {items!r}", expected="a list of names")
         lists[key] = tuple(_text(x, f"{f}.{key}") for x in items)
-    over = {k: v for k, v in table.items() if k in SMOKE_KEYS | {"model"}}
-    return Check(name, _text(table["what"], f"{f}.what"), over, **lists)
+    return Check(name, _text(table["what"], f"{f}.what"), **lists)
+
+
+def _tables(table: dict, keys: tuple[str, ...], f: str) -> None:
+    """The override keys that hold tables (``budget``, ``scenario``, ...) are tables."""
+    for key in keys:
+        if not isinstance(table.get(key, {}), dict):
+            raise InputError(f"{f}.{key}", f"is {table[key]!r}", expected="a table")
 
 
 def _shape(table, f: str) -> Shape:
@@ -263,9 +266,7 @@ def check_header(raw, f: str = "reproduction") -> Reproduction:
         raise InputError(f"{f}.published", f"is {published!r}", expected="a table of overrides")
     reject_unknown(published, PUBLISHED_KEYS, what="key", field=f"{f}.published")
     for size, table in (("smoke", smoke), ("published", published)):
-        for key in ("budget", "scenario", "model", "requires", "search"):
-            if not isinstance(table.get(key, {}), dict):
-                raise InputError(f"{f}.{size}.{key}", f"is {table[key]!r}", expected="a table")
+        _tables(table, ("budget", "scenario", "model", "requires", "search"), f"{f}.{size}")
     _requires(published.get("requires", {}), f"{f}.published.requires")
     for key in ("note", "unavailable"):
         if key in published:
