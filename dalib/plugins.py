@@ -165,6 +165,26 @@ def register_dataset(name: str, loader: Callable | None = None, *, files: Callab
     return add if loader is None else add(loader)
 
 
+def register_benchmark(benchmark, *, replace: bool = False):
+    """Register a benchmark described as data (:class:`scenarios.benchmarks.ImageBenchmark`:
+    domains with their image counts, classes in the reference order, the layouts of its
+    copies): ``{ dataset = benchmark.name, domain = ... }`` then reads a copy, checked
+    against its manifest. A subset of a built-in benchmark is one
+    ``dataclasses.replace(OFFICE31, name=..., counts={...})`` away. Returns it."""
+    from scenarios.benchmarks import ImageBenchmark
+    from scenarios.datasets import DATASETS
+
+    if not isinstance(benchmark, ImageBenchmark):
+        raise TypeError(f"cannot register {benchmark!r}: expected an ImageBenchmark")
+    _check_name(benchmark.name, benchmark)
+    _claim("dataset", benchmark.name, benchmark.name in DATASETS, "register_benchmark", replace)
+    DATASETS[benchmark.name] = benchmark
+    DATASET_ORIGINS.pop(benchmark.name, None)
+    if _origin():
+        DATASET_ORIGINS[benchmark.name] = _origin()
+    return benchmark
+
+
 def _check_name(name, obj) -> None:
     if not isinstance(name, str) or not name or name != name.strip():
         raise ValueError(f"cannot register {obj!r} as {name!r}: expected a non-empty name")

@@ -1,15 +1,13 @@
-"""Built-in datasets and the data root: each loader returns a :class:`Domain`.
+"""Built-in datasets: each loader returns a :class:`Domain`. The digits are here; the field's
+benchmarks by name (Office-31, DomainNet, CIFAR-10-C, ...) are in :mod:`scenarios.benchmarks`.
 
-Data roots, searched in order: the ``data_root`` argument (``--data-root``), the
-``DALIB_DATA`` environment variable, ``./data`` (where torchvision's ``download=True`` puts
-files by default) and the user cache directory ``~/.cache/dalib``. Nothing is downloaded at
-run time: missing files give an error naming the files and every folder searched.
+Data roots (:mod:`scenarios.roots`) are searched in order; nothing is downloaded at run
+time: missing files give an error naming the files and every folder searched.
 """
 
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -18,30 +16,14 @@ import numpy as np
 import torch
 
 from scenarios import formats
+from scenarios.benchmarks import BENCHMARKS
 from scenarios.domain import Domain, load_npz, to_domain
 from scenarios.errors import InputError, reject_unknown
+from scenarios.roots import data_roots
 
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-def data_roots(data_root: str | Path | None = None) -> list[Path]:
-    """The directories searched for dataset files, in order. A ``data_root`` that is not a
-    directory is an error (a mistyped ``--data-root`` would otherwise run silently on the
-    files of another root)."""
-    roots = []
-    if data_root:
-        if not Path(data_root).is_dir():
-            raise InputError("--data-root", f"{str(data_root)!r} is not a directory",
-                             expected="an existing folder holding the dataset files (`dalib "
-                             "data --data-root DIR` shows what it finds)")
-        roots.append(Path(data_root))
-    if os.environ.get("DALIB_DATA"):
-        roots.append(Path(os.environ["DALIB_DATA"]))
-    roots.append(Path("data").absolute())
-    roots.append(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dalib")
-    return roots
 
 
 def mnist_root(data_root: str | Path | None = None) -> Path | None:
@@ -66,6 +48,17 @@ def dataset_files(spec: dict, data_root: str | Path | None = None) -> list[Path]
         return []
     options = {k: v for k, v in spec.items() if k not in ("dataset", "shifts")}
     return [Path(p) for p in files(data_root, **options)]
+
+
+def dataset_fingerprint(spec: dict, data_root: str | Path | None = None) -> dict[str, str]:
+    """A benchmark copy's identity (its loader's ``fingerprint(data_root, **options)``: the
+    images' paths and sizes, hashed), for a ``{dataset = NAME}`` table that names one."""
+    loader = DATASETS.get(spec.get("dataset")) if isinstance(spec.get("dataset"), str) else None
+    fingerprint = getattr(loader, "fingerprint", None)
+    if fingerprint is None:
+        return {}
+    return fingerprint(data_root, **{k: v for k, v in spec.items()
+                                     if k not in ("dataset", "shifts")})
 
 
 IDX_MAGIC = {"images": 2051, "labels": 2049}  # big-endian ints opening an IDX file
@@ -244,6 +237,7 @@ DATASETS: dict[str, Callable[..., Domain]] = {
     "mnist": load_mnist,
     "rotated-mnist": load_rotated_mnist,
     "colored-mnist": load_colored_mnist,
+    **BENCHMARKS,
 }
 
 
@@ -319,14 +313,25 @@ def dataset_loader(spec: dict) -> tuple[Callable[..., Domain], dict]:
 def check_data(data_root: str | Path | None = None, names: list[str] | None = None
                ) -> dict[str, str]:
     """For each dataset named (default: every registered one), 'ok (N samples)' or
-    'missing: ' and the error that loading it gives."""
+    'missing: ' and the error that loading it gives; unasked, a benchmark with no copy under
+    any root is 'not here: ' (a copy found but incomplete is 'missing: ')."""
+    from scenarios.benchmarks.tree import NoCopy
+
     status = {}
     for name in names or list(DATASETS):
         if name not in DATASETS:
             raise InputError("DATASET", f"is {name!r}",
                              expected=f"one of {', '.join(sorted(DATASETS))}")
         try:
-            status[name] = f"ok ({len(DATASETS[name](data_root=data_root))} samples)"
+            verify = getattr(DATASETS[name], "verify", None)
+            if verify is not None:  # a benchmark: its copy checked, nothing decoded
+                counts = verify(data_root=data_root)
+                status[name] = (f"ok ({sum(counts.values())} images: "
+                                f"{', '.join(f'{d} {n}' for d, n in counts.items())})")
+            else:
+                status[name] = f"ok ({len(DATASETS[name](data_root=data_root))} samples)"
+        except NoCopy as exc:
+            status[name] = f"{'missing' if names else 'not here'}: {exc}"
         except InputError as exc:
             status[name] = f"missing: {exc}"
     return status

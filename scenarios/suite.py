@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from scenarios import checks, formats, recipes, reproduction, testtime
-from scenarios.datasets import dataset_files, dataset_loader, load_dataset
+from scenarios.datasets import dataset_files, dataset_fingerprint, dataset_loader, load_dataset
 from scenarios.domain import LAYOUTS, Domain
 from scenarios.errors import InputError, reject_unknown
 from scenarios.multidomain import LODO, TARGET_DATA, leave_one_out, pool, table_name
@@ -176,6 +176,7 @@ class ScenarioSpec:
         out: dict[str, str] = {}
         for spec in self.data_specs():
             out.update(formats.fingerprint(spec, self.base_dir))
+            out.update(dataset_fingerprint(spec, self.data_root))  # a benchmark's copy
             for path in dataset_files(spec, self.data_root):  # a built-in dataset's files
                 out[f"{spec['dataset']}/{path.name}"] = formats.file_digest(path)
         weights = self.model.get("weights")

@@ -38,9 +38,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     plugins.load_all([plugins.resolve(p, Path.cwd()) for p in args.plugin])
     print("datasets ({ dataset = NAME, ...options }):")
     for name, fn in DATASETS.items():
-        print(f"  {name:<14} {(fn.__doc__ or '').strip().splitlines()[0]}"
-              f"{_from(plugins.DATASET_ORIGINS.get(name))}")
+        title = getattr(fn, "title", None) or (fn.__doc__ or "").strip().splitlines()[0]
+        print(f"  {name:<14} {title}{_from(plugins.DATASET_ORIGINS.get(name))}")
         print(f"  {'':<14} options: {_options(fn, 0)}")
+        if getattr(fn, "counts", None):  # a benchmark: its manifest
+            splits = "; splits: all, " + ", ".join(fn.splits) if fn.splits else ""
+            print(f"  {'':<14} domains: "
+                  + ", ".join(f"{d} ({n:,})" for d, n in fn.counts.items())
+                  + f"; {len(fn.classes)} classes{splits}")
+        elif getattr(fn, "domain_names", None) and fn.domain_names():
+            print(f"  {'':<14} domains: {', '.join(fn.domain_names())}")
     print("data formats:")
     print(f"  {'npz':<14} {{ npz = FILE }} arrays x, y, optional task, classes, domain; keys "
           f"{', '.join(sorted(NPZ_KEYS - {'npz'}))}")

@@ -1,0 +1,285 @@
+"""Benchmarks whose copy is a folder of images: where a copy lives, whether it is complete,
+and its domains as :class:`~scenarios.domain.Domain` objects.
+
+A benchmark declares its domains with their image counts (the manifest), its classes in the
+reference library's order and the layouts copies come in: TLlib's (domain folders beside an
+``image_list`` folder of ``path label`` files) and DomainBed's (``root/domain/class/image``,
+as torchvision's ``ImageFolder`` reads it). A class's label is its position in the reference
+order whichever layout is read, so a model trained on one copy reads another.
+
+A copy is checked before anything is decoded: every domain folder, every class folder or
+listed image, and the number of images per domain against the manifest (``check = "counts"``,
+the default; ``check = "layout"`` compares folders only, for a deliberate subset). A copy's
+identity (every image's relative path and size, and the lists' contents) enters the run's.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scenarios import checks, formats
+from scenarios.domain import Domain, from_arrays
+from scenarios.errors import InputError
+from scenarios.roots import data_roots
+
+CHECKS = ("counts", "layout")
+DEFAULT_SIZE = 224  # pixels: the input side of the ImageNet backbones the benchmarks use
+
+
+class NoCopy(InputError):
+    """No copy of a benchmark under any data root (as opposed to an incomplete one)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One way a copy is laid out under a data root: the benchmark's ``folders`` (names it
+    goes by, the first the usual one), each domain's folder of class folders (relative to
+    it) and, for list layouts, each domain's image lists (``{split}`` filled in) with paths
+    relative to the benchmark's folder and labels counted from ``label_base``."""
+
+    name: str
+    folders: tuple[str, ...]
+    domain_dirs: dict[str, str]
+    lists: dict[str, str] = field(default_factory=dict)
+    label_base: int = 0
+
+    def describe(self, benchmark: ImageBenchmark) -> str:
+        first = benchmark.domains[0]
+        text = f"{self.folders[0]}/{self.domain_dirs[first]}/<class>/<image>"
+        if self.lists:
+            split = next(iter(benchmark.splits), "")
+            text += f" with {self.folders[0]}/{self.lists[first].format(split=split)}"
+        domains = ", ".join(self.domain_dirs[d] for d in benchmark.domains)
+        return f"{self.name}: {text} (domain folders {domains})"
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A copy found on disk: its folder and the layout it follows."""
+
+    root: Path
+    layout: Layout
+
+
+@dataclass(frozen=True)
+class ImageBenchmark:
+    """A benchmark of image domains. ``counts``: images per domain in the published copy;
+    ``splits``: the official splits where the reference defines them (image lists), with
+    their counts per domain."""
+
+    name: str
+    title: str
+    reference: str
+    source: str
+    classes: tuple[str, ...]
+    counts: dict[str, int]
+    layouts: tuple[Layout, ...]
+    splits: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        return tuple(self.counts)
+
+    # ---- finding and checking a copy
+
+    def find(self, data_root: str | Path | None) -> Copy:
+        """The first copy under the data roots, in the first layout it matches; none is an
+        input error naming every folder searched, the layouts and where the files come
+        from."""
+        roots = data_roots(data_root)
+        for root in roots:
+            for layout in self.layouts:
+                for name in layout.folders:
+                    folder = root / name
+                    if folder.is_dir() and (not layout.lists or (folder / Path(
+                            next(iter(layout.lists.values()))).parent).is_dir()):
+                        return Copy(folder, layout)
+        searched = ", ".join(str(r) for r in roots)
+        raise NoCopy("dataset", f"{self.name}: no copy found; searched {searched}",
+                         expected=self._where())
+
+    def _where(self) -> str:
+        layouts = "; or ".join(lay.describe(self) for lay in self.layouts)
+        return (f"{layouts}; in one of the data roots (--data-root, $DALIB_DATA, ./data or "
+                f"~/.cache/dalib); the files come from {self.source} (nothing is downloaded)")
+
+    def images(self, copy: Copy, domain: str, split: str = "all") -> tuple[list[Path], list[int],
+                                                                          list[bool]]:
+        """A domain's image paths, labels and test flags (the official test split's images),
+        checked against the layout: an absent folder, list or image is an input error."""
+        if copy.layout.lists:
+            return self._listed(copy, domain, split)
+        if split != "all":
+            raise InputError("split", f"is {split!r}, but the copy at {str(copy.root)!r} has no "
+                             "image lists", expected=f"split = 'all', or the {self._list_layout()}"
+                             " layout (its lists define the splits)")
+        folder = self._domain_folder(copy, domain)
+        present = {p.name: p for p in folder.iterdir() if p.is_dir()}
+        missing = [c for c in self.classes if c not in present]
+        if missing:
+            extra = sorted(set(present) - set(self.classes))
+            hint = f"; found {', '.join(map(repr, extra[:5]))} instead" if extra else ""
+            raise InputError("dataset", f"{self.name}: {len(missing)} class folder(s) missing "
+                             f"in {str(folder)!r}: {', '.join(map(repr, missing[:5]))}{hint}",
+                             expected=self._where())
+        paths, labels = [], []
+        for label, name in enumerate(self.classes):
+            found = formats._images_in(present[name])
+            paths += found
+            labels += [label] * len(found)
+        return paths, labels, [False] * len(paths)
+
+    def _list_layout(self) -> str:
+        return next((lay.name for lay in self.layouts if lay.lists), "list")
+
+    def _domain_folder(self, copy: Copy, domain: str) -> Path:
+        folder = copy.root / copy.layout.domain_dirs[domain]
+        if folder.is_dir():
+            return folder
+        parent = folder.parent
+        found = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+        close = difflib.get_close_matches(folder.name, found, n=1, cutoff=0.5) or [
+            f for f in found if _plain(f) == _plain(folder.name)]
+        hint = f" (found {close[0]!r}: renamed?)" if close else ""
+        raise InputError("dataset", f"{self.name}: domain {domain!r}: folder "
+                         f"{str(folder)!r} is missing{hint}", expected=self._where())
+
+    def _listed(self, copy: Copy, domain: str, split: str) -> tuple[list[Path], list[int],
+                                                                    list[bool]]:
+        splits = list(self.splits) or [""]
+        if split != "all" and split not in splits:
+            raise InputError("split", f"is {split!r}", expected=f"one of all, "
+                             f"{', '.join(s for s in splits if s)}" if splits != [""] else
+                             "'all' (this benchmark has no official splits)")
+        self._domain_folder(copy, domain)
+        paths, labels, test = [], [], []
+        for part in splits if split == "all" else [split]:
+            path = copy.root / copy.layout.lists[domain].format(split=part)
+            if not path.is_file():
+                raise InputError("dataset", f"{self.name}: image list {str(path)!r} is missing",
+                                 expected=self._where())
+            for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                if not line.strip():
+                    continue
+                parts = line.rsplit(maxsplit=1)
+                label = int(parts[1]) - copy.layout.label_base if len(parts) == 2 and \
+                    parts[1].lstrip("-").isdigit() else -1
+                if not 0 <= label < len(self.classes):
+                    raise InputError(f"line {i}", f"is {line[:200]!r}", expected=f"'path label' "
+                                     f"with a label in {copy.layout.label_base}.."
+                                     f"{len(self.classes) - 1 + copy.layout.label_base}",
+                                     source=str(path))
+                paths.append(copy.root / parts[0])
+                labels.append(label)
+                test.append(part == "test")
+        absent = [p for p in paths if not p.is_file()]
+        if absent:
+            raise InputError("dataset", f"{self.name}: domain {domain!r}: {len(absent)} of the "
+                             f"{len(paths)} images its lists name are missing (first "
+                             f"{str(absent[0])!r})", expected=self._where())
+        return paths, labels, test
+
+    def expected_count(self, domain: str, split: str) -> int:
+        return self.counts[domain] if split == "all" else self.splits[split][domain]
+
+    def check(self, copy: Copy, domain: str, split: str, found: int, how: str) -> None:
+        """The manifest's check of one domain's image count (``how = "counts"``)."""
+        expected = self.expected_count(domain, split)
+        if how == "counts" and found != expected:
+            part = "" if split == "all" else f" ({split} split)"
+            raise InputError("dataset", f"{self.name}: domain {domain!r}{part} has {found} "
+                             f"images in {str(copy.root)!r}, the published copy {expected}",
+                             expected="a complete copy (copy the missing files again; check "
+                             "= 'layout' in the data table reads a deliberate subset); "
+                             f"the files come from {self.source}")
+
+    # ---- loading
+
+    def load(self, data_root: str | Path | None = None, domain: str | None = None,
+             split: str = "all", size: int | list[int] = DEFAULT_SIZE,
+             check: str = "counts") -> Domain:
+        """One domain (``domain = NAME``) or every domain pooled (each sample's ``env``),
+        decoded once at ``size`` (RGB) and cached; ``split`` keeps an official split."""
+        copy, names = self._start(data_root, domain, check, split)
+        parts = []
+        for name in names:
+            paths, labels, test = self.images(copy, name, split)
+            self.check(copy, name, split, len(paths), check)
+            x = formats.decode_images(paths, formats._size(size), 3, str(copy.root))
+            d = from_arrays(x, np.asarray(labels), name=f"{self.name}/{name}",
+                            classes=self.classes, source=str(copy.root), layout="NHWC")
+            parts.append(d.with_(test_mask=torch.as_tensor(test) if any(test) else None))
+        if domain is not None:
+            return parts[0]
+        masks = [p.test_mask for p in parts]
+        return Domain(name=self.name, x=torch.cat([p.x for p in parts]),
+                      y=torch.cat([p.y for p in parts]), classes=self.classes,
+                      env=torch.cat([torch.full((len(p),), i) for i, p in enumerate(parts)]),
+                      envs=tuple(names),
+                      test_mask=torch.cat([m if m is not None else torch.zeros(len(p), dtype=bool)
+                                           for m, p in zip(masks, parts, strict=True)])
+                      if any(m is not None for m in masks) else None)
+
+    def _start(self, data_root, domain, check: str, split: str) -> tuple[Copy, list[str]]:
+        checks.string(check, "check", CHECKS)
+        checks.string(split, "split", ("all", *self.splits))
+        if domain is not None and domain not in self.domains:
+            raise InputError("domain", f"is {domain!r}", expected=f"one of "
+                             f"{', '.join(self.domains)} ({self.name})")
+        return self.find(data_root), [domain] if domain is not None else list(self.domains)
+
+    def verify(self, data_root: str | Path | None = None, domain: str | None = None,
+               split: str = "all", check: str = "counts") -> dict[str, int]:
+        """Images per domain of a complete copy (the checks of :meth:`load`, nothing
+        decoded)."""
+        copy, names = self._start(data_root, domain, check, split)
+        out = {}
+        for name in names:
+            paths, _, _ = self.images(copy, name, split)
+            self.check(copy, name, split, len(paths), check)
+            out[name] = len(paths)
+        return out
+
+    def fingerprint(self, data_root: str | Path | None = None, domain: str | None = None,
+                    split: str = "all", **_) -> dict[str, str]:
+        """The copy's identity: its layout, and every image's path (relative to the copy)
+        and size and the lists' contents, hashed; the same for two copies of the same
+        files wherever they lie."""
+        try:
+            copy, names = self._start(data_root, domain, "layout", split)
+            h = hashlib.sha256(copy.layout.name.encode())
+            for name in names:
+                paths, labels, _ = self.images(copy, name, split)
+                for p, y in zip(paths, labels, strict=True):
+                    h.update(f"{p.relative_to(copy.root)}\0{p.stat().st_size}\0{y}\n".encode())
+        except (InputError, OSError):
+            return {}  # loading names the problem
+        return {f"{self.name}#copy": h.hexdigest()[:16]}
+
+    def domain_names(self, **_) -> list[str]:
+        return list(self.domains)
+
+    def files(self, data_root: str | Path | None = None, **_) -> list[Path]:
+        """The copy's image lists (its images enter the identity through
+        :meth:`fingerprint`)."""
+        try:
+            copy = self.find(data_root)
+        except InputError:
+            return []
+        return sorted({copy.root / lst.format(split=s) for lst in copy.layout.lists.values()
+                       for s in (self.splits or [""])})
+
+    def __call__(self, data_root: str | Path | None = None, domain: str | None = None,
+                 split: str = "all", size: int | list[int] = DEFAULT_SIZE,
+                 check: str = "counts") -> Domain:
+        return self.load(data_root, domain=domain, split=split, size=size, check=check)
+
+
+def _plain(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
