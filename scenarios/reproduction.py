@@ -27,7 +27,7 @@ from scenarios.errors import InputError, reject_unknown
 ENTRIES_DIR = Path(__file__).parent / "reproductions"
 
 HEADER_KEYS = {"citation", "source", "url", "protocol", "published_seeds", "differences",
-               "smoke", "published", "value", "shape", "check"}
+               "smoke", "published", "value", "shape", "check", "requires"}
 SMOKE_KEYS = {"seeds", "budget", "scenario", "search"}
 PUBLISHED_KEYS = SMOKE_KEYS | {"model", "requires", "note", "unavailable"}
 CHECK_KEYS = SMOKE_KEYS | {"model", "name", "what", "scenarios", "methods"}
@@ -102,6 +102,7 @@ class Reproduction:
     smoke: dict = field(default_factory=dict)
     published: dict = field(default_factory=dict)  # empty: no published size declared
     checks: tuple[Check, ...] = ()
+    requires: dict = field(default_factory=dict)  # what every size needs (a benchmark's copy)
 
     def cells(self) -> list[tuple[str, Cell]]:
         """Every cell the entry reads, with the field it is written in: each value's, each
@@ -268,6 +269,10 @@ def check_header(raw, f: str = "reproduction") -> Reproduction:
     for size, table in (("smoke", smoke), ("published", published)):
         _tables(table, ("budget", "scenario", "model", "requires", "search"), f"{f}.{size}")
     _requires(published.get("requires", {}), f"{f}.published.requires")
+    requires = raw.get("requires", {})
+    if not isinstance(requires, dict):
+        raise InputError(f"{f}.requires", f"is {requires!r}", expected="a table")
+    _requires(requires, f"{f}.requires")
     for key in ("note", "unavailable"):
         if key in published:
             _text(published[key], f"{f}.published.{key}")
@@ -281,7 +286,7 @@ def check_header(raw, f: str = "reproduction") -> Reproduction:
         differences=_differences(raw.get("differences", []), f"{f}.differences"),
         values=tuple(_value(v, f"{f}.value[{i}]") for i, v in enumerate(values)),
         shapes=tuple(_shape(s, f"{f}.shape[{i}]") for i, s in enumerate(shapes)),
-        smoke=smoke, published=published, checks=_checks(found, f))
+        smoke=smoke, published=published, checks=_checks(found, f), requires=requires)
 
 
 def _checks(tables: list, f: str) -> tuple[Check, ...]:
@@ -328,18 +333,31 @@ def _requires(table: dict, f: str) -> None:
         checks.integer(count, f"{f}.samples.{name}", 1, 10**9)
 
 
-def missing(rep: Reproduction, data_root: str | None, device: str) -> str | None:
-    """What the entry's published size needs that this machine lacks (one sentence), or
-    None: a device (``--device`` or what is here) and datasets with enough samples."""
+def missing(rep: Reproduction, data_root: str | None, device: str,
+            size: str = "published") -> str | None:
+    """What the entry needs at ``size`` that this machine lacks (one sentence), or None: at
+    every size what ``[reproduction] requires`` names (a benchmark's copy), at published
+    size also what ``[reproduction.published] requires`` names; a device (``--device`` or
+    what is here) and datasets with enough samples."""
+    if size == "published":
+        if not rep.published:
+            return "no published size is declared for it"
+        if "unavailable" in rep.published:
+            return ("its published protocol cannot run in dalib yet "
+                    f"({rep.published['unavailable']})")
+    needs = dict(rep.requires)
+    if size == "published":
+        extra = rep.published.get("requires", {})
+        needs = {**needs, **extra, "samples": {**needs.get("samples", {}),
+                                               **extra.get("samples", {})}}
+    return _lacking(needs, data_root, device)
+
+
+def _lacking(needs: dict, data_root: str | None, device: str) -> str | None:
     import torch
 
     from scenarios.datasets import DATASETS, data_roots
 
-    if not rep.published:
-        return "no published size is declared for it"
-    if "unavailable" in rep.published:
-        return f"its published protocol cannot run in dalib yet ({rep.published['unavailable']})"
-    needs = rep.published.get("requires", {})
     if needs.get("device") == "cuda" and not (device.startswith("cuda") or (
             device == "auto" and torch.cuda.is_available())):
         return "it needs a CUDA device (this run has none)"
@@ -348,8 +366,9 @@ def missing(rep: Reproduction, data_root: str | None, device: str) -> str | None
         if loader is None:
             return (f"it needs the dataset {name!r}, which this dalib cannot read (see dalib "
                     "list datasets)")
+        verify = getattr(loader, "verify", None)  # a benchmark: its copy, nothing decoded
         try:
-            found = len(loader(data_root))
+            found = sum(verify(data_root).values()) if verify else len(loader(data_root))
         except InputError as exc:
             found, where = 0, exc.problem
         else:
@@ -357,7 +376,8 @@ def missing(rep: Reproduction, data_root: str | None, device: str) -> str | None
         if found < count:
             roots = ", ".join(str(r) for r in data_roots(data_root))
             return (f"it needs {name!r} with {count:,} samples ({where}; searched {roots}: "
-                    f"put the dataset's complete files there, in torchvision's layout)")
+                    "put the dataset's complete files there, in the layout `dalib list` "
+                    "names)")
     return None
 
 

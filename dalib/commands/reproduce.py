@@ -105,9 +105,11 @@ def _results(suite, out: Path, check=None) -> tuple[pd.DataFrame, list[dict], in
 
 
 def ledger_entry(name: str, suite, out: Path, size: str,
-                 checks: list[tuple[object, object, Path]] = ()) -> dict:
+                 checks: list[tuple[object, object, Path]] = (), absent: str | None = None
+                 ) -> dict:
     """One entry's ledger section data, computed from its run records under ``out`` and
-    those of its ``checks`` (each ``(check, its suite, its folder)``)."""
+    those of its ``checks`` (each ``(check, its suite, its folder)``); ``absent``: why it
+    did not run here (its data or device missing), said in place of its cost."""
     from analysis import ledger
 
     results, records, planned = _results(suite, out)
@@ -124,6 +126,10 @@ def ledger_entry(name: str, suite, out: Path, size: str,
         cost += (f" Its checks: {len(checked)} runs of {sum(n for _, (_, _, n) in found)}, "
                  f"{spent / 60:.1f} min.")
         seconds += spent
+    if absent:
+        cost = (f"Not run here ({size} size): {absent}. Its published values are listed "
+                "for comparison; `dalib reproduce --entry " + name + "` runs it where they "
+                "are.")
     return {"name": name, **{k: header[k] for k in ("citation", "source", "url", "protocol",
                                                     "published_seeds", "differences")},
             "values": values, "shapes": shapes, "cost": cost, "cost_s": seconds,
@@ -210,6 +216,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     chosen = resolve_entries(args.entry)
     out = Path(args.out or ("runs/reproduce" if size == "reduced" else f"runs/reproduce-{size}"))
     # every entry is read and checked before anything runs
+    absent: dict[str, str] = {}  # entries whose data or device is not here, and why
     suites = {name: load_with_plugins(str(path), args.plugin, args.data_root, size=size)[0]
               for name, path in chosen.items()}
     for name, suite in suites.items():
@@ -217,15 +224,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             raise InputError("reproduction", "is missing", expected="a [reproduction] table "
                              "(a ledger entry)").within(str(chosen[name]))
         check_metrics(suite, chosen[name])
-        lacking = missing(suite.reproduction, args.data_root, args.device or "auto") \
-            if size == "published" else None
-        if lacking:
-            raise InputError("--size", f"is published, but entry {name!r} cannot run at that "
-                             f"size here: {lacking}", expected="the reduced size (the default) "
-                             "or --entry naming the entries whose data and device are here")
+        lacking = missing(suite.reproduction, args.data_root, args.device or "auto", size)
+        if lacking and (size == "published" or args.entry):
+            raise InputError("--size", f"is {size}, but entry {name!r} cannot run at that "
+                             f"size here: {lacking}", expected="another size, or --entry "
+                             "naming the entries whose data and device are here")
+        if lacking:  # a benchmark not here: the ledger says so, the others run
+            absent[name] = lacking
     # the checks measure causes of reduced-size gaps: none at published size
     skip = size == "published" or getattr(args, "no_checks", False)
-    checks = {name: [] if skip else check_suites(name, chosen[name], suite, args, size, out)
+    checks = {name: [] if skip or name in absent else
+              check_suites(name, chosen[name], suite, args, size, out)
               for name, suite in suites.items()}
 
     def run(path: Path, folder: Path, check=None) -> int:
@@ -244,12 +253,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     status = 0
     for i, (name, path) in enumerate(chosen.items(), 1):
+        if name in absent:
+            print(f"== entry {i}/{len(chosen)}: {name}: not run here: {absent[name]}")
+            continue
         print(f"== entry {i}/{len(chosen)}: {name}")
         status = max(status, run(path, out / name))
         for check, _, folder in checks[name]:
             print(f"== entry {i}/{len(chosen)}: {name}, check {check.name}")
             status = max(status, run(path, folder, check))
-    entries = [ledger_entry(name, suite, out / name, size, checks[name])
+    entries = [ledger_entry(name, suite, out / name, size, checks[name], absent.get(name))
                for name, suite in suites.items()]
     path = write_ledger(entries, out, size)
     print(f"\nledger: {path}")

@@ -118,6 +118,13 @@ class Cifar:
                 "one of the data roots (--data-root, $DALIB_DATA, ./data or ~/.cache/dalib; "
                 "nothing is downloaded)")
 
+    def verify(self, data_root: str | Path | None = None, split: str = "all",
+               check: str = "counts") -> dict[str, int]:
+        """Images per split of a complete copy (read, not kept)."""
+        folder = self.root(data_root) / self.folder
+        return {part: len(self._read(folder, part, check)[1]) for part in ("train", "test")
+                if split in (part, "all")}
+
     def __call__(self, data_root: str | Path | None = None, split: str = "all",
                  check: str = "counts") -> Domain:
         checks.string(split, "split", ("train", "test", "all"))
@@ -195,6 +202,15 @@ class CifarC:
                              f"{item_shape}" + (" uint8" if item_shape else "") + " as the "
                              "release has them (check = 'layout' reads a deliberate subset)")
         return arr
+
+    def verify(self, data_root: str | Path | None = None, domain: str | None = None,
+               check: str = "counts", **_) -> dict[str, int]:
+        """Images per corruption (all severities) of a complete copy (headers read)."""
+        folder = self.root(data_root)
+        rows = len(self._array(folder / "labels.npy", (), 5 * PER_SEVERITY
+                               if check == "counts" else None))
+        return {n: len(self._array(folder / f"{n}.npy", (32, 32, 3), rows))
+                for n in ([domain] if domain else CORRUPTIONS)}
 
     def __call__(self, data_root: str | Path | None = None, domain: str | None = None,
                  severity: int = 5, check: str = "counts") -> Domain:

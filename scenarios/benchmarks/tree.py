@@ -10,7 +10,8 @@ order whichever layout is read, so a model trained on one copy reads another.
 A copy is checked before anything is decoded: every domain folder, every class folder or
 listed image, and the number of images per domain against the manifest (``check = "counts"``,
 the default; ``check = "layout"`` compares folders only, for a deliberate subset). A copy's
-identity (every image's relative path and size, and the lists' contents) enters the run's.
+identity (every image's relative path, label, size and modification time) enters the
+run's.
 """
 
 from __future__ import annotations
@@ -142,11 +143,15 @@ class ImageBenchmark:
         folder = copy.root / copy.layout.domain_dirs[domain]
         if folder.is_dir():
             return folder
-        parent = folder.parent
-        found = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
-        close = difflib.get_close_matches(folder.name, found, n=1, cutoff=0.5) or [
-            f for f in found if _plain(f) == _plain(folder.name)]
-        hint = f" (found {close[0]!r}: renamed?)" if close else ""
+        level = copy.root  # the first part of the path that is missing, and its siblings
+        for part in Path(copy.layout.domain_dirs[domain]).parts:
+            if not (level / part).is_dir():
+                break
+            level = level / part
+        found = sorted(p.name for p in level.iterdir() if p.is_dir()) if level.is_dir() else []
+        close = [f for f in found if _plain(f) == _plain(part)] or \
+            difflib.get_close_matches(part, found, n=1, cutoff=0.6)
+        hint = f" (found {close[0]!r} in {str(level)!r}: renamed?)" if close else ""
         raise InputError("dataset", f"{self.name}: domain {domain!r}: folder "
                          f"{str(folder)!r} is missing{hint}", expected=self._where())
 
@@ -248,16 +253,18 @@ class ImageBenchmark:
 
     def fingerprint(self, data_root: str | Path | None = None, domain: str | None = None,
                     split: str = "all", **_) -> dict[str, str]:
-        """The copy's identity: its layout, and every image's path (relative to the copy)
-        and size and the lists' contents, hashed; the same for two copies of the same
-        files wherever they lie."""
+        """The copy's identity: its layout, and every image's path (relative to the copy),
+        label, size and modification time, hashed (as image folders' identity: a copy
+        copied anew, with new times, runs again)."""
         try:
             copy, names = self._start(data_root, domain, "layout", split)
             h = hashlib.sha256(copy.layout.name.encode())
             for name in names:
                 paths, labels, _ = self.images(copy, name, split)
                 for p, y in zip(paths, labels, strict=True):
-                    h.update(f"{p.relative_to(copy.root)}\0{p.stat().st_size}\0{y}\n".encode())
+                    st = p.stat()
+                    h.update(f"{p.relative_to(copy.root)}\0{y}\0{st.st_size}\0"
+                             f"{st.st_mtime_ns}\n".encode())
         except (InputError, OSError):
             return {}  # loading names the problem
         return {f"{self.name}#copy": h.hexdigest()[:16]}

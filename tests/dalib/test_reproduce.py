@@ -13,7 +13,7 @@ from scipy import stats
 import dalib
 from dalib.cli import main
 from dalib.commands.reproduce import ledger_entry
-from scenarios.reproduction import entries
+from scenarios.reproduction import entries, missing
 from scenarios.suite import load_suite
 
 ENTRY = """
@@ -163,13 +163,20 @@ def test_every_builtin_entry_runs_at_smoke_size(tmp_path):
     text = (out / "ledger.md").read_text()
     values = pd.read_csv(out / "ledger-values.csv")
     claims = pd.read_csv(out / "ledger-claims.csv")
+    absent = set()  # entries whose benchmark copy or GPU is not here: listed, not run
     for name, path in entries().items():
         assert f"## {name}" in text and (out / "ledger-figures" / f"{name}.png").is_file()
         rep = load_suite(str(path)).reproduction
         assert (values["entry"] == name).sum() == len(rep.values)
         assert (claims["entry"] == name).sum() == len(rep.shapes)
-    # every value row has dalib's number (from 2 smoke seeds), wherever the metric exists
-    assert (values["seeds"] >= 1).mean() > 0.9
+        if missing(rep, None, "auto", "smoke"):
+            absent.add(name)
+            section = text.split(f"## {name}")[1].split("\n## ")[0]
+            assert "Not run here (smoke size): it needs" in section
+    assert {"tllib-office31", "domainbed-images"} <= absent or torch.cuda.is_available()
+    # every value row of the entries run has dalib's number (from 2 smoke seeds), wherever
+    # the metric exists
+    assert (values[~values["entry"].isin(absent)]["seeds"] >= 1).mean() > 0.9
 
 
 def _sized_entry(tmp_path, published: str):
@@ -205,7 +212,7 @@ note = "the paper's 2 seeds on the whole UCI set"
 @pytest.mark.parametrize("requires, says", [
     ("{ samples = { mnist = 70000 } }", "it needs 'mnist' with 70,000 samples ("),
     ("{ device = \"cuda\" }", "it needs a CUDA device"),
-    ("{ samples = { cifar10-c = 750000 } }", "it needs the dataset 'cifar10-c', which this dalib "
+    ("{ samples = { imagenet-c = 750000 } }", "it needs the dataset 'imagenet-c', which this dalib "
                                              "cannot read")])
 def test_the_published_size_is_refused_in_one_line_where_its_data_or_device_is_missing(
         tmp_path, capsys, requires, says):
@@ -272,3 +279,25 @@ methods = ["naive", { name = "ewc", strength = 1, fisher = "sample" }]
         [("other", "ewc[fisher=sample,strength=1]")]
     assert main(["run", str(suite), "--out", str(tmp_path / "x"), "--scenarios", "nope"]) == 2
     assert "--scenarios: 'nope' is not in suite" in capsys.readouterr().err
+
+
+def test_an_entry_whose_benchmark_is_not_here_is_listed_not_run_and_refused_by_name(
+        tmp_path, capsys):
+    """A benchmark entry (its data and GPU named in ``[reproduction] requires``) is skipped
+    by a plain ``dalib reproduce`` with its reason on the page, and refused in one line when
+    asked for by name."""
+    path = tmp_path / "bench-entry.toml"
+    path.write_text(ENTRY.replace("[reproduction]\n", "[reproduction]\nrequires = { samples = "
+                                  "{ office31 = 4110 } }\n", 1))
+    out = tmp_path / "out"
+    assert main(["reproduce", "--entry", str(path), "--smoke", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "entry 'bench-entry' cannot run at that size here: it needs 'office31'" in err
+    assert not out.exists()
+    suite = load_suite(str(path))
+    lacking = missing(suite.reproduction, None, "auto", "smoke")
+    assert "no copy found" in lacking
+    entry = ledger_entry("bench-entry", suite, out / "bench-entry", "smoke", absent=lacking)
+    assert entry["runs"].startswith("0 / ")
+    assert entry["cost"].startswith("Not run here (smoke size): it needs 'office31'")
+    assert len(entry["values"]) == len(suite.reproduction.values)
