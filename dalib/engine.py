@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from dalib.settings import torch_threads
 from scenarios.domain import Domain, concat
 from scenarios.errors import InputError
+from scenarios.pixels import Pixels
 from scenarios.stream import Stream
 from scenarios.transfer import TransferScenario
 
@@ -81,6 +82,18 @@ def memory_budget(device: torch.device) -> float:
     return math.inf
 
 
+def host_budget() -> float:
+    """Bytes of decoded images (:class:`~scenarios.pixels.Pixels`) a run reads into host
+    memory at once: ``$DALIB_HOST_MEMORY`` when set, else a quarter of the machine's memory;
+    larger sets are read a batch at a time from their (memory-mapped) arrays."""
+    if os.environ.get("DALIB_HOST_MEMORY"):
+        return float(os.environ["DALIB_HOST_MEMORY"])
+    try:
+        return 0.25 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 4e9
+
+
 class Placement:
     """Where a run's domains live: on the device while their inputs fit the budget
     (:func:`memory_budget`), else inputs on the host (pinned for CUDA) with labels on the
@@ -89,13 +102,17 @@ class Placement:
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.left = memory_budget(device)
+        self.host = host_budget()
 
     def __call__(self, domain: Domain) -> Domain:
         size = domain.x.element_size() * domain.x.nelement()
-        if size <= self.left:
+        lazy = isinstance(domain.x, Pixels)
+        if size <= self.left and (not lazy or size <= self.host):
             self.left -= size
+            if lazy:
+                self.host -= size
             return domain.to(self.device)
-        x = domain.x.cpu()
+        x = domain.x.cpu()  # images too large to read at once stay unread (Pixels)
         if self.device.type == "cuda":
             x = x.pin_memory()
 
@@ -151,7 +168,10 @@ class Sampler:
         buffer, done = self._buffers.pop(0)
         if done is not None:
             done.synchronize()  # its last copy has left the buffer
-        torch.index_select(self.x, 0, idx, out=buffer)
+        if isinstance(self.x, Pixels):
+            buffer.copy_(self.x[idx])
+        else:
+            torch.index_select(self.x, 0, idx, out=buffer)
         out = buffer.to(self.device, non_blocking=True)
         event = torch.cuda.Event()
         event.record()
@@ -184,6 +204,9 @@ def predict_logits(method, domain: Domain, task_id: int | None = None,
     in eval mode and large batches, returned on the CPU."""
     device = next(method.model.parameters()).device
     logits = []
+    # chunks of at most 256 MB of inputs (large images), whichever path holds them
+    per_sample = 4 * int(math.prod(domain.x.shape[1:]))
+    batch_size = min(batch_size, max(64, (256 << 20) // max(per_sample, 1)))
     with eval_mode(method.model):
         for start in range(0, len(domain), batch_size):
             x = domain.x[start:start + batch_size].to(device)

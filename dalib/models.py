@@ -251,8 +251,8 @@ def model_for(data, **options) -> Classifier:
     source training inputs (a stream's first task) as the ``dataset`` normalisation's
     reference."""
     source = data.source if hasattr(data, "source") else data.tasks[0].train
-    return build_model(data.input_shape, data.num_classes, reference=source.x[:10_000],
-                       **options)
+    reference = source.x[:10_000] if options.get("normalize") == "dataset" else None
+    return build_model(data.input_shape, data.num_classes, reference=reference, **options)
 
 
 def build_model(input_shape: tuple[int, ...], num_classes: int, arch: str = "auto",

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scenarios import pixels
 from scenarios.errors import InputError
 
 LAYOUTS = ("NCHW", "NHWC")
@@ -54,7 +55,7 @@ class Domain:
         def pick(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t[index]
 
-        return replace(self, name=name or self.name, x=self.x[index], y=pick(self.y),
+        return replace(self, name=name or self.name, x=pixels.take(self.x, index), y=pick(self.y),
                        task=pick(self.task), test_mask=pick(self.test_mask),
                        env=pick(self.env))
 
@@ -91,7 +92,7 @@ def concat(domains: list[Domain], name: str) -> Domain:
     envs = None
     if all(d.env is not None and d.envs == first.envs for d in domains):
         envs = torch.cat([d.env for d in domains])
-    return Domain(name=name, x=torch.cat([d.x for d in domains]),
+    return Domain(name=name, x=pixels.cat([d.x for d in domains]),
                   y=torch.cat([d.y for d in domains]), classes=first.classes, task=tasks,
                   env=envs, envs=first.envs if envs is not None else ())
 
@@ -123,13 +124,16 @@ def channels_first(x: np.ndarray, layout: str | None, where: str) -> np.ndarray:
 
 
 def from_arrays(x, y=None, *, name: str = "arrays", task=None, classes=None,
-                source: str | None = None, layout: str | None = None) -> Domain:
+                source: str | None = None, layout: str | None = None,
+                lazy: bool = False) -> Domain:
     """Validate user arrays and build a domain.
 
     ``x``: N x D, N x H x W, N x C x H x W or N x H x W x C (see :func:`channels_first`),
     numeric, finite. Integer images (uint8) are scaled to [0, 1] by 255; float data is kept
     as given. ``y``: N integers in [0, C), C at most ``MAX_CLASSES``. ``task``: N
-    non-negative integers. Errors name ``source`` (a file) and the field.
+    non-negative integers. Errors name ``source`` (a file) and the field. ``lazy``: uint8
+    N x H x W x C images stay as they are (:class:`~scenarios.pixels.Pixels`: a memory-mapped
+    array is read a batch at a time).
     """
     where = source or name
     x = np.asarray(x)
@@ -158,12 +162,15 @@ def from_arrays(x, y=None, *, name: str = "arrays", task=None, classes=None,
     if x.ndim > 4:
         raise InputError("x", f"has {x.ndim} dimensions",
                          expected="N x D, N x H x W or N x C x H x W", source=where)
-    x = channels_first(x, layout, where)
-    if x.ndim == 3:
-        x = x[:, None]
-    xt = torch.as_tensor(x.astype(np.float32))
-    if x.dtype == np.uint8:
-        xt = xt / 255.0
+    if lazy and x.dtype == np.uint8 and x.ndim == 4 and layout == "NHWC":
+        xt = pixels.Pixels(x)
+    else:
+        x = channels_first(x, layout, where)
+        if x.ndim == 3:
+            x = x[:, None]
+        xt = torch.as_tensor(x.astype(np.float32))
+        if x.dtype == np.uint8:
+            xt = xt / 255.0
     yt = None
     if y is not None:
         yt = _int_field(y, "y", len(x), where)

@@ -203,7 +203,7 @@ def _images_domain(paths: list[Path], labels: list[int], classes: tuple[str, ...
     channels = spec["channels"] if "channels" in spec else 1 if _grey(paths) else 3
     x = decode_images(paths, size, channels, where)
     return from_arrays(x, np.asarray(labels), name=name, classes=classes, source=where,
-                       layout="NHWC")
+                       layout="NHWC", lazy=True)
 
 
 def _grey(paths: list[Path]) -> bool:

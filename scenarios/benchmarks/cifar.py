@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scenarios import checks
+from scenarios import checks, pixels
 from scenarios.benchmarks.tree import NoCopy
 from scenarios.domain import Domain, from_arrays
 from scenarios.errors import InputError
@@ -134,7 +134,8 @@ class Cifar:
                  if split in (part, "all")]
         domain = from_arrays(np.concatenate([x for x, _ in parts]),
                              np.concatenate([y for _, y in parts]), name=self.name,
-                             classes=CLASSES[self.classes], source=str(folder), layout="NHWC")
+                             classes=CLASSES[self.classes], source=str(folder), layout="NHWC",
+                             lazy=True)
         if split != "all":
             return domain
         return domain.with_(test_mask=torch.cat([torch.zeros(len(parts[0][1]), dtype=bool),
@@ -229,10 +230,10 @@ class CifarC:
             x = self._array(folder / f"{name}.npy", (32, 32, 3), len(labels))
             parts.append(from_arrays(np.asarray(x[rows]), np.asarray(labels[rows]).astype(
                 np.int64), name=f"{self.name}/{name}-{severity}", source=str(folder),
-                classes=CLASSES[self.classes], layout="NHWC"))
+                classes=CLASSES[self.classes], layout="NHWC", lazy=True))
         if domain is not None:
             return parts[0]
-        return Domain(name=f"{self.name}-{severity}", x=torch.cat([p.x for p in parts]),
+        return Domain(name=f"{self.name}-{severity}", x=pixels.cat([p.x for p in parts]),
                       y=torch.cat([p.y for p in parts]), classes=parts[0].classes,
                       env=torch.cat([torch.full((len(p),), i) for i, p in enumerate(parts)]),
                       envs=tuple(names))

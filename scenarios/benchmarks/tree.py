@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scenarios import checks, formats
+from scenarios import checks, formats, pixels
 from scenarios.domain import Domain, from_arrays
 from scenarios.errors import InputError
 from scenarios.roots import data_roots
@@ -218,12 +218,13 @@ class ImageBenchmark:
             self.check(copy, name, split, len(paths), check)
             x = formats.decode_images(paths, formats._size(size), 3, str(copy.root))
             d = from_arrays(x, np.asarray(labels), name=f"{self.name}/{name}",
-                            classes=self.classes, source=str(copy.root), layout="NHWC")
+                            classes=self.classes, source=str(copy.root), layout="NHWC",
+                            lazy=True)
             parts.append(d.with_(test_mask=torch.as_tensor(test) if any(test) else None))
         if domain is not None:
             return parts[0]
         masks = [p.test_mask for p in parts]
-        return Domain(name=self.name, x=torch.cat([p.x for p in parts]),
+        return Domain(name=self.name, x=pixels.cat([p.x for p in parts]),
                       y=torch.cat([p.y for p in parts]), classes=self.classes,
                       env=torch.cat([torch.full((len(p),), i) for i, p in enumerate(parts)]),
                       envs=tuple(names),
