@@ -17,7 +17,7 @@ __version__ = "0.6.0"
 PUBLIC = {"build_method": "dalib.registry", "register_method": "dalib.plugins",
           "register_term": "dalib.plugins", "register_backbone": "dalib.plugins",
           "register_dataset": "dalib.plugins", "register_benchmark": "dalib.plugins",
-          "packable": "dalib.pack.modules",
+          "packable": "dalib.pack.modules", "load_model": "dalib.kept",
           "Method": "dalib.method", "Term": "dalib.adaptation.base",
           "Outputs": "dalib.adaptation.base", "Batch": "dalib.engine"}
 

@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="skip writing OUT/report.md and OUT/report.html at the end")
     run.add_argument("--save-features", action="store_true",
                      help="save each transfer run's source/target test features (for t-SNE)")
+    run.add_argument("--keep-models", action="store_true",
+                     help="keep each transfer and stream run's trained model in OUT/models/ "
+                          "(as the suite key keep_models = true; dalib.load_model reads them)")
     rep = sub.add_parser("report", help="write report.md and report.html from one or more "
                          "result directories (or results tables) and print the summary")
     rep.add_argument("dirs", nargs="+", metavar="DIR",

@@ -257,10 +257,12 @@ def model_for(data, **options) -> Classifier:
 
 def build_model(input_shape: tuple[int, ...], num_classes: int, arch: str = "auto",
                 bottleneck: int = 0, normalize: str = "none",
-                reference: torch.Tensor | None = None, **options) -> Classifier:
+                reference: torch.Tensor | None = None, init: str | None = None,
+                **options) -> Classifier:
     """A ``Classifier`` from the suite's ``[model]`` table; unknown options are errors.
-    ``normalize`` (see :func:`normalizer`) standardises the inputs inside the model. Any
-    sequence stands for a list (``hidden=(400, 400)``)."""
+    ``normalize`` (see :func:`normalizer`) standardises the inputs inside the model; ``init``
+    names a model file a sweep kept (:mod:`dalib.kept`) to start from. Any sequence stands
+    for a list (``hidden=(400, 400)``)."""
     options, bottleneck = checks.plain(options), checks.plain(bottleneck)
     checks.string(normalize, "model.normalize", NORMALIZE)
     if not isinstance(arch, str):
@@ -304,6 +306,10 @@ def build_model(input_shape: tuple[int, ...], num_classes: int, arch: str = "aut
     model = Classifier(backbone, num_classes, bottleneck, width,
                        normalizer(normalize, tuple(input_shape), reference))
     model.arch = chosen  # the backbone ``arch = "auto"`` chose, named in every run's record
+    if init is not None:
+        from dalib.kept import load_into
+
+        load_into(model, checks.string(init, "model.init"))
     return model
 
 

@@ -41,6 +41,7 @@ from dalib.settings import (
 from dalib.status import end_sweep, write_sweep
 from dalib.worker import Worker, model_kept
 from scenarios.errors import InputError, reject_unknown
+from scenarios.formats import file_digest
 from scenarios.suite import Suite
 
 
@@ -278,6 +279,15 @@ def _waves(runs: list[RunSpec], done: dict, *args) -> Iterator[tuple[RunSpec, di
         yield from _results(later, frozenset(done), *args)
 
 
+def kept_model(out: Path, record: dict) -> bool:
+    """Whether a finished transfer or stream run's kept model is in place (test-time runs
+    keep none of their own)."""
+    if record.get("kind") == "test-time":
+        return True
+    path = out / record.get("model_file", f"models/{record['run_id']}.pt")
+    return path.is_file() and record.get("model_digest") == file_digest(path)
+
+
 def stale_models(runs: list[RunSpec], done: dict, out: Path) -> set[str]:
     """Finished source runs to train again: a run that starts from one is not finished and
     the model file is missing, damaged or replaced (its digest is not the one its record
@@ -360,7 +370,8 @@ class Sweep:
 def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str = "auto",
               data_root: str | None = None,
               on_run: Callable[[RunSpec, dict, bool], None] | None = None,
-              save_features: bool = False, jobs: int | None = None, executor: str = "local",
+              save_features: bool = False, keep_models: bool = False,
+              jobs: int | None = None, executor: str = "local",
               address: str | None = None, precision: str = "fp32",
               compile: bool = False, pack: int = 1, threads: int | None = None,
               plugins: list[str] | tuple[str, ...] = (), loggers: tuple[str, ...] = (),
@@ -400,13 +411,17 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
         done = {r["run_id"]: r for r in kept if r["status"] == "ok"}
         for run_id in stale_models(runs, done, out):
             del done[run_id]
+        if keep_models:  # a finished run whose model is not kept trains again (same numbers)
+            for run_id in [i for i, r in done.items() if not kept_model(out, r)]:
+                del done[run_id]
         if jobs is None:
             jobs = 1 if executor == "ray" else \
                 default_jobs(sum(r.run_id not in done for r in runs), resolved)
         for run in runs:
             if run.run_id in done and on_run:
                 on_run(run, done[run.run_id], True)
-        options = {"features": save_features, "precision": precision, "compile": compile,
+        options = {"features": save_features, "keep": keep_models, "precision": precision,
+                   "compile": compile,
                    "plugins": tuple(plugins), "out": str(out), "loggers": tuple(loggers),
                    "settings": current}
         write_sweep(out, suite.name, [r.run_id for r in runs],

@@ -14,6 +14,7 @@ import torch
 
 from analysis.continual import FWT_UNDEFINED, fwt_defined, summarize
 from analysis.convergence import convergence
+from dalib import kept
 from dalib.engine import (
     LOG_EVERY,
     Budget,
@@ -190,13 +191,14 @@ def _test_time_pack(runs: list[RunSpec], methods: list, datas: list, device: tor
 
 def execute(run: RunSpec, data, device: torch.device, features: bool = False,
             precision: str = "fp32", compile: bool = False, trace: Trace | None = None,
-            models: Path | None = None) -> tuple[dict, dict | None]:
+            models: Path | None = None, keep: bool = False) -> tuple[dict, dict | None]:
     """Run one method on one scenario's data for one seed; returns its record and, with
     ``features``, the :func:`feature_sample` of a transfer run's final model (no I/O).
     ``precision = "bf16"`` trains under bfloat16 autocast (evaluation stays in float32);
     ``compile`` wraps the backbone in ``torch.compile``; ``trace`` keeps the losses (and may
     pass them on to live loggers); ``models``: the folder of the source models test-time
-    runs start from."""
+    runs start from, and where ``keep`` writes a transfer or stream run's trained model
+    (:mod:`dalib.kept`)."""
     entry, method, budget = _prepare(run, data, device, precision, compile)
     trace = trace or Trace()
     start = time.perf_counter()
@@ -217,6 +219,8 @@ def execute(run: RunSpec, data, device: torch.device, features: bool = False,
                              threads=torch.get_num_threads())
         train_s = time.perf_counter() - start
         record, sample = _transfer_record(run, entry, method, data, scorer, steps, features)
+    if keep and models is not None and not isinstance(data, TestTimeScenario):
+        record.update(kept.save(models, run, method, data))
     record.update(curves=trace.to_dict(), precision=precision, compiled=compile,
                   arch=getattr(method.model, "arch", None),
                   timings={"train_s": train_s, "total_s": time.perf_counter() - start})
@@ -277,8 +281,8 @@ def pack_reason(methods: list, datas: list, compile: bool) -> str | None:
 
 def execute_pack(runs: list[RunSpec], datas: list, device: torch.device,
                  features: bool = False, precision: str = "fp32", compile: bool = False,
-                 begin: Callable[[], Trace] | None = None, models: Path | None = None
-                 ) -> list[tuple[dict | str, dict | None]]:
+                 begin: Callable[[], Trace] | None = None, models: Path | None = None,
+                 keep: bool = False) -> list[tuple[dict | str, dict | None]]:
     """Runs of one method that differ only in their seed and per-run hyperparameters,
     trained as one pack (:mod:`dalib.pack`): per run, the record :func:`execute` would give
     (with ``pack`` = its size and place, and the pack's time split evenly) or, for a run that
@@ -336,6 +340,8 @@ def execute_pack(runs: list[RunSpec], datas: list, device: torch.device,
                       pack={"size": len(runs), "index": s},
                       timings={"train_s": train_s, "total_s": train_s})
         add_convergence(record, pack.trace.interval_losses(s))
+        if keep and models is not None:
+            record.update(kept.save(models, runs[s], methods[s], datas[s]))
         out.append((record, sample))
     return out
 
@@ -345,7 +351,7 @@ class Worker:
     catches what a run raises: a failed run is a record with its reason, never an exception."""
 
     def __init__(self, device: str, data_root: str | None, features: bool,
-                 precision: str = "fp32", compile: bool = False,
+                 keep: bool = False, precision: str = "fp32", compile: bool = False,
                  plugins: tuple[str, ...] = (), out: str | None = None,
                  loggers: tuple[str, ...] = (), settings: dict | None = None) -> None:
         load_plugins(list(plugins))  # a worker process registers what the suite's plugins do
@@ -356,6 +362,7 @@ class Worker:
         self.built: dict[tuple[str, int], object] = {}
         self.loggers = Loggers(Path(out) if out else None, loggers)
         self.models = Path(out) / "models" if out else None
+        self.keep = keep
 
     def _start(self, runs: list[RunSpec]) -> Trace:
         """Tell the loggers the runs started; their trace, which passes each log step's
@@ -398,7 +405,8 @@ class Worker:
         sample = None
         try:
             result, sample = execute(run, self.data(run), self.device, **self.options,
-                                     trace=self._start([run]), models=self.models)
+                                     trace=self._start([run]), models=self.models,
+                                     keep=self.keep)
             record.update(result, status="ok")
         except Exception as exc:  # a failing run is recorded and the sweep goes on
             record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
@@ -420,7 +428,8 @@ class Worker:
         try:
             datas = [self.data(r) for r in runs]
             results = execute_pack(runs, datas, self.device, **self.options,
-                                   begin=lambda: self._start(runs), models=self.models)
+                                   begin=lambda: self._start(runs), models=self.models,
+                                   keep=self.keep)
         except TooLarge as exc:  # packs the device's memory holds
             for start in range(0, len(runs), exc.fits):
                 yield from self.pack(runs[start:start + exc.fits], done)

@@ -34,7 +34,7 @@ from scenarios.transfer import TransferScenario, build_transfer
 BUILTIN_DIR = Path(__file__).parent / "suites"
 
 SUITE_KEYS = {"name", "description", "seeds", "device", "budget", "model", "optim", "recipe",
-              "scenario", "plugins", "search", "reproduction"}
+              "scenario", "plugins", "search", "reproduction", "keep_models"}
 BUDGET_KEYS = {"epochs", "steps", "batch_size", "checkpoints", "log_every"}
 MAX_SEEDS = 10_000
 MAX_TASKS = 100  # each task of a permuted or rotated stream is a copy of the data
@@ -179,9 +179,10 @@ class ScenarioSpec:
             out.update(dataset_fingerprint(spec, self.data_root))  # a benchmark's copy
             for path in dataset_files(spec, self.data_root):  # a built-in dataset's files
                 out[f"{spec['dataset']}/{path.name}"] = formats.file_digest(path)
-        weights = self.model.get("weights")
-        if isinstance(weights, str) and Path(weights).expanduser().is_file():
-            out[weights] = formats.file_digest(Path(weights).expanduser())
+        for key in ("weights", "init"):  # a weights file, a kept model to start from
+            path = self.model.get(key)
+            if isinstance(path, str) and Path(path).expanduser().is_file():
+                out[path] = formats.file_digest(Path(path).expanduser())
         return out
 
     def _build_test_time(self, seed: int, data_root: str | None) -> testtime.TestTimeScenario:
@@ -277,6 +278,7 @@ class Suite:
     path: str
     plugins: tuple[str, ...] = ()  # as written: files relative to the suite's folder, or modules
     reproduction: reproduction.Reproduction | None = None  # a ledger entry's header
+    keep_models: bool = False  # each run's trained model kept in OUT/models/ (dalib.kept)
 
     def locate(self, exc: InputError, index: int, method: MethodSpec | None = None
                ) -> InputError:
@@ -712,4 +714,5 @@ def parse_suite(raw: dict, path: Path, data_root: str | None = None) -> Suite:
                                           for s in scenarios})
     return Suite(name=name, description=str(raw.get("description", "")), seeds=tuple(seeds),
                  device=device, scenarios=scenarios, path=str(path),
-                 plugins=_check_plugins(raw.get("plugins", [])), reproduction=header)
+                 plugins=_check_plugins(raw.get("plugins", [])), reproduction=header,
+                 keep_models=checks.boolean(raw.get("keep_models", False), "keep_models"))

@@ -15,7 +15,8 @@ SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("*.py") if p.name != "smoke.py"
 
 
 def test_every_script_is_covered():
-    assert SCRIPTS == ["contention.py", "gpu.py", "image_cache.py", "jobs.py", "memory.py", "packed.py",
+    assert SCRIPTS == ["contention.py", "gpu.py", "image_cache.py", "images.py", "jobs.py",
+                       "memory.py", "packed.py",
                        "step_loop.py", "tta.py", "validator_study.py", "vs_avalanche.py",
                        "vs_skada.py"]
 

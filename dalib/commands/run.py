@@ -150,6 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         with bar:
             sweep = run_suite(suite, out, runs=runs, device=device, data_root=args.data_root,
                               on_run=on_run, save_features=args.save_features, jobs=args.jobs,
+                              keep_models=getattr(args, "keep_models", False) or suite.keep_models,
                               executor=args.executor, address=args.address,
                               precision=args.precision, compile=args.compile,
                               pack=pack_size(args.pack), threads=args.threads,
