@@ -14,7 +14,9 @@ with batches of 32, SGD at 0.01 with momentum 0.9, ``--workers`` loader processe
 * **dalib, first run**: ``{ folder = ..., size = side }`` (every file decoded once, in
   parallel processes, into the on-disk uint8 cache), the ``source-only`` method with the
   ``crop-flip`` augmentation (the same crop and flip, on the batch) through ``fit_transfer``;
-* **dalib, cached**: the same with the cache in place (a second run on the same folder).
+* **dalib, cached**: the same with the cache in place (a second run on the same folder);
+* **dalib, files**: ``read = "files"``: nothing cached, each batch's files decoded in
+  ``--workers`` processes while the previous batch trains (the same pixels as the cache).
 
 Each variant runs in its own process (peak memory is that process's, plus its loader
 workers' largest), the variants interleaved, best of ``--repeats``. Throughput counts the
@@ -37,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from smoke import parse_args
 
-VARIANTS = ("bare", "dalib-first", "dalib-cached")
+VARIANTS = ("bare", "dalib-first", "dalib-cached", "dalib-files")
 
 
 def write_tree(root: Path, n: int, width: int, height: int) -> float:
@@ -88,7 +90,7 @@ def run_bare(root: Path, steps: int, side: int, workers: int) -> None:
                 break
 
 
-def run_dalib(root: Path, steps: int, side: int) -> None:
+def run_dalib(root: Path, steps: int, side: int, read: str, workers: int) -> None:
     import torch
 
     import dalib
@@ -98,7 +100,9 @@ def run_dalib(root: Path, steps: int, side: int) -> None:
     from scenarios.datasets import load_dataset
 
     seed_everything(0)
-    domain = load_dataset({"folder": str(root), "size": side})
+    domain = load_dataset({"folder": str(root), "size": side, "read": read})
+    if read == "files":
+        domain.x.arrays[0].workers = workers
     sc = build_transfer("bench", domain, domain, seed=0, disjoint=True)
     model = build_model(sc.input_shape, sc.num_classes, arch="torchvision", name="resnet18")
     method = dalib.build_method("source-only", model, lr=0.01, optimizer="sgd", momentum=0.9,
@@ -117,7 +121,8 @@ def child(args: argparse.Namespace) -> None:
     if args.variant == "bare":
         run_bare(Path(args.root), steps, args.side, args.workers)
     else:
-        run_dalib(Path(args.root), steps, args.side)
+        run_dalib(Path(args.root), steps, args.side,
+                  "files" if args.variant == "dalib-files" else "cache", args.workers)
     seconds = time.perf_counter() - start
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

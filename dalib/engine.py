@@ -107,7 +107,7 @@ class Placement:
     def __call__(self, domain: Domain) -> Domain:
         size = domain.x.element_size() * domain.x.nelement()
         lazy = isinstance(domain.x, Pixels)
-        if size <= self.left and (not lazy or size <= self.host):
+        if size <= self.left and (not lazy or not domain.x.streamed and size <= self.host):
             self.left -= size
             if lazy:
                 self.host -= size
@@ -151,7 +151,8 @@ class Sampler:
         idx = self._perm[self._pos:self._pos + self.batch_size]
         x = self._gather(self._perm_x[self._pos:self._pos + self.batch_size])
         self._pos += self.batch_size
-
+        if isinstance(self.x, Pixels) and self._pos + self.batch_size <= self.n:
+            self.x.prefetch(self._perm_x[self._pos:self._pos + self.batch_size])  # files
         def pick(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t[idx]
 

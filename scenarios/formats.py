@@ -26,17 +26,19 @@ import numpy as np
 from scenarios import checks
 from scenarios.domain import MAX_CLASSES, Domain, from_arrays
 from scenarios.errors import InputError
+from scenarios.pixels import ImageFiles, Pixels
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
                   ".ppm"}
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".parquet": None, ".pq": None}
 FORMAT_KEYS = {  # each format's keys in a data table (besides shifts)
-    "folder": {"folder", "domain", "size", "channels"},
-    "list": {"list", "root", "size", "channels"},
+    "folder": {"folder", "domain", "size", "channels", "read"},
+    "list": {"list", "root", "size", "channels", "read"},
     "table": {"table", "label", "features", "domain_column", "domain"},
 }
 FORMAT_HELP = {
-    "folder": "images in root/class/image, or root/domain/class/image with domain = NAME",
+    "folder": "images in root/class/image, or root/domain/class/image with domain = NAME; "
+              "read = 'files' decodes each batch from the files (nothing cached)",
     "list": "an image list, one 'relative/path label' per line (paths relative to root)",
     "table": "a CSV, TSV or Parquet table; label = COLUMN, features = [COLUMNS], "
              "domain_column = COLUMN (several domains; domain = VALUE picks one)",
@@ -44,6 +46,7 @@ FORMAT_HELP = {
 CACHE_VERSION = 1
 MAX_PIXELS = 89_478_485  # Pillow's own bound (1/4 GiB of RGBA): larger files are refused
 PARALLEL_FROM = 512  # images; fewer are decoded in this process
+READS = ("cache", "files")  # decode once into the cache, or each batch from the files
 
 
 def cache_dir() -> Path:
@@ -61,6 +64,11 @@ def check_spec(spec: dict, kind: str) -> None:
         checks.string(spec["root"], "root")
     if "size" in spec:
         _size(spec["size"])
+    if "read" in spec:
+        checks.string(spec["read"], "read", READS)
+        if spec["read"] == "files" and "size" not in spec:
+            raise InputError("read", "is 'files' without size", expected="size = N or "
+                             "[height, width]: images read batch by batch share one size")
     if "channels" in spec and spec["channels"] not in (1, 3) or \
             isinstance(spec.get("channels"), bool):
         raise InputError("channels", f"is {spec['channels']!r}", expected="1 or 3")
@@ -201,6 +209,20 @@ def _images_domain(paths: list[Path], labels: list[int], classes: tuple[str, ...
                    spec: dict, where: str, name: str) -> Domain:
     size = _size(spec["size"]) if "size" in spec else None
     channels = spec["channels"] if "channels" in spec else 1 if _grey(paths) else 3
+    return images_domain(paths, labels, classes, size, channels, spec.get("read", "cache"),
+                         where, name)
+
+
+def images_domain(paths: list[Path], labels, classes, size: tuple[int, int] | None,
+                  channels: int, read: str, where: str, name: str) -> Domain:
+    """A domain of image files: decoded once into the cache (``read = "cache"``), or read
+    from the files batch by batch (``"files"``: :class:`~scenarios.pixels.ImageFiles`,
+    nothing kept; the same pixels)."""
+    if read == "files":
+        files = ImageFiles(paths, size, channels, where)
+        shell = from_arrays(np.zeros((len(paths), 1, 1, 1), np.uint8), np.asarray(labels),
+                            name=name, classes=classes, source=where, layout="NHWC", lazy=True)
+        return shell.with_(x=Pixels(files))
     x = decode_images(paths, size, channels, where)
     return from_arrays(x, np.asarray(labels), name=name, classes=classes, source=where,
                        layout="NHWC", lazy=True)

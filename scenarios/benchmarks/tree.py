@@ -21,11 +21,10 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from scenarios import checks, formats, pixels
-from scenarios.domain import Domain, from_arrays
+from scenarios.domain import Domain
 from scenarios.errors import InputError
 from scenarios.roots import data_roots
 
@@ -208,18 +207,18 @@ class ImageBenchmark:
 
     def load(self, data_root: str | Path | None = None, domain: str | None = None,
              split: str = "all", size: int | list[int] = DEFAULT_SIZE,
-             check: str = "counts") -> Domain:
+             check: str = "counts", read: str = "cache") -> Domain:
         """One domain (``domain = NAME``) or every domain pooled (each sample's ``env``),
-        decoded once at ``size`` (RGB) and cached; ``split`` keeps an official split."""
+        decoded once at ``size`` (RGB) and cached, or with ``read = "files"`` decoded batch
+        by batch in worker processes (nothing kept); ``split`` keeps an official split."""
+        checks.string(read, "read", formats.READS)
         copy, names = self._start(data_root, domain, check, split)
         parts = []
         for name in names:
             paths, labels, test = self.images(copy, name, split)
             self.check(copy, name, split, len(paths), check)
-            x = formats.decode_images(paths, formats._size(size), 3, str(copy.root))
-            d = from_arrays(x, np.asarray(labels), name=f"{self.name}/{name}",
-                            classes=self.classes, source=str(copy.root), layout="NHWC",
-                            lazy=True)
+            d = formats.images_domain(paths, labels, self.classes, formats._size(size), 3,
+                                      read, str(copy.root), f"{self.name}/{name}")
             parts.append(d.with_(test_mask=torch.as_tensor(test) if any(test) else None))
         if domain is not None:
             return parts[0]
@@ -285,8 +284,9 @@ class ImageBenchmark:
 
     def __call__(self, data_root: str | Path | None = None, domain: str | None = None,
                  split: str = "all", size: int | list[int] = DEFAULT_SIZE,
-                 check: str = "counts") -> Domain:
-        return self.load(data_root, domain=domain, split=split, size=size, check=check)
+                 check: str = "counts", read: str = "cache") -> Domain:
+        return self.load(data_root, domain=domain, split=split, size=size, check=check,
+                         read=read)
 
 
 def _plain(name: str) -> str:

@@ -93,3 +93,47 @@ def test_runs_give_the_same_records_whichever_path_holds_the_images(tmp_path, mo
                          (json.loads(p.read_text()) for p in (out / "runs").rglob("*.json"))}
     assert records["resident"] == records["mapped"] and len(records["mapped"]) == \
         2 * len(methods)
+
+
+def test_images_read_from_their_files_each_batch_give_the_cached_paths_numbers(tmp_path,
+                                                                              monkeypatch):
+    """``read = "files"``: nothing decoded ahead or kept (not even with room for it), each
+    batch decoded in worker processes, and the same records as the decode-once cache."""
+    write_tree(tmp_path / "tree")
+    monkeypatch.setenv("DALIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DALIB_HOST_MEMORY", "1e12")
+    metrics = {}
+    for read in ("files", "cache"):
+        suite = tmp_path / f"{read}.toml"
+        data = f'size = 8, read = "{read}"'
+        suite.write_text('name = "reads"\nseeds = 2\n[budget]\nsteps = 30\nbatch_size = 16\n'
+                         '[model]\narch = "cnn"\nwidth = 4\n[[scenario]]\nname = "a-b"\n'
+                         'kind = "transfer"\n'
+                         f'source = {{ folder = "tree", domain = "a", {data} }}\n'
+                         f'target = {{ folder = "tree", domain = "b", {data} }}\n'
+                         'methods = ["source-only", "dann"]\n')
+        out = tmp_path / read
+        assert main(["run", str(suite), "--out", str(out), "--no-report", "--jobs", "1"]) == 0
+        metrics[read] = {(r["method"], r["seed"]): r["metrics"] for r in
+                         (json.loads(p.read_text()) for p in (out / "runs").rglob("*.json"))}
+        cached = list((tmp_path / "cache").glob("*.npy"))
+        assert bool(cached) == (read == "cache")  # reading the files keeps nothing
+    assert metrics["files"] == metrics["cache"] and len(metrics["files"]) == 4
+    from scenarios.suite import load_suite
+
+    built = load_suite(str(tmp_path / "files.toml")).scenarios[0].build(0)
+    placed = Placement(torch.device("cpu"))(built.source)
+    assert isinstance(placed.x, Pixels) and placed.x.streamed  # never read whole
+
+
+def test_read_files_needs_a_size(tmp_path):
+    from scenarios.datasets import load_dataset
+    from scenarios.errors import InputError
+    from scenarios.formats import check_spec
+
+    write_tree(tmp_path / "tree")
+    with pytest.raises(InputError, match="read: is 'files' without size"):
+        check_spec({"folder": "tree", "read": "files"}, "folder")
+    d = load_dataset({"folder": str(tmp_path / "tree"), "domain": "a", "size": 8,
+                      "read": "files"})
+    assert d.x.streamed and d.x[0].shape == (3, 8, 8)
