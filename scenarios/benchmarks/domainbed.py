@@ -1,7 +1,8 @@
 """DomainBed's image benchmarks besides Office-Home and DomainNet (Gulrajani & Lopez-Paz,
 ICLR 2021; ``domainbed/datasets.py``, facebookresearch/DomainBed): PACS, VLCS and
 TerraIncognita, in the layout its ``scripts/download.py`` leaves (``root/domain/class/
-image``, read with torchvision's ``ImageFolder``: classes in sorted order)."""
+image``, read with torchvision's ``ImageFolder``: classes in sorted order); PACS also as
+its release unpacks (``PACS/kfold/domain/class/image``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ PACS = ImageBenchmark(
            "domaingeneralization.github.io",
     classes=("dog", "elephant", "giraffe", "guitar", "horse", "house", "person"),
     counts={"art_painting": 2048, "cartoon": 2344, "photo": 1670, "sketch": 3929},
-    layouts=(Layout("domainbed", ("PACS", "pacs"), {d: d for d in PACS_DOMAINS}),))
+    layouts=(Layout("domainbed", ("PACS", "pacs"), {d: d for d in PACS_DOMAINS}),
+             Layout("kfold", ("PACS", "pacs"), {d: f"kfold/{d}" for d in PACS_DOMAINS})))
 
 VLCS_DOMAINS = ("Caltech101", "LabelMe", "SUN09", "VOC2007")
 VLCS = ImageBenchmark(

@@ -27,6 +27,7 @@ OFFICE31 = ImageBenchmark(
         Layout("tllib", ("office31", "Office31"), OFFICE31_DIRS,
                lists={d: f"image_list/{d}.txt" for d in OFFICE31_DIRS}),
         Layout("folders", ("office31", "Office31", "domain_adaptation_images"), OFFICE31_DIRS),
+        Layout("flat", ("office31", "Office31"), {d: d for d in OFFICE31_DIRS}),
     ))
 
 OFFICE_HOME_CLASSES = (  # TLlib's order: the labels of its image lists

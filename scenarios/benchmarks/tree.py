@@ -89,17 +89,25 @@ class ImageBenchmark:
     # ---- finding and checking a copy
 
     def find(self, data_root: str | Path | None) -> Copy:
-        """The first copy under the data roots, in the first layout it matches; none is an
-        input error naming every folder searched, the layouts and where the files come
-        from."""
+        """The first copy under the data roots: in the first layout whose folders it has
+        (a domain folder, and the image lists where the layout has them), else in the first
+        layout whose name it has (its checks then name what is missing); none is an input
+        error naming every folder searched, the layouts and where the files come from."""
         roots = data_roots(data_root)
         for root in roots:
+            candidate = None
             for layout in self.layouts:
                 for name in layout.folders:
                     folder = root / name
-                    if folder.is_dir() and (not layout.lists or (folder / Path(
-                            next(iter(layout.lists.values()))).parent).is_dir()):
+                    if not folder.is_dir():
+                        continue
+                    candidate = candidate or Copy(folder, layout)
+                    lists = not layout.lists or (folder / Path(
+                        next(iter(layout.lists.values()))).parent).is_dir()
+                    if lists and any((folder / d).is_dir() for d in layout.domain_dirs.values()):
                         return Copy(folder, layout)
+            if candidate is not None:
+                return candidate
         searched = ", ".join(str(r) for r in roots)
         raise NoCopy("dataset", f"{self.name}: no copy found; searched {searched}",
                          expected=self._where())

@@ -97,9 +97,9 @@ def test_a_complete_copy_reads_with_the_reference_class_order(tmp_path, bench, l
         assert len(train) == scaled.splits["train"][domain]
 
 
-def test_the_published_manifest_checks_a_full_size_copy(tmp_path):
-    """Office-31 at its published counts (4,110 images): complete is read, one image short
-    is refused with the domain and both counts."""
+def test_the_published_manifest_checks_a_full_size_copy(tmp_path, capsys):
+    """Office-31 at its published counts (4,110 images): complete is read (`dalib data`
+    exit 0), one image short is refused with the domain and both counts (exit 1)."""
     bench = BENCHMARKS["office31"]
     layout = bench.layouts[0]
     base = tmp_path / "data" / layout.folders[0]
@@ -114,11 +114,16 @@ def test_the_published_manifest_checks_a_full_size_copy(tmp_path):
         (base / "image_list").mkdir(exist_ok=True)
         (base / "image_list" / f"{domain}.txt").write_text("\n".join(rows))
     assert bench.verify(tmp_path / "data") == bench.counts
+    assert main(["data", "office31", "--data-root", str(tmp_path / "data")]) == 0
+    assert "office31: ok (4110 images: amazon 2817, dslr 498, webcam 795)" in \
+        capsys.readouterr().out
     lines = (base / "image_list" / "dslr.txt").read_text().splitlines()
     (base / "image_list" / "dslr.txt").write_text("\n".join(lines[:-1]))
     with pytest.raises(InputError, match="domain 'dslr' has 497 images .* published copy 498"):
         bench.verify(tmp_path / "data")
     assert bench.verify(tmp_path / "data", check="layout")["dslr"] == 497
+    assert main(["data", "office31", "--data-root", str(tmp_path / "data")]) == 1
+    assert "domain 'dslr' has 497 images" in capsys.readouterr().out
 
 
 def suite(tmp_path: Path, data: str, method: str = "source-only") -> Path:
