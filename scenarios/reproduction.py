@@ -354,18 +354,21 @@ def missing(rep: Reproduction, data_root: str | None, device: str,
 
 
 def _lacking(needs: dict, data_root: str | None, device: str) -> str | None:
+    """Every need of ``needs`` this machine lacks, in one sentence (None: nothing)."""
     import torch
 
     from scenarios.datasets import DATASETS, data_roots
 
+    lacking = []
     if needs.get("device") == "cuda" and not (device.startswith("cuda") or (
             device == "auto" and torch.cuda.is_available())):
-        return "it needs a CUDA device (this run has none)"
+        lacking.append("a CUDA device (this run has none)")
     for name, count in needs.get("samples", {}).items():
         loader = DATASETS.get(name)
         if loader is None:
-            return (f"it needs the dataset {name!r}, which this dalib cannot read (see dalib "
-                    "list datasets)")
+            lacking.append(f"the dataset {name!r}, which this dalib cannot read (see dalib "
+                           "list datasets)")
+            continue
         verify = getattr(loader, "verify", None)  # a benchmark: its copy, nothing decoded
         try:
             found = sum(verify(data_root).values()) if verify else len(loader(data_root))
@@ -374,11 +377,11 @@ def _lacking(needs: dict, data_root: str | None, device: str) -> str | None:
         else:
             where = f"found {found:,}"
         if found < count:
-            roots = ", ".join(str(r) for r in data_roots(data_root))
-            return (f"it needs {name!r} with {count:,} samples ({where}; searched {roots}: "
-                    "put the dataset's complete files there, in the layout `dalib list` "
-                    "names)")
-    return None
+            searched = "" if "searched" in where else \
+                f"; searched {', '.join(str(r) for r in data_roots(data_root))}"
+            lacking.append(f"{name!r} with {count:,} samples ({where}{searched}: put the "
+                           "dataset's complete files there, in the layout `dalib list` names)")
+    return "it needs " + "; and ".join(lacking) if lacking else None
 
 
 def size_variant(raw: dict, size: str, check: str | None = None) -> dict:
