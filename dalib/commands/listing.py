@@ -42,7 +42,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"  {name:<14} {title}{_from(plugins.DATASET_ORIGINS.get(name))}")
         print(f"  {'':<14} options: {_options(fn, 0)}")
         if getattr(fn, "counts", None):  # a benchmark: its manifest
-            splits = "; splits: all, " + ", ".join(fn.splits) if fn.splits else ""
+            splits = "; splits: all, " + ", ".join(fn.splits) if getattr(fn, "splits", None) \
+                else ""
             print(f"  {'':<14} domains: "
                   + ", ".join(f"{d} ({n:,})" for d, n in fn.counts.items())
                   + f"; {len(fn.classes)} classes{splits}")

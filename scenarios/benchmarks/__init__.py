@@ -6,9 +6,11 @@ runs. One module per family; :class:`ImageBenchmark` and :class:`Layout` describ
 
 from __future__ import annotations
 
+from scenarios.benchmarks.camelyon import Camelyon17
 from scenarios.benchmarks.cifar import Cifar, CifarC
 from scenarios.benchmarks.domainbed import PACS, TERRA_INCOGNITA, VLCS
 from scenarios.benchmarks.domainnet import DOMAINNET
+from scenarios.benchmarks.imagenet import ImageNetC, TinyImageNet
 from scenarios.benchmarks.office import OFFICE31, OFFICE_HOME
 from scenarios.benchmarks.tree import ImageBenchmark, Layout
 from scenarios.benchmarks.visda import VISDA2017
@@ -17,4 +19,5 @@ __all__ = ["BENCHMARKS", "ImageBenchmark", "Layout"]
 
 BENCHMARKS = {b.name: b for b in (
     OFFICE31, OFFICE_HOME, VISDA2017, DOMAINNET, PACS, VLCS, TERRA_INCOGNITA,
-    Cifar(10), Cifar(100), CifarC(10), CifarC(100))}
+    Cifar(10), Cifar(100), CifarC(10), CifarC(100), ImageNetC(), TinyImageNet(),
+    Camelyon17())}

@@ -297,3 +297,80 @@ def test_list_shows_the_benchmarks_with_their_domains(capsys):
         assert f"  {name} " in out
     assert "amazon (2,817), dslr (498), webcam (795); 31 classes" in out
     assert "splits: all, train, test" in out
+
+
+def test_imagenet_c_reads_a_corruption_at_a_severity_with_the_sorted_wnids(tmp_path):
+    base = tmp_path / "data" / "ImageNet-C"
+    wnids = [f"n{i:08d}" for i in range(1000)]
+    for severity in (2, 5):
+        for i, w in enumerate(wnids[::-1]):  # written in another order than sorted
+            folder = base / "fog" / str(severity) / w
+            folder.mkdir(parents=True)
+            Image.new("RGB", (5, 4), colour(999 - i)).save(folder / f"ILSVRC_{i}.png")
+    d = load_dataset({"dataset": "imagenet-c", "domain": "fog", "severity": 2, "size": 4,
+                      "check": "layout"}, data_root=tmp_path / "data")
+    assert len(d) == 1000 and d.classes[:2] == ("n00000000", "n00000001")
+    assert (decoded_labels(d.x) == d.y.numpy()).all()
+    with pytest.raises(InputError, match="fog at severity 5 has 1000 images .* 50,000"):
+        load_dataset({"dataset": "imagenet-c", "domain": "fog"}, data_root=tmp_path / "data")
+    with pytest.raises(InputError, match=r"ImageNet-C/snow/5' is missing"):
+        load_dataset({"dataset": "imagenet-c", "domain": "snow", "check": "layout"},
+                     data_root=tmp_path / "data")
+    (base / "fog" / "2" / wnids[3] / "ILSVRC_996.png").unlink()
+    (base / "fog" / "2" / wnids[3]).rmdir()
+    with pytest.raises(InputError, match="holds 999 class folders"):
+        load_dataset({"dataset": "imagenet-c", "domain": "fog", "severity": 2,
+                      "check": "layout"}, data_root=tmp_path / "data")
+
+
+def test_tiny_imagenet_reads_train_and_annotated_val_as_the_test_set(tmp_path):
+    base = tmp_path / "data" / "tiny-imagenet-200"
+    wnids = [f"n{i:08d}" for i in range(200)]
+    notes = []
+    for i, w in enumerate(wnids):
+        folder = base / "train" / w / "images"
+        folder.mkdir(parents=True)
+        for k in range(2):
+            Image.new("RGB", (64, 64), colour(i)).save(folder / f"{w}_{k}.JPEG", format="PNG")
+        (base / "val" / "images").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (64, 64), colour(i)).save(base / "val" / "images" / f"val_{i}.JPEG",
+                                                   format="PNG")
+        notes.append(f"val_{i}.JPEG\t{w}\t0\t0\t63\t63")
+    (base / "val" / "val_annotations.txt").write_text("\n".join(notes))
+    d = load_dataset({"dataset": "tinyimagenet", "size": 8, "check": "layout"},
+                     data_root=tmp_path / "data")
+    assert len(d) == 600 and int(d.test_mask.sum()) == 200 and d.num_classes == 200
+    assert (decoded_labels(d.x) == d.y.numpy()).all()
+    with pytest.raises(InputError, match="the train split has 400 images .* 100,000"):
+        load_dataset({"dataset": "tinyimagenet"}, data_root=tmp_path / "data")
+    (base / "val" / "images" / "val_7.JPEG").unlink()
+    with pytest.raises(InputError, match="val_7.JPEG' is missing \\(named on line 8"):
+        load_dataset({"dataset": "tinyimagenet", "check": "layout"},
+                     data_root=tmp_path / "data")
+
+
+def test_camelyon17_reads_hospitals_from_the_metadata(tmp_path):
+    base = tmp_path / "data" / "camelyon17_v1.0"
+    rows = ["patient,node,x_coord,y_coord,tumor,slide,center,split"]
+    for h in range(5):
+        for k in range(4):
+            patient, node, x, y = 10 * h + 1, k % 2, 100 + k, 200
+            folder = base / "patches" / f"patient_{patient:03d}_node_{node}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (96, 96), colour(k % 2)).save(
+                folder / f"patch_patient_{patient:03d}_node_{node}_x_{x}_y_{y}.png")
+            rows.append(f"{patient},{node},{x},{y},{k % 2},{h},{h},0")
+    (base / "metadata.csv").write_text("\n".join(rows))
+    spec = {"dataset": "camelyon17", "size": 8, "check": "layout"}
+    assert domain_names(spec, None)[2] == "hospital_2"
+    d = load_dataset({**spec, "domain": "hospital_2"}, data_root=tmp_path / "data")
+    assert len(d) == 4 and d.classes == ("normal", "tumor")
+    assert (decoded_labels(d.x) == d.y.numpy()).all()
+    pooled = load_dataset(spec, data_root=tmp_path / "data")
+    assert np.bincount(pooled.env.numpy()).tolist() == [4] * 5
+    with pytest.raises(InputError, match="hospital_1 has 4 patches .* 34,904"):
+        load_dataset({"dataset": "camelyon17", "domain": "hospital_1"},
+                     data_root=tmp_path / "data")
+    next((base / "patches").rglob("*.png")).unlink()
+    with pytest.raises(InputError, match="1 of the 4 patches metadata.csv names are missing"):
+        load_dataset({**spec, "domain": "hospital_0"}, data_root=tmp_path / "data")
