@@ -117,6 +117,7 @@ OPTION_CHECKS = {
     "name": checks.string,
     "weights": checks.string,
     "image_size": partial(checks.integer, low=1, high=4096),
+    "frozen_bn": checks.boolean,
 }
 
 

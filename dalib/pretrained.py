@@ -40,10 +40,14 @@ class _Params(nn.Module):
 class Torchvision(nn.Module):
     """A torchvision classification network (``name``, e.g. ``resnet50``, ``vgg16_bn``,
     ``inception_v3``, ``mobilenet_v3_small``, ``efficientnet_b0``, ``vit_b_16``) without its
-    last linear layer. ``image_size`` sets a ViT's input size when it has no weights."""
+    last linear layer. ``image_size`` sets a ViT's input size when it has no weights.
+    ``frozen_bn``: batch norm layers keep their (pretrained) running statistics in training,
+    as DomainBed's ResNet does (``domainbed/networks.py``, ``freeze_bn``); their scale and
+    shift still train."""
 
     def __init__(self, input_shape: tuple[int, ...], name: str = "resnet18",
-                 weights: str | None = None, image_size: int | None = None) -> None:
+                 weights: str | None = None, image_size: int | None = None,
+                 frozen_bn: bool = False) -> None:
         super().__init__()
         import torchvision
 
@@ -75,6 +79,16 @@ class Torchvision(nn.Module):
         self.net = net
         self.name = name
         self.grey = input_shape[0] == 1
+
+        self.frozen_bn = frozen_bn
+
+    def train(self, mode: bool = True) -> Torchvision:
+        super().train(mode)
+        if mode and self.frozen_bn:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.expand(-1, 3, -1, -1) if self.grey else x)

@@ -119,3 +119,4 @@ def test_a_kept_model_starts_another_run_and_its_file_is_part_of_the_identity(tm
     ids = {s.name: s.fingerprints for s in load_suite(str(follow)).scenarios}
     assert str(kept) in ids["rot"]
     assert main(["run", str(follow), "--out", str(tmp_path / "o2"), "--no-report"]) == 0
+

@@ -47,3 +47,20 @@ def test_unknown_names_and_misplaced_options_are_input_errors():
         build_model((3, 32, 32), 5, arch="resnet18", image_size=32)
     with pytest.raises(InputError, match="no fc, classifier or heads"):
         _drop_last_linear(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+
+
+def test_frozen_batch_norm_keeps_its_statistics_in_training_and_its_affine_trains():
+    """DomainBed's ResNet: batch norm in eval mode while the network trains."""
+    from dalib.models import build_model
+
+    model = build_model((3, 32, 32), 5, arch="torchvision", name="resnet18", frozen_bn=True)
+    model.train()
+    bn = model.backbone.net.bn1
+    before = bn.running_mean.clone()
+    loss = model(torch.rand(4, 3, 32, 32)).sum()
+    loss.backward()
+    assert not bn.training and torch.equal(bn.running_mean, before)
+    assert bn.weight.grad is not None and model.backbone.net.conv1.training
+    plain = build_model((3, 32, 32), 5, arch="torchvision", name="resnet18").train()
+    plain(torch.rand(4, 3, 32, 32))
+    assert not torch.equal(plain.backbone.net.bn1.running_mean, torch.zeros(64))
