@@ -194,6 +194,7 @@ def _whole(name: str):
 
 for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
               "__truediv__", "__rtruediv__", "__neg__", "__lt__", "__le__", "__gt__", "__ge__",
+              "__eq__", "__ne__",
               "__iter__"):
     setattr(Pixels, _name, _whole(_name))
 
