@@ -72,6 +72,9 @@ DOMAINNET = ImageBenchmark(
     classes=DOMAINNET_CLASSES,
     counts={d: TRAIN[d] + TEST[d] for d in DOMAINNET_DOMAINS},
     splits={"train": TRAIN, "test": TEST},
+    counts_note=("; these counts are the original release's split lists: the cleaned release "
+                 "TLlib recommends may differ, and a complete copy of it that does reads "
+                 "with check = 'layout'"),
     layouts=(
         Layout("tllib", ("domainnet", "DomainNet"), {d: d for d in DOMAINNET_DOMAINS},
                lists={d: f"image_list/{d}_{{split}}.txt" for d in DOMAINNET_DOMAINS}),

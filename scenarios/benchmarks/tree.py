@@ -81,6 +81,7 @@ class ImageBenchmark:
     counts: dict[str, int]
     layouts: tuple[Layout, ...]
     splits: dict[str, dict[str, int]] = field(default_factory=dict)
+    counts_note: str = ""  # what is uncertain about the counts, said when a copy differs
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -209,7 +210,7 @@ class ImageBenchmark:
                              f"images in {str(copy.root)!r}, the published copy {expected}",
                              expected="a complete copy (copy the missing files again; check "
                              "= 'layout' in the data table reads a deliberate subset); "
-                             f"the files come from {self.source}")
+                             f"the files come from {self.source}{self.counts_note}")
 
     # ---- loading
 
