@@ -212,7 +212,7 @@ note = "the paper's 2 seeds on the whole UCI set"
 @pytest.mark.parametrize("requires, says", [
     ("{ samples = { mnist = 70000 } }", "it needs 'mnist' with 70,000 samples ("),
     ("{ device = \"cuda\" }", "it needs a CUDA device"),
-    ("{ samples = { imagenet-c = 750000 } }", "it needs the dataset 'imagenet-c', which this dalib "
+    ("{ samples = { places365-c = 750000 } }", "it needs the dataset 'places365-c', which this dalib "
                                              "cannot read")])
 def test_the_published_size_is_refused_in_one_line_where_its_data_or_device_is_missing(
         tmp_path, capsys, requires, says):
