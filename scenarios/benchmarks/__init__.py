@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from scenarios.benchmarks.camelyon import Camelyon17
 from scenarios.benchmarks.cifar import Cifar, CifarC
+from scenarios.benchmarks.core50 import CORe50
 from scenarios.benchmarks.domainbed import PACS, TERRA_INCOGNITA, VLCS
 from scenarios.benchmarks.domainnet import DOMAINNET
 from scenarios.benchmarks.imagenet import ImageNetC, TinyImageNet
@@ -20,4 +21,4 @@ __all__ = ["BENCHMARKS", "ImageBenchmark", "Layout"]
 BENCHMARKS = {b.name: b for b in (
     OFFICE31, OFFICE_HOME, VISDA2017, DOMAINNET, PACS, VLCS, TERRA_INCOGNITA,
     Cifar(10), Cifar(100), CifarC(10), CifarC(100), ImageNetC(), TinyImageNet(),
-    Camelyon17())}
+    Camelyon17(), CORe50())}

@@ -374,3 +374,26 @@ def test_camelyon17_reads_hospitals_from_the_metadata(tmp_path):
     next((base / "patches").rglob("*.png")).unlink()
     with pytest.raises(InputError, match="1 of the 4 patches metadata.csv names are missing"):
         load_dataset({**spec, "domain": "hospital_0"}, data_root=tmp_path / "data")
+
+
+def test_core50_reads_sessions_with_objects_or_categories(tmp_path):
+    base = tmp_path / "data" / "core50_128x128"
+    for s in range(1, 12):
+        for o in range(1, 51):
+            folder = base / f"s{s}" / f"o{o}"
+            folder.mkdir(parents=True)
+            Image.new("RGB", (128, 128), colour(o - 1)).save(folder / f"C_{s:02d}_{o:02d}_000.png")
+    spec = {"dataset": "core50", "size": 4, "check": "layout"}
+    assert domain_names(spec, None)[:3] == ["s1", "s2", "s3"]
+    d = load_dataset({**spec, "domain": "s3"}, data_root=tmp_path / "data")
+    assert len(d) == 50 and d.classes[9] == "o10"  # o10 after o9, not after o1
+    assert (decoded_labels(d.x) == d.y.numpy()).all()
+    cats = load_dataset({**spec, "domain": "s3", "labels": "categories"},
+                        data_root=tmp_path / "data")
+    assert cats.num_classes == 10 and cats.y.tolist() == [o // 5 for o in range(50)]
+    with pytest.raises(InputError, match="has 550 images, the release 164,866"):
+        load_dataset({"dataset": "core50", "size": 4}, data_root=tmp_path / "data")
+    for p in (base / "s7" / "o12").iterdir():
+        p.unlink()
+    with pytest.raises(InputError, match="s7/o12' is missing or empty"):
+        load_dataset({**spec, "domain": "s7"}, data_root=tmp_path / "data")
