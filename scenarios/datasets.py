@@ -315,7 +315,7 @@ def check_data(data_root: str | Path | None = None, names: list[str] | None = No
     """For each dataset named (default: every registered one), 'ok (N samples)' or
     'missing: ' and the error that loading it gives; unasked, a benchmark with no copy under
     any root is 'not here: ' (a copy found but incomplete is 'missing: ')."""
-    from scenarios.benchmarks.tree import NoCopy
+    from scenarios.benchmarks.copies import NoCopy
 
     status = {}
     for name in names or list(DATASETS):

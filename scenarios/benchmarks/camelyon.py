@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from scenarios import checks, formats, pixels
-from scenarios.benchmarks.imagenet import ROOTS_HELP, find, identity
+from scenarios import checks, formats
+from scenarios.benchmarks.copies import ROOTS_HELP, find, identity, pooled
 from scenarios.domain import Domain
 from scenarios.errors import InputError
 
@@ -97,9 +95,4 @@ class Camelyon17:
             parts.append(formats.images_domain(paths, labels, self.classes,
                                                formats._size(size), 3, read, str(root),
                                                f"{self.name}/{d}"))
-        if domain is not None:
-            return parts[0]
-        return Domain(name=self.name, x=pixels.cat([p.x for p in parts]),
-                      y=torch.cat([p.y for p in parts]), classes=self.classes,
-                      env=torch.cat([torch.full((len(p),), i) for i, p in enumerate(parts)]),
-                      envs=tuple(names))
+        return parts[0] if domain is not None else pooled(self.name, parts, names)

@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scenarios import checks, pixels
-from scenarios.benchmarks.tree import NoCopy
+from scenarios import checks
+from scenarios.benchmarks.copies import find, pooled
 from scenarios.domain import Domain, from_arrays
 from scenarios.errors import InputError
-from scenarios.roots import data_roots
 
 CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur",
                "motion_blur", "zoom_blur", "snow", "frost", "fog", "brightness", "contrast",
@@ -61,12 +60,7 @@ class Cifar:
         self.__doc__ = self.title
 
     def root(self, data_root) -> Path:
-        roots = data_roots(data_root)
-        found = next((r for r in roots if (r / self.folder).is_dir()), None)
-        if found is None:
-            raise NoCopy("dataset", f"{self.name}: no copy found; searched "
-                             f"{', '.join(str(r) for r in roots)}", expected=self._where())
-        return found
+        return find(self.name, self.folder, data_root, self._where()).parent
 
     def files(self, data_root=None, **_) -> list[Path]:
         try:
@@ -157,12 +151,7 @@ class CifarC:
         self.__doc__ = self.title
 
     def root(self, data_root) -> Path:
-        roots = data_roots(data_root)
-        found = next((r for r in roots if (r / self.folder).is_dir()), None)
-        if found is None:
-            raise NoCopy("dataset", f"{self.name}: no copy found; searched "
-                             f"{', '.join(str(r) for r in roots)}", expected=self._where())
-        return found / self.folder
+        return find(self.name, self.folder, data_root, self._where())
 
     def _where(self) -> str:
         return (f"{self.folder}/{{{CORRUPTIONS[0]},...}}.npy and {self.folder}/labels.npy "
@@ -231,9 +220,5 @@ class CifarC:
             parts.append(from_arrays(np.asarray(x[rows]), np.asarray(labels[rows]).astype(
                 np.int64), name=f"{self.name}/{name}-{severity}", source=str(folder),
                 classes=CLASSES[self.classes], layout="NHWC", lazy=True))
-        if domain is not None:
-            return parts[0]
-        return Domain(name=f"{self.name}-{severity}", x=pixels.cat([p.x for p in parts]),
-                      y=torch.cat([p.y for p in parts]), classes=parts[0].classes,
-                      env=torch.cat([torch.full((len(p),), i) for i, p in enumerate(parts)]),
-                      envs=tuple(names))
+        return parts[0] if domain is not None else pooled(f"{self.name}-{severity}", parts,
+                                                          names)

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from scenarios import checks, formats, pixels
-from scenarios.benchmarks.imagenet import ROOTS_HELP, find, identity
+from scenarios import checks, formats
+from scenarios.benchmarks.copies import ROOTS_HELP, find, identity, pooled
 from scenarios.domain import Domain
 from scenarios.errors import InputError
 
@@ -97,9 +95,4 @@ class CORe50:
             ys = [o // 5 for o in objects] if labels == "categories" else objects
             parts.append(formats.images_domain(paths, ys, classes, formats._size(size), 3,
                                                read, str(root), f"{self.name}/{s}"))
-        if domain is not None:
-            return parts[0]
-        return Domain(name=self.name, x=pixels.cat([p.x for p in parts]),
-                      y=torch.cat([p.y for p in parts]), classes=classes,
-                      env=torch.cat([torch.full((len(p),), i) for i, p in enumerate(parts)]),
-                      envs=tuple(names))
+        return parts[0] if domain is not None else pooled(self.name, parts, names)

@@ -15,41 +15,16 @@ layouts of their releases.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from scenarios import checks, formats, pixels
+from scenarios import checks, formats
 from scenarios.benchmarks.cifar import CORRUPTIONS, EXTRA_CORRUPTIONS
-from scenarios.benchmarks.tree import NoCopy
+from scenarios.benchmarks.copies import ROOTS_HELP, find, identity, pooled
 from scenarios.domain import Domain
 from scenarios.errors import InputError
-from scenarios.roots import data_roots
-
-ROOTS_HELP = ("in one of the data roots (--data-root, $DALIB_DATA, ./data or ~/.cache/dalib; "
-              "nothing is downloaded)")
-
-
-def find(name: str, folder: str, data_root, where: str) -> Path:
-    """``ROOT/folder`` under the first data root that has it; none is :class:`NoCopy`."""
-    roots = data_roots(data_root)
-    found = next((r / folder for r in roots if (r / folder).is_dir()), None)
-    if found is None:
-        raise NoCopy("dataset", f"{name}: no copy found; searched "
-                     f"{', '.join(str(r) for r in roots)}", expected=where)
-    return found
-
-
-def identity(name: str, root: Path, paths: list[Path], labels) -> dict[str, str]:
-    """A copy's identity: each image's path (relative to the copy), label, size and
-    modification time, hashed."""
-    h = hashlib.sha256()
-    for p, y in zip(paths, labels, strict=True):
-        st = p.stat()
-        h.update(f"{p.relative_to(root)}\0{y}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return {f"{name}#copy": h.hexdigest()[:16]}
 
 
 def _class_folders(folder: Path, count: int, name: str, where: str) -> list[Path]:
@@ -126,12 +101,8 @@ class ImageNetC:
             root, paths, labels, wnids = self._images(data_root, d, severity, check)
             parts.append(formats.images_domain(paths, labels, wnids, formats._size(size), 3,
                                                read, str(root), f"{self.name}/{d}-{severity}"))
-        if domain is not None:
-            return parts[0]
-        return Domain(name=f"{self.name}-{severity}", x=pixels.cat([p.x for p in parts]),
-                      y=torch.cat([p.y for p in parts]), classes=parts[0].classes,
-                      env=torch.cat([torch.full((len(p),), i) for i, p in enumerate(parts)]),
-                      envs=tuple(self._options(domain, severity, check)))
+        return parts[0] if domain is not None else pooled(
+            f"{self.name}-{severity}", parts, self._options(domain, severity, check))
 
 
 class TinyImageNet:

@@ -17,23 +17,19 @@ run's.
 from __future__ import annotations
 
 import difflib
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from scenarios import checks, formats, pixels
+from scenarios import checks, formats
+from scenarios.benchmarks.copies import NoCopy, identity, pooled
 from scenarios.domain import Domain
 from scenarios.errors import InputError
 from scenarios.roots import data_roots
 
 CHECKS = ("counts", "layout")
 DEFAULT_SIZE = 224  # pixels: the input side of the ImageNet backbones the benchmarks use
-
-
-class NoCopy(InputError):
-    """No copy of a benchmark under any data root (as opposed to an incomplete one)."""
 
 
 @dataclass(frozen=True)
@@ -229,16 +225,7 @@ class ImageBenchmark:
             d = formats.images_domain(paths, labels, self.classes, formats._size(size), 3,
                                       read, str(copy.root), f"{self.name}/{name}")
             parts.append(d.with_(test_mask=torch.as_tensor(test) if any(test) else None))
-        if domain is not None:
-            return parts[0]
-        masks = [p.test_mask for p in parts]
-        return Domain(name=self.name, x=pixels.cat([p.x for p in parts]),
-                      y=torch.cat([p.y for p in parts]), classes=self.classes,
-                      env=torch.cat([torch.full((len(p),), i) for i, p in enumerate(parts)]),
-                      envs=tuple(names),
-                      test_mask=torch.cat([m if m is not None else torch.zeros(len(p), dtype=bool)
-                                           for m, p in zip(masks, parts, strict=True)])
-                      if any(m is not None for m in masks) else None)
+        return parts[0] if domain is not None else pooled(self.name, parts, names)
 
     def _start(self, data_root, domain, check: str, split: str) -> tuple[Copy, list[str]]:
         checks.string(check, "check", CHECKS)
@@ -262,21 +249,16 @@ class ImageBenchmark:
 
     def fingerprint(self, data_root: str | Path | None = None, domain: str | None = None,
                     split: str = "all", **_) -> dict[str, str]:
-        """The copy's identity: its layout, and every image's path (relative to the copy),
-        label, size and modification time, hashed (as image folders' identity: a copy
-        copied anew, with new times, runs again)."""
+        """The copy's identity (:func:`~scenarios.benchmarks.copies.identity`) and its
+        layout."""
         try:
             copy, names = self._start(data_root, domain, "layout", split)
-            h = hashlib.sha256(copy.layout.name.encode())
-            for name in names:
-                paths, labels, _ = self.images(copy, name, split)
-                for p, y in zip(paths, labels, strict=True):
-                    st = p.stat()
-                    h.update(f"{p.relative_to(copy.root)}\0{y}\0{st.st_size}\0"
-                             f"{st.st_mtime_ns}\n".encode())
+            found = [self.images(copy, name, split)[:2] for name in names]
+            out = identity(self.name, copy.root, [p for paths, _ in found for p in paths],
+                           [y for _, labels in found for y in labels])
         except (InputError, OSError):
             return {}  # loading names the problem
-        return {f"{self.name}#copy": h.hexdigest()[:16]}
+        return {k: f"{copy.layout.name}:{v}" for k, v in out.items()}
 
     def domain_names(self, **_) -> list[str]:
         return list(self.domains)
