@@ -31,6 +31,12 @@ def preprocessing(run, data) -> dict:
             "normalize_in_model": run.scenario.model.get("normalize", "none")}
 
 
+def model_path(models: Path, run) -> Path:
+    """Where a run's trained model is kept (for the runs that start from it, and for
+    ``keep_models``; its record keeps the file's digest, ``model_digest``)."""
+    return models / f"{run.run_id}.pt"
+
+
 def save(models: Path, run, method, data) -> dict:
     """Write the run's model to ``models/RUN_ID.pt``; returns the record's ``model_file``
     (relative to the sweep's folder) and ``model_digest``."""
@@ -40,14 +46,14 @@ def save(models: Path, run, method, data) -> dict:
             "input_shape": list(data.input_shape), "classes": list(_classes(data)),
             "weights": "after the last step", "preprocessing": preprocessing(run, data)}
     state = {k: v.detach().cpu() for k, v in method.model.state_dict().items()}
-    path = models / f"{run.run_id}.pt"
+    path = model_path(models, run)
     write_atomic(path, lambda fh: torch.save({"model": state, "info": info}, fh))
     return {"model_file": f"models/{path.name}", "model_digest": file_digest(path)}
 
 
 def _classes(data) -> tuple[str, ...]:
-    return data.classes if hasattr(data, "classes") and not hasattr(data, "source") else \
-        data.source.classes
+    """The class names of a transfer scenario (its source's) or a stream."""
+    return getattr(data, "source", data).classes
 
 
 def read(path: str | Path) -> tuple[dict, dict]:

@@ -41,7 +41,6 @@ from dalib.settings import (
 from dalib.status import end_sweep, write_sweep
 from dalib.worker import Worker, model_kept
 from scenarios.errors import InputError, reject_unknown
-from scenarios.formats import file_digest
 from scenarios.suite import Suite
 
 
@@ -279,15 +278,6 @@ def _waves(runs: list[RunSpec], done: dict, *args) -> Iterator[tuple[RunSpec, di
         yield from _results(later, frozenset(done), *args)
 
 
-def kept_model(out: Path, record: dict) -> bool:
-    """Whether a finished transfer or stream run's kept model is in place (test-time runs
-    keep none of their own)."""
-    if record.get("kind") == "test-time":
-        return True
-    path = out / record.get("model_file", f"models/{record['run_id']}.pt")
-    return path.is_file() and record.get("model_digest") == file_digest(path)
-
-
 def stale_models(runs: list[RunSpec], done: dict, out: Path) -> set[str]:
     """Finished source runs to train again: a run that starts from one is not finished and
     the model file is missing, damaged or replaced (its digest is not the one its record
@@ -412,8 +402,10 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
         for run_id in stale_models(runs, done, out):
             del done[run_id]
         if keep_models:  # a finished run whose model is not kept trains again (same numbers)
-            for run_id in [i for i, r in done.items() if not kept_model(out, r)]:
-                del done[run_id]
+            for run in runs:  # test-time runs keep none of their own
+                if run.run_id in done and run.scenario.kind != "test-time" and \
+                        not model_kept(out / "models", run, done[run.run_id]):
+                    del done[run.run_id]
         if jobs is None:
             jobs = 1 if executor == "ray" else \
                 default_jobs(sum(r.run_id not in done for r in runs), resolved)

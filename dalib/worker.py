@@ -111,16 +111,10 @@ def _stream_record(data: Stream, R: np.ndarray, validation: list[list[float]], j
     return record
 
 
-def model_path(models: Path, run: RunSpec) -> Path:
-    """Where a run's trained model is kept for the runs that start from it (its record keeps
-    the file's digest, ``model_digest``)."""
-    return models / f"{run.run_id}.pt"
-
-
 def model_kept(models: Path, run: RunSpec, record: dict) -> bool:
     """Whether the model file of the finished run ``record`` is the one it wrote: present,
     with the digest its record keeps (a replaced, damaged or missing file is not)."""
-    path = model_path(models, run)
+    path = kept.model_path(models, run)
     return path.is_file() and record.get("model_digest") == file_digest(path)
 
 
@@ -132,14 +126,14 @@ def _test_time(run: RunSpec, method, data: TestTimeScenario, budget: Budget,
     if run.saves_model:
         steps = fit_transfer(method, data.offline, budget, device, run.seed, trace,
                              threads=torch.get_num_threads())
-        kept = {}
+        saved = {}
         if models is not None:
             state = {k: v.cpu() for k, v in method.model.state_dict().items()}
-            path = model_path(models, run)
+            path = kept.model_path(models, run)
             write_atomic(path, lambda fh: torch.save(state, fh))
-            kept = {"model_digest": file_digest(path)}
+            saved = {"model_digest": file_digest(path)}
         preds = unadapted(method.model, data, device)
-        return {"steps": steps, **kept,
+        return {"steps": steps, **saved,
                 **stream_record(preds, data, accuracy(method, data.offline.source_test))}
     start_from_source(run, method, data, device, models)
     preds = run_offline(method, data, device, run.seed) if data.mode == "offline" else \
@@ -150,7 +144,7 @@ def _test_time(run: RunSpec, method, data: TestTimeScenario, budget: Budget,
 def start_from_source(run: RunSpec, method, data: TestTimeScenario, device: torch.device,
                       models: Path | None) -> None:
     """Load the source run's trained model into ``method`` and start it."""
-    path = model_path(models, run.init) if models is not None else None
+    path = kept.model_path(models, run.init) if models is not None else None
     if path is None or not path.is_file():
         raise FileNotFoundError(f"the source model of {run.init.run_id} is not in "
                                 f"{models}: run the sweep again (it re-trains it)")

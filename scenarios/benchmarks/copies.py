@@ -32,14 +32,16 @@ def find(name: str, folder: str, data_root, where: str) -> Path:
     return found
 
 
-def identity(name: str, root: Path, paths: list[Path], labels) -> dict[str, str]:
-    """A copy's identity: each image's path (relative to the copy), label, size and
-    modification time, hashed (as image folders' identity: a copy copied anew, with new
-    times, runs again)."""
+def identity(name: str, parts: list[tuple]) -> dict[str, str]:
+    """A copy's identity from its domains' ``(root, paths, labels, ...)``: each image's path
+    (relative to the copy's root), label, size and modification time, hashed (as image
+    folders' identity: a copy copied anew, with new times, runs again)."""
     h = hashlib.sha256()
-    for p, y in zip(paths, labels, strict=True):
-        st = p.stat()
-        h.update(f"{p.relative_to(root)}\0{y}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    for root, paths, labels, *_ in parts:
+        for p, y in zip(paths, labels, strict=True):
+            st = p.stat()
+            h.update(f"{p.relative_to(root)}\0{y}\0{st.st_size}\0{st.st_mtime_ns}\n"
+                     .encode())
     return {f"{name}#copy": h.hexdigest()[:16]}
 
 

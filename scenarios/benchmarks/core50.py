@@ -80,8 +80,7 @@ class CORe50:
                                                                          "layout")]
         except (InputError, OSError):
             return {}
-        return identity(self.name, parts[0][0], [p for part in parts for p in part[1]],
-                        [y for part in parts for y in part[2]])
+        return identity(self.name, parts)
 
     def __call__(self, data_root: str | Path | None = None, domain: str | None = None,
                  labels: str = "objects", size: int | list[int] = 128, check: str = "counts",

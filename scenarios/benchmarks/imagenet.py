@@ -89,8 +89,7 @@ class ImageNetC:
                      for d in self._options(domain, severity, "layout")]
         except (InputError, OSError):
             return {}
-        return identity(self.name, parts[0][0], [p for part in parts for p in part[1]],
-                        [y for part in parts for y in part[2]])
+        return identity(self.name, parts)
 
     def __call__(self, data_root: str | Path | None = None, domain: str | None = None,
                  severity: int = 5, size: int | list[int] = 224, check: str = "counts",
@@ -171,10 +170,10 @@ class TinyImageNet:
 
     def fingerprint(self, data_root=None, split: str = "all", **_) -> dict[str, str]:
         try:
-            root, paths, labels, _, _ = self._images(data_root, split, "layout")
+            parts = [self._images(data_root, split, "layout")]
         except (InputError, OSError):
             return {}
-        return identity(self.name, root, paths, labels)
+        return identity(self.name, parts)
 
     def __call__(self, data_root: str | Path | None = None, split: str = "all",
                  size: int | list[int] = 64, check: str = "counts", read: str = "cache"

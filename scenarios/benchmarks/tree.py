@@ -253,9 +253,8 @@ class ImageBenchmark:
         layout."""
         try:
             copy, names = self._start(data_root, domain, "layout", split)
-            found = [self.images(copy, name, split)[:2] for name in names]
-            out = identity(self.name, copy.root, [p for paths, _ in found for p in paths],
-                           [y for _, labels in found for y in labels])
+            out = identity(self.name, [(copy.root, *self.images(copy, name, split))
+                                       for name in names])
         except (InputError, OSError):
             return {}  # loading names the problem
         return {k: f"{copy.layout.name}:{v}" for k, v in out.items()}

@@ -59,8 +59,10 @@ def test_frozen_batch_norm_keeps_its_statistics_in_training_and_its_affine_train
     before = bn.running_mean.clone()
     loss = model(torch.rand(4, 3, 32, 32)).sum()
     loss.backward()
+    # same computation: statistics no kernel updated keep their exact bits
     assert not bn.training and torch.equal(bn.running_mean, before)
     assert bn.weight.grad is not None and model.backbone.net.conv1.training
     plain = build_model((3, 32, 32), 5, arch="torchvision", name="resnet18").train()
     plain(torch.rand(4, 3, 32, 32))
+    # same computation: a trained batch moves the statistics off their zero start
     assert not torch.equal(plain.backbone.net.bn1.running_mean, torch.zeros(64))
