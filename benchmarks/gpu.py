@@ -9,10 +9,11 @@ training only, stream loops include dalib's evaluation after each task (the floo
 not). Samples/s counts the labelled batch (source, or the current task) per step.
 
     .venv/bin/python benchmarks/gpu.py [--devices cpu cuda] [--steps 1000] [--only NAME]
-                                       [--precision fp32|bf16] [--compile] [--json OUT.json]
+                                       [--precision fp32|bf16] [--compile] [--channels-last]
+                                       [--json OUT.json]
 
-``--precision bf16`` and ``--compile`` apply to dalib's transfer loops (as ``dalib run``'s
-flags do); the floor stays plain fp32 eager PyTorch.
+``--precision bf16``, ``--compile`` and ``--channels-last`` apply to dalib's transfer loops
+(as ``dalib run``'s flags do); the floor stays plain fp32 eager PyTorch.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from scenarios.transfer import build_transfer
 STREAM_EPOCHS = 1
 
 
-def cases(steps: int, precision: str = "fp32", compile: bool = False):
+def cases(steps: int, precision: str = "fp32", compile: bool = False,
+          channels_last: bool = False):
     """(name, samples per run, ours(device) -> s, floor(device) -> s or None)."""
     uci, mnist = load_uci_digits(), load_mnist()
     quick = build_transfer("uci-rot30", uci, uci, seed=0, disjoint=True,
@@ -55,7 +57,7 @@ def cases(steps: int, precision: str = "fp32", compile: bool = False):
                      if m == "source-only" else None)
             out.append((f"{label} {m}", steps * batch,
                         lambda d, sc=sc, b=batch, mo=model, m=m: our_loop(
-                            sc, steps, b, d, mo, m, precision, compile), floor))
+                            sc, steps, b, d, mo, m, precision, compile, channels_last), floor))
     per_epoch = sum(Budget(epochs=STREAM_EPOCHS, batch_size=STREAM_BATCH).steps_for(len(t.train))
                     for t in split.tasks) * STREAM_BATCH
     for m in ("naive", "replay"):
@@ -73,6 +75,7 @@ def main() -> None:
     p.add_argument("--only", default="", help="run the cases whose name contains this")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--channels-last", action="store_true")
     p.add_argument("--json", help="also write the numbers to this file")
     args = parse_args(p, steps=10, repeats=1)
     devices = [resolve_device(d) for d in args.devices
@@ -80,7 +83,8 @@ def main() -> None:
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
     print(f"{versions()} torch threads {torch.get_num_threads()} GPU {gpu}")
     rows = []
-    for name, samples, ours, floor in cases(args.steps, args.precision, args.compile):
+    for name, samples, ours, floor in cases(args.steps, args.precision, args.compile,
+                                             args.channels_last):
         if args.only not in name:
             continue
         for device in devices:
@@ -98,7 +102,8 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"versions": versions(), "gpu": gpu, "cpu_threads": torch.get_num_threads(),
-                       "precision": args.precision, "compiled": args.compile, "rows": rows},
+                       "precision": args.precision, "compiled": args.compile,
+                       "channels_last": args.channels_last, "rows": rows},
                       fh, indent=1)
 
 

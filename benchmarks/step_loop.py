@@ -62,11 +62,15 @@ def bare_loop(scenario, steps: int, batch_size: int, device: torch.device,
 
 def our_loop(scenario, steps: int, batch_size: int, device: torch.device,
              model_options: dict | None = None, method: str = "source-only",
-             precision: str = "fp32", compile: bool = False) -> float:
-    """dalib's loop; ``precision`` and ``compile`` as ``dalib run --precision / --compile``."""
+             precision: str = "fp32", compile: bool = False, channels_last: bool = False
+             ) -> float:
+    """dalib's loop; ``precision``, ``compile`` and ``channels_last`` as ``dalib run
+    --precision / --compile / --channels-last``."""
     seed_everything(0)
     model = build_model(scenario.input_shape, scenario.num_classes,
                         **(model_options or {"bottleneck": 128})).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     if compile:
         model.backbone.compile()
     method = check_method(method, {}, "transfer").build(model, {})

@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="bf16: train under bfloat16 autocast (evaluation in float32)")
     run.add_argument("--compile", action="store_true",
                      help="wrap each backbone in torch.compile")
+    run.add_argument("--channels-last", action="store_true",
+                     help="convert each model to the channels-last memory format (NHWC "
+                     "convolutions, faster on GPUs with tensor cores)")
     run.add_argument("--pack", default="auto", metavar="auto|N|off",
                      help="train runs of one scenario and method that differ in seed, learning "
                           "rate, weight decay or loss weights as one batched model, up to N "

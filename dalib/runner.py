@@ -363,7 +363,8 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
               save_features: bool = False, keep_models: bool = False,
               jobs: int | None = None, executor: str = "local",
               address: str | None = None, precision: str = "fp32",
-              compile: bool = False, pack: int = 1, threads: int | None = None,
+              compile: bool = False, channels_last: bool = False, pack: int = 1,
+              threads: int | None = None,
               plugins: list[str] | tuple[str, ...] = (), loggers: tuple[str, ...] = (),
               work: dict[str, int] | None = None) -> Sweep:
     """Execute ``runs`` (skipping finished ones: ``on_run(run, record, cached)``) in process,
@@ -371,8 +372,8 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
     :func:`~dalib.settings.default_jobs`: one per usable core) or as Ray tasks (``executor =
     "ray"``, cluster ``address``), holding ``OUT``'s writer lock; write their records and a
     log per run (only this process writes), rebuild ``results.csv``. With ``save_features``,
-    transfer runs save test-set features to ``OUT/features/``; ``precision`` and ``compile``
-    as in :func:`execute`; runs that may train together do so in packs of up to ``pack``
+    transfer runs save test-set features to ``OUT/features/``; ``precision``, ``compile`` and
+    ``channels_last`` as in :func:`execute`; runs that may train together do so in packs of up to ``pack``
     (:mod:`dalib.pack`; 1: every run alone); ``threads``: torch threads per process (default
     :func:`~dalib.settings.default_threads`, 1, or the count the finished runs in ``OUT``
     used). These execution settings are
@@ -391,7 +392,7 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
         kept, aside = current_records(suite, found)
         # a resumed sweep keeps the thread count its finished runs used unless told otherwise
         threads = threads or resumed_threads(kept) or default_threads()
-        current = settings(threads, resolved, precision, compile, pack)
+        current = settings(threads, resolved, precision, compile, pack, channels_last)
         check_resume(kept, current)
         retire_stale(out, aside)
         stale = sorted(set(found.paths) - {r["run_id"] for r in kept})
@@ -413,7 +414,7 @@ def run_suite(suite: Suite, out: str | Path, *, runs: list[RunSpec], device: str
             if run.run_id in done and on_run:
                 on_run(run, done[run.run_id], True)
         options = {"features": save_features, "keep": keep_models, "precision": precision,
-                   "compile": compile,
+                   "compile": compile, "channels_last": channels_last,
                    "plugins": tuple(plugins), "out": str(out), "loggers": tuple(loggers),
                    "settings": current}
         write_sweep(out, suite.name, [r.run_id for r in runs],

@@ -3,10 +3,11 @@
 A run's identity (:mod:`dalib.runspec`) covers its data, model, method, budget and seed. How it
 is executed changes its numbers too, in the last bits of every float and, through training,
 sometimes by points: torch's thread count (reductions split over threads sum in another
-order), the device, bf16 autocast, ``torch.compile``, packing (a pack's batched kernels sum
-in another order than a run's own) and the torch release. These settings are recorded in
-every run, and a sweep resumed or extended in the same ``--out`` must run with the settings
-its finished runs were trained with (:func:`check_resume`): results are never mixed.
+order), the device, bf16 autocast, channels-last convolutions, ``torch.compile``, packing (a
+pack's batched kernels sum in another order than a run's own) and the torch release. These
+settings are recorded in every run, and a sweep resumed or extended in the same ``--out``
+must run with the settings its finished runs were trained with (:func:`check_resume`):
+results are never mixed.
 
 By default each process trains with one torch thread and a sweep uses the cores by running
 runs side by side (``--jobs``, :func:`default_jobs`): one thread per run is the same on every
@@ -75,12 +76,16 @@ def torch_threads(threads: int | None) -> Iterator[int]:
 
 
 def settings(threads: int, device: torch.device | str, precision: str, compile: bool,
-             pack: int) -> dict:
+             pack: int, channels_last: bool = False) -> dict:
     """The execution settings of a run, as its record keeps them: ``pack`` is the largest
     pack the sweep forms (1: every run alone)."""
     return {"threads": int(threads), "device": str(device), "precision": precision,
-            "compile": bool(compile), "pack": int(pack), "torch": torch.__version__,
-            "kernels": kernels()}
+            "compile": bool(compile), "channels_last": bool(channels_last), "pack": int(pack),
+            "torch": torch.__version__, "kernels": kernels()}
+
+
+# settings added after the first records: a record without one was trained with this value
+ADDED = {"channels_last": False}
 
 
 def resumed_threads(records: list[dict]) -> int | None:
@@ -92,13 +97,13 @@ def resumed_threads(records: list[dict]) -> int | None:
 
 
 FLAGS = {"threads": "--threads {}", "device": "--device {}", "precision": "--precision {}",
-         "compile": "--compile", "pack": "--pack {}", "torch": "torch {}",
+         "compile": "--compile", "channels_last": "--channels-last", "pack": "--pack {}", "torch": "torch {}",
          "kernels": "ATEN_CPU_CAPABILITY={} (on a CPU that offers it)"}
 
 
 def _flag(key: str, value) -> str:
-    if key == "compile":
-        return "--compile" if value else "no --compile"
+    if key in ("compile", "channels_last"):
+        return FLAGS[key] if value else f"no {FLAGS[key]}"
     if key == "pack":
         return "--pack off" if value == 1 else f"--pack {value}"
     if key == "kernels":
@@ -116,6 +121,7 @@ def check_resume(records: list[dict], current: dict) -> None:
         before = record.get("settings")
         if not isinstance(before, dict):
             before = {}
+        before = {**ADDED, **before}
         for key, value in current.items():
             if before.get(key) != value:
                 old = before.get(key, "not recorded")

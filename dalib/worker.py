@@ -62,12 +62,16 @@ def feature_sample(method, data, limit: int = 500) -> dict[str, np.ndarray]:
     return out
 
 
-def _prepare(run: RunSpec, data, device: torch.device, precision: str, compile: bool):
-    """Seed, build the model (compiled when asked) and the method, and the run's budget."""
+def _prepare(run: RunSpec, data, device: torch.device, precision: str, compile: bool,
+             channels_last: bool = False):
+    """Seed, build the model (channels-last and compiled when asked) and the method, and the
+    run's budget."""
     seed_everything(run.seed)
     sc = run.scenario
     entry = check_method(run.method.name, run.params, run.kind)
     model = model_for(data, **sc.model).to(device)
+    if channels_last:  # 4-D weights NHWC: convolutions then run NHWC whatever the input
+        model = model.to(memory_format=torch.channels_last)
     if compile:
         model.backbone.compile()
     method = entry.build(model, run.params)
@@ -185,15 +189,17 @@ def _test_time_pack(runs: list[RunSpec], methods: list, datas: list, device: tor
 
 def execute(run: RunSpec, data, device: torch.device, features: bool = False,
             precision: str = "fp32", compile: bool = False, trace: Trace | None = None,
-            models: Path | None = None, keep: bool = False) -> tuple[dict, dict | None]:
+            models: Path | None = None, keep: bool = False, channels_last: bool = False,
+            ) -> tuple[dict, dict | None]:
     """Run one method on one scenario's data for one seed; returns its record and, with
     ``features``, the :func:`feature_sample` of a transfer run's final model (no I/O).
     ``precision = "bf16"`` trains under bfloat16 autocast (evaluation stays in float32);
-    ``compile`` wraps the backbone in ``torch.compile``; ``trace`` keeps the losses (and may
-    pass them on to live loggers); ``models``: the folder of the source models test-time
-    runs start from, and where ``keep`` writes a transfer or stream run's trained model
-    (:mod:`dalib.kept`)."""
-    entry, method, budget = _prepare(run, data, device, precision, compile)
+    ``compile`` wraps the backbone in ``torch.compile``; ``channels_last`` converts the model
+    to the channels-last memory format (NHWC convolutions, faster on GPUs); ``trace`` keeps
+    the losses (and may pass them on to live loggers); ``models``: the folder of the source
+    models test-time runs start from, and where ``keep`` writes a transfer or stream run's
+    trained model (:mod:`dalib.kept`)."""
+    entry, method, budget = _prepare(run, data, device, precision, compile, channels_last)
     trace = trace or Trace()
     start = time.perf_counter()
     sample = None
@@ -276,7 +282,8 @@ def pack_reason(methods: list, datas: list, compile: bool) -> str | None:
 def execute_pack(runs: list[RunSpec], datas: list, device: torch.device,
                  features: bool = False, precision: str = "fp32", compile: bool = False,
                  begin: Callable[[], Trace] | None = None, models: Path | None = None,
-                 keep: bool = False) -> list[tuple[dict | str, dict | None]]:
+                 keep: bool = False, channels_last: bool = False,
+                 ) -> list[tuple[dict | str, dict | None]]:
     """Runs of one method that differ only in their seed and per-run hyperparameters,
     trained as one pack (:mod:`dalib.pack`): per run, the record :func:`execute` would give
     (with ``pack`` = its size and place, and the pack's time split evenly) or, for a run that
@@ -286,7 +293,7 @@ def execute_pack(runs: list[RunSpec], datas: list, device: torch.device,
     ``$DALIB_DEVICE_MEMORY``) holds fewer runs (:func:`run_bytes` each). ``begin`` is called
     once they are known to pack, before training: it announces the runs and returns their
     trace."""
-    prepared = [_prepare(r, d, device, precision, False)
+    prepared = [_prepare(r, d, device, precision, False, channels_last)
                 for r, d in zip(runs, datas, strict=True)]
     methods = [m for _, m, _ in prepared]
     if isinstance(datas[0], TestTimeScenario):
@@ -346,13 +353,14 @@ class Worker:
 
     def __init__(self, device: str, data_root: str | None, features: bool,
                  keep: bool = False, precision: str = "fp32", compile: bool = False,
-                 plugins: tuple[str, ...] = (), out: str | None = None,
+                 channels_last: bool = False, plugins: tuple[str, ...] = (), out: str | None = None,
                  loggers: tuple[str, ...] = (), settings: dict | None = None) -> None:
         load_plugins(list(plugins))  # a worker process registers what the suite's plugins do
         self.device = resolve_device(device)
         self.settings = settings or {}
         self.data_root = data_root
-        self.options = {"features": features, "precision": precision, "compile": compile}
+        self.options = {"features": features, "precision": precision, "compile": compile,
+                        "channels_last": channels_last}
         self.built: dict[tuple[str, int], object] = {}
         self.loggers = Loggers(Path(out) if out else None, loggers)
         self.models = Path(out) / "models" if out else None

@@ -153,6 +153,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                               keep_models=getattr(args, "keep_models", False) or suite.keep_models,
                               executor=args.executor, address=args.address,
                               precision=args.precision, compile=args.compile,
+                              channels_last=args.channels_last,
                               pack=pack_size(args.pack), threads=args.threads,
                               plugins=plugins, loggers=tuple(dict.fromkeys(args.logger)),
                               work=work)

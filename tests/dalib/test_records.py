@@ -191,8 +191,8 @@ def test_identity_covers_defaults_data_and_version(tmp_path, digits_npz, capsys,
     assert record["config"]["dalib"] == dalib.__version__
     assert record["config"]["model"] == {} and record["arch"] == "mlp"  # what "auto" chose
     assert record["settings"] == {"threads": default_threads(), "device": "cpu",
-                                  "precision": "fp32", "compile": False, "pack": 64,
-                                  "torch": torch.__version__,
+                                  "precision": "fp32", "compile": False,
+                                  "channels_last": False, "pack": 64, "torch": torch.__version__,
                                   "kernels": torch.backends.cpu.get_cpu_capability()}
     assert record["config"]["files"]  # the contents of both .npz files
     capsys.readouterr()

@@ -120,6 +120,7 @@ def test_a_resume_under_other_settings_names_the_setting_and_the_matching_flag()
     for key, value, flag in (("threads", 1, "--threads 2"), ("pack", 1, "--pack 64"),
                              ("precision", "bf16", "--precision fp32"),
                              ("compile", True, "no --compile"),
+                             ("channels_last", True, "no --channels-last"),  # not recorded
                              ("kernels", "AVX512", "ATEN_CPU_CAPABILITY=avx2")):
         with pytest.raises(InputError) as err:
             check_resume([record], {**same, key: value})

@@ -140,6 +140,25 @@ def test_bf16_autocast_and_compile_train_and_are_recorded(tmp_path, digits_npz):
     assert abs(acc["bf16"] - acc["fp32"]) < 5 and abs(acc["compiled"] - acc["fp32"]) < 2
 
 
+def test_channels_last_trains_a_cnn_is_recorded_and_never_mixed_on_resume(tmp_path, digits_npz):
+    suite = tmp_path / "cnn.toml"
+    suite.write_text(_suite(tmp_path, digits_npz).read_text().replace(
+        'k = 3', 'k = 3\nmodel = { arch = "cnn" }'))
+    acc = {}
+    for name, flags in (("plain", []), ("nhwc", ["--channels-last"])):
+        out = tmp_path / name
+        assert main(["run", str(suite), "--out", str(out), "--no-report", "--seeds", "1",
+                     "--methods", "source-only", *flags]) == 0
+        record = json.loads(next((out / "runs").glob("*.json")).read_text())
+        assert record["settings"]["channels_last"] == (name == "nhwc")
+        acc[name] = record["metrics"]["target_acc"]
+    assert abs(acc["nhwc"] - acc["plain"]) < 2  # same training, other summation order
+    # resuming the channels-last directory without the flag is refused, nothing written
+    assert main(["run", str(suite), "--out", str(tmp_path / "nhwc"), "--no-report",
+                 "--seeds", "2", "--methods", "source-only"]) == 2
+    assert len(list((tmp_path / "nhwc" / "runs").glob("*.json"))) == 1
+
+
 def test_packed_runs_from_the_command_line(tmp_path, digits_npz):
     import json
 
