@@ -25,6 +25,8 @@ from dalib.generalization.meta import Fish
 from dalib.generalization.mixing import Mixup
 from dalib.generalization.robust import GroupDRO
 from dalib.generalization.style import MixStyle
+from dalib.openset.osbp import OSBP
+from dalib.openset.ova import OVANet
 from dalib.plugins import builtins, register_method, register_term
 from dalib.testtime.entropy import EATA, SAR, SHOT, RDumb, Tent
 from dalib.testtime.norm import NormAdapt
@@ -67,6 +69,12 @@ def register_builtins() -> None:
     register_term("pada", PADA, "partial adaptation: DANN with source classes weighted by the "
                   "target's predicted class mass")
 
+    register_method("osbp", OSBP, description="open-set adaptation: an unknown output, its "
+                    "target probability held at t by the classifier and pushed away by the "
+                    "features through gradient reversal (Saito et al. 2018)")
+    register_method("ovanet", OVANet, description="open-set / universal adaptation: one-vs-all "
+                    "classifiers with hard negatives reject unknowns; open-set entropy on the "
+                    "target (Saito & Saenko 2021)")
     register_method("mcd", MCD, description="adversarial: maximum classifier discrepancy (two heads)")
     register_method("linear-probe", FineTune, description="pretrain on source, then a new head on "
                     "frozen features fitted to the k labelled target samples", freeze="all")

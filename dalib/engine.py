@@ -200,9 +200,10 @@ def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
 
 @torch.inference_mode()
 def predict_logits(method, domain: Domain, task_id: int | None = None,
-                   batch_size: int = 4096) -> torch.Tensor:
-    """Logits of ``method.predict`` on a domain (every sample of task ``task_id`` when given),
-    in eval mode and large batches, returned on the CPU."""
+                   batch_size: int = 4096, fn: Callable | None = None) -> torch.Tensor:
+    """Logits of ``method.predict`` (or of ``fn(method, x, task)``) on a domain (every sample
+    of task ``task_id`` when given), in eval mode and large batches, returned on the CPU."""
+    fn = fn or (lambda m, x, task: m.predict(x, task))
     device = next(method.model.parameters()).device
     logits = []
     # chunks of at most 256 MB of inputs (large images), whichever path holds them
@@ -212,7 +213,7 @@ def predict_logits(method, domain: Domain, task_id: int | None = None,
         for start in range(0, len(domain), batch_size):
             x = domain.x[start:start + batch_size].to(device)
             task = None if task_id is None else torch.full((len(x),), task_id, device=device)
-            logits.append(method.predict(x, task).float().cpu())
+            logits.append(fn(method, x, task).float().cpu())
     return torch.cat(logits)
 
 

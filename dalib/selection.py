@@ -33,6 +33,10 @@ labelled source validation part and the *unlabelled* target training part only:
 
 Target test accuracy is measured at every checkpoint for reporting only; no criterion reads
 it. The best-on-test pick is reported separately as ``target_acc_oracle``, an upper bound.
+In an open-set scenario the target's accuracies count ``unknown`` as one more class (each
+method's open-set prediction, :func:`dalib.openset.base.open_scores`), and the target test
+part's ``known_acc``, ``unknown_recall`` and ``h_score`` (:mod:`analysis.openset`) are
+reported at the selected checkpoint; the criteria still see the known-class outputs only.
 
 The default criterion is ``bnm`` (``scenarios.suite.DEFAULT_SELECTION``): over 624 runs of 13
 transfer scenarios (images, tables, rotation sequences, the built-in suites; 17 methods of
@@ -47,8 +51,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from analysis.openset import OPEN_SET_METRICS, open_set_scores
 from dalib.adaptation.blocks import entropy
 from dalib.engine import predict_logits
+from dalib.openset.base import open_scores
 from scenarios.suite import SELECTION_CRITERIA
 from scenarios.transfer import TransferScenario
 
@@ -133,6 +139,8 @@ class CheckpointScorer:
         self._target_labels = target.y  # for the transductive report only, never a criterion
         self.source_val = scenario.source_val
         self._reports = {"target_acc": scenario.target_test, "source_acc": scenario.source_test}
+        self.open_set = scenario.open_set
+        self.unknown = scenario.num_classes
         self.checkpoints: list[dict] = []
 
     def score(self, method, step: int) -> dict:
@@ -154,11 +162,16 @@ class CheckpointScorer:
                "im": information_maximisation(t_probs),
                "bnm": batch_nuclear_norm(t_probs),
                "iwcv": float((w * val_error).mean())}
-        row["target_train_acc"] = 100.0 * float((t_logits.argmax(1) == self._target_labels)
-                                                .float().mean())
+        opened = self.open_set  # the target's predictions: known classes or unknown
+        t_pred = (predict_logits(method, self.target, fn=open_scores) if opened
+                  else t_logits).argmax(1)
+        row["target_train_acc"] = 100.0 * float((t_pred == self._target_labels).float().mean())
         for name, domain in self._reports.items():
-            logits = predict_logits(method, domain)
-            row[name] = 100.0 * float((logits.argmax(1) == domain.y).float().mean())
+            target = opened and name == "target_acc"
+            pred = predict_logits(method, domain, fn=open_scores if target else None).argmax(1)
+            row[name] = 100.0 * float((pred == domain.y).float().mean())
+            if target:
+                row.update(open_set_scores(domain.y.numpy(), pred.numpy(), self.unknown))
         self.checkpoints.append(row)
         return row
 
@@ -181,11 +194,13 @@ def pick(checkpoints: list[dict], criterion: str) -> dict:
 
 
 def selection_metrics(checkpoints: list[dict], criterion: str) -> dict[str, float]:
-    """Metrics of a run: ``target_acc``, ``source_acc`` and ``target_train_acc`` at the
+    """Metrics of a run: ``target_acc``, ``source_acc`` and ``target_train_acc`` (and in an
+    open-set scenario the target's ``known_acc``, ``unknown_recall`` and ``h_score``) at the
     checkpoint ``criterion`` picks, ``target_acc_<c>`` for every criterion, and
     ``target_acc_oracle`` (best on target test: an upper bound, never a result)."""
     chosen = pick(checkpoints, criterion)
-    out = {k: chosen[k] for k in ("target_acc", "source_acc", "target_train_acc")}
+    out = {k: chosen[k] for k in ("target_acc", "source_acc", "target_train_acc",
+                                  *OPEN_SET_METRICS) if k in chosen}
     out["selected_step"] = chosen["step"]
     for c in SELECTION_CRITERIA:
         out[f"target_acc_{c.replace('-', '_')}"] = pick(checkpoints, c)["target_acc"]

@@ -52,7 +52,8 @@ DATA_KEYS = {"standardize"}  # options of how a scenario's inputs are prepared
 TRANSFER_KEYS = COMMON_KEYS | DATA_KEYS | {"source", "target", "k", "source_test_fraction",
                                            "target_test_fraction", "source_val_fraction",
                                            "selection", "target_data", "domains",
-                                           "test_domains", "leave_one_source_out"}
+                                           "test_domains", "leave_one_source_out",
+                                           "open_set"}
 # set by a leave-one-domain-out expansion only
 FAMILY_KEYS = {"family", "held_out", "validation_domains", "validation_domain",
                "without_source"}
@@ -252,7 +253,8 @@ class ScenarioSpec:
                 target_shifts=o["target"].get("shifts", []), disjoint=same,
                 source_test_fraction=o.get("source_test_fraction", 0.2),
                 target_test_fraction=o.get("target_test_fraction", 0.3),
-                source_val_fraction=o.get("source_val_fraction", 0.1)),
+                source_val_fraction=o.get("source_val_fraction", 0.1),
+                open_set=o.get("open_set", False)),
                 target_data=o.get("target_data", "unlabelled")), self.standardize)
         specs = o["domains"] if "domains" in o else [o["data"]]
         roles = [f"domains[{i}]" for i in range(len(specs))] if "domains" in o else ["data"]
@@ -541,6 +543,12 @@ def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: d
             raise InputError(f"{f}.k", f"is {k} but target_data is 'none' (domain "
                              "generalization sees no target sample)", expected="k = 0, or "
                              "target_data = 'unlabelled'")
+        _check_type(table.get("open_set", False), bool, f"{f}.open_set",
+                    "true or false (true: the target may hold classes the source lacks)")
+        if table.get("open_set") and k:
+            raise InputError(f"{f}.k", f"is {k} in an open-set scenario", expected="k = 0 "
+                             "(labelled target samples per class are not defined for the "
+                             "unknown class)")
         for key in ("source_test_fraction", "target_test_fraction", "source_val_fraction"):
             _check_fraction(table, key, f)
         if table.get("selection", DEFAULT_SELECTION) not in SELECTION_CRITERIA:

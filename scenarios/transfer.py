@@ -21,7 +21,9 @@ class TransferScenario:
     them; the engine hands methods its unlabelled view. ``source_val`` is a labelled part held
     out of the source training data (with the same label noise) for model selection.
     ``target_labelled`` holds the ``k`` labelled target samples per class (a subset of
-    ``target_train``), or ``None`` when k = 0.
+    ``target_train``), or ``None`` when k = 0. In an ``open_set`` scenario the known classes
+    are those of the source training part, and the target labels every sample of another
+    class ``unknown`` (label :attr:`num_classes`).
     """
 
     name: str
@@ -34,6 +36,7 @@ class TransferScenario:
     k: int
     # "none" (domain generalization): no method sees target_train, labelled or not
     target_data: str = "unlabelled"
+    open_set: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -128,15 +131,43 @@ def shape_mismatch(source: tuple[int, ...], target: tuple[int, ...]) -> InputErr
                       f"{source}", expected="; and ".join(fixes))
 
 
+UNKNOWN = "unknown"  # the class name of the target samples of classes the source lacks
+
+
+def open_set_parts(source_parts: list[Domain], target_parts: list[Domain]
+                   ) -> tuple[list[Domain], list[Domain]]:
+    """Open-set labels: the known classes are those with samples in the source training
+    part (the first), numbered in their order; the target's other samples become
+    ``unknown`` (one label after the known ones). Classes are matched by name."""
+    train = source_parts[0]
+    present = set(np.unique(train.y.numpy()).tolist())
+    known = tuple(c for i, c in enumerate(train.classes) if i in present)
+    index = {c: i for i, c in enumerate(known)}
+    for part in source_parts[1:]:
+        stray = sorted(set(np.unique(part.y.numpy()).tolist()) - present)
+        if stray:
+            raise InputError("source", f"{part.name!r} holds class {part.classes[stray[0]]!r} "
+                             "that the source training part lacks", expected="every source "
+                             "class with training samples (a larger source)")
+
+    def relabel(part: Domain, classes: tuple[str, ...]) -> Domain:
+        lut = torch.tensor([index.get(c, len(known)) for c in part.classes])
+        return part.with_(y=lut[part.y], classes=classes)
+
+    return ([relabel(p, known) for p in source_parts],
+            [relabel(p, known + (UNKNOWN,)) for p in target_parts])
+
+
 def build_transfer(name: str, source: Domain, target: Domain, *, seed: int, k: int = 0,
                    source_shifts: list[dict] = (), target_shifts: list[dict] = (),
                    disjoint: bool | None = None, source_test_fraction: float = 0.2,
                    target_test_fraction: float = 0.3, source_val_fraction: float = 0.1,
-                   ) -> TransferScenario:
+                   open_set: bool = False) -> TransferScenario:
     """Build the scenario for one seed (splits, shifts and the k labelled picks all follow it).
 
     ``disjoint``: source and target come from one dataset, so split it into two halves first
-    (default: when ``source is target``).
+    (default: when ``source is target``). ``open_set``: the target may hold classes the
+    source lacks (see :func:`open_set_parts`); else both must name the same classes.
     """
     rng = np.random.default_rng(seed)
     for role, d in (("source", source), ("target", target)):
@@ -144,7 +175,7 @@ def build_transfer(name: str, source: Domain, target: Domain, *, seed: int, k: i
             raise InputError(role, f"{d.name!r} has no labels", expected="labelled data (y)")
         if len(d) == 0:
             raise InputError(role, f"{d.name!r} is empty", expected="at least one sample")
-    if source.classes != target.classes:
+    if source.classes != target.classes and not open_set:
         missing = [c for c in source.classes if c not in target.classes]
         extra = [c for c in target.classes if c not in source.classes]
         problem = (f"lacks class {missing[0]!r} of the source" if missing else
@@ -173,10 +204,13 @@ def build_transfer(name: str, source: Domain, target: Domain, *, seed: int, k: i
         if len(part) == 0:
             raise InputError("", f"{part.name!r} is empty after shifts and splits",
                              expected="samples in every part")
+    if open_set:
+        (src_train, src_val, src_test), (tgt_train, tgt_test) = open_set_parts(
+            [src_train, src_val, src_test], [tgt_train, tgt_test])
     labelled = None
     if k > 0:
         labelled = tgt_train.subset(pick_per_class(tgt_train, k, rng),
                                     f"{tgt_train.name}/k={k}")
     return TransferScenario(name=name, source=src_train, source_val=src_val, source_test=src_test,
                             target_train=tgt_train, target_test=tgt_test,
-                            target_labelled=labelled, k=k)
+                            target_labelled=labelled, k=k, open_set=open_set)

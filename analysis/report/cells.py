@@ -28,6 +28,15 @@ BASELINE = {"transfer": ("source-only", "erm"), "stream": ("naive",),
 UPPER_BOUNDS = {"target-oracle", "joint", "cumulative"}  # references that see what others may not
 
 
+def primary_of(table: pd.DataFrame, kind: str, scenario: str) -> str:
+    """The metric a scenario's methods are ranked by: its kind's (:data:`PRIMARY`), the
+    H-score in an open-set scenario (one that reports it), else its first metric."""
+    metrics = table[table["scenario"] == scenario]["metric"]
+    if kind == "transfer" and (metrics == "h_score").any():
+        return "h_score"
+    return PRIMARY.get(kind) or str(metrics.iloc[0])
+
+
 def base_name(label: str) -> str:
     """A method's registry name from its label (``joint[shift=0] @ v1`` -> ``joint``)."""
     return label.split(" @ ")[0].split("[")[0]
@@ -42,7 +51,8 @@ def baseline_of(methods, kind: str) -> str | None:
             return found
     return None
 
-COLUMNS = {"transfer": ["target_acc", "target_acc_last", "gain_over_source_only", "ntg",
+COLUMNS = {"transfer": ["target_acc", "h_score", "known_acc", "unknown_recall",
+                        "target_acc_last", "gain_over_source_only", "ntg",
                         "source_acc", "source_drop", "target_acc_oracle"],
            "stream": ["acc", "bwt", "fwt", "forgetting", "intransigence"],
            "test-time": ["online_error", "source_acc", "final_majority_share", "collapsed"]}
@@ -53,7 +63,8 @@ NAMES = {"target_acc": "target acc", "target_acc_last": "last",
          "target_acc_oracle": "oracle pick (upper bound)", "acc": "ACC", "bwt": "BWT",
          "fwt": "FWT", "forgetting": "forgetting", "intransigence": "intransigence",
          "online_error": "online error", "final_majority_share": "majority share (last 10%)",
-         "collapsed": "collapsed (share of seeds)"}
+         "collapsed": "collapsed (share of seeds)", "h_score": "H-score",
+         "known_acc": "known classes acc", "unknown_recall": "unknown recall"}
 
 
 FAR_FROM_LAST = 5.0  # points between the selected and the last checkpoint that are flagged

@@ -7,12 +7,12 @@ import pandas as pd
 
 from analysis.report.cells import (
     NAMES,
-    PRIMARY,
     baseline_of,
     best_of,
     cell,
     diff_cell,
     p_cell,
+    primary_of,
 )
 from analysis.report.doc import Bold, Doc
 from analysis.stats import MIN_SEEDS, PRACTICAL_POINTS, compare, negligible
@@ -27,7 +27,7 @@ def best_methods(doc: Doc, ok: pd.DataFrame, agg: pd.DataFrame, groups: dict[str
     winners: dict[str, tuple] = {}  # scenario -> (best method, its comparison to the next)
     for kind, scenarios in groups.items():
         for sc in scenarios:
-            metric = PRIMARY.get(kind) or str(ok[ok["scenario"] == sc]["metric"].iloc[0])
+            metric = primary_of(ok, kind, sc)
             best, vs = winners[sc] = best_of(ok, agg, sc, metric, ci)
             a = agg[(agg["scenario"] == sc) & (agg["metric"] == metric)]
             r = a[a["method"] == best].iloc[0]

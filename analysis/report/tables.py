@@ -20,6 +20,7 @@ from analysis.report.cells import (
     cell,
     diff_cell,
     p_cell,
+    primary_of,
     selection_cost,
     significance,
     unconverged,
@@ -39,9 +40,9 @@ def kind_tables(doc: Doc, table: pd.DataFrame, ok: pd.DataFrame, agg: pd.DataFra
     present = [m for m in metrics
                if ((table["metric"] == m) & table["scenario"].isin(scenarios)).any()]
     doc.heading(f"{kind.capitalize()} scenarios")
-    primary = PRIMARY.get(kind)
     rows, far, moving = [], [], []
     for sc in scenarios:
+        primary = primary_of(ok, kind, sc) if PRIMARY.get(kind) else None
         a = agg[agg["scenario"] == sc]
         best, vs = winners[sc] if primary else (None, None)
         for method in dict.fromkeys(a["method"]):
@@ -98,10 +99,11 @@ def kind_tables(doc: Doc, table: pd.DataFrame, ok: pd.DataFrame, agg: pd.DataFra
     frames, bases = [], {}
     # upper-bound references (joint, target-oracle, ...) are never compared or ranked
     ranked = ok[~ok["method"].map(lambda m: base_name(m) in UPPER_BOUNDS)]
-    for sc in scenarios if primary else []:
+    ranks = {primary_of(ok, kind, sc) for sc in scenarios} if PRIMARY.get(kind) else set()
+    for sc in scenarios if ranks else []:
         part = ranked[ranked["scenario"] == sc]
         base = baseline_of(dict.fromkeys(part["method"]), kind)
-        for metric in [primary] + (["forgetting"] if kind == "stream" else []):
+        for metric in [primary_of(ok, kind, sc)] + (["forgetting"] if kind == "stream" else []):
             if base:
                 frames.append(comparisons(part, metric, base, ci))
                 bases[base_name(base)] = None
@@ -115,7 +117,8 @@ def kind_tables(doc: Doc, table: pd.DataFrame, ok: pd.DataFrame, agg: pd.DataFra
                     str(c["n"]), diff_cell(c), p_cell(c["p_wilcoxon"]),
                     significance(c)]
                    for c in comp.to_dict("records")])
-    if primary and len(scenarios) > 1:
+    if ranks and len(scenarios) > 1:  # by the scenarios' common metric, else the kind's
+        primary = ranks.pop() if len(ranks) == 1 else PRIMARY[kind]
         ar = average_rank(ranked[ranked["scenario"].isin(scenarios)], primary)
         ar.to_csv(tables_dir / f"average_rank-{kind}.csv", index=False)
         doc.heading(f"{kind.capitalize()}: average rank over scenarios ({NAMES[primary]})", 3)
