@@ -1,19 +1,20 @@
-"""Open-set metrics: the accuracy on the known classes, the recall of the unknown class and
-their harmonic mean, the H-score (Fu et al., "Learning to Detect Open Classes for Universal
-Domain Adaptation", ECCV 2020; the form of TLlib's ``openset_domain_adaptation/osbp.py`` and
-OVANet's ``eval.py``)."""
+"""Open-set metrics: the accuracy on the known classes (OS*), the recall of the unknown class
+(UNK) and their harmonic mean, the open-set H-score ``hos`` (Fu et al., "Learning to Detect
+Open Classes for Universal Domain Adaptation", ECCV 2020; TLlib's HOS, after Bucci et al.,
+ECCV 2020; the form of TLlib's ``openset_domain_adaptation/osbp.py`` and OVANet's
+``eval.py``). Not the transferability score ``h_score`` of Bao et al. (2019)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-OPEN_SET_METRICS = ("known_acc", "unknown_recall", "h_score")
+OPEN_SET_METRICS = ("known_acc", "unknown_recall", "hos")
 
 
 def open_set_scores(y: np.ndarray, pred: np.ndarray, unknown: int) -> dict[str, float]:
     """``known_acc``: the mean over the known classes present in ``y`` of each class's
     accuracy (%); ``unknown_recall``: the share (%) of the samples labelled ``unknown``
-    predicted ``unknown``; ``h_score``: their harmonic mean (0 when both are 0). A part
+    predicted ``unknown``; ``hos``: their harmonic mean (0 when both are 0). A part
     without samples is NaN, and so is the H-score then."""
     y, pred = np.asarray(y), np.asarray(pred)
     known = [c for c in np.unique(y) if c != unknown]
@@ -24,4 +25,4 @@ def open_set_scores(y: np.ndarray, pred: np.ndarray, unknown: int) -> dict[str, 
         else float("nan")
     total = known_acc + recall
     h = 2.0 * known_acc * recall / total if total > 0 else (0.0 if total == 0 else float("nan"))
-    return {"known_acc": known_acc, "unknown_recall": recall, "h_score": h}
+    return {"known_acc": known_acc, "unknown_recall": recall, "hos": h}

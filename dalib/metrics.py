@@ -10,6 +10,7 @@ from scenarios.suite import SELECTION_CRITERIA
 TRANSFER = {"target_acc", "source_acc", "target_train_acc", "selected_step",
             "target_acc_oracle", "converged", "ntg", "gain_over_source_only", "source_drop",
             "leep", "nce", "logme", "h_score", "pad",
+            "known_acc", "unknown_recall", "hos", "hos_last", "hos_oracle",  # open set
             *(f"target_acc_{c.replace('-', '_')}" for c in SELECTION_CRITERIA)}
 STREAM = {"acc", "bwt", "fwt", "forgetting", "intransigence", "acc_val", "converged"}
 TEST_TIME = {"online_error", "majority_share", "final_majority_share", "collapsed",

@@ -35,7 +35,7 @@ Target test accuracy is measured at every checkpoint for reporting only; no crit
 it. The best-on-test pick is reported separately as ``target_acc_oracle``, an upper bound.
 In an open-set scenario the target's accuracies count ``unknown`` as one more class (each
 method's open-set prediction, :func:`dalib.openset.base.open_scores`), and the target test
-part's ``known_acc``, ``unknown_recall`` and ``h_score`` (:mod:`analysis.openset`) are
+part's ``known_acc``, ``unknown_recall`` and ``hos`` (:mod:`analysis.openset`) are
 reported at the selected checkpoint; the criteria still see the known-class outputs only.
 
 The default criterion is ``bnm`` (``scenarios.suite.DEFAULT_SELECTION``): over 624 runs of 13
@@ -195,9 +195,11 @@ def pick(checkpoints: list[dict], criterion: str) -> dict:
 
 def selection_metrics(checkpoints: list[dict], criterion: str) -> dict[str, float]:
     """Metrics of a run: ``target_acc``, ``source_acc`` and ``target_train_acc`` (and in an
-    open-set scenario the target's ``known_acc``, ``unknown_recall`` and ``h_score``) at the
+    open-set scenario the target's ``known_acc``, ``unknown_recall`` and ``hos``) at the
     checkpoint ``criterion`` picks, ``target_acc_<c>`` for every criterion, and
-    ``target_acc_oracle`` (best on target test: an upper bound, never a result)."""
+    ``target_acc_oracle`` (best on target test: an upper bound, never a result); in an
+    open-set scenario ``hos_last`` and ``hos_oracle`` (the best H-score of any
+    checkpoint: an upper bound, the pick of references that select on the target test set)."""
     chosen = pick(checkpoints, criterion)
     out = {k: chosen[k] for k in ("target_acc", "source_acc", "target_train_acc",
                                   *OPEN_SET_METRICS) if k in chosen}
@@ -205,4 +207,10 @@ def selection_metrics(checkpoints: list[dict], criterion: str) -> dict[str, floa
     for c in SELECTION_CRITERIA:
         out[f"target_acc_{c.replace('-', '_')}"] = pick(checkpoints, c)["target_acc"]
     out["target_acc_oracle"] = pick(checkpoints, "oracle")["target_acc"]
+    if "hos" in chosen:  # open set: the H-score at the last and at its best checkpoint
+        out["hos_last"] = pick(checkpoints, "last")["hos"]
+        scores = [c["hos"] for c in checkpoints if c.get("selectable", True)] or \
+            [c["hos"] for c in checkpoints]
+        out["hos_oracle"] = float(np.nanmax(scores)) if not np.isnan(scores).all() \
+            else float("nan")
     return out

@@ -49,6 +49,7 @@ SELECTION_CRITERIA = ("dev", "source-val", "snd", "entropy", "im", "bnm", "iwcv"
 DEFAULT_SELECTION = "bnm"
 COMMON_KEYS = {"name", "kind", "methods", "budget", "model", "optim", "search", "recipe"}
 DATA_KEYS = {"standardize"}  # options of how a scenario's inputs are prepared
+OPEN_SET_SELECTION = "dev"  # measured on openset-digits: the lowest regret in H-score
 TRANSFER_KEYS = COMMON_KEYS | DATA_KEYS | {"source", "target", "k", "source_test_fraction",
                                            "target_test_fraction", "source_val_fraction",
                                            "selection", "target_data", "domains",
@@ -154,9 +155,13 @@ class ScenarioSpec:
     def default_selection(self) -> str:
         """The checkpoint criterion of this scenario's runs unless it or a method says:
         training-domain validation (``source-val``) where no target data is seen (domain
-        generalization), else dalib's default."""
+        generalization), ``dev`` in an open-set scenario (the confidence criteria, BNM among
+        them, favour checkpoints that reject nothing: see the open-set guide), else dalib's
+        default."""
         if self.options.get("target_data") == "none":
             return "source-val"
+        if self.options.get("open_set"):
+            return OPEN_SET_SELECTION
         return DEFAULT_SELECTION
 
     def data_specs(self) -> list[dict]:

@@ -32,8 +32,8 @@ def primary_of(table: pd.DataFrame, kind: str, scenario: str) -> str:
     """The metric a scenario's methods are ranked by: its kind's (:data:`PRIMARY`), the
     H-score in an open-set scenario (one that reports it), else its first metric."""
     metrics = table[table["scenario"] == scenario]["metric"]
-    if kind == "transfer" and (metrics == "h_score").any():
-        return "h_score"
+    if kind == "transfer" and (metrics == "hos").any():
+        return "hos"
     return PRIMARY.get(kind) or str(metrics.iloc[0])
 
 
@@ -51,7 +51,7 @@ def baseline_of(methods, kind: str) -> str | None:
             return found
     return None
 
-COLUMNS = {"transfer": ["target_acc", "h_score", "known_acc", "unknown_recall",
+COLUMNS = {"transfer": ["target_acc", "hos", "known_acc", "unknown_recall",
                         "target_acc_last", "gain_over_source_only", "ntg",
                         "source_acc", "source_drop", "target_acc_oracle"],
            "stream": ["acc", "bwt", "fwt", "forgetting", "intransigence"],
@@ -63,7 +63,7 @@ NAMES = {"target_acc": "target acc", "target_acc_last": "last",
          "target_acc_oracle": "oracle pick (upper bound)", "acc": "ACC", "bwt": "BWT",
          "fwt": "FWT", "forgetting": "forgetting", "intransigence": "intransigence",
          "online_error": "online error", "final_majority_share": "majority share (last 10%)",
-         "collapsed": "collapsed (share of seeds)", "h_score": "H-score",
+         "collapsed": "collapsed (share of seeds)", "hos": "H-score (HOS)",
          "known_acc": "known classes acc", "unknown_recall": "unknown recall"}
 
 

@@ -80,3 +80,15 @@ def test_malformed_toml_and_missing_suite(tmp_path):
         load_suite(str(path))
     with pytest.raises(InputError, match="no file or built-in suite named 'nosuch'"):
         load_suite("nosuch")
+
+
+def test_open_set_key_is_checked_and_builds_an_open_set_scenario(tmp_path):
+    text = GOOD.replace("k = 2", "open_set = true").replace(
+        '{ dataset = "uci-digits" }',
+        '{ dataset = "uci-digits", shifts = [{ name = "class-subset", classes = [0, 1] }] }', 1)
+    data = load_suite(str(_write(tmp_path, text))).scenarios[0].build(seed=0)
+    assert data.open_set and data.num_classes == 2 and data.target_test.classes[-1] == "unknown"
+    for bad, match in (('open_set = "yes"', "scenario\\[0\\].open_set: is 'yes'"),
+                       ("open_set = true\nk = 2", "scenario\\[0\\].k: is 2 in an open-set")):
+        with pytest.raises(InputError, match=match):
+            load_suite(str(_write(tmp_path, GOOD.replace("k = 2", bad))))

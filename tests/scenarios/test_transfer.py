@@ -90,3 +90,28 @@ def test_empty_target_after_shift():
     empty = empty.subset(np.array([], dtype=np.int64))
     with pytest.raises(InputError, match="empty"):
         build_transfer("t", uci, empty, seed=0)
+
+
+def test_open_set_numbers_the_sources_classes_and_labels_the_rest_unknown():
+    uci = load_uci_digits()
+    src = [{"name": "class-subset", "classes": [2, 5, 7]}]
+    sc = build_transfer("t", uci, uci, seed=0, source_shifts=src, open_set=True)
+    assert sc.open_set and sc.num_classes == 3 and sc.source.classes == ("2", "5", "7")
+    assert sc.target_test.classes == ("2", "5", "7", "unknown")
+    for part in (sc.source, sc.source_val, sc.source_test):
+        assert set(part.y.tolist()) == {0, 1, 2}
+    # the target's labels by name: 2 -> 0, 5 -> 1, 7 -> 2, every other digit -> 3 (unknown)
+    for part in (sc.target_train, sc.target_test):
+        assert set(part.y.tolist()) == {0, 1, 2, 3}
+        assert int((part.y == 3).sum()) > 0.6 * len(part)
+    plain = build_transfer("t", uci, uci, seed=0, source_shifts=src)  # same splits, same order
+    names = np.array(uci.classes)[plain.target_test.y.numpy()]
+    expected = np.array([{"2": 0, "5": 1, "7": 2}.get(n, 3) for n in names])
+    assert np.array_equal(sc.target_test.y.numpy(), expected)
+    # a target whose class list differs from the source's is matched by name
+    letters = uci.with_(classes=tuple("abcdefghij"))
+    odd = build_transfer("t", letters, uci.with_(classes=("a", "b") + uci.classes[2:]), seed=0,
+                         source_shifts=[{"name": "class-subset", "classes": [0, 1]}],
+                         open_set=True)
+    assert odd.target_test.classes == ("a", "b", "unknown")
+    assert set(odd.target_test.y.tolist()) == {0, 1, 2}
