@@ -26,6 +26,7 @@ class Supervised(Method):
     """
 
     packable = True
+    task_free = True  # naive fine-tuning and the joint reference need no task boundaries
 
     def __init__(self, model, *, data: str | tuple[str, ...], name: str, joint: bool = False,
                  **optim) -> None:

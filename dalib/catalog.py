@@ -12,6 +12,7 @@ from dalib.baselines import AdaBN, Supervised
 from dalib.continual.avalanche import AvalancheStrategy
 from dalib.continual.distillation import LwF
 from dalib.continual.gem import AGEM
+from dalib.continual.online import MIR, GDumb
 from dalib.continual.regularization import EWC, MAS, SI
 from dalib.continual.replay import DER, Cumulative, Rehearsal, Replay
 from dalib.generalization.alignment import (
@@ -158,6 +159,12 @@ def register_builtins() -> None:
     register_method("rehearsal", Rehearsal, kind="stream", description="naive rehearsal of Hsu "
                     "et al. (each task on the union of its data and the memory)")
     register_method("agem", AGEM, kind="stream", description="averaged gradient episodic memory")
+    register_method("mir", MIR, kind="stream", description="online replay of the buffer samples "
+                    "a virtual step on the incoming batch interferes with most (Aljundi et al. "
+                    "2019)")
+    register_method("gdumb", GDumb, kind="stream", description="a greedy class-balanced memory; "
+                    "a model trained from scratch on it alone before every evaluation (Prabhu "
+                    "et al. 2020)")
     register_method("der", DER, kind="stream", description="dark experience replay (logit "
                     "matching)")
     register_method("der++", DER, kind="stream", description="dark experience replay with label "

@@ -248,6 +248,8 @@ class Budget:
 def planned_steps(data: TransferScenario | Stream, budget: Budget) -> int:
     """The steps a run on ``data`` trains for: over the source of a transfer scenario, summed
     over the tasks of a stream (methods that pretrain before fine-tuning train longer)."""
+    if isinstance(data, Stream) and data.online:  # one pass
+        return sum(math.ceil(len(t.train) / budget.batch_size) for t in data.tasks)
     if isinstance(data, Stream):
         return sum(budget.steps_for(len(t.train)) for t in data.tasks)
     return budget.steps_for(len(data.source))
@@ -455,7 +457,10 @@ def stream_row(method, stream: Stream, validation: list[list[float]] | None = No
                ) -> list[float]:
     """One row of the accuracy matrix: ``method``'s accuracy on each task's test part (with
     the task's id under task-IL); where every task has a validation part, the same row
-    measured on it is appended to ``validation``."""
+    measured on it is appended to ``validation``. A method that prepares itself for
+    evaluation (GDumb trains on its memory) does so first, in ``before_eval``."""
+    if hasattr(method, "before_eval"):
+        method.before_eval()
     tasks = stream.tasks
     ids = [t.id if stream.protocol == "task-il" else None for t in tasks]
     if validation is not None and all(t.val is not None for t in tasks):

@@ -59,6 +59,7 @@ class Method:
     needs: tuple[str, ...] = ("source",)
     precision = "fp32"  # "bf16": the engine runs each update under bfloat16 autocast
     packable = False
+    task_free = False  # True: learns without being told the task boundaries (online streams)
     per_run: tuple[str, ...] = ()
     stacked: tuple[str, ...] = ()
     lead_dims = 0  # 1 in a pack: tensors are (S, B, ...)

@@ -12,7 +12,8 @@ TRANSFER = {"target_acc", "source_acc", "target_train_acc", "selected_step",
             "leep", "nce", "logme", "h_score", "pad",
             "known_acc", "unknown_recall", "hos", "hos_last", "hos_oracle",  # open set
             *(f"target_acc_{c.replace('-', '_')}" for c in SELECTION_CRITERIA)}
-STREAM = {"acc", "bwt", "fwt", "forgetting", "intransigence", "acc_val", "converged"}
+STREAM = {"acc", "bwt", "fwt", "forgetting", "intransigence", "acc_val", "converged",
+          "anytime_acc"}
 TEST_TIME = {"online_error", "majority_share", "final_majority_share", "collapsed",
              "source_acc", "converged"}
 # metrics with an argument: a stream's domain or cycle; a validator pooled over methods

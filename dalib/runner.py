@@ -73,6 +73,8 @@ def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> dict[s
                 entries.append(check_method(m.name, with_recipe(sc, m.name, sc.method_params(m)), kind,
                                             f"methods[{j}]"))
             method = None
+            if sc.kind == "stream" and sc.options.get("online"):
+                check_task_free(sc, configs, entries)
             if sc.kind == "test-time":
                 check_init(sc)
             data = sc.build(runs[0].seed if runs else 0, data_root)
@@ -116,6 +118,24 @@ def smallest_batch(data) -> torch.Tensor:
     """A test-time stream's smallest batch (its last one, or a whole batch)."""
     n = len(data.stream) % data.batch_size or data.batch_size
     return data.stream.pooled[0][data.stream.order[-n:]]
+
+
+def check_task_free(sc, configs: list, entries: list) -> None:
+    """A task-free stream (``online = true``) is one pass of single updates: its budget
+    names no steps and at most one epoch, and every method must learn without being told
+    the task boundaries (a method says so with ``task_free = True``)."""
+    budget = sc.budget
+    if "steps" in budget or budget.get("epochs", 1) != 1:
+        key = "steps" if "steps" in budget else "epochs"
+        raise InputError(f"budget.{key}", f"is {budget[key]!r} in a task-free stream",
+                         expected="no steps and no epochs (or epochs = 1): an online stream "
+                         "is one pass, one update per batch of batch_size samples")
+    for (j, m, _), entry in zip(configs, entries, strict=True):
+        if not getattr(entry.cls, "task_free", False):
+            raise InputError(f"methods[{j}]", f"{m.name!r} acts at task boundaries, which a "
+                             "task-free stream never announces", expected="a method that "
+                             "learns without them (naive, joint, replay, der, der++, mir, "
+                             "gdumb), or online = false")
 
 
 def check_init(sc) -> None:

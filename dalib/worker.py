@@ -46,6 +46,7 @@ from dalib.runspec import RunSpec, resolved_budget
 from dalib.selection import HIGHER_IS_BETTER, CheckpointScorer, selection_metrics
 from dalib.stamp import stamp
 from dalib.store import write_atomic
+from dalib.taskfree import fit_taskfree
 from dalib.transferability import model_outputs, transferability_scores
 from scenarios.formats import file_digest
 from scenarios.stream import Stream
@@ -205,10 +206,16 @@ def execute(run: RunSpec, data, device: torch.device, features: bool = False,
     sample = None
     if isinstance(data, Stream):
         validation: list[list[float]] = []
-        R = fit_stream(method, data, budget, device, run.seed, trace, validation,
+        curve: list[list[float]] = []
+        R = fit_taskfree(method, data, budget, device, run.seed, trace, curve,
+                         threads=torch.get_num_threads()) if data.online else \
+            fit_stream(method, data, budget, device, run.seed, trace, validation,
                        threads=torch.get_num_threads())
         train_s = time.perf_counter() - start
         record = _stream_record(data, R, validation, getattr(method, "joint", False))
+        if data.online:
+            record["anytime_curve"] = curve
+            record["metrics"]["anytime_acc"] = float(np.mean([a for _, a in curve]))
     elif isinstance(data, TestTimeScenario):
         record = _test_time(run, method, data, budget, device, trace, models)
         train_s = time.perf_counter() - start

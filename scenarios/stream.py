@@ -21,7 +21,7 @@ import torch
 
 from scenarios import checks
 from scenarios.datasets import stratified_split
-from scenarios.domain import Domain
+from scenarios.domain import Domain, concat
 from scenarios.errors import InputError
 from scenarios.shifts import permute, rotate
 from scenarios.transfer import shifted_split
@@ -46,6 +46,10 @@ class Stream:
     protocol: str
     classes: tuple[str, ...]
     outputs: str = "seen"
+    # task-free: one pass over the tasks' samples in order, boundaries never announced, the
+    # model evaluated ``anytime`` times per task (see dalib.taskfree)
+    online: bool = False
+    anytime: int = 4
 
     @property
     def num_classes(self) -> int:
@@ -108,15 +112,38 @@ def class_groups(num_classes: int, tasks: int | None, classes: list[list[int]] |
     return [list(g) for g in np.array_split(np.arange(num_classes), tasks)]
 
 
+def blur(tasks: list[Task], percent: float, rng: np.random.Generator) -> list[Task]:
+    """Blurry task boundaries (Bang et al., "Rainbow Memory", CVPR 2021: Blurry-M): each
+    training sample moves, with probability ``percent`` / 100, to another task drawn
+    uniformly, so every task's training part mixes in samples of the others' classes. Test
+    parts stay as they are; each sample keeps the id of the task it came from."""
+    if not percent:
+        return tasks
+    owner = [np.full(len(t.train), i) for i, t in enumerate(tasks)]
+    for i, o in enumerate(owner):
+        moved = rng.random(len(o)) < percent / 100
+        others = rng.integers(0, len(tasks) - 1, int(moved.sum()))
+        o[moved] = others + (others >= i)  # a task other than i
+    out = []
+    for i, t in enumerate(tasks):
+        parts = [tasks[j].train.subset(np.flatnonzero(owner[j] == i)) for j in range(len(tasks))]
+        train = concat([p for p in parts if len(p)], t.train.name)
+        out.append(Task(t.id, train, t.test, t.classes, t.val))
+    return out
+
+
 def build_stream(name: str, kind: str, domains: list[Domain], *, seed: int, protocol: str | None = None,
                  tasks: int | None = None, classes: list[list[int]] | None = None,
                  angles: list[float] | None = None, shifts: list[list[dict]] | None = None,
                  test_fraction: float = 0.2, val_fraction: float = 0.0,
-                 outputs: str = "seen") -> Stream:
+                 outputs: str = "seen", online: bool = False, blurry: float = 0.0,
+                 anytime: int = 4) -> Stream:
     """Build a stream for one seed.
 
     ``domains`` holds one domain, or one per task for the ``domains`` kind; ``shifts`` holds
-    one list of shift specs per domain.
+    one list of shift specs per domain. ``online``: a task-free single pass (``anytime``
+    evaluations per task), with ``blurry`` percent of each task's training samples moved to
+    other tasks (:func:`blur`).
     """
     classes, angles = checks.plain(classes), checks.plain(angles)
     if kind not in STREAMS:
@@ -192,8 +219,9 @@ def build_stream(name: str, kind: str, domains: list[Domain], *, seed: int, prot
             held.append(Task(t.id, t.train.subset(rest), t.test, t.classes,
                              t.train.subset(part, f"{t.train.name}/val")))
         out = held
+    out = blur(out, blurry, rng)
     return Stream(name=name, tasks=tuple(out), protocol=protocol, classes=class_names,
-                  outputs=outputs)
+                  outputs=outputs, online=online, anytime=anytime)
 
 
 def split_by_task(domain: Domain, test_fraction: float, rng: np.random.Generator,

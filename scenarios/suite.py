@@ -61,7 +61,7 @@ FAMILY_KEYS = {"family", "held_out", "validation_domains", "validation_domain",
 KINDS = ("transfer", "stream", "test-time")
 STREAM_KEYS = COMMON_KEYS | DATA_KEYS | {"data", "domains", "stream", "protocol", "tasks",
                                          "classes", "angles", "test_fraction", "val_fraction",
-                                         "outputs"}
+                                         "outputs", "online", "blurry", "anytime"}
 
 
 DISTRIBUTIONS = ("log_uniform", "uniform", "int_uniform", "choice")  # search spaces
@@ -272,7 +272,8 @@ class ScenarioSpec:
             classes=o.get("classes"), angles=o.get("angles"),
             shifts=[s.get("shifts", []) for s in specs],
             test_fraction=o.get("test_fraction", 0.2), val_fraction=o.get("val_fraction", 0.0),
-            outputs=o.get("outputs", "seen")), self.standardize)
+            outputs=o.get("outputs", "seen"), online=o.get("online", False),
+            blurry=o.get("blurry", 0.0), anytime=o.get("anytime", 4)), self.standardize)
 
 
 @dataclass(frozen=True)
@@ -484,6 +485,19 @@ def _check_stream_options(table: dict, f: str) -> None:
         checks.string(table["protocol"], f"{f}.protocol", PROTOCOLS)
     if "outputs" in table:
         checks.string(table["outputs"], f"{f}.outputs", ("seen", "all"))
+    _check_type(table.get("online", False), bool, f"{f}.online",
+                "true or false (true: one task-free pass over the stream)")
+    for key, value, expected in (
+            ("blurry", table.get("blurry", 0), "a percentage in [0, 100) of each task's "
+             "samples moved to other tasks"),
+            ("anytime", table.get("anytime", 1), "an integer in 1..1000 (evaluations per task)")):
+        if key in table and not table.get("online"):
+            raise InputError(f"{f}.{key}", f"is {value!r} in a stream with task boundaries",
+                             expected=f"online = true (a task-free stream), or no {key}")
+        if key == "blurry":
+            checks.number(value, f"{f}.blurry", low=0, high=99.999, what=expected)
+        else:
+            checks.integer(value, f"{f}.anytime", 1, 1000, what=expected)
     if "tasks" in table:
         checks.integer(table["tasks"], f"{f}.tasks", 2, MAX_TASKS,
                        "an integer >= 2 (and at most the number of classes of a split stream)")

@@ -54,7 +54,7 @@ def baseline_of(methods, kind: str) -> str | None:
 COLUMNS = {"transfer": ["target_acc", "hos", "known_acc", "unknown_recall",
                         "target_acc_last", "gain_over_source_only", "ntg",
                         "source_acc", "source_drop", "target_acc_oracle"],
-           "stream": ["acc", "bwt", "fwt", "forgetting", "intransigence"],
+           "stream": ["acc", "anytime_acc", "bwt", "fwt", "forgetting", "intransigence"],
            "test-time": ["online_error", "source_acc", "final_majority_share", "collapsed"]}
 DIFFERENCES = {"gain_over_source_only", "ntg", "source_drop", "bwt", "fwt"}
 NAMES = {"target_acc": "target acc", "target_acc_last": "last",
@@ -63,7 +63,7 @@ NAMES = {"target_acc": "target acc", "target_acc_last": "last",
          "target_acc_oracle": "oracle pick (upper bound)", "acc": "ACC", "bwt": "BWT",
          "fwt": "FWT", "forgetting": "forgetting", "intransigence": "intransigence",
          "online_error": "online error", "final_majority_share": "majority share (last 10%)",
-         "collapsed": "collapsed (share of seeds)", "hos": "H-score (HOS)",
+         "collapsed": "collapsed (share of seeds)", "hos": "H-score (HOS)", "anytime_acc": "anytime acc (mean)",
          "known_acc": "known classes acc", "unknown_recall": "unknown recall"}
 
 

@@ -12,12 +12,15 @@ class Buffer:
     stored (Vitter 1985; the buffer of Chaudhry et al. 2019 and Buzzega et al. 2020).
     ``policy="class-balanced"``: class-balancing reservoir sampling (see :meth:`_slot`), so
     classes end up with equal shares and a class seen again keeps being sampled.
+    ``policy="greedy"``: GDumb's greedy class-balanced sampler (the same, without the
+    reservoir within a class: a sample of a largest class is not stored).
     """
 
     def __init__(self, size: int, policy: str = "reservoir",
                  generator: torch.Generator | None = None) -> None:
-        if policy not in ("reservoir", "class-balanced"):
-            raise ValueError(f"policy is {policy!r}, expected 'reservoir' or 'class-balanced'")
+        if policy not in ("reservoir", "class-balanced", "greedy"):
+            raise ValueError(f"policy is {policy!r}, expected 'reservoir', 'class-balanced' "
+                             "or 'greedy'")
         self.size, self.policy, self.generator = size, policy, generator
         self.seen = 0
         self.x: torch.Tensor | None = None
@@ -52,7 +55,7 @@ class Buffer:
         if own < int(counts.max()):
             biggest = torch.nonzero(counts == counts.max()).flatten()
             cls = int(biggest[self._rand(len(biggest))])
-        elif self._rand(self.class_seen[label]) < own:
+        elif self.policy != "greedy" and self._rand(self.class_seen[label]) < own:
             cls = label
         else:
             return None
@@ -94,6 +97,10 @@ class Buffer:
         self.x[dest], self.y[dest], self.task[dest] = x[src], y[src], task[src]
         if logits is not None:
             self.logits[dest] = logits[src]
+
+    def distinct(self, n: int) -> torch.Tensor:
+        """The slots of ``min(n, len(self))`` rows drawn without replacement."""
+        return torch.randperm(self.count, generator=self.generator)[:n].to(self.x.device)
 
     def sample(self, n: int) -> tuple[torch.Tensor, ...]:
         """``n`` rows drawn uniformly with replacement: (x, y, task[, logits])."""

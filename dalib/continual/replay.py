@@ -20,6 +20,7 @@ class Replay(Continual):
     current batch to the buffer."""
 
     packable = True
+    task_free = True  # the buffer fills batch by batch: no boundary is needed
 
     def __init__(self, model, *, name: str, memory: int = 500, policy: str = "reservoir",
                  **optim) -> None:

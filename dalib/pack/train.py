@@ -184,6 +184,8 @@ class PackedTask:
 def stream_pack_reason(streams: list[Stream]) -> str | None:
     """Why the streams of a pack's runs cannot train together, or None."""
     first = streams[0]
+    if first.online:
+        return "task-free streams train one run at a time"
     for st in streams[1:]:
         if st.protocol != first.protocol or len(st.tasks) != len(first.tasks) or any(
                 a.classes != b.classes or len(a.train) != len(b.train)

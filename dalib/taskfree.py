@@ -1,0 +1,113 @@
+"""Task-free online continual learning: one pass over a stream whose task boundaries the
+method is never told, evaluated at any time.
+
+The tasks' training samples arrive in order (each task's shuffled, and with blurry
+boundaries mixed with other tasks' samples: :func:`scenarios.stream.blur`), in batches of
+the budget's ``batch_size``, each batch seen once: one ``update`` per batch (the setting of
+Aljundi et al., "Online Continual Learning with Maximally Interfered Retrieval", NeurIPS
+2019, and Prabhu et al., "GDumb", ECCV 2020). Under class-IL the model's outputs are those of
+the classes seen so far in the stream. The evaluator, not the method, knows the boundaries:
+after each task a row of the accuracy matrix (ACC, BWT and forgetting as for other streams),
+and ``anytime`` times per task the accuracy on the test samples of the classes (and tasks)
+seen so far (Koh et al., "Online Continual Learning on Class Incremental Blurry Task
+Configuration with Anytime Inference", ICLR 2022), whose mean over the stream is the average
+anytime accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from dalib.engine import (
+    Batch,
+    Budget,
+    Placement,
+    Trace,
+    accuracy,
+    stream_row,
+    train_steps,
+)
+from dalib.settings import torch_threads
+from scenarios.domain import Domain, concat
+from scenarios.stream import Stream
+
+
+class InOrder:
+    """A domain's samples in their order, one batch at a time, each once; ``seen`` marks
+    the classes and tasks of every batch handed out."""
+
+    def __init__(self, domain: Domain, batch_size: int, seen: dict[str, torch.Tensor],
+                 method) -> None:
+        self.domain, self.batch_size, self.seen, self.method = domain, batch_size, seen, method
+        self.pos = 0
+
+    def next(self) -> Batch:
+        d, end = self.domain, min(self.pos + self.batch_size, len(self.domain))
+        x, y, task = d.x[self.pos:end], d.y[self.pos:end], d.task[self.pos:end]
+        self.pos = end
+        self.seen["classes"][y] = True
+        self.seen["tasks"][task] = True
+        if self.method.active is not None:
+            self.method.active = self.seen["classes"].clone()
+        return Batch(x, y, task)
+
+
+def anytime_accuracy(method, stream: Stream, seen: dict[str, torch.Tensor]) -> float:
+    """Accuracy (%) on the test samples of the tasks and (except under domain-IL, where
+    every task holds every class) the classes seen so far."""
+    tests = [t.test for t in stream.tasks if bool(seen["tasks"][t.id])]
+    pool = concat(tests, f"{stream.name}/seen")
+    if stream.protocol != "domain-il":
+        pool = pool.subset(torch.nonzero(seen["classes"].cpu()[pool.y]).flatten())
+    if stream.protocol == "task-il":  # each sample with its own task's outputs
+        return float(np.average([accuracy(method, pool.subset(torch.nonzero(pool.task == t)
+                                                              .flatten()), t)
+                                 for t in pool.task.unique().tolist()],
+                                weights=[int((pool.task == t).sum())
+                                         for t in pool.task.unique().tolist()]))
+    return accuracy(method, pool)
+
+
+def fit_taskfree(method, stream: Stream, budget: Budget, device: torch.device, seed: int,
+                 trace: Trace, curve: list[list[float]], threads: int | None = None
+                 ) -> np.ndarray:
+    """One pass over ``stream`` (see the module doc); returns the accuracy matrix (a row
+    before training and after each task) and appends ``[samples seen, anytime accuracy]``
+    to ``curve`` at every evaluation. A method that prepares itself for evaluation (GDumb
+    trains on its memory) does so in ``before_eval``."""
+    with torch_threads(threads):
+        return _fit(method, stream, budget, device, seed, trace, curve)
+
+
+def _fit(method, stream: Stream, budget: Budget, device: torch.device, seed: int, trace: Trace,
+         curve: list[list[float]]) -> np.ndarray:
+    method.class_mask = None if stream.class_mask() is None else stream.class_mask().to(device)
+    generator = torch.Generator().manual_seed(seed)
+    seen = {"classes": torch.zeros(stream.num_classes, dtype=torch.bool, device=device),
+            "tasks": torch.zeros(len(stream.tasks), dtype=torch.long, device=device).bool()}
+    method.active = seen["classes"].clone() if stream.active_mask(0) is not None else None
+    segments = [t.train.subset(torch.randperm(len(t.train), generator=generator))
+                for t in stream.tasks]
+    if getattr(method, "joint", False):  # the i.i.d. reference: the whole stream shuffled
+        whole = concat(segments, f"{stream.name}/joint")
+        segments = [whole.subset(torch.randperm(len(whole), generator=generator))]
+    steps = [math.ceil(len(s) / budget.batch_size) for s in segments]
+    method.total_steps = sum(steps)
+    rows = [stream_row(method, stream)]
+    place, offset, samples = Placement(device), 0, 0
+    for segment, n in zip(segments, steps, strict=True):
+        feed = InOrder(place(segment), budget.batch_size, seen, method)
+
+        def evaluate(step: int, feed=feed, before=samples) -> None:
+            if hasattr(method, "before_eval"):
+                method.before_eval()
+            curve.append([before + feed.pos, anytime_accuracy(method, stream, seen)])
+
+        points = stream.anytime * (len(stream.tasks) if len(segments) == 1 else 1)
+        train_steps(method, {"train": feed}, n, trace, offset, method.name, evaluate, points)
+        offset, samples = offset + n, samples + len(segment)
+        rows.append(stream_row(method, stream))
+    return np.array(rows)
