@@ -248,8 +248,8 @@ class Budget:
 def planned_steps(data: TransferScenario | Stream, budget: Budget) -> int:
     """The steps a run on ``data`` trains for: over the source of a transfer scenario, summed
     over the tasks of a stream (methods that pretrain before fine-tuning train longer)."""
-    if isinstance(data, Stream) and data.online:  # one pass
-        return sum(math.ceil(len(t.train) / budget.batch_size) for t in data.tasks)
+    if isinstance(data, Stream) and data.online:  # one pass (dalib.taskfree.batches)
+        return sum(max(1, len(t.train) // budget.batch_size) for t in data.tasks)
     if isinstance(data, Stream):
         return sum(budget.steps_for(len(t.train)) for t in data.tasks)
     return budget.steps_for(len(data.source))

@@ -3,7 +3,8 @@ method is never told, evaluated at any time.
 
 The tasks' training samples arrive in order (each task's shuffled, and with blurry
 boundaries mixed with other tasks' samples: :func:`scenarios.stream.blur`), in batches of
-the budget's ``batch_size``, each batch seen once: one ``update`` per batch (the setting of
+the budget's ``batch_size`` (a task's remainder spread over its batches), each batch seen
+once: one ``update`` per batch (the setting of
 Aljundi et al., "Online Continual Learning with Maximally Interfered Retrieval", NeurIPS
 2019, and Prabhu et al., "GDumb", ECCV 2020). Under class-IL the model's outputs are those of
 the classes seen so far in the stream. The evaluator, not the method, knows the boundaries:
@@ -15,8 +16,6 @@ anytime accuracy.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -35,17 +34,25 @@ from scenarios.domain import Domain, concat
 from scenarios.stream import Stream
 
 
+def batches(n: int, batch_size: int) -> int:
+    """How many batches a pass over ``n`` samples takes: ``n // batch_size`` (at least 1),
+    the remainder spread over them (no batch of one sample, which batch norm cannot
+    train on)."""
+    return max(1, n // batch_size)
+
+
 class InOrder:
-    """A domain's samples in their order, one batch at a time, each once; ``seen`` marks
-    the classes and tasks of every batch handed out."""
+    """A domain's samples in their order, in :func:`batches` batches, each sample once;
+    ``seen`` marks the classes and tasks of every batch handed out."""
 
     def __init__(self, domain: Domain, batch_size: int, seen: dict[str, torch.Tensor],
                  method) -> None:
-        self.domain, self.batch_size, self.seen, self.method = domain, batch_size, seen, method
-        self.pos = 0
+        self.domain, self.seen, self.method = domain, seen, method
+        self.steps, self.pos, self.step = batches(len(domain), batch_size), 0, 0
 
     def next(self) -> Batch:
-        d, end = self.domain, min(self.pos + self.batch_size, len(self.domain))
+        self.step += 1
+        d, end = self.domain, self.step * len(self.domain) // self.steps
         x, y, task = d.x[self.pos:end], d.y[self.pos:end], d.task[self.pos:end]
         self.pos = end
         self.seen["classes"][y] = True
@@ -94,20 +101,21 @@ def _fit(method, stream: Stream, budget: Budget, device: torch.device, seed: int
     if getattr(method, "joint", False):  # the i.i.d. reference: the whole stream shuffled
         whole = concat(segments, f"{stream.name}/joint")
         segments = [whole.subset(torch.randperm(len(whole), generator=generator))]
-    steps = [math.ceil(len(s) / budget.batch_size) for s in segments]
+    steps = [batches(len(s), budget.batch_size) for s in segments]
     method.total_steps = sum(steps)
     rows = [stream_row(method, stream)]
     place, offset, samples = Placement(device), 0, 0
     for segment, n in zip(segments, steps, strict=True):
         feed = InOrder(place(segment), budget.batch_size, seen, method)
-
-        def evaluate(step: int, feed=feed, before=samples) -> None:
+        points = stream.anytime * (len(stream.tasks) if len(segments) == 1 else 1)
+        cuts = [k * n // points for k in range(points + 1)]  # evenly spaced evaluations
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            if b == a:
+                continue
+            train_steps(method, {"train": feed}, b - a, trace, offset + a, method.name)
             if hasattr(method, "before_eval"):
                 method.before_eval()
-            curve.append([before + feed.pos, anytime_accuracy(method, stream, seen)])
-
-        points = stream.anytime * (len(stream.tasks) if len(segments) == 1 else 1)
-        train_steps(method, {"train": feed}, n, trace, offset, method.name, evaluate, points)
+            curve.append([samples + feed.pos, anytime_accuracy(method, stream, seen)])
         offset, samples = offset + n, samples + len(segment)
         rows.append(stream_row(method, stream))
     return np.array(rows)

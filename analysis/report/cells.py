@@ -63,8 +63,9 @@ NAMES = {"target_acc": "target acc", "target_acc_last": "last",
          "target_acc_oracle": "oracle pick (upper bound)", "acc": "ACC", "bwt": "BWT",
          "fwt": "FWT", "forgetting": "forgetting", "intransigence": "intransigence",
          "online_error": "online error", "final_majority_share": "majority share (last 10%)",
-         "collapsed": "collapsed (share of seeds)", "hos": "H-score (HOS)", "anytime_acc": "anytime acc (mean)",
-         "known_acc": "known classes acc", "unknown_recall": "unknown recall"}
+         "collapsed": "collapsed (share of seeds)", "hos": "H-score (HOS)",
+         "anytime_acc": "anytime acc (mean)", "known_acc": "known classes acc",
+         "unknown_recall": "unknown recall"}
 
 
 FAR_FROM_LAST = 5.0  # points between the selected and the last checkpoint that are flagged

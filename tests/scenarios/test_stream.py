@@ -88,3 +88,24 @@ def test_stream_errors(uci):
     one = uci.subset(torch.nonzero(uci.y < 2).flatten())
     with pytest.raises(InputError, match="empty train set"):
         build_stream("s", "split", [one], seed=0, classes=[[0], [5]])
+
+
+def test_blurry_boundaries_move_a_share_of_each_tasks_samples_to_the_others(uci):
+    clean = build_stream("s", "split", [uci], seed=3, tasks=5)
+    s = build_stream("s", "split", [uci], seed=3, tasks=5, online=True, blurry=20, anytime=2)
+    assert s.online and s.anytime == 2
+    assert sum(len(t.train) for t in s.tasks) == sum(len(t.train) for t in clean.tasks)
+    assert [len(t.test) for t in s.tasks] == [len(t.test) for t in clean.tasks]
+    foreign = []
+    for t in s.tasks:
+        outside = ~torch.isin(t.train.y, torch.tensor(t.classes))
+        assert torch.equal(outside, t.train.task != t.id)  # a moved sample keeps its task id
+        foreign.append(float(outside.float().mean()))
+    assert 0.12 < np.mean(foreign) < 0.28, foreign  # about 20% moved in, 20% out
+    # every training sample is still there, once
+    rows = sorted(map(tuple, torch.cat([t.train.x.flatten(1) for t in s.tasks]).tolist()))
+    assert rows == sorted(map(tuple, torch.cat([t.train.x.flatten(1) for t in clean.tasks])
+                              .tolist()))
+    again = build_stream("s", "split", [uci], seed=3, tasks=5, online=True, blurry=20)
+    assert all(torch.equal(a.train.y, b.train.y) for a, b in zip(s.tasks, again.tasks,
+                                                                    strict=True))
