@@ -92,3 +92,23 @@ def test_open_set_key_is_checked_and_builds_an_open_set_scenario(tmp_path):
                        ("open_set = true\nk = 2", "scenario\\[0\\].k: is 2 in an open-set")):
         with pytest.raises(InputError, match=match):
             load_suite(str(_write(tmp_path, GOOD.replace("k = 2", bad))))
+
+
+def test_task_free_stream_keys_are_checked(tmp_path):
+    stream = """
+name = "s"
+[[scenario]]
+name = "a"
+kind = "stream"
+data = { dataset = "uci-digits" }
+methods = ["naive"]
+"""
+    s = load_suite(str(_write(tmp_path, stream + "online = true\nblurry = 15\nanytime = 2\n")))
+    data = s.scenarios[0].build(seed=0)
+    assert data.online and data.anytime == 2
+    for extra, match in (("blurry = 10\n", "blurry: is 10 in a stream with task boundaries"),
+                         ("online = 1\n", "online: is 1"),
+                         ("online = true\nblurry = 100\n", "blurry: is 100"),
+                         ("online = true\nanytime = 0\n", "anytime: is 0")):
+        with pytest.raises(InputError, match=match):
+            load_suite(str(_write(tmp_path, stream + extra)))
