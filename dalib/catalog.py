@@ -22,10 +22,10 @@ from dalib.generalization.alignment import (
     MomentMatching,
 )
 from dalib.generalization.invariance import IRM, VREx
-from dalib.generalization.meta import Fish
+from dalib.generalization.meta import MLDG, Fish
 from dalib.generalization.mixing import Mixup
 from dalib.generalization.robust import GroupDRO
-from dalib.generalization.style import MixStyle
+from dalib.generalization.style import MixStyle, SagNet
 from dalib.openset.osbp import OSBP
 from dalib.openset.ova import OVANet
 from dalib.plugins import builtins, register_method, register_term
@@ -112,6 +112,10 @@ def register_builtins() -> None:
                     "al. 2018, DomainBed's CDANN)", conditional=True)
     register_method("fish", Fish, description="gradient matching: a copy steps through each "
                     "domain in turn, the model moves towards it (Shi et al. 2022)")
+    register_method("mldg", MLDG, description="meta-learning: each source domain meta-train for "
+                    "the next, first-order (Li et al. 2018, DomainBed's MLDG)")
+    register_method("sagnet", SagNet, description="style-agnostic: a content head on "
+                    "style-randomized features, an adversarial style head (Nam et al. 2021)")
     register_method("mixstyle", MixStyle, description="feature-map statistics mixed across "
                     "domains (Zhou et al. 2021; convolutional backbones)")
     register_method("m3sda", MomentMatching, description="multi-source adaptation: moments of "

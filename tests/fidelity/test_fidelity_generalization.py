@@ -230,3 +230,112 @@ def test_m3sda_is_the_papers_moment_distance():
                     for k in (1, 2)) / 3
     assert torch.allclose(moment_distance(groups, 2), reference, rtol=1e-4)
     assert method.order == 2
+
+
+def _random_pairs_of_minibatches(minibatches, perm):
+    """DomainBed's ``random_pairs_of_minibatches`` (``lib/misc.py``), its permutation given."""
+    pairs = []
+    for i in range(len(minibatches)):
+        j = i + 1 if i < (len(minibatches) - 1) else 0
+        xi, yi = minibatches[perm[i]][0], minibatches[perm[i]][1]
+        xj, yj = minibatches[perm[j]][0], minibatches[perm[j]][1]
+        min_n = min(len(xi), len(xj))
+        pairs.append(((xi[:min_n], yi[:min_n]), (xj[:min_n], yj[:min_n])))
+    return pairs
+
+
+def test_mldg_update_is_domainbeds_first_order_mldg():
+    for beta in (1.0, 0.5):
+        method = _method("mldg", beta=beta, lr=0.01)
+        parts, batch = _minibatches(7)
+        parts[2] = (parts[2][0][:4], parts[2][1][:4])  # an environment with fewer samples
+        keep = torch.cat([torch.arange(12), torch.arange(12, 16)])
+        batch = {"source": Batch(*(t[keep] for t in (batch["source"].x, batch["source"].y)),
+                                 None, batch["source"].env[keep])}
+        network = copy.deepcopy(method.model)
+        optimizer = torch.optim.AdamW(network.parameters(), lr=0.01, weight_decay=0.0)
+        state = method.pair_generator.get_state()
+        perm = torch.randperm(ENVS, generator=torch.Generator().set_state(state)).tolist()
+        # DomainBed MLDG.update
+        num_mb = len(parts)
+        optimizer.zero_grad()
+        for p in network.parameters():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        for (xi, yi), (xj, yj) in _random_pairs_of_minibatches(parts, perm):
+            inner_net = copy.deepcopy(network)
+            inner_opt = torch.optim.Adam(inner_net.parameters(), lr=0.01, weight_decay=0.0)
+            inner_obj = F.cross_entropy(inner_net(xi), yi)
+            inner_opt.zero_grad()
+            inner_obj.backward()
+            inner_opt.step()
+            for p_tgt, p_src in zip(network.parameters(), inner_net.parameters(), strict=True):
+                if p_src.grad is not None:
+                    p_tgt.grad.data.add_(p_src.grad.data / num_mb)
+            loss_inner_j = F.cross_entropy(inner_net(xj), yj)
+            grad_inner_j = autograd.grad(loss_inner_j, inner_net.parameters(), allow_unused=True)
+            for p, g_j in zip(network.parameters(), grad_inner_j, strict=True):
+                if g_j is not None:
+                    p.grad.data.add_(beta * g_j.data / num_mb)
+        optimizer.step()
+        method.update(batch)
+        for a, b in zip(method.model.parameters(), network.parameters(), strict=True):
+            assert torch.allclose(a, b, atol=1e-6)
+
+
+def _sagnet_randomize(x, what, alpha, idx_swap, eps=1e-5):
+    """DomainBed's ``SagNet.randomize``, its random draws given."""
+    sizes = x.size()
+    if len(sizes) == 4:
+        x = x.view(sizes[0], sizes[1], -1)
+        alpha = alpha.unsqueeze(-1)
+    mean = x.mean(-1, keepdim=True)
+    var = x.var(-1, keepdim=True)
+    x = (x - mean) / (var + eps).sqrt()
+    if what == "style":
+        mean = alpha * mean + (1 - alpha) * mean[idx_swap]
+        var = alpha * var + (1 - alpha) * var[idx_swap]
+    else:
+        x = x[idx_swap].detach()
+    x = x * (var + eps).sqrt() + mean
+    return x.view(*sizes)
+
+
+def test_sagnet_update_is_domainbeds_three_steps():
+    method = _method("sagnet", lr=0.01, adversary_weight=0.3)
+    _, batch = _minibatches(8)
+    m = copy.deepcopy(method.model)
+    style = copy.deepcopy(method.style_head)
+    draws = torch.Generator().set_state(method.draws.get_state())
+    n = len(batch["source"].y)
+
+    def draw():
+        return torch.rand(n, 1, generator=draws), torch.randperm(n, generator=draws)
+
+    opt_f = torch.optim.AdamW([*m.backbone.parameters(), *m.bottleneck.parameters()], lr=0.01,
+                              weight_decay=0.0)
+    opt_c = torch.optim.AdamW(m.head.parameters(), lr=0.01, weight_decay=0.0)
+    opt_s = torch.optim.AdamW(style.parameters(), lr=0.01, weight_decay=0.0)
+    all_x, all_y = batch["source"].x, batch["source"].y
+    opt_f.zero_grad()
+    opt_c.zero_grad()
+    loss_c = F.cross_entropy(m.head(_sagnet_randomize(m.features(all_x), "style", *draw())), all_y)
+    loss_c.backward()
+    opt_f.step()
+    opt_c.step()
+    opt_s.zero_grad()
+    loss_s = F.cross_entropy(style(_sagnet_randomize(m.features(all_x), "content", *draw())),
+                             all_y)
+    loss_s.backward()
+    opt_s.step()
+    opt_f.zero_grad()
+    loss_adv = -F.log_softmax(style(_sagnet_randomize(m.features(all_x), "content", *draw())),
+                              dim=1).mean(1).mean()
+    (loss_adv * 0.3).backward()
+    opt_f.step()
+    logs = method.update(batch)
+    assert torch.allclose(logs["loss"], loss_c, atol=1e-6)
+    assert torch.allclose(logs["style"], loss_s, atol=1e-6)
+    for a, b in [*zip(method.model.parameters(), m.parameters(), strict=True),
+                 *zip(method.style_head.parameters(), style.parameters(), strict=True)]:
+        assert torch.allclose(a, b, atol=1e-6)
