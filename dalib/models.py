@@ -12,6 +12,7 @@ from torch import nn
 
 from dalib.pack.modules import packable
 from dalib.pretrained import FAMILIES, Torchvision
+from dalib.sequences import SIGNAL_BACKBONES, TOKEN_BACKBONES
 from scenarios import checks
 from scenarios.errors import InputError, reject_unknown
 
@@ -106,7 +107,8 @@ class MNISTCNN(nn.Module):
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "lenet": LeNet, "cnn": SmallCNN,
                                                   "mnist-cnn": MNISTCNN,
-                                                  "torchvision": Torchvision}
+                                                  "torchvision": Torchvision,
+                                                  **TOKEN_BACKBONES, **SIGNAL_BACKBONES}
 OPTION_CHECKS = {
     "hidden": partial(checks.number_list, low=1, high=65536, integer=True, min_length=0,
                       max_length=100),
@@ -118,6 +120,10 @@ OPTION_CHECKS = {
     "weights": checks.string,
     "image_size": partial(checks.integer, low=1, high=4096),
     "frozen_bn": checks.boolean,
+    "vocab": partial(checks.integer, low=16, high=2**24),
+    "dim": partial(checks.integer, low=1, high=65536),
+    "layers": partial(checks.integer, low=1, high=64),
+    "heads": partial(checks.integer, low=1, high=256),
 }
 
 
@@ -241,7 +247,11 @@ def frozen_count(named: list[tuple[str, nn.Module]], upto: int | str) -> int:
 
 
 def auto_arch(input_shape: tuple[int, ...]) -> str:
-    """``mlp`` for vectors and small images (up to 16 x 16), ``lenet`` for larger ones."""
+    """``mlp`` for vectors and small images (up to 16 x 16), ``lenet`` for larger ones,
+    ``cnn1d`` for 1-D signals (channels x length); token sequences are ``embedding-bag``
+    (:func:`model_for`)."""
+    if len(input_shape) == 2:
+        return "cnn1d"
     if len(input_shape) < 3 or input_shape[-1] * input_shape[-2] <= 256:
         return "mlp"
     return "lenet"
@@ -253,6 +263,11 @@ def model_for(data, **options) -> Classifier:
     reference."""
     source = data.source if hasattr(data, "source") else data.tasks[0].train
     reference = source.x[:10_000] if options.get("normalize") == "dataset" else None
+    vocab = source.meta.get("vocab")  # token ids (scenarios.text): a text backbone
+    if vocab is not None:
+        options = {"arch": "embedding-bag", **options}
+        if options["arch"] in TOKEN_BACKBONES:
+            options.setdefault("vocab", vocab)
     return build_model(data.input_shape, data.num_classes, reference=reference, **options)
 
 
@@ -291,6 +306,13 @@ def build_model(input_shape: tuple[int, ...], num_classes: int, arch: str = "aut
     if arch in ("lenet", "cnn", "mnist-cnn", "torchvision") and len(input_shape) != 3:
         raise InputError("model.arch", f"{arch!r} needs images but inputs have shape {input_shape}",
                          expected="arch = 'mlp' for vector data")
+    if arch in SIGNAL_BACKBONES and len(input_shape) != 2:
+        raise InputError("model.arch", f"{arch!r} needs 1-D signals (channels x length) but "
+                         f"inputs have shape {input_shape}", expected="an npz file with "
+                         "layout = 'NCL', 'NLC' or 'NL'")
+    if arch in TOKEN_BACKBONES and "vocab" not in options:
+        raise InputError("model.arch", f"{arch!r} needs token ids, but the inputs are not text",
+                         expected="a text data table ({ text = FILE, column = ... })")
     try:
         backbone = cls(tuple(input_shape), **options)
         if not isinstance(backbone, nn.Module):

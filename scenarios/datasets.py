@@ -241,6 +241,18 @@ DATASETS: dict[str, Callable[..., Domain]] = {
 }
 
 
+def _generated() -> None:
+    """The generated sequence datasets (:mod:`scenarios.synthetic`, which reads this
+    module's helpers)."""
+    from scenarios.synthetic import load_synthetic_signals, load_synthetic_text
+
+    DATASETS.update({"synthetic-signals": load_synthetic_signals,
+                     "synthetic-text": load_synthetic_text})
+
+
+_generated()
+
+
 class UserDataset:
     """A registered ``loader(root, **options)`` as a dataset loader: the root is the first of
     :func:`data_roots` that exists (else the first), the result becomes a domain

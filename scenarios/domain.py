@@ -11,7 +11,8 @@ import torch
 from scenarios import pixels
 from scenarios.errors import InputError
 
-LAYOUTS = ("NCHW", "NHWC")
+SIGNALS = {"NCL": 3, "NLC": 3, "NL": 2}  # 1-D signals: N x channels x length, and its ndim
+LAYOUTS = ("NCHW", "NHWC", *SIGNALS)
 MAX_CLASSES = 100_000  # labels beyond this are a data error, not a million-way head
 NPZ_MAGIC = b"PK"  # .npz files are zip archives
 
@@ -94,7 +95,7 @@ def concat(domains: list[Domain], name: str) -> Domain:
         envs = torch.cat([d.env for d in domains])
     return Domain(name=name, x=pixels.cat([d.x for d in domains]),
                   y=torch.cat([d.y for d in domains]), classes=first.classes, task=tasks,
-                  env=envs, envs=first.envs if envs is not None else ())
+                  env=envs, envs=first.envs if envs is not None else (), meta=first.meta)
 
 
 def channels_first(x: np.ndarray, layout: str | None, where: str) -> np.ndarray:
@@ -129,8 +130,9 @@ def from_arrays(x, y=None, *, name: str = "arrays", task=None, classes=None,
     """Validate user arrays and build a domain.
 
     ``x``: N x D, N x H x W, N x C x H x W or N x H x W x C (see :func:`channels_first`),
-    numeric, finite. Integer images (uint8) are scaled to [0, 1] by 255; float data is kept
-    as given. ``y``: N integers in [0, C), C at most ``MAX_CLASSES``. ``task``: N
+    numeric, finite; or a 1-D signal with ``layout`` ``NCL``, ``NLC`` or ``NL`` (kept as
+    N x C x L). Integer images (uint8) are scaled to [0, 1] by 255; float data and signals
+    are kept as given. ``y``: N integers in [0, C), C at most ``MAX_CLASSES``. ``task``: N
     non-negative integers. Errors name ``source`` (a file) and the field. ``lazy``: uint8
     N x H x W x C images stay as they are (:class:`~scenarios.pixels.Pixels`: a memory-mapped
     array is read a batch at a time).
@@ -162,7 +164,14 @@ def from_arrays(x, y=None, *, name: str = "arrays", task=None, classes=None,
     if x.ndim > 4:
         raise InputError("x", f"has {x.ndim} dimensions",
                          expected="N x D, N x H x W or N x C x H x W", source=where)
-    if lazy and x.dtype == np.uint8 and x.ndim == 4 and layout == "NHWC":
+    if layout in SIGNALS:  # 1-D signals: kept as N x C x L, never scaled
+        if x.ndim != SIGNALS[layout]:
+            raise InputError("layout", f"is {layout!r} but x has shape {x.shape}",
+                             expected=f"{SIGNALS[layout]}-d arrays for {layout}, or another "
+                             "layout", source=where)
+        x = x[:, None] if layout == "NL" else x.transpose(0, 2, 1) if layout == "NLC" else x
+        xt = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
+    elif lazy and x.dtype == np.uint8 and x.ndim == 4 and layout == "NHWC":
         xt = pixels.Pixels(x)
     else:
         x = channels_first(x, layout, where)

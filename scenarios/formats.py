@@ -35,6 +35,7 @@ FORMAT_KEYS = {  # each format's keys in a data table (besides shifts)
     "folder": {"folder", "domain", "size", "channels", "read"},
     "list": {"list", "root", "size", "channels", "read"},
     "table": {"table", "label", "features", "domain_column", "domain"},
+    "text": {"text", "label", "column", "vocab", "length", "domain_column", "domain"},
 }
 FORMAT_HELP = {
     "folder": "images in root/class/image, or root/domain/class/image with domain = NAME; "
@@ -42,6 +43,9 @@ FORMAT_HELP = {
     "list": "an image list, one 'relative/path label' per line (paths relative to root)",
     "table": "a CSV, TSV or Parquet table; label = COLUMN, features = [COLUMNS], "
              "domain_column = COLUMN (several domains; domain = VALUE picks one)",
+    "text": "a CSV, TSV or Parquet table with a text column: label = COLUMN, column = COLUMN "
+            "(its text as hashed word ids), vocab = 32768, length = 64; domain_column as for "
+            "tables",
 }
 CACHE_VERSION = 1
 MAX_PIXELS = 89_478_485  # Pillow's own bound (1/4 GiB of RGBA): larger files are refused
@@ -76,13 +80,17 @@ def check_spec(spec: dict, kind: str) -> None:
         checks.string(spec["label"], "label")
     if "domain_column" in spec:
         checks.string(spec["domain_column"], "domain_column")
-    elif "domain" in spec and kind == "table":
+    elif "domain" in spec and kind in ("table", "text"):
         raise InputError("domain", "is set without domain_column",
                          expected="domain_column = COLUMN naming the column that holds it")
     if "features" in spec:
         f = spec["features"]
         if not isinstance(f, list) or not f or not all(isinstance(c, str) for c in f):
             raise InputError("features", f"is {f!r}", expected="a list of column names")
+    if kind == "text":
+        from scenarios.text import check_text_spec
+
+        check_text_spec(spec)
 
 
 def _size(value) -> tuple[int, int]:
@@ -351,18 +359,12 @@ def table_domains(spec: dict, base_dir: Path | None) -> list[str]:
     return sorted(frame[column].astype(str).unique())
 
 
-def load_table(spec: dict, base_dir: Path | None) -> Domain:
-    """``{ table = FILE, label = COLUMN, features = [...] }``: a CSV (``.csv``, ``.tsv``) or
-    Parquet file; features are the listed columns, by default every numeric column but the
-    label (and the ``domain_column``). Text labels become classes (sorted names over the
-    whole file, so its domains share them), integer labels are used as they are. With
-    ``domain_column`` the file holds several domains; ``domain = VALUE`` keeps one's rows."""
-    import pandas as pd
-
-    path = resolve_path(spec["table"], base_dir)
+def table_frame(spec: dict, base_dir: Path | None, kind: str):
+    """A ``table`` or ``text`` data table's file read, its ``label`` and ``domain_column``
+    checked: ``(frame, where, first CSV data line or None)``."""
+    path = resolve_path(spec[kind], base_dir)
     where = str(path)
-    frame = read_table(spec, base_dir)
-    suffix = path.suffix.lower()
+    frame = read_table({**spec, "table": spec[kind]}, base_dir)
     column = spec.get("domain_column")
     if column is not None and column not in frame:
         raise InputError("domain_column", f"is {column!r}, not a column",
@@ -373,7 +375,58 @@ def load_table(spec: dict, base_dir: Path | None) -> Domain:
         raise InputError("label", f"is {label!r}" + ("" if label is None else ", not a column"),
                          expected=f"label = one of {', '.join(map(str, frame.columns[:20]))}",
                          source=where)
-    line = 2 if TABLE_SUFFIXES[suffix] else None  # a CSV's first data row is its line 2
+    return frame, where, 2 if TABLE_SUFFIXES[path.suffix.lower()] else None
+
+
+def table_labels(frame, spec: dict, where: str, kind: str
+                 ) -> tuple[np.ndarray, list[str] | None, np.ndarray, str]:
+    """The label column's codes and class names (text labels: sorted names over the whole
+    file; integer labels as they are, names None), the rows to keep (``domain = VALUE`` of
+    the ``domain_column``; all rows without) and the domain's name."""
+    import pandas as pd
+
+    label, column = spec["label"], spec.get("domain_column")
+    y = frame[label]
+    if pd.api.types.is_integer_dtype(y) and (y >= 0).all():
+        codes, classes = y.to_numpy(), None
+    else:
+        names = sorted(y.astype(str).unique())
+        codes = y.astype(str).map({n: i for i, n in enumerate(names)}).to_numpy()
+        classes = names
+    keep, name = np.ones(len(frame), dtype=bool), resolve_path(spec[kind], None).stem
+    if column is not None and "domain" in spec:
+        values = frame[column].astype(str)
+        keep = (values == str(spec["domain"])).to_numpy()
+        if not keep.any():
+            raise InputError("domain", f"is {spec['domain']!r}, not a value of column "
+                             f"{column!r}", expected=f"one of {', '.join(sorted(values.unique()))}",
+                             source=where)
+        name = f"{name}/{spec['domain']}"
+        classes = classes or [str(c) for c in range(int(y.max()) + 1)]
+    return codes, classes, keep, name
+
+
+def missing_values(frame, columns: list, where: str, line: int | None) -> None:
+    """An input error naming the first missing cell of ``columns``, if any."""
+    for col in columns:
+        missing = frame[col].isna().to_numpy()
+        if missing.any():
+            raise InputError(f"column {col}", f"has {int(missing.sum())} missing values (first "
+                             f"in {_row(int(np.flatnonzero(missing)[0]), line)})",
+                             expected="no missing values (impute or drop them first)",
+                             source=where)
+
+
+def load_table(spec: dict, base_dir: Path | None) -> Domain:
+    """``{ table = FILE, label = COLUMN, features = [...] }``: a CSV (``.csv``, ``.tsv``) or
+    Parquet file; features are the listed columns, by default every numeric column but the
+    label (and the ``domain_column``). Text labels become classes (sorted names over the
+    whole file, so its domains share them), integer labels are used as they are. With
+    ``domain_column`` the file holds several domains; ``domain = VALUE`` keeps one's rows."""
+    import pandas as pd
+
+    frame, where, line = table_frame(spec, base_dir, "table")
+    label, column = spec["label"], spec.get("domain_column")
     features = spec.get("features") or [c for c in frame.columns if c not in (label, column)
                                         and _numeric_column(frame[c], c, where, line)]
     if not features:
@@ -387,20 +440,8 @@ def load_table(spec: dict, base_dir: Path | None) -> Domain:
             raise InputError(f"column {col}", f"is not numeric (e.g. {frame[col].iloc[0]!r})",
                              expected="numeric feature columns (encode categories first, or "
                              "leave the column out of features)", source=where)
-    for col in [*features, label]:
-        missing = frame[col].isna().to_numpy()
-        if missing.any():
-            raise InputError(f"column {col}", f"has {int(missing.sum())} missing values (first "
-                             f"in {_row(int(np.flatnonzero(missing)[0]), line)})",
-                             expected="no missing values (impute or drop them first)",
-                             source=where)
-    y = frame[label]
-    if pd.api.types.is_integer_dtype(y) and (y >= 0).all():
-        codes, classes = y.to_numpy(), None
-    else:
-        names = sorted(y.astype(str).unique())
-        codes = y.astype(str).map({n: i for i, n in enumerate(names)}).to_numpy()
-        classes = names
+    missing_values(frame, [*features, label], where, line)
+    codes, classes, keep, name = table_labels(frame, spec, where, "table")
     x = frame[features].apply(pd.to_numeric).to_numpy(dtype=np.float64)
     if not np.isfinite(x).all():
         r, c = (int(i) for i in np.argwhere(~np.isfinite(x))[0])
@@ -411,17 +452,7 @@ def load_table(spec: dict, base_dir: Path | None) -> Domain:
         raise InputError(f"column {features[c]}", f"is {x[r, c]:g} in {_row(r, line)}, beyond "
                          "float32", expected="values within +-3.4e38 (rescale the column)",
                          source=where)
-    name = path.stem
-    if column is not None and "domain" in spec:
-        values = frame[column].astype(str)
-        keep = (values == str(spec["domain"])).to_numpy()
-        if not keep.any():
-            raise InputError("domain", f"is {spec['domain']!r}, not a value of column "
-                             f"{column!r}", expected=f"one of {', '.join(sorted(values.unique()))}",
-                             source=where)
-        x, codes, name = x[keep], codes[keep], f"{path.stem}/{spec['domain']}"
-        classes = classes or [str(c) for c in range(int(frame[label].max()) + 1)]
-    domain = from_arrays(x.astype(np.float32), codes, name=name, classes=classes,
+    domain = from_arrays(x[keep].astype(np.float32), codes[keep], name=name, classes=classes,
                          source=where)
     return domain.with_(meta={**domain.meta, "columns": tuple(map(str, features)),
                               "file": where})
@@ -471,7 +502,14 @@ def align_columns(reference, other, role: str):
     return other.with_(x=other.x[:, order], meta={**other.meta, "columns": ref})
 
 
-LOADERS = {"folder": load_folder, "list": load_list, "table": load_table}
+def load_text(spec: dict, base_dir: Path | None) -> Domain:
+    """:func:`scenarios.text.load_text` (imported here on first use)."""
+    from scenarios.text import load_text as load
+
+    return load(spec, base_dir)
+
+
+LOADERS = {"folder": load_folder, "list": load_list, "table": load_table, "text": load_text}
 
 
 def format_of(spec: dict) -> str | None:

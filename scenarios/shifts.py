@@ -159,6 +159,31 @@ def _channel_count(value, field: str) -> int:
     return value
 
 
+def gain(domain: Domain, rng: np.random.Generator, factor: float, noise: float = 0.0
+         ) -> Domain:
+    """A sensor's shift for 1-D signals: amplitude times ``factor``, plus Gaussian noise of
+    standard deviation ``noise`` (unclipped: signals are not bounded as pixels are)."""
+    if domain.x.dim() != 3:
+        raise InputError("name", f"'gain' needs 1-D signals but {domain.name!r} has samples "
+                         f"of shape {domain.input_shape}", expected="N x C x L data (an npz "
+                         "file with layout = 'NCL', 'NLC' or 'NL')")
+    g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    return domain.with_(x=factor * domain.x + noise * torch.randn(domain.x.shape, generator=g))
+
+
+def token_dropout(domain: Domain, rng: np.random.Generator, rate: float) -> Domain:
+    """A vocabulary shift for text: each word replaced, with probability ``rate``, by the
+    reserved id of a dropped word (:data:`scenarios.text.DROPPED`); padding stays."""
+    from scenarios.text import DROPPED, PAD
+
+    if "vocab" not in domain.meta:
+        raise InputError("name", f"'token-dropout' needs text but {domain.name!r} is not",
+                         expected="a text data table ({ text = FILE, column = ... })")
+    g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    hit = (torch.rand(domain.x.shape, generator=g) < rate) & (domain.x != PAD)
+    return domain.with_(x=domain.x.masked_fill(hit, float(DROPPED)))
+
+
 def _seed(value, field: str):
     return None if value is None else checks.integer(value, field, 0, 2**32 - 1)
 
@@ -192,6 +217,10 @@ SHIFTS: dict[str, Shift] = {
         "classes": partial(checks.number_list, low=0, integer=True)}),
     "class-prior": Shift(class_prior, checks={
         "weights": partial(checks.number_list, low=0)}),
+    "gain": Shift(gain, checks={"factor": partial(checks.number, low=-1e6, high=1e6),
+                                "noise": partial(checks.number, low=0, high=1e6)}),
+    "token-dropout": Shift(token_dropout, checks={
+        "rate": partial(checks.number, low=0, high=1)}),
 }
 
 

@@ -142,8 +142,12 @@ class ScenarioSpec:
     def standardize(self) -> str:
         """How the inputs are standardised (:mod:`scenarios.standardize`): the scenario's
         ``standardize``, else ``source`` for tables and ``none`` for everything else."""
-        tables = any(formats.format_of(s) == "table" for s in self.data_specs())
-        return self.options.get("standardize", "source" if tables else "none")
+        kinds = {formats.format_of(s) for s in self.data_specs()}
+        mode = self.options.get("standardize", "source" if "table" in kinds else "none")
+        if "text" in kinds and mode != "none":
+            raise InputError(f"{self.name}.standardize", f"is {mode!r} for text", expected=
+                             "'none': token ids are not measurements to standardise")
+        return mode
 
     @property
     def sources(self) -> list[dict]:
