@@ -445,3 +445,21 @@ def test_significance_says_when_a_difference_is_too_small_to_matter():
     share = significance({**base, "metric": "final_majority_share", "diff": 0.02,
                           "ci_low": -0.1, "ci_high": 0.14})
     assert "about 44 seeds" in share  # not in points: no band
+
+
+def test_open_set_scenarios_are_ranked_by_the_h_score(tmp_path):
+    """A method with the better closed accuracy but the worse H-score does not win an
+    open-set scenario; the table shows OS* and UNK beside the H-score."""
+    rows = []
+    for seed in range(5):
+        for method, acc, hos in (("source-only", 80 + seed, 30 + seed), ("osbp", 70 + seed,
+                                                                         90 - seed)):
+            rows += [("open", method, seed, "target_acc", acc), ("open", method, seed, "hos", hos),
+                     ("open", method, seed, "known_acc", 95.0),
+                     ("open", method, seed, "unknown_recall", hos / 2)]
+    t = pd.DataFrame(rows, columns=["scenario", "method", "seed", "metric", "value"])
+    text = build_report(t, tmp_path / "open")["markdown"].read_text()
+    best = md_rows(text, "scenario | metric | best method")[0]
+    assert best[1] == "H-score (HOS)" and best[2] == "**osbp**", best
+    header = next(line for line in text.splitlines() if line.startswith("| scenario | method"))
+    assert "H-score (HOS)" in header and "unknown recall" in header
