@@ -20,7 +20,7 @@ import copy
 
 import torch
 import torch.nn.functional as F
-from torch import autograd
+from torch import autograd, nn
 
 from dalib.engine import Batch
 from dalib.generalization.base import EnvironmentMethod
@@ -80,8 +80,10 @@ class MLDG(EnvironmentMethod):
     minibatches are cut to the smaller one's size. The copy steps with a fresh Adam at the
     run's learning rate and weight decay (DomainBed's ``inner_opt``); the model's own
     optimizer then steps on the summed gradients over the pairs, divided by their number.
-    The copies' forward passes update no batch-norm statistics of the model (as in the
-    reference).
+    Only copies see the data, so a model with batch-norm running statistics (DomainBed's
+    networks have none: group norm, or frozen statistics) would never update them: such a
+    model's statistics follow a forward pass of the whole batch without gradients before
+    the step, as an ERM step's forward pass would.
 
     Reference: DomainBed ``MLDG`` in ``domainbed/algorithms.py`` and
     ``random_pairs_of_minibatches`` in ``domainbed/lib/misc.py``.
@@ -121,6 +123,10 @@ class MLDG(EnvironmentMethod):
                 if gj is not None:
                     g.add_(self.beta * gj / len(batches))
             objective = objective + inner_obj.detach() + self.beta * loss_j.detach()
+        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+               for m in self.model.modules()):
+            with torch.no_grad():
+                self.model(x)
         for p, g in zip(params, grads, strict=True):
             p.grad = g
         self.schedule_lr(self.optimizer)

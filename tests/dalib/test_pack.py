@@ -36,6 +36,11 @@ MARGIN = 4
 # weights after 6 SGD steps: packed and separate cdan runs differ by 4.6e-4, mcd by 1.5e-4 on
 # an AMD EPYC with AVX-512, whose GEMMs sum in another order (1.2e-7 on the Xeon measured)
 SEEN_ELSEWHERE = {"weights": 1e-3, "logits": 1e-3}
+# per method: on an AMD EPYC under its AVX2 kernels, one lwf/task-il seed of three ends 15
+# SGD steps 0.040 apart in its largest weight, packed against separate (the other two 6e-7;
+# 2e-7 under the default kernels), with identical accuracy matrices: the distillation's
+# second augmented forward pass amplifies the GEMMs' other summation order
+SEEN_ELSEWHERE_BY_METHOD = {"lwf/task-il": {"weights": 0.05}}
 
 
 def tolerance(name: str, quantity: str) -> float:
@@ -44,7 +49,8 @@ def tolerance(name: str, quantity: str) -> float:
     at least what another machine needed (:data:`SEEN_ELSEWHERE`)."""
     row = MEASURED[name]
     found = max(d[quantity] for part in ("kernels", "packed") for d in row[part].values())
-    return max(MARGIN * found, SEEN_ELSEWHERE.get(quantity, 0.0))
+    return max(MARGIN * found, SEEN_ELSEWHERE.get(quantity, 0.0),
+               SEEN_ELSEWHERE_BY_METHOD.get(name, {}).get(quantity, 0.0))
 
 
 def _models(arch: str, shape=(1, 8, 8)) -> list[nn.Module]:
