@@ -13,7 +13,8 @@ steps = 1000
 batch_size = 64
 checkpoints = 5
 [model]
-arch = "cnn"
+arch = "mlp"
+hidden = [256]
 bottleneck = 64
 [[scenario]]
 name = "open-set"
@@ -30,9 +31,11 @@ methods = ["dann", "osbp"]
 def test_osbp_beats_closed_set_dann_on_the_hos_over_seeds(tmp_path):
     suite = tmp_path / "openset.toml"
     suite.write_text(SUITE)
-    assert main(["run", str(suite), "--out", str(tmp_path / "out"), "--no-report"]) == 0
+    assert main(["run", str(suite), "--out", str(tmp_path / "out"), "--no-report",
+                 "--jobs", "1"]) == 0
     t = pd.read_csv(tmp_path / "out" / "results.csv")
     h = t[t["metric"] == "hos"].pivot(index="seed", columns="method", values="value")
-    assert len(h) == 3 and (h["osbp"] > h["dann"] + 10).all(), h
+    gap = h["osbp"] - h["dann"]
+    assert len(h) == 3 and (gap > 0).all() and gap.mean() > 15, h  # measured: 14 to 30
     known = t[t["metric"] == "known_acc"].pivot(index="seed", columns="method", values="value")
     assert (known > 60).all().all(), known  # both learnt the known classes

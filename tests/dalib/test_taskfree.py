@@ -97,7 +97,8 @@ def test_task_free_streams_refuse_boundary_methods_and_epochs(tmp_path, capsys, 
 def test_online_er_and_gdumb_beat_naive_on_a_single_blurry_pass(tmp_path):
     suite = _suite(tmp_path, '["naive", { name = "replay", memory = 200 }, '
                    '{ name = "gdumb", memory = 200, passes = 16 }]')
-    assert main(["run", str(suite), "--out", str(tmp_path / "out"), "--no-report"]) == 0
+    assert main(["run", str(suite), "--out", str(tmp_path / "out"), "--no-report",
+                 "--jobs", "1"]) == 0
     t = pd.read_csv(tmp_path / "out" / "results.csv")
     for metric in ("acc", "anytime_acc"):
         v = t[t["metric"] == metric].pivot(index="seed", columns="method", values="value")
