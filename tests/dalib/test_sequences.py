@@ -42,6 +42,7 @@ def test_text_data_choose_a_token_backbone_with_its_vocabulary():
     assert model_for(sc, arch="mlp").arch == "mlp"  # ids as numbers, if asked for
 
 
+@pytest.mark.slow
 def test_a_text_suite_runs_and_refuses_standardizing_token_ids(tmp_path, capsys):
     rows = [(f"{'good fine' if i % 2 else 'bad poor'} word{i % 7} item", i % 2, i % 3)
             for i in range(120)]
@@ -72,6 +73,7 @@ methods = ["source-only"]
     assert "shops.standardize: is 'source' for text" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_signals_from_an_npz_file_train_the_1d_cnn(tmp_path):
     rng = np.random.default_rng(0)
     t = np.arange(64) / 64

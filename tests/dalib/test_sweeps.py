@@ -140,6 +140,7 @@ def test_bf16_autocast_and_compile_train_and_are_recorded(tmp_path, digits_npz):
     assert abs(acc["bf16"] - acc["fp32"]) < 5 and abs(acc["compiled"] - acc["fp32"]) < 2
 
 
+@pytest.mark.slow
 def test_channels_last_trains_a_cnn_is_recorded_and_never_mixed_on_resume(tmp_path, digits_npz):
     suite = tmp_path / "cnn.toml"
     suite.write_text(_suite(tmp_path, digits_npz).read_text().replace(
