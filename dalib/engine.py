@@ -244,12 +244,18 @@ class Budget:
             return self.steps
         return max(1, math.ceil((self.epochs or 1) * n / self.batch_size))
 
+    def single_pass(self, n: int) -> int:
+        """The batches of one pass over ``n`` samples in a task-free stream (:mod:`dalib.
+        taskfree`): ``n // batch_size`` (at least 1), the remainder spread over them, so no
+        batch holds one sample (which batch norm cannot train on)."""
+        return max(1, n // self.batch_size)
+
 
 def planned_steps(data: TransferScenario | Stream, budget: Budget) -> int:
     """The steps a run on ``data`` trains for: over the source of a transfer scenario, summed
     over the tasks of a stream (methods that pretrain before fine-tuning train longer)."""
-    if isinstance(data, Stream) and data.online:  # one pass (dalib.taskfree.batches)
-        return sum(max(1, len(t.train) // budget.batch_size) for t in data.tasks)
+    if isinstance(data, Stream) and data.online:  # one pass (dalib.taskfree)
+        return sum(budget.single_pass(len(t.train)) for t in data.tasks)
     if isinstance(data, Stream):
         return sum(budget.steps_for(len(t.train)) for t in data.tasks)
     return budget.steps_for(len(data.source))
@@ -453,14 +459,20 @@ def fit_transfer(method, scenario: TransferScenario, budget: Budget, device: tor
     return steps
 
 
+def ready_for_evaluation(method) -> None:
+    """Let a method that prepares itself for evaluation do so (``before_eval``: GDumb trains
+    on its memory)."""
+    if hasattr(method, "before_eval"):
+        method.before_eval()
+
+
 def stream_row(method, stream: Stream, validation: list[list[float]] | None = None
                ) -> list[float]:
     """One row of the accuracy matrix: ``method``'s accuracy on each task's test part (with
     the task's id under task-IL); where every task has a validation part, the same row
-    measured on it is appended to ``validation``. A method that prepares itself for
-    evaluation (GDumb trains on its memory) does so first, in ``before_eval``."""
-    if hasattr(method, "before_eval"):
-        method.before_eval()
+    measured on it is appended to ``validation``; the method is
+    :func:`ready_for_evaluation` first."""
+    ready_for_evaluation(method)
     tasks = stream.tasks
     ids = [t.id if stream.protocol == "task-il" else None for t in tasks]
     if validation is not None and all(t.val is not None for t in tasks):

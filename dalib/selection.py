@@ -140,7 +140,7 @@ class CheckpointScorer:
         self.source_val = scenario.source_val
         self._reports = {"target_acc": scenario.target_test, "source_acc": scenario.source_test}
         self.open_set = scenario.open_set
-        self.unknown = scenario.num_classes
+        self.unknown = scenario.num_classes  # the label of the open set's unknown class
         self.checkpoints: list[dict] = []
 
     def score(self, method, step: int) -> dict:
@@ -162,12 +162,11 @@ class CheckpointScorer:
                "im": information_maximisation(t_probs),
                "bnm": batch_nuclear_norm(t_probs),
                "iwcv": float((w * val_error).mean())}
-        opened = self.open_set  # the target's predictions: known classes or unknown
-        t_pred = (predict_logits(method, self.target, fn=open_scores) if opened
-                  else t_logits).argmax(1)
+        t_pred = (predict_logits(method, self.target, fn=open_scores) if self.open_set
+                  else t_logits).argmax(1)  # the target's: known classes, or unknown too
         row["target_train_acc"] = 100.0 * float((t_pred == self._target_labels).float().mean())
         for name, domain in self._reports.items():
-            target = opened and name == "target_acc"
+            target = self.open_set and name == "target_acc"
             pred = predict_logits(method, domain, fn=open_scores if target else None).argmax(1)
             row[name] = 100.0 * float((pred == domain.y).float().mean())
             if target:

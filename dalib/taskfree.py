@@ -26,6 +26,7 @@ from dalib.engine import (
     Placement,
     Trace,
     accuracy,
+    ready_for_evaluation,
     stream_row,
     train_steps,
 )
@@ -34,21 +35,14 @@ from scenarios.domain import Domain, concat
 from scenarios.stream import Stream
 
 
-def batches(n: int, batch_size: int) -> int:
-    """How many batches a pass over ``n`` samples takes: ``n // batch_size`` (at least 1),
-    the remainder spread over them (no batch of one sample, which batch norm cannot
-    train on)."""
-    return max(1, n // batch_size)
-
-
 class InOrder:
-    """A domain's samples in their order, in :func:`batches` batches, each sample once;
-    ``seen`` marks the classes and tasks of every batch handed out."""
+    """A domain's samples in their order, in ``steps`` batches, each sample once; ``seen``
+    marks the classes and tasks of every batch handed out."""
 
-    def __init__(self, domain: Domain, batch_size: int, seen: dict[str, torch.Tensor],
+    def __init__(self, domain: Domain, steps: int, seen: dict[str, torch.Tensor],
                  method) -> None:
         self.domain, self.seen, self.method = domain, seen, method
-        self.steps, self.pos, self.step = batches(len(domain), batch_size), 0, 0
+        self.steps, self.pos, self.step = steps, 0, 0
 
     def next(self) -> Batch:
         self.step += 1
@@ -64,18 +58,19 @@ class InOrder:
 
 def anytime_accuracy(method, stream: Stream, seen: dict[str, torch.Tensor]) -> float:
     """Accuracy (%) on the test samples of the tasks and (except under domain-IL, where
-    every task holds every class) the classes seen so far."""
+    every task holds every class) the classes seen so far, the method
+    :func:`~dalib.engine.ready_for_evaluation` first."""
+    ready_for_evaluation(method)
     tests = [t.test for t in stream.tasks if bool(seen["tasks"][t.id])]
     pool = concat(tests, f"{stream.name}/seen")
     if stream.protocol != "domain-il":
         pool = pool.subset(torch.nonzero(seen["classes"].cpu()[pool.y]).flatten())
-    if stream.protocol == "task-il":  # each sample with its own task's outputs
-        return float(np.average([accuracy(method, pool.subset(torch.nonzero(pool.task == t)
-                                                              .flatten()), t)
-                                 for t in pool.task.unique().tolist()],
-                                weights=[int((pool.task == t).sum())
-                                         for t in pool.task.unique().tolist()]))
-    return accuracy(method, pool)
+    if stream.protocol != "task-il":
+        return accuracy(method, pool)
+    parts = [pool.subset(torch.nonzero(pool.task == t).flatten())  # each with its task's outputs
+             for t in pool.task.unique().tolist()]
+    return float(np.average([accuracy(method, p, int(p.task[0])) for p in parts],
+                            weights=[len(p) for p in parts]))
 
 
 def fit_taskfree(method, stream: Stream, budget: Budget, device: torch.device, seed: int,
@@ -83,8 +78,7 @@ def fit_taskfree(method, stream: Stream, budget: Budget, device: torch.device, s
                  ) -> np.ndarray:
     """One pass over ``stream`` (see the module doc); returns the accuracy matrix (a row
     before training and after each task) and appends ``[samples seen, anytime accuracy]``
-    to ``curve`` at every evaluation. A method that prepares itself for evaluation (GDumb
-    trains on its memory) does so in ``before_eval``."""
+    to ``curve`` at every evaluation."""
     with torch_threads(threads):
         return _fit(method, stream, budget, device, seed, trace, curve)
 
@@ -94,27 +88,25 @@ def _fit(method, stream: Stream, budget: Budget, device: torch.device, seed: int
     method.class_mask = None if stream.class_mask() is None else stream.class_mask().to(device)
     generator = torch.Generator().manual_seed(seed)
     seen = {"classes": torch.zeros(stream.num_classes, dtype=torch.bool, device=device),
-            "tasks": torch.zeros(len(stream.tasks), dtype=torch.long, device=device).bool()}
+            "tasks": torch.zeros(len(stream.tasks), dtype=torch.bool, device=device)}
     method.active = seen["classes"].clone() if stream.active_mask(0) is not None else None
     segments = [t.train.subset(torch.randperm(len(t.train), generator=generator))
                 for t in stream.tasks]
     if getattr(method, "joint", False):  # the i.i.d. reference: the whole stream shuffled
         whole = concat(segments, f"{stream.name}/joint")
         segments = [whole.subset(torch.randperm(len(whole), generator=generator))]
-    steps = [batches(len(s), budget.batch_size) for s in segments]
+    steps = [budget.single_pass(len(s)) for s in segments]
     method.total_steps = sum(steps)
     rows = [stream_row(method, stream)]
     place, offset, samples = Placement(device), 0, 0
     for segment, n in zip(segments, steps, strict=True):
-        feed = InOrder(place(segment), budget.batch_size, seen, method)
+        feed = InOrder(place(segment), n, seen, method)
         points = stream.anytime * (len(stream.tasks) if len(segments) == 1 else 1)
         cuts = [k * n // points for k in range(points + 1)]  # evenly spaced evaluations
         for a, b in zip(cuts, cuts[1:], strict=False):
             if b == a:
                 continue
             train_steps(method, {"train": feed}, b - a, trace, offset + a, method.name)
-            if hasattr(method, "before_eval"):
-                method.before_eval()
             curve.append([samples + feed.pos, anytime_accuracy(method, stream, seen)])
         offset, samples = offset + n, samples + len(segment)
         rows.append(stream_row(method, stream))

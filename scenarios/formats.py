@@ -27,6 +27,7 @@ from scenarios import checks
 from scenarios.domain import MAX_CLASSES, Domain, from_arrays
 from scenarios.errors import InputError
 from scenarios.pixels import ImageFiles, Pixels
+from scenarios.text import check_text_spec, load_text
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
                   ".ppm"}
@@ -88,8 +89,6 @@ def check_spec(spec: dict, kind: str) -> None:
         if not isinstance(f, list) or not f or not all(isinstance(c, str) for c in f):
             raise InputError("features", f"is {f!r}", expected="a list of column names")
     if kind == "text":
-        from scenarios.text import check_text_spec
-
         check_text_spec(spec)
 
 
@@ -500,13 +499,6 @@ def align_columns(reference, other, role: str):
                          "features = [...] naming the shared ones")
     order = [own.index(c) for c in ref]
     return other.with_(x=other.x[:, order], meta={**other.meta, "columns": ref})
-
-
-def load_text(spec: dict, base_dir: Path | None) -> Domain:
-    """:func:`scenarios.text.load_text` (imported here on first use)."""
-    from scenarios.text import load_text as load
-
-    return load(spec, base_dir)
 
 
 LOADERS = {"folder": load_folder, "list": load_list, "table": load_table, "text": load_text}

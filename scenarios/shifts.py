@@ -20,6 +20,7 @@ from scenarios import checks
 from scenarios.corruptions import CORRUPTIONS, corrupt_images
 from scenarios.domain import Domain
 from scenarios.errors import InputError, reject_unknown
+from scenarios.text import DROPPED, PAD
 
 
 def _images(domain: Domain, shift: str) -> torch.Tensor:
@@ -174,8 +175,6 @@ def gain(domain: Domain, rng: np.random.Generator, factor: float, noise: float =
 def token_dropout(domain: Domain, rng: np.random.Generator, rate: float) -> Domain:
     """A vocabulary shift for text: each word replaced, with probability ``rate``, by the
     reserved id of a dropped word (:data:`scenarios.text.DROPPED`); padding stays."""
-    from scenarios.text import DROPPED, PAD
-
     if "vocab" not in domain.meta:
         raise InputError("name", f"'token-dropout' needs text but {domain.name!r} is not",
                          expected="a text data table ({ text = FILE, column = ... })")

@@ -40,7 +40,7 @@ def load_text(spec: dict, base_dir: Path | None) -> Domain:
     whose ``column`` holds text; each row becomes ``length`` (64) token ids in a vocabulary
     of ``vocab`` (32,768) hashed ids. Labels and ``domain_column`` / ``domain`` as for
     tables. The domain's ``meta["vocab"]`` tells the model builder its input is tokens."""
-    from scenarios.formats import missing_values, table_frame, table_labels
+    from scenarios.formats import missing_values, table_frame, table_labels  # imports us
 
     frame, where, line = table_frame(spec, base_dir, "text")
     column = spec["column"]

@@ -40,9 +40,11 @@ def kind_tables(doc: Doc, table: pd.DataFrame, ok: pd.DataFrame, agg: pd.DataFra
     present = [m for m in metrics
                if ((table["metric"] == m) & table["scenario"].isin(scenarios)).any()]
     doc.heading(f"{kind.capitalize()} scenarios")
+    # each scenario's ranking metric (none for kinds without one)
+    primaries = {sc: primary_of(ok, kind, sc) for sc in scenarios} if PRIMARY.get(kind) else {}
     rows, far, moving = [], [], []
     for sc in scenarios:
-        primary = primary_of(ok, kind, sc) if PRIMARY.get(kind) else None
+        primary = primaries.get(sc)
         a = agg[agg["scenario"] == sc]
         best, vs = winners[sc] if primary else (None, None)
         for method in dict.fromkeys(a["method"]):
@@ -99,11 +101,11 @@ def kind_tables(doc: Doc, table: pd.DataFrame, ok: pd.DataFrame, agg: pd.DataFra
     frames, bases = [], {}
     # upper-bound references (joint, target-oracle, ...) are never compared or ranked
     ranked = ok[~ok["method"].map(lambda m: base_name(m) in UPPER_BOUNDS)]
-    ranks = {primary_of(ok, kind, sc) for sc in scenarios} if PRIMARY.get(kind) else set()
+    ranks = set(primaries.values())
     for sc in scenarios if ranks else []:
         part = ranked[ranked["scenario"] == sc]
         base = baseline_of(dict.fromkeys(part["method"]), kind)
-        for metric in [primary_of(ok, kind, sc)] + (["forgetting"] if kind == "stream" else []):
+        for metric in [primaries[sc]] + (["forgetting"] if kind == "stream" else []):
             if base:
                 frames.append(comparisons(part, metric, base, ci))
                 bases[base_name(base)] = None

@@ -36,14 +36,14 @@ class MIR(Replay):
     def retrieve(self, incoming: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
         """The ``n`` buffer rows (x, y, task) the virtual step on ``incoming`` (the incoming
         batch's loss, its graph kept) interferes with most."""
-        names, params = zip(*[(n, p) for n, p in self.model.named_parameters()
+        names, params = zip(*[(name, p) for name, p in self.model.named_parameters()
                               if p.requires_grad], strict=True)
         grads = torch.autograd.grad(incoming, params, retain_graph=True, allow_unused=True)
         idx = self.buffer.distinct(self.subsample)
         x, y, t = self.buffer.x[idx], self.buffer.y[idx], self.buffer.task[idx]
         with torch.no_grad():
-            virtual = {n: p if g is None else p - self.virtual_lr * g
-                       for n, p, g in zip(names, params, grads, strict=True)}
+            virtual = {name: p if g is None else p - self.virtual_lr * g
+                       for name, p, g in zip(names, params, grads, strict=True)}
             pre = F.cross_entropy(self.logits(x, t), y, reduction="none")
             post = F.cross_entropy(self.mask_logits(functional_call(self.model, virtual, (x,)),
                                                     t), y, reduction="none")
@@ -101,7 +101,7 @@ class GDumb(Continual):
         super().__init__(model, name=name, lr=lr, **optim)
         self.initial = copy.deepcopy(model.state_dict())
         self.buffer = Buffer(memory, "greedy", self.cpu_generator)
-        self.passes, self.batch_size, self.clip = passes, batch_size, clip
+        self.batch_size, self.clip = batch_size, clip
         self.rates = pass_rates(passes, lr, min_lr)
         self.trained_on = -1  # samples seen when the model was last trained on the memory
 

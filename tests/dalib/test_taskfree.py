@@ -11,7 +11,7 @@ from dalib.cli import main
 from dalib.engine import Budget, Trace
 from dalib.models import build_model
 from dalib.registry import build_method
-from dalib.taskfree import batches, fit_taskfree
+from dalib.taskfree import fit_taskfree
 from scenarios.datasets import load_uci_digits
 from scenarios.stream import build_stream
 
@@ -37,7 +37,7 @@ def test_one_pass_in_order_outputs_of_seen_classes_and_anytime_points():
                      Trace(), curve)
     n = sum(len(t.train) for t in stream.tasks)
     assert len(labels) == sum(len(t.train) // 10 for t in stream.tasks)
-    assert all(10 <= len(y) < 20 for y in labels) and batches(9, 10) == 1
+    assert all(10 <= len(y) < 20 for y in labels) and Budget(batch_size=10).single_pass(9) == 1
     assert sum(len(y) for y in labels) == n  # every sample once
     assert before["boundaries"] == 0  # never told where a task ends
     seen = torch.zeros(10, dtype=torch.bool)
