@@ -172,10 +172,11 @@ def task_curves(matrices: dict[str, np.ndarray], title: str):
 
 
 def training_curves(curves: pd.DataFrame, checkpoints: pd.DataFrame, colours: dict, title: str,
-                    upper: frozenset[str] | set[str] = frozenset()):
-    """Training loss per step and, where given, target test accuracy at each checkpoint, mean
-    over seeds per method (methods in ``upper``, upper-bound references, dashed);
-    ``checkpoints`` rows with ``selected`` mark each seed's selected checkpoint."""
+                    upper: frozenset[str] | set[str] = frozenset(), metric: str = "target_acc"):
+    """Training loss per step and, where given, the target test ``metric`` (accuracy, or
+    ``target_rmse`` in a regression scenario) at each checkpoint, mean over seeds per method
+    (methods in ``upper``, upper-bound references, dashed); ``checkpoints`` rows with
+    ``selected`` mark each seed's selected checkpoint."""
     panels = 2 if not checkpoints.empty else 1
     fig, axes = _grid(panels, ncols=2, size=(5.5, 3.6))
     _mean_lines(axes[0], curves, "loss", colours, upper)
@@ -184,14 +185,17 @@ def training_curves(curves: pd.DataFrame, checkpoints: pd.DataFrame, colours: di
     axes[0].set_xlabel("step")
     axes[0].set_ylabel("loss")
     if panels == 2:
-        _mean_lines(axes[1], checkpoints, "target_acc", colours, upper, marker=".")
+        error = metric == "target_rmse"
+        _mean_lines(axes[1], checkpoints, metric, colours, upper, marker=".")
         picked = checkpoints[checkpoints["selected"]]
-        marks = axes[1].scatter(picked["step"], picked["target_acc"], marker="x", color="black",
+        marks = axes[1].scatter(picked["step"], picked[metric], marker="x", color="black",
                                 s=20, label="selected checkpoint (each seed)", zorder=3)
-        axes[1].legend(handles=[marks], fontsize=LEGEND, loc="lower right")  # methods: figure legend
-        axes[1].set_title("target test accuracy at checkpoints (mean over seeds)")
+        axes[1].legend(handles=[marks], fontsize=LEGEND,  # methods: figure legend
+                       loc="upper right" if error else "lower right")
+        axes[1].set_title(f"target test {'RMSE' if error else 'accuracy'} at checkpoints "
+                          "(mean over seeds)")
         axes[1].set_xlabel("step")
-        axes[1].set_ylabel("accuracy (%)")
+        axes[1].set_ylabel("RMSE (target units)" if error else "accuracy (%)")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.suptitle(title, y=1.02)
     fig.tight_layout()

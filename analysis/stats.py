@@ -27,12 +27,22 @@ CI_METHODS = ("bootstrap", "t")
 RESAMPLES = 10_000
 SEED = 0
 LOWER_IS_BETTER = {"forgetting", "intransigence", "ntg", "source_drop", "online_error"}
+# a regression scenario's errors and their gaps, in the target's units (never in points)
+ERRORS = {"target_rmse", "target_mae", "source_rmse", "source_mae", "target_train_rmse"}
+ERROR_GAPS = {"ntg_rmse", "source_drop_rmse"}
+
+
+def is_error(metric: str) -> bool:
+    """Whether ``metric`` is a regression error (RMSE or MAE, ``target_rmse_<criterion>``
+    too): non-negative, in the target's units, lower is better."""
+    return metric in ERRORS or metric.startswith("target_rmse_")
 
 
 def lower_is_better(metric: str) -> bool:
     """Whether smaller values of ``metric`` are better (``online_error[DOMAIN]`` as
-    ``online_error``)."""
-    return metric.split("[")[0] in LOWER_IS_BETTER
+    ``online_error``; regression errors and their gaps)."""
+    stem = metric.split("[")[0]
+    return stem in LOWER_IS_BETTER or stem in ERROR_GAPS or is_error(stem)
 BOOTSTRAP_MIN_N = 10
 MIN_SEEDS = 4
 # Differences of metrics in points (accuracy, error, NTG, forgetting, ...) under half a point
@@ -120,10 +130,13 @@ def configurations(results: pd.DataFrame) -> set[str]:
 
 def value_range(metric: str) -> tuple[float, float]:
     """The values a metric can take: accuracies (``acc``, ``*_acc``, ``target_acc_*``) lie in
-    [0, 100] percent; other metrics (differences, forgetting, scores) are left unbounded."""
+    [0, 100] percent, regression errors are non-negative; other metrics (differences,
+    forgetting, scores) are left unbounded."""
     if metric == "acc" or metric.endswith("_acc") or metric.startswith(("target_acc_",
                                                                         "online_error")):
         return 0.0, 100.0
+    if is_error(metric):
+        return 0.0, np.inf
     return -np.inf, np.inf
 
 

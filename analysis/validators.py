@@ -7,7 +7,9 @@ a searched method pooled under its name) and seed, the best target accuracy amon
 candidates minus the one the validator picks.
 
 Works on run records (their ``checkpoints`` and ``higher_is_better``) or on a table made by
-any tool with the columns ``scenario, method, seed, target_acc`` and one per validator.
+any tool with the columns ``scenario, method, seed, target_acc`` and one per validator. In a
+regression scenario the ``target_acc`` column holds the negative target RMSE (higher is
+still better), so its regrets are in the target's units.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ def checkpoint_table(records: list[dict]) -> tuple[pd.DataFrame, dict[str, bool]
         for c in r["checkpoints"]:
             if c.get("selectable", True):
                 rows.append({"scenario": r["scenario"], "method": method, "seed": r["seed"],
-                             "run": r["run_id"], "step": c["step"], "target_acc": c["target_acc"],
+                             "run": r["run_id"], "step": c["step"],
+                             "target_acc": c["target_acc"] if "target_acc" in c
+                             else -c["target_rmse"],  # regression: higher is still better
                              **{v: c[v] for v in r["higher_is_better"] if v in c}})
     return pd.DataFrame(rows), directions
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from dalib.engine import Batch
-from dalib.method import Method, cross_entropy
+from dalib.method import Method, supervised_loss
 
 
 class Supervised(Method):
@@ -27,6 +27,7 @@ class Supervised(Method):
 
     packable = True
     task_free = True  # naive fine-tuning and the joint reference need no task boundaries
+    regression = True  # the squared error on continuous targets
 
     def __init__(self, model, *, data: str | tuple[str, ...], name: str, joint: bool = False,
                  **optim) -> None:
@@ -40,7 +41,7 @@ class Supervised(Method):
 
     def loss(self, batch: dict[str, Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x = self.augmented(batch)
-        losses = {n: cross_entropy(self.logits(x[n], batch[n].task), batch[n].y)
+        losses = {n: supervised_loss(self.logits(x[n], batch[n].task), batch[n].y)
                   for n in self.needs}
         total = sum(losses.values())
         return total, ({f"cls_{n}": v.detach() for n, v in losses.items()}
@@ -60,6 +61,7 @@ class AdaBN(Method):
 
     needs = ("source", "target")
     packable = True  # trains as source-only; each run re-estimates its own statistics
+    regression = True
 
     def __init__(self, model, *, name: str, batch_size: int = 512, **optim) -> None:
         super().__init__(model, **optim)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dalib.adaptation.adversarial import CDAN, DANN, MCD, MDD
 from dalib.adaptation.confusion import MCC, EntropyMin, InfoMax
-from dalib.adaptation.discrepancy import CORAL, MMD
+from dalib.adaptation.discrepancy import CORAL, MMD, RSD
 from dalib.adaptation.self_training import FixMatch, MeanTeacher, PseudoLabel
 from dalib.adaptation.weighting import PADA, Gate
 from dalib.baselines import AdaBN, Supervised
@@ -58,6 +58,8 @@ def register_builtins() -> None:
     register_term("mdd", MDD, "adversarial: margin disparity discrepancy")
     register_term("dan", MMD, "discrepancy: multi-kernel MMD")
     register_term("deep-coral", CORAL, "discrepancy: covariance alignment")
+    register_term("rsd", RSD, "regression: representation subspace distance (principal angles "
+                  "between source and target feature subspaces)")
     register_term("mcc", MCC, "confusion: minimum class confusion on target")
     register_term("entmin", EntropyMin, "entropy minimisation on target")
     register_term("im", InfoMax, "information maximisation on target: mean entropy minus the "

@@ -103,6 +103,13 @@ class Entry:
             return (data,) if isinstance(data, str) else tuple(data)
         return self.cls.needs + tuple(n for t in self.terms for n in TERMS[t].cls.needs)
 
+    @property
+    def regression(self) -> bool:
+        """Whether the method's losses apply to continuous targets (the class's and every
+        term's ``regression``)."""
+        return getattr(self.cls, "regression", False) and all(
+            getattr(TERMS[t].cls, "regression", False) for t in self.terms)
+
     def split(self, params: dict) -> tuple[dict, list[tuple[str, type[Term], dict]]]:
         """Optimiser settings and (name, class, options) per term."""
         optim = {k: v for k, v in params.items() if k in OPTIM}

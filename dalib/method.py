@@ -31,6 +31,17 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | 
     return (ce if weight is None else ce * weight).mean(-1)
 
 
+def supervised_loss(out: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None,
+                    ) -> torch.Tensor:
+    """The supervised loss of a batch: :func:`cross_entropy` for class labels, the mean
+    squared error of the single output for continuous targets (a regression scenario's,
+    standardised: :mod:`scenarios.regression`), each optionally weighted per sample."""
+    if not y.is_floating_point():
+        return cross_entropy(out, y, weight)
+    se = (out[..., 0].float() - y) ** 2
+    return (se if weight is None else se * weight).mean(-1)
+
+
 class Method:
     """Base of every method.
 
@@ -60,6 +71,7 @@ class Method:
     precision = "fp32"  # "bf16": the engine runs each update under bfloat16 autocast
     packable = False
     task_free = False  # True: learns without being told the task boundaries (online streams)
+    regression = False  # True: its losses apply to continuous targets (supervised_loss)
     per_run: tuple[str, ...] = ()
     stacked: tuple[str, ...] = ()
     lead_dims = 0  # 1 in a pack: tensors are (S, B, ...)
@@ -187,7 +199,7 @@ class Method:
         self.optimizer.step()
 
     def classification_loss(self, batch: Batch) -> torch.Tensor:
-        return cross_entropy(self.logits(self.augment(batch.x), batch.task), batch.y)
+        return supervised_loss(self.logits(self.augment(batch.x), batch.task), batch.y)
 
     def run_mean(self, t: torch.Tensor) -> torch.Tensor:
         """The mean of each run's part of ``t`` (a scalar for one run)."""

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import re
 
-from scenarios.suite import SELECTION_CRITERIA
+from scenarios.suite import REGRESSION_CRITERIA, SELECTION_CRITERIA
 
 TRANSFER = {"target_acc", "source_acc", "target_train_acc", "selected_step",
             "target_acc_oracle", "converged", "ntg", "gain_over_source_only", "source_drop",
             "leep", "nce", "logme", "h_score", "pad",
             "known_acc", "unknown_recall", "hos", "hos_last", "hos_oracle",  # open set
-            *(f"target_acc_{c.replace('-', '_')}" for c in SELECTION_CRITERIA)}
+            *(f"target_acc_{c.replace('-', '_')}" for c in SELECTION_CRITERIA),
+            # regression
+            "target_rmse", "target_mae", "source_rmse", "source_mae", "target_train_rmse",
+            "target_rmse_oracle", "ntg_rmse", "gain_over_source_only_rmse", "source_drop_rmse",
+            *(f"target_rmse_{c.replace('-', '_')}" for c in REGRESSION_CRITERIA)}
 STREAM = {"acc", "bwt", "fwt", "forgetting", "intransigence", "acc_val", "converged",
           "anytime_acc"}
 TEST_TIME = {"online_error", "majority_share", "final_majority_share", "collapsed",

@@ -28,7 +28,7 @@ from dalib import store
 from dalib.engine import Budget, planned_steps, resolve_device
 from dalib.models import model_for
 from dalib.pack.plan import plan
-from dalib.registry import OPTIM, check_method, with_recipe
+from dalib.registry import OPTIM, REGISTRY, check_method, with_recipe
 from dalib.runspec import RunSpec, expand, resolved_budget, scenario_methods
 from dalib.settings import (
     check_resume,
@@ -41,7 +41,7 @@ from dalib.settings import (
 from dalib.status import end_sweep, write_sweep
 from dalib.worker import Worker, model_kept
 from scenarios.errors import InputError, reject_unknown
-from scenarios.suite import Suite
+from scenarios.suite import REGRESSION_CRITERIA, Suite
 
 
 def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> dict[str, int]:
@@ -75,6 +75,8 @@ def validate(suite: Suite, runs: list[RunSpec], data_root: str | None) -> dict[s
             method = None
             if sc.kind == "stream" and sc.options.get("online"):
                 check_task_free(sc, configs, entries)
+            if sc.kind == "transfer" and sc.options.get("regression"):
+                check_regression(configs, entries)
             if sc.kind == "test-time":
                 check_init(sc)
             data = sc.build(runs[0].seed if runs else 0, data_root)
@@ -136,6 +138,22 @@ def check_task_free(sc, configs: list, entries: list) -> None:
                              "task-free stream never announces", expected="a method that "
                              "learns without them (naive, joint, replay, der, der++, mir, "
                              "gdumb), or online = false")
+
+
+def check_regression(configs: list, entries: list) -> None:
+    """In a regression scenario every method's losses apply to continuous targets (a
+    method says so with ``regression = True``; an adaptation method when all its terms do),
+    and every method's selection criterion is one defined for them."""
+    for (j, m, _), entry in zip(configs, entries, strict=True):
+        if not entry.regression:
+            able = sorted(name for name, e in REGISTRY.items()
+                          if e.kind == "transfer" and e.regression)
+            raise InputError(f"methods[{j}]", f"{m.name!r} needs class labels (its losses "
+                             "read class probabilities)", expected="a method for continuous "
+                             f"targets ({', '.join(able)}), or regression = false")
+        if m.selection and m.selection not in REGRESSION_CRITERIA:
+            raise InputError(f"methods[{j}].selection", f"is {m.selection!r} in a regression "
+                             "scenario", expected=f"one of {', '.join(REGRESSION_CRITERIA)}")
 
 
 def check_init(sc) -> None:

@@ -175,19 +175,24 @@ class CheckpointScorer:
         return row
 
 
-def pick(checkpoints: list[dict], criterion: str) -> dict:
+def pick(checkpoints: list[dict], criterion: str,
+         higher: dict[str, bool] = HIGHER_IS_BETTER,
+         oracle: tuple[str, bool] = ("target_acc", True)) -> dict:
     """The checkpoint a criterion selects (ties: the later one) among the selectable ones:
     a method that trains in phases (pretraining on the source, then fine-tuning) offers only
-    the checkpoints of its final phase."""
+    the checkpoints of its final phase. ``higher``: each criterion's direction; ``oracle``:
+    the target test metric the ``oracle`` upper bound optimises, and whether higher is
+    better (regression: :mod:`dalib.regression`)."""
     checkpoints = [c for c in checkpoints if c.get("selectable", True)] or checkpoints
     if criterion == "last":
         return checkpoints[-1]
     if criterion == "oracle":
-        return max(reversed(checkpoints), key=lambda c: c["target_acc"])
+        key, up = oracle
+        return max(reversed(checkpoints), key=lambda c: c[key] if up else -c[key])
     if criterion == "snd":  # only models the source loss has trained (see the module doc)
         best = max(c["source-val"] for c in checkpoints)
         checkpoints = [c for c in checkpoints if c["source-val"] >= best - SND_SOURCE_MARGIN]
-    sign = 1.0 if HIGHER_IS_BETTER[criterion] else -1.0
+    sign = 1.0 if higher[criterion] else -1.0
     finite = [c for c in checkpoints if np.isfinite(c[criterion])] or checkpoints
     return max(reversed(finite), key=lambda c: sign * c[criterion])
 

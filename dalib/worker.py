@@ -42,6 +42,8 @@ from dalib.pack.runs import method_pack_reason
 from dalib.pack.train import fit_stream_pack, fit_transfer_pack, stream_pack_reason
 from dalib.plugins import load_all as load_plugins
 from dalib.registry import check_method
+from dalib.regression import HIGHER_IS_BETTER as REGRESSION_DIRECTIONS
+from dalib.regression import RegressionScorer, regression_metrics
 from dalib.runspec import RunSpec, resolved_budget
 from dalib.selection import HIGHER_IS_BETTER, CheckpointScorer, selection_metrics
 from dalib.stamp import stamp
@@ -80,6 +82,12 @@ def _prepare(run: RunSpec, data, device: torch.device, precision: str, compile: 
     return entry, method, Budget(**resolved_budget(sc.budget))
 
 
+def scorer_for(data, seed: int) -> CheckpointScorer | RegressionScorer:
+    """The checkpoint scorer of a transfer run: of class predictions, or of continuous
+    targets in a regression scenario."""
+    return RegressionScorer(data, seed) if data.regression else CheckpointScorer(data, seed)
+
+
 def _transfer_record(run: RunSpec, entry, method, data, scorer: CheckpointScorer, steps: int,
                      features: bool) -> tuple[dict, dict | None]:
     """A trained transfer run's record (selection metrics, transferability scores of
@@ -87,12 +95,17 @@ def _transfer_record(run: RunSpec, entry, method, data, scorer: CheckpointScorer
     # selection criteria judge training on the source; baselines trained on target labels
     # alone (target-only, target-oracle) keep their final model
     criterion = run.selection if "source" in method.needs else "last"
-    metrics = selection_metrics(scorer.checkpoints, criterion)
-    if entry.needs == ("source",):  # a source-trained model: score it for the target
+    if data.regression:
+        metrics, directions = regression_metrics(scorer.checkpoints, criterion), \
+            REGRESSION_DIRECTIONS
+    else:
+        metrics, directions = selection_metrics(scorer.checkpoints, criterion), \
+            HIGHER_IS_BETTER
+    if entry.needs == ("source",) and not data.regression:  # score it for the target
         metrics.update(transferability_scores(method, data, seed=run.seed))
     record = {"steps": steps, "selection": criterion, "source_trained": "source" in method.needs,
               "checkpoints": scorer.checkpoints,
-              "metrics": metrics, "higher_is_better": {c: up for c, up in HIGHER_IS_BETTER.items()
+              "metrics": metrics, "higher_is_better": {c: up for c, up in directions.items()
                                                        if c != "last"}}
     sample = feature_sample(method, data) if features and hasattr(method.model, "features") \
         else None
@@ -220,7 +233,7 @@ def execute(run: RunSpec, data, device: torch.device, features: bool = False,
         record = _test_time(run, method, data, budget, device, trace, models)
         train_s = time.perf_counter() - start
     else:
-        scorer = CheckpointScorer(data, run.seed)
+        scorer = scorer_for(data, run.seed)
         steps = fit_transfer(method, data, budget, device, run.seed, trace,
                              lambda step: scorer.score(method, step),
                              threads=torch.get_num_threads())
@@ -248,9 +261,9 @@ def add_convergence(record: dict, interval_losses: list[float]) -> None:
     selectable = [c for c in record["checkpoints"] if c.get("selectable", True)]
     criterion = record["selection"]
     scores = [c[criterion] for c in selectable] if criterion != "last" else []
+    up = record.get("higher_is_better", {}).get(criterion, HIGHER_IS_BETTER.get(criterion, True))
     record["convergence"] = convergence([c["train_loss"] for c in selectable
-                                         if "train_loss" in c], scores,
-                                        HIGHER_IS_BETTER.get(criterion, True))
+                                         if "train_loss" in c], scores, up)
     record["metrics"]["converged"] = float(record["convergence"]["converged"])
 
 
@@ -325,7 +338,7 @@ def execute_pack(runs: list[RunSpec], datas: list, device: torch.device,
                    for d, R, v in zip(datas, matrices, validations, strict=True)]
         samples = [None] * len(runs)
     else:
-        scorers = [CheckpointScorer(d, r.seed) for r, d in zip(runs, datas, strict=True)]
+        scorers = [scorer_for(d, r.seed) for r, d in zip(runs, datas, strict=True)]
         steps, pack = fit_transfer_pack(methods, datas, budget, device, seeds,
                                         [lambda step, sc=sc, m=m: sc.score(m, step)
                                          for sc, m in zip(scorers, methods, strict=True)],

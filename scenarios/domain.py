@@ -15,6 +15,7 @@ SIGNALS = {"NCL": 3, "NLC": 3, "NL": 2}  # 1-D signals: N x channels x length, a
 LAYOUTS = ("NCHW", "NHWC", *SIGNALS)
 MAX_CLASSES = 100_000  # labels beyond this are a data error, not a million-way head
 NPZ_MAGIC = b"PK"  # .npz files are zip archives
+TARGET = "value"  # the one output of a model of continuous targets, as its class name
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,9 @@ def from_arrays(x, y=None, *, name: str = "arrays", task=None, classes=None,
     ``x``: N x D, N x H x W, N x C x H x W or N x H x W x C (see :func:`channels_first`),
     numeric, finite; or a 1-D signal with ``layout`` ``NCL``, ``NLC`` or ``NL`` (kept as
     N x C x L). Integer images (uint8) are scaled to [0, 1] by 255; float data and signals
-    are kept as given. ``y``: N integers in [0, C), C at most ``MAX_CLASSES``. ``task``: N
+    are kept as given. ``y``: N integers in [0, C), C at most ``MAX_CLASSES``, or N real
+    numbers, continuous targets (floats that are not all non-negative integers; for
+    ``regression = true`` scenarios, :mod:`scenarios.regression`). ``task``: N
     non-negative integers. Errors name ``source`` (a file) and the field. ``lazy``: uint8
     N x H x W x C images stay as they are (:class:`~scenarios.pixels.Pixels`: a memory-mapped
     array is read a batch at a time).
@@ -181,7 +184,15 @@ def from_arrays(x, y=None, *, name: str = "arrays", task=None, classes=None,
         if x.dtype == np.uint8:
             xt = xt / 255.0
     yt = None
-    if y is not None:
+    if y is not None and _continuous(y):
+        if len(y) != len(x):
+            raise InputError("y", f"has {len(y)} values but x has {len(x)} samples",
+                             expected=f"a vector of length {len(x)}", source=where)
+        if not np.isfinite(np.asarray(y)).all():
+            raise InputError("y", "has values that are not finite", expected="finite targets",
+                             source=where)
+        yt, classes = torch.as_tensor(np.asarray(y, dtype=np.float32)), (TARGET,)
+    elif y is not None:
         yt = _int_field(y, "y", len(x), where)
         if int(yt.max()) >= MAX_CLASSES:
             raise InputError("y", f"has label {int(yt.max())}", expected=f"class labels "
@@ -195,6 +206,13 @@ def from_arrays(x, y=None, *, name: str = "arrays", task=None, classes=None,
         classes = tuple(classes or ())
     tt = None if task is None else _int_field(task, "task", len(x), where)
     return Domain(name=name, x=xt, y=yt, classes=classes, task=tt)
+
+
+def _continuous(y) -> bool:
+    """Whether labels are continuous targets: floats not all non-negative integers."""
+    arr = np.asarray(y)
+    return arr.dtype.kind == "f" and arr.ndim == 1 and not (
+        np.isfinite(arr).all() and np.all(arr == np.round(arr)) and (arr >= 0).all())
 
 
 def _int_field(values, field_name: str, n: int, where: str) -> torch.Tensor:

@@ -20,6 +20,7 @@ from scenarios import checks
 from scenarios.corruptions import CORRUPTIONS, corrupt_images
 from scenarios.domain import Domain
 from scenarios.errors import InputError, reject_unknown
+from scenarios.regression import TARGET
 from scenarios.text import DROPPED, PAD
 
 
@@ -30,14 +31,32 @@ def _images(domain: Domain, shift: str) -> torch.Tensor:
     return domain.x
 
 
+def _rotated(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Images ``x`` rotated by ``degrees`` (one angle per image, counter-clockwise,
+    bilinear, zero fill)."""
+    theta = torch.deg2rad(degrees.double())
+    c, s = torch.cos(theta).to(x.dtype), torch.sin(theta).to(x.dtype)
+    zero = torch.zeros_like(c)
+    mat = torch.stack([torch.stack([c, -s, zero], 1), torch.stack([s, c, zero], 1)], 1)
+    grid = F.affine_grid(mat, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, align_corners=False).clamp_(0, 1)
+
+
 def rotate(domain: Domain, rng: np.random.Generator, degrees: float) -> Domain:
     """Rotate every image by ``degrees`` (counter-clockwise, bilinear, zero fill)."""
     x = _images(domain, "rotate")
-    theta = np.deg2rad(degrees)
-    c, s = float(np.cos(theta)), float(np.sin(theta))
-    mat = torch.tensor([[c, -s, 0.0], [s, c, 0.0]], dtype=x.dtype).expand(len(x), 2, 3)
-    grid = F.affine_grid(mat, list(x.shape), align_corners=False)
-    return domain.with_(x=F.grid_sample(x, grid, align_corners=False).clamp_(0, 1))
+    return domain.with_(x=_rotated(x, torch.full((len(x),), float(degrees))))
+
+
+def angle(domain: Domain, rng: np.random.Generator, degrees: float) -> Domain:
+    """A regression target made from images: each image rotated by its own angle, drawn
+    uniformly from [-``degrees``, ``degrees``], and that angle (in degrees) made its label
+    (``regression = true`` scenarios only)."""
+    x = _images(domain, "angle")
+    g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    degrees_each = (2 * torch.rand(len(x), generator=g, dtype=torch.float64) - 1) * degrees
+    return domain.with_(x=_rotated(x, degrees_each), y=degrees_each.float(),
+                        classes=(TARGET,))
 
 
 def noise(domain: Domain, rng: np.random.Generator, std: float) -> Domain:
@@ -191,6 +210,7 @@ def _seed(value, field: str):
 class Shift:
     fn: Callable[..., Domain]
     train_only: bool = False
+    labels: str = "any"  # "classes": needs class labels; "continuous": makes continuous ones
     checks: dict[str, Callable] = field(default_factory=dict)  # option -> check(value, field)
 
     @property
@@ -210,12 +230,14 @@ SHIFTS: dict[str, Shift] = {
     "pad": Shift(pad, checks={"pixels": partial(checks.integer, low=1, high=4096)}),
     "channels": Shift(channels, checks={"count": _channel_count}),
     "permute": Shift(permute, checks={"seed": _seed}),
-    "label-noise": Shift(label_noise, train_only=True,
+    "label-noise": Shift(label_noise, train_only=True, labels="classes",
                          checks={"rate": partial(checks.number, low=0, high=1)}),
-    "class-subset": Shift(class_subset, checks={
+    "class-subset": Shift(class_subset, labels="classes", checks={
         "classes": partial(checks.number_list, low=0, integer=True)}),
-    "class-prior": Shift(class_prior, checks={
+    "class-prior": Shift(class_prior, labels="classes", checks={
         "weights": partial(checks.number_list, low=0)}),
+    "angle": Shift(angle, labels="continuous", checks={
+        "degrees": partial(checks.number, low=0, high=180)}),
     "gain": Shift(gain, checks={"factor": partial(checks.number, low=-1e6, high=1e6),
                                 "noise": partial(checks.number, low=0, high=1e6)}),
     "token-dropout": Shift(token_dropout, checks={

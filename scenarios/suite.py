@@ -20,6 +20,7 @@ from scenarios.datasets import dataset_files, dataset_fingerprint, dataset_loade
 from scenarios.domain import LAYOUTS, Domain
 from scenarios.errors import InputError, reject_unknown
 from scenarios.multidomain import LODO, TARGET_DATA, leave_one_out, pool, table_name
+from scenarios.regression import require_classes
 from scenarios.shifts import SHIFTS, apply_shifts, validate_shift
 from scenarios.standardize import MODES as STANDARDIZE_MODES
 from scenarios.standardize import (
@@ -50,11 +51,15 @@ DEFAULT_SELECTION = "bnm"
 COMMON_KEYS = {"name", "kind", "methods", "budget", "model", "optim", "search", "recipe"}
 DATA_KEYS = {"standardize"}  # options of how a scenario's inputs are prepared
 OPEN_SET_SELECTION = "dev"  # measured on openset-digits: the lowest regret in H-score
+# the criteria defined for continuous targets (the others read class probabilities), and the
+# default among them (measured on regression-digits: see the regression guide)
+REGRESSION_CRITERIA = ("source-val", "dev", "iwcv", "last")
+REGRESSION_SELECTION = "source-val"
 TRANSFER_KEYS = COMMON_KEYS | DATA_KEYS | {"source", "target", "k", "source_test_fraction",
                                            "target_test_fraction", "source_val_fraction",
                                            "selection", "target_data", "domains",
                                            "test_domains", "leave_one_source_out",
-                                           "open_set"}
+                                           "open_set", "regression"}
 # set by a leave-one-domain-out expansion only
 FAMILY_KEYS = {"family", "held_out", "validation_domains", "validation_domain",
                "without_source"}
@@ -166,6 +171,8 @@ class ScenarioSpec:
             return "source-val"
         if self.options.get("open_set"):
             return OPEN_SET_SELECTION
+        if self.options.get("regression"):
+            return REGRESSION_SELECTION
         return DEFAULT_SELECTION
 
     def data_specs(self) -> list[dict]:
@@ -263,13 +270,15 @@ class ScenarioSpec:
                 source_test_fraction=o.get("source_test_fraction", 0.2),
                 target_test_fraction=o.get("target_test_fraction", 0.3),
                 source_val_fraction=o.get("source_val_fraction", 0.1),
-                open_set=o.get("open_set", False)),
+                open_set=o.get("open_set", False), regression=o.get("regression", False)),
                 target_data=o.get("target_data", "unlabelled")), self.standardize)
         specs = o["domains"] if "domains" in o else [o["data"]]
         roles = [f"domains[{i}]" for i in range(len(specs))] if "domains" in o else ["data"]
         domains = [_load(s, data_root, self.base_dir, r) for s, r in zip(specs, roles, strict=True)]
         domains = [formats.align_columns(domains[0], d, r) for d, r in zip(domains, roles,
                                                                             strict=True)]
+        for d, r in zip(domains, roles, strict=True):
+            require_classes(d, r)
         return standardize_stream(build_stream(
             self.name, o.get("stream", "domains" if "domains" in o else "split"), domains,
             seed=seed, protocol=o.get("protocol"), tasks=o.get("tasks"),
@@ -405,7 +414,7 @@ def _check_type(value, types, field_name: str, expected: str) -> None:
         raise InputError(field_name, f"is {value!r}", expected=expected)
 
 
-def _check_data(spec, field_name: str) -> None:
+def _check_data(spec, field_name: str, regression: bool = False) -> None:
     _check_type(spec, dict, field_name, "a table like {dataset = 'mnist'}, {npz = 'file.npz'}, "
                 "{folder = 'images/'}, {list = 'a.txt'} or {table = 'data.csv', label = 'y'}")
     kind = formats.format_of(spec)
@@ -436,9 +445,16 @@ def _check_data(spec, field_name: str) -> None:
     _check_type(shifts, list, f"{field_name}.shifts", "a list of shift tables")
     for i, s in enumerate(shifts):
         try:
-            validate_shift(s)
+            shift, _ = validate_shift(s)
         except InputError as exc:
             raise exc.within("", f"{field_name}.shifts[{i}]") from None
+        if shift.labels == ("continuous" if not regression else "classes"):
+            raise InputError(f"{field_name}.shifts[{i}]", f"{s['name']!r} "
+                             + ("makes continuous targets outside a regression scenario"
+                                if not regression else "needs class labels, which a "
+                                "regression scenario does not have"),
+                             expected="regression = true on a transfer scenario"
+                             if not regression else "shifts of the inputs only")
 
 
 def _check_budget(budget, field_name: str) -> dict:
@@ -549,15 +565,18 @@ def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: d
         if isinstance(table["source"], list) and not sources:
             raise InputError(f"{f}.source", "is an empty list", expected="one or more data "
                              "tables (several: a multi-source scenario)")
+        regression = table.get("regression", False)
+        _check_type(regression, bool, f"{f}.regression", "true or false (true: the labels "
+                    "are continuous targets)")
         for j, spec in enumerate(sources):
             where = f"{f}.source[{j}]" if isinstance(table["source"], list) else f"{f}.source"
-            _check_data(spec, where)
+            _check_data(spec, where, regression)
             if isinstance(table["source"], list) and any(
                     SHIFTS[s["name"]].train_only for s in spec.get("shifts", [])):
                 raise InputError(f"{where}.shifts", "holds a training-only shift (label "
                                  "noise) in a list of sources", expected="data shifts only, "
                                  "or label noise on a single source")
-        _check_data(table["target"], f"{f}.target")
+        _check_data(table["target"], f"{f}.target", regression)
         target_data = table.get("target_data", "unlabelled")
         checks.string(target_data, f"{f}.target_data", TARGET_DATA)
         k = checks.integer(table.get("k", 0), f"{f}.k", 0, 1_000_000,
@@ -572,8 +591,16 @@ def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: d
             raise InputError(f"{f}.k", f"is {k} in an open-set scenario", expected="k = 0 "
                              "(labelled target samples per class are not defined for the "
                              "unknown class)")
+        if regression and table.get("open_set"):
+            raise InputError(f"{f}.open_set", "is true in a regression scenario",
+                             expected="open_set = false (unknown classes need classes)")
         for key in ("source_test_fraction", "target_test_fraction", "source_val_fraction"):
             _check_fraction(table, key, f)
+        if regression and table.get("selection", REGRESSION_SELECTION) not in \
+                REGRESSION_CRITERIA:
+            raise InputError(f"{f}.selection", f"is {table['selection']!r} in a regression "
+                             "scenario", expected=f"one of {', '.join(REGRESSION_CRITERIA)} "
+                             "(the other criteria read class probabilities)")
         if table.get("selection", DEFAULT_SELECTION) not in SELECTION_CRITERIA:
             raise InputError(f"{f}.selection", f"is {table['selection']!r}",
                              expected=f"one of {', '.join(SELECTION_CRITERIA)} ({LODO!r}: "

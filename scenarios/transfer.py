@@ -10,6 +10,15 @@ import torch
 from scenarios.datasets import stratified_split
 from scenarios.domain import Domain
 from scenarios.errors import InputError
+from scenarios.regression import (
+    continuous,
+    is_continuous,
+    pick_per_bin,
+    quantile_bins,
+    require_classes,
+    standardized_targets,
+    target_scale,
+)
 from scenarios.shifts import SHIFTS, apply_shifts
 
 
@@ -23,7 +32,9 @@ class TransferScenario:
     ``target_labelled`` holds the ``k`` labelled target samples per class (a subset of
     ``target_train``), or ``None`` when k = 0. In an ``open_set`` scenario the known classes
     are those of the source training part, and the target labels every sample of another
-    class ``unknown`` (label :attr:`num_classes`).
+    class ``unknown`` (label :attr:`num_classes`). In a regression scenario (``target_scale``
+    set) every part's labels are continuous targets standardised with the source training
+    part's ``(mean, std)`` (:mod:`scenarios.regression`).
     """
 
     name: str
@@ -37,6 +48,11 @@ class TransferScenario:
     # "none" (domain generalization): no method sees target_train, labelled or not
     target_data: str = "unlabelled"
     open_set: bool = False
+    target_scale: tuple[float, float] | None = None  # regression: the targets' (mean, std)
+
+    @property
+    def regression(self) -> bool:
+        return self.target_scale is not None
 
     @property
     def num_classes(self) -> int:
@@ -50,8 +66,9 @@ class TransferScenario:
 def strata(domain: Domain) -> np.ndarray:
     """What stratified splits keep in proportion: the class, and in data pooled from several
     domains the (domain, class) pair, so every source domain keeps its share in each part
-    (its held-out part included: DomainBed's training-domain validation)."""
-    y = domain.y.numpy()
+    (its held-out part included: DomainBed's training-domain validation). Continuous
+    targets: their quantile bins."""
+    y = quantile_bins(domain.y.numpy()) if is_continuous(domain) else domain.y.numpy()
     return y if domain.env is None else domain.env.numpy() * domain.num_classes + y
 
 
@@ -90,8 +107,8 @@ def shifted_split(domain: Domain, shifts: list[dict], test_fraction: float,
 
 def disjoint_halves(domain: Domain, rng: np.random.Generator) -> tuple[Domain, Domain]:
     """Two stratified halves of one dataset, so source and target share no sample."""
-    strata = domain.y.numpy() * 2 + (0 if domain.test_mask is None else domain.test_mask.numpy())
-    a, b = stratified_split(strata, 0.5, rng)
+    own = strata(domain) * 2 + (0 if domain.test_mask is None else domain.test_mask.numpy())
+    a, b = stratified_split(own, 0.5, rng)
     return domain.subset(a), domain.subset(b)
 
 
@@ -162,12 +179,13 @@ def build_transfer(name: str, source: Domain, target: Domain, *, seed: int, k: i
                    source_shifts: list[dict] = (), target_shifts: list[dict] = (),
                    disjoint: bool | None = None, source_test_fraction: float = 0.2,
                    target_test_fraction: float = 0.3, source_val_fraction: float = 0.1,
-                   open_set: bool = False) -> TransferScenario:
+                   open_set: bool = False, regression: bool = False) -> TransferScenario:
     """Build the scenario for one seed (splits, shifts and the k labelled picks all follow it).
 
     ``disjoint``: source and target come from one dataset, so split it into two halves first
     (default: when ``source is target``). ``open_set``: the target may hold classes the
     source lacks (see :func:`open_set_parts`); else both must name the same classes.
+    ``regression``: the labels are continuous targets (see :mod:`scenarios.regression`).
     """
     rng = np.random.default_rng(seed)
     for role, d in (("source", source), ("target", target)):
@@ -175,6 +193,12 @@ def build_transfer(name: str, source: Domain, target: Domain, *, seed: int, k: i
             raise InputError(role, f"{d.name!r} has no labels", expected="labelled data (y)")
         if len(d) == 0:
             raise InputError(role, f"{d.name!r} is empty", expected="at least one sample")
+        if not regression:
+            require_classes(d, role)
+    if regression:
+        shared = source is target
+        source = continuous(source, "source")
+        target = source if shared else continuous(target, "target")
     if source.classes != target.classes and not open_set:
         missing = [c for c in source.classes if c not in target.classes]
         extra = [c for c in target.classes if c not in source.classes]
@@ -207,10 +231,22 @@ def build_transfer(name: str, source: Domain, target: Domain, *, seed: int, k: i
     if open_set:
         (src_train, src_val, src_test), (tgt_train, tgt_test) = open_set_parts(
             [src_train, src_val, src_test], [tgt_train, tgt_test])
+    scale = None
+    if regression:
+        for role, part in (("source", src_train), ("target", tgt_train)):
+            if not is_continuous(part):  # a shift replaced the targets with class labels
+                raise InputError(role, f"{part.name!r} has class labels after its shifts",
+                                 expected="shifts that keep continuous targets")
+        scale = target_scale(src_train)
+        src_train, src_val, src_test, tgt_train, tgt_test = (
+            standardized_targets(p, scale) for p in (src_train, src_val, src_test, tgt_train,
+                                                     tgt_test))
     labelled = None
     if k > 0:
-        labelled = tgt_train.subset(pick_per_class(tgt_train, k, rng),
-                                    f"{tgt_train.name}/k={k}")
+        picks = pick_per_bin(tgt_train, k, rng) if regression else \
+            pick_per_class(tgt_train, k, rng)
+        labelled = tgt_train.subset(picks, f"{tgt_train.name}/k={k}")
     return TransferScenario(name=name, source=src_train, source_val=src_val, source_test=src_test,
                             target_train=tgt_train, target_test=tgt_test,
-                            target_labelled=labelled, k=k, open_set=open_set)
+                            target_labelled=labelled, k=k, open_set=open_set,
+                            target_scale=scale)

@@ -22,6 +22,7 @@ from analysis.transfer import transfer_gaps
 
 REQUIRED = ["scenario", "method", "seed", "metric", "value"]
 PRIMARY = {"transfer": "target_acc", "stream": "acc", "test-time": "online_error"}
+REGRESSION_PRIMARY = "target_rmse"  # transfer scenarios of continuous targets
 # each kind's baselines, in order of preference: domain generalization compares with ERM
 BASELINE = {"transfer": ("source-only", "erm"), "stream": ("naive",),
             "test-time": ("source-only",)}  # test-time: the source model, unadapted
@@ -30,10 +31,13 @@ UPPER_BOUNDS = {"target-oracle", "joint", "cumulative"}  # references that see w
 
 def primary_of(table: pd.DataFrame, kind: str, scenario: str) -> str:
     """The metric a scenario's methods are ranked by: its kind's (:data:`PRIMARY`), the
-    H-score in an open-set scenario (one that reports it), else its first metric."""
+    H-score in an open-set scenario (one that reports it), the target RMSE in a regression
+    scenario, else its first metric."""
     metrics = table[table["scenario"] == scenario]["metric"]
     if kind == "transfer" and (metrics == "hos").any():
         return "hos"
+    if kind == "transfer" and (metrics == REGRESSION_PRIMARY).any():
+        return REGRESSION_PRIMARY
     return PRIMARY.get(kind) or str(metrics.iloc[0])
 
 
@@ -53,10 +57,14 @@ def baseline_of(methods, kind: str) -> str | None:
 
 COLUMNS = {"transfer": ["target_acc", "hos", "known_acc", "unknown_recall",
                         "target_acc_last", "gain_over_source_only", "ntg",
-                        "source_acc", "source_drop", "target_acc_oracle"],
+                        "source_acc", "source_drop", "target_acc_oracle",
+                        "target_rmse", "target_mae", "target_rmse_last",
+                        "gain_over_source_only_rmse", "ntg_rmse", "source_rmse",
+                        "source_drop_rmse", "target_rmse_oracle"],
            "stream": ["acc", "anytime_acc", "bwt", "fwt", "forgetting", "intransigence"],
            "test-time": ["online_error", "source_acc", "final_majority_share", "collapsed"]}
-DIFFERENCES = {"gain_over_source_only", "ntg", "source_drop", "bwt", "fwt"}
+DIFFERENCES = {"gain_over_source_only", "ntg", "source_drop", "bwt", "fwt",
+               "gain_over_source_only_rmse", "ntg_rmse", "source_drop_rmse"}
 NAMES = {"target_acc": "target acc", "target_acc_last": "last",
          "gain_over_source_only": "gain over source-only",
          "ntg": "NTG", "source_acc": "source acc", "source_drop": "source drop",
@@ -65,7 +73,11 @@ NAMES = {"target_acc": "target acc", "target_acc_last": "last",
          "online_error": "online error", "final_majority_share": "majority share (last 10%)",
          "collapsed": "collapsed (share of seeds)", "hos": "H-score (HOS)",
          "anytime_acc": "anytime acc (mean)", "known_acc": "known classes acc",
-         "unknown_recall": "unknown recall"}
+         "unknown_recall": "unknown recall", "target_rmse": "target RMSE",
+         "target_mae": "target MAE", "target_rmse_last": "last RMSE",
+         "gain_over_source_only_rmse": "RMSE gain over source-only", "ntg_rmse": "NTG (RMSE)",
+         "source_rmse": "source RMSE", "source_drop_rmse": "source RMSE rise",
+         "target_rmse_oracle": "oracle pick RMSE (upper bound)"}
 
 
 FAR_FROM_LAST = 5.0  # points between the selected and the last checkpoint that are flagged
@@ -73,12 +85,16 @@ FAR_FROM_LAST = 5.0  # points between the selected and the last checkpoint that 
 
 def selection_cost(table: pd.DataFrame, scenario: str, method: str) -> float | None:
     """The mean over seeds of the selected checkpoint's target accuracy minus the last
-    one's (None without both): what selection gained (+) or cost (-) against ``last``."""
+    one's (in a regression scenario the last one's RMSE minus the selected one's; None
+    without both): what selection gained (+) or cost (-) against ``last``."""
     part = table[(table["scenario"] == scenario) & (table["method"] == method)]
     by = part.pivot_table(index="seed", columns="metric", values="value", aggfunc="first")
-    if not {"target_acc", "target_acc_last"} <= set(by.columns):
+    if {"target_rmse", "target_rmse_last"} <= set(by.columns):  # regression: lower is better
+        diff = (by["target_rmse_last"] - by["target_rmse"]).dropna()
+    elif {"target_acc", "target_acc_last"} <= set(by.columns):
+        diff = (by["target_acc"] - by["target_acc_last"]).dropna()
+    else:
         return None
-    diff = (by["target_acc"] - by["target_acc_last"]).dropna()
     return float(diff.mean()) if len(diff) else None
 
 
@@ -107,19 +123,22 @@ def prepare(results: pd.DataFrame) -> pd.DataFrame:
     table = results.assign(value=values)
     if "status" not in table:
         table = table.assign(status="ok")
-    derived = {"gain_over_source_only", "ntg", "source_drop"}
+    derived = {"gain_over_source_only", "ntg", "source_drop", "gain_over_source_only_rmse",
+               "ntg_rmse", "source_drop_rmse"}
     if not derived & set(table["metric"]):
         table = pd.concat([table, transfer_gaps(ok_rows(table))], ignore_index=True)
     return table
 
 
 def kinds(table: pd.DataFrame) -> dict[str, list[str]]:
-    """Scenarios by kind: ``transfer`` (with ``target_acc``), ``stream`` (with ``acc``),
+    """Scenarios by kind: ``transfer`` (with ``target_acc`` or ``target_rmse``), ``stream``
+    (with ``acc``),
     ``test-time`` (with ``online_error``) and ``other``, in order of appearance."""
     out: dict[str, list[str]] = {"transfer": [], "stream": [], "test-time": [], "other": []}
     for sc, g in table.groupby("scenario", sort=False):
         metrics = set(g["metric"])
-        kind = next((k for k, m in PRIMARY.items() if m in metrics), "other")
+        kind = next((k for k, m in PRIMARY.items() if m in metrics),
+                    "transfer" if REGRESSION_PRIMARY in metrics else "other")
         out[kind].append(sc)
     return {k: v for k, v in out.items() if v}
 

@@ -98,10 +98,12 @@ def kind_figures(doc: Doc, kind: str, scenarios: list[str], agg: pd.DataFrame, c
                     "is forgetting.")
         curves, checkpoints = _curves(records, sc)
         if not curves.empty:
+            metric = checkpoints.columns[3]
             add(plots.training_curves(curves, checkpoints, colours, f"{sc}: training",
-                                      upper=upper),
+                                      upper=upper, metric=metric),
                 f"{sc}-training", f"{sc}: training loss per step"
-                + (" and target test accuracy at each checkpoint, mean over seeds per method; "
+                + (f" and target test {'RMSE' if metric == 'target_rmse' else 'accuracy'} "
+                   "at each checkpoint, mean over seeds per method; "
                    "x marks the checkpoint each seed's model selection picked (selection does "
                    "not read these target labels)" if not checkpoints.empty
                    else ", mean over seeds per method") + ".")
@@ -162,8 +164,10 @@ def _curves(records: list[dict], scenario: str) -> tuple[pd.DataFrame, pd.DataFr
                                     "seed": r["seed"]}))
         picked = r.get("metrics", {}).get("selected_step")
         for ck in r.get("checkpoints", []):
+            metric = "target_rmse" if "target_rmse" in ck else "target_acc"  # regression
             checkpoints.append({"method": r["method"], "seed": r["seed"], "step": ck["step"],
-                                "target_acc": ck["target_acc"], "selected": ck["step"] == picked})
-    cols = ["method", "seed", "step", "target_acc", "selected"]
+                                metric: ck[metric], "selected": ck["step"] == picked})
+    cols = ["method", "seed", "step", "target_rmse" if checkpoints and "target_rmse" in
+            checkpoints[0] else "target_acc", "selected"]
     return (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(),
             pd.DataFrame(checkpoints, columns=cols))

@@ -87,7 +87,9 @@ def validators(doc: Doc, records: list[dict], scenarios: list[str], tables_dir: 
              "higher is better) and target accuracy, and its mean regret, the best target "
              "accuracy among a method's candidates of a seed minus the one the validator picks "
              "(Musgrave et al. 2022). Raw scores: SND is ranked here without the source-accuracy "
-             "guard dalib's selection applies. Target labels are used for this study only.")
+             "guard dalib's selection applies. Target labels are used for this study only. "
+             "In regression scenarios the target score is the negative target RMSE, and the "
+             "regret is in the target's units.")
     doc.table(["scenario", "validator", "Spearman rho", "mean regret", "checkpoints",
                "best"],
               [[r["scenario"], r["validator"], fmt(r["spearman"]), fmt(r["regret"]),

@@ -76,6 +76,11 @@ def kind_tables(doc: Doc, table: pd.DataFrame, ok: pd.DataFrame, agg: pd.DataFra
         doc.para("`target acc` is read at the checkpoint the selection criterion picks without "
                  "target labels, `last` at the final checkpoint, `oracle pick` at the best one "
                  "on the target test labels (an upper bound, never a result).")
+    if kind == "transfer" and "target_rmse_last" in present:
+        doc.para("Regression scenarios: `target RMSE` and `target MAE` are errors in the "
+                 "target's own units (lower is better), read at the checkpoint the selection "
+                 "criterion picks; `last RMSE` at the final checkpoint, `oracle pick RMSE` at "
+                 "the best one on the target test labels (an upper bound, never a result).")
     if far:
         doc.para(f"† the selected checkpoint is {FAR_FROM_LAST:g} points or more from the last "
                  "one (mean over seeds): " + "; ".join(

@@ -30,7 +30,10 @@ class DANN(Term):
     Adaptation by Backpropagation", ICML 2015; the loss of TLlib's
     ``tllib/alignment/dann.py``, the coefficient the paper's ``2 / (1 + exp(-10 p)) - 1``
     where TLlib's warm start reaches 0.46 after 1,000 steps). Source samples count by the other terms'
-    source weights, when there are any (``dann+gate``)."""
+    source weights, when there are any (``dann+gate``). It applies to regression as to
+    classification (TLlib's ``examples/domain_adaptation/image_regression/dann.py``)."""
+
+    regression = True
 
     def __init__(self, method, weight: float | None = None, hidden: int = 256,
                  grl_high: float = 1.0) -> None:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from dalib.engine import Batch
-from dalib.method import Method, cross_entropy
+from dalib.method import Method, supervised_loss
 from dalib.pack.modules import CONTAINERS, pack
 from dalib.pack.runs import adopt_per_run
 
@@ -57,6 +57,7 @@ class Term(nn.Module):
     default_weight = 1.0
     joint = True  # False: the domains go through the model in separate forward passes
     needs: tuple[str, ...] = ()  # feeds the term cannot do without (e.g. target_labelled)
+    regression = False  # True: the term applies to continuous targets (no class outputs)
     per_run: tuple[str, ...] = ("weight",)  # may differ between the runs of a pack
 
     def __init__(self, method: Adaptation, weight: float | None = None) -> None:
@@ -90,6 +91,7 @@ class Adaptation(Method):
     needs = ("source", "target")
     optional_needs = ("target_labelled",)
     packable = True
+    regression = True  # where every term applies (:attr:`Term.regression`)
 
     def __init__(self, model: nn.Module, *, name: str,
                  terms: list[tuple[str, type[Term], dict]], **optim) -> None:
@@ -122,10 +124,10 @@ class Adaptation(Method):
         weights = [w for t in self.terms.values() if (w := t.source_weights(out)) is not None]
         if weights:
             out.source_weight = w = torch.stack(weights).prod(0)
-        cls = cross_entropy(out.logits_s, out.ys, out.source_weight)
+        cls = supervised_loss(out.logits_s, out.ys, out.source_weight)
         total, logs = cls, {"cls": cls.detach()}
         if out.yl is not None:
-            target_cls = cross_entropy(out.logits_l, out.yl)
+            target_cls = supervised_loss(out.logits_l, out.yl)
             total = total + target_cls
             logs["target_cls"] = target_cls.detach()
         for name, term in self.terms.items():

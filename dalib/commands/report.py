@@ -12,7 +12,9 @@ import pandas as pd
 from scenarios.errors import InputError
 
 TRANSFER_METRICS = ["target_acc", "target_acc_last", "source_acc", "target_train_acc",
-                    "target_acc_oracle", "ntg", "gain_over_source_only", "source_drop"]
+                    "target_acc_oracle", "ntg", "gain_over_source_only", "source_drop",
+                    "target_rmse", "target_mae", "target_rmse_last", "source_rmse",
+                    "target_rmse_oracle", "ntg_rmse", "gain_over_source_only_rmse"]
 STREAM_METRICS = ["acc", "bwt", "fwt", "forgetting", "intransigence"]
 TEST_TIME_METRICS = ["online_error", "source_acc", "final_majority_share"]
 
@@ -37,7 +39,8 @@ def print_summary(table: pd.DataFrame) -> None:
         part = ok[rows & ok["metric"].isin(metrics)].dropna(subset=["value"])
         if part.empty:
             continue
-        print(f"\n{title} scenarios (mean ± std over seeds, accuracy and error in %):")
+        print(f"\n{title} scenarios (mean ± std over seeds; accuracy and error in %, "
+              "regression errors in the target's units):")
         with pd.option_context("display.width", 200, "display.max_columns", 20):
             print(summary_table(part, metrics).to_string())
     failed = table[table["status"] != "ok"]
