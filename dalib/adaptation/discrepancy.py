@@ -55,7 +55,14 @@ def representation_subspace_distance(f_s: torch.Tensor, f_t: torch.Tensor,
     batches: the left singular vectors ``U_s``, ``U_t`` of ``f^T`` span each batch's
     subspace; the SVD ``U_s^T U_t = P_s diag(cos) P_t^T`` gives the principal angles, RSD is
     the sum of their sines and BMP the Frobenius norm of ``|P_s| - |P_t|``. The sines'
-    ``1 - cos^2`` is clamped at 1e-12 (a cosine rounded to 1 would make it NaN)."""
+    ``1 - cos^2`` is clamped at 1e-12 (a cosine rounded to 1 would make it NaN). A batch
+    as large as the feature width spans the whole space (every angle 0, the SVD's gradient
+    undefined): a ``ValueError`` says so."""
+    if f_s.shape[-2] >= f_s.shape[-1] or f_t.shape[-2] >= f_t.shape[-1]:
+        raise ValueError(f"rsd needs batches smaller than the feature width: a batch of "
+                         f"{max(f_s.shape[-2], f_t.shape[-2])} samples spans all "
+                         f"{f_s.shape[-1]} features (use a smaller batch_size or a wider "
+                         "bottleneck)")
     u_s = torch.linalg.svd(f_s.float().mT, full_matrices=False)[0]
     u_t = torch.linalg.svd(f_t.float().mT, full_matrices=False)[0]
     p_s, cosine, p_t_h = torch.linalg.svd(u_s.mT @ u_t)
@@ -70,7 +77,8 @@ class RSD(Term):
     "Representation Subspace Distance for Domain Adaptation Regression", ICML 2021): the
     principal angles between the source and target feature subspaces, plus the base
     mismatch penalty weighted by ``bmp_weight``; each domain's own forward pass, the weight
-    0.001 and ``bmp_weight`` 0.1 of the reference's defaults.
+    0.001 and ``bmp_weight`` 0.1 of the reference's defaults. The batch size must be below
+    the feature width (the bottleneck), so that a batch spans a proper subspace.
 
     Reference: TLlib ``tllib/alignment/rsd.py`` (``RepresentationSubspaceDistance``) and
     ``examples/domain_adaptation/image_regression/rsd.py``, thuml/Transfer-Learning-Library.

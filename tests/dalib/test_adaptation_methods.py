@@ -25,7 +25,9 @@ def scenario():
 def test_method_trains_and_predicts(scenario, name):
     seed_everything(0)
     arch = "cnn" if name == "mixstyle" else "auto"  # style mixing needs feature maps
-    model = build_model(scenario.input_shape, scenario.num_classes, bottleneck=64, arch=arch)
+    # rsd: a batch must span a proper subspace of the features (batch < width)
+    width = 128 if name == "rsd" else 64
+    model = build_model(scenario.input_shape, scenario.num_classes, bottleneck=width, arch=arch)
     # a fast teacher, so that 40 steps move it away from the random init
     params = {"ema": 0.8} if name == "mean-teacher" else {}
     method = check_method(name, params, "transfer").build(model, params)

@@ -25,7 +25,7 @@ def test_npz_roundtrip_scales_uint8(tmp_path):
     ({"x": np.array([[0.0, np.nan], [1, 1]]), "y": np.zeros(2, int)}, "x", "finite"),
     ({"x": np.array([[0.0, np.inf], [1, 1]]), "y": np.zeros(2, int)}, "x", "finite"),
     ({"x": np.zeros((2, 4)), "y": np.array([0, -1])}, "y", ">= 0"),
-    ({"x": np.zeros((2, 4)), "y": np.array([0.5, 1.0])}, "y", "integers"),
+    ({"x": np.zeros((2, 4)), "y": np.array(["a", "b"])}, "y", "integers"),
     ({"x": np.zeros((0, 4)), "y": np.zeros(0, int)}, "x", "at least one sample"),
     ({"x": np.zeros((2, 4)), "y": np.zeros(2, int), "task": np.zeros(3, int)}, "task", "length 2"),
     ({"x": np.zeros((2, 4)), "y": np.zeros(2, int), "extra": np.zeros(2)}, "extra", "only x, y"),
