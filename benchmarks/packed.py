@@ -119,7 +119,7 @@ def main() -> None:
     p.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
     p.add_argument("--memory-only", action="store_true", help="skip the timings")
     p.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
-    args = parse_args(p, sizes=[2], steps=10, repeats=1)
+    args = parse_args(p, sizes=[2], steps=10, repeats=1, workloads=["mlp-dann", "mlp-replay"])
     if args.child:
         way, workload, size, steps, device = args.child
         train = packed if way == "packed" else separate

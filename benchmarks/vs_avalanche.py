@@ -113,7 +113,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=EPOCHS, help="per task")
     p.add_argument("--digits", type=int, help="use the first N MNIST digits (default: all)")
     # fewer epochs leave EWC's penalty (strength 1e4) unstable at SGD lr 0.01, on either side
-    args = parse_args(p, seeds=[0], epochs=5, digits=5000)
+    args = parse_args(p, seeds=[0], epochs=1, digits=2000)
     device = resolve_device(args.device)
     import avalanche
 

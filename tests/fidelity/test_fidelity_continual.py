@@ -45,8 +45,12 @@ def test_naive_is_the_tasks_cross_entropy():
 
 
 def test_ewc_penalty_and_both_fisher_estimates():
-    for fisher in ("batch", "sample"):
-        method = _method("ewc", strength=3.0, fisher=fisher)
+    # the per-sample Fisher of a linear model (closed form) and of one with batch norm
+    # (per-sample gradients) against the reference's sample-by-sample loop
+    for fisher, batch_norm in (("batch", False), ("sample", False), ("sample", True)):
+        torch.manual_seed(0)
+        method = build_method("ewc", build_model((D,), C, hidden=(8,), batch_norm=batch_norm),
+                              **PLAIN, strength=3.0, fisher=fisher)
         task = _task(1, n=100)
         model = copy.deepcopy(method.model)
         params = list(model.parameters())
@@ -60,7 +64,8 @@ def test_ewc_penalty_and_both_fisher_estimates():
                     f += p.grad ** 2
                 batches += 1
             imp = [f / batches for f in imp]
-        else:  # Hsu et al.'s EWC.calculate_importance: batch size 1, the predicted label
+        else:  # Hsu et al.'s EWC.calculate_importance: eval mode, batch size 1, the
+            model.eval()  # predicted label
             for i in range(100):
                 model.zero_grad()
                 out = model(task.train.x[i:i + 1])
