@@ -11,8 +11,8 @@ from analysis.report.cells import prepare, primary_of, ranking
 from analysis.stats import aggregate
 from dalib.cli import main
 from dalib.models import build_model
-from dalib.regression import RegressionScorer, regression_metrics
 from dalib.registry import build_method
+from dalib.regression import RegressionScorer, regression_metrics
 from scenarios.datasets import load_uci_digits
 from scenarios.transfer import build_transfer
 
