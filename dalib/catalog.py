@@ -24,6 +24,7 @@ from dalib.generalization.alignment import (
 from dalib.generalization.invariance import IRM, VREx
 from dalib.generalization.meta import MLDG, Fish
 from dalib.generalization.mixing import Mixup
+from dalib.generalization.pairs import MomentMatchingPairs
 from dalib.generalization.robust import GroupDRO
 from dalib.generalization.style import MixStyle, SagNet
 from dalib.openset.osbp import OSBP
@@ -123,6 +124,9 @@ def register_builtins() -> None:
     register_method("m3sda", MomentMatching, description="multi-source adaptation: moments of "
                     "every pair of sources and of each source with the target matched (Peng et "
                     "al. 2019)")
+    register_method("m3sda-beta", MomentMatchingPairs, description="multi-source adaptation: "
+                    "moment matching plus a classifier pair per source trained by MCD's three "
+                    "steps (Peng et al. 2019, M3SDA-beta)")
 
     # test-time adaptation: a source-trained model adapted online on the test stream
     register_method("bn", NormAdapt, kind="test-time", description="each test batch "

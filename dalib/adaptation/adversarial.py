@@ -111,7 +111,9 @@ class MDD(Term):
         return self.margin * agree + disagree
 
 
-def _discrepancy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def classifier_discrepancy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """MCD's discrepancy of two classifiers: the mean absolute difference of their
+    probabilities (per run of a pack)."""
     return (F.softmax(a, -1) - F.softmax(b, -1)).abs().mean((-2, -1))
 
 
@@ -174,7 +176,7 @@ class MCD(Method):
         # separately, as in steps A and C)
         with torch.no_grad():
             fs, ft = m.features(xs), m.features(xt)
-        disc_b = _discrepancy(m.head(ft), self.head2(ft))
+        disc_b = classifier_discrepancy(m.head(ft), self.head2(ft))
         loss_b = cross_entropy(m.head(fs), s.y) + cross_entropy(self.head2(fs), s.y) - disc_b
         self._zero()
         loss_b.sum().backward()
@@ -182,7 +184,7 @@ class MCD(Method):
         # (C) features make the heads agree on the target
         for _ in range(self.num_k):
             ft = m.features(xt)
-            disc_c = _discrepancy(m.head(ft), self.head2(ft))
+            disc_c = classifier_discrepancy(m.head(ft), self.head2(ft))
             self._zero()
             disc_c.sum().backward()
             self.optimizer.step()

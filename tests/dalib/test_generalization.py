@@ -267,3 +267,42 @@ methods = ["{method}"]
     assert len(records) == 6 and all(r["status"] == "ok" for r in records)
     assert all("reason" not in r.get("pack", {}) for r in records), records[0].get("pack")
     assert all(out.count(f"start {r['run_id']} ") <= 1 for r in records)
+
+
+def test_m3sda_beta_trains_a_pair_per_source_and_packs():
+    """Each run of a pack takes the update its separate run takes (its classifier pairs
+    included), on its own batch."""
+    import copy
+
+    from dalib.pack.modules import unpack_into
+    from dalib.pack.runs import pack_methods
+
+    methods = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        m = build_method("m3sda-beta", build_model((1, 8, 8), 10, batch_norm=False),
+                         augmentation="none", optimizer="sgd", lr=0.05)
+        m.total_steps = 10
+        m.prepare({"source": _Feeds()})
+        methods.append(m)
+    assert len(methods[0].classifiers()) == 2 * len(_Feeds.envs)
+    separate = [copy.deepcopy(m) for m in methods]
+    batches = [{**_batch(envs=3, seed=s),
+                "target": Batch(torch.rand(16, 1, 8, 8, generator=torch.Generator()
+                                           .manual_seed(10 + s)), None, None)}
+               for s in range(2)]
+    lead = pack_methods(methods)
+    lead.update({"source": Batch(*(torch.stack([b["source"][i] for b in batches])
+                                   for i in (0, 1)), None,
+                                 torch.stack([b["source"].env for b in batches])),
+                 "target": Batch(torch.stack([b["target"].x for b in batches]), None, None)})
+    for s, (alone, b) in enumerate(zip(separate, batches, strict=True)):
+        logs = alone.update(b)
+        assert torch.isfinite(logs["loss"]) and logs["discrepancy"] > 0
+        own = copy.deepcopy(alone)
+        for packed, module in zip(lead.trained_modules(), own.trained_modules(), strict=True):
+            unpack_into(packed, s, module)
+        for a, c in zip(own.model.parameters(), alone.model.parameters(), strict=True):
+            assert torch.allclose(a, c, atol=1e-5)
+        for a, c in zip(own.heads.parameters(), alone.heads.parameters(), strict=True):
+            assert torch.allclose(a, c, atol=1e-5)

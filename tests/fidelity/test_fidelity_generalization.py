@@ -339,3 +339,64 @@ def test_sagnet_update_is_domainbeds_three_steps():
     for a, b in [*zip(method.model.parameters(), m.parameters(), strict=True),
                  *zip(method.style_head.parameters(), style.parameters(), strict=True)]:
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_m3sda_beta_steps_are_the_papers_classifier_pairs():
+    """M3SDA-beta (Peng et al. 2019, section 4; the released ``solver_MSDA.py``'s
+    ``train_MSDA`` steps with one pair per source): (A) the features and every classifier
+    fit the sources plus the weighted moment distance of sources and target; (B) the
+    classifiers, features fixed, fit their sources minus each pair's discrepancy on the
+    target (MCD's mean absolute difference of probabilities); (C) ``num_k`` feature steps
+    on the pairs' summed discrepancy. Plain SGD, so each step is ``p -= lr * grad``."""
+    lr, weight, num_k = 0.1, 0.5, 2
+    method = _method("m3sda-beta", optimizer="sgd", momentum=0.0, lr=lr, weight=weight,
+                     order=2, num_k=num_k)
+    heads = [copy.deepcopy(h) for h in method.classifiers()]
+    assert len(heads) == 2 * ENVS  # a pair per source domain
+    g_net = copy.deepcopy(torch.nn.Sequential(method.model.backbone, method.model.bottleneck))
+    parts, batch = _minibatches(3)
+    xt = torch.rand(PER, 1, 4, 4, generator=torch.Generator().manual_seed(9))
+    batch["target"] = Batch(xt, None, None)
+
+    def sgd(params, loss):
+        grads = autograd.grad(loss, params, allow_unused=True)
+        with torch.no_grad():
+            for p, gr in zip(params, grads, strict=True):
+                if gr is not None:
+                    p -= lr * gr
+
+    def moments(domains):  # Peng et al. 2019, eq. (1), mean over pairs of domains
+        def k_moment(a, b, k):
+            ma = a.mean(0) if k == 1 else (a - a.mean(0)).pow(k).mean(0)
+            mb = b.mean(0) if k == 1 else (b - b.mean(0)).pow(k).mean(0)
+            return (ma - mb).norm()
+        pairs = [(i, j) for i in range(len(domains)) for j in range(i + 1, len(domains))]
+        return sum(k_moment(domains[i], domains[j], k) for i, j in pairs
+                   for k in (1, 2)) / len(pairs)
+
+    def own_sources(feats_per_source):  # classifier pair i on source i
+        return sum(F.cross_entropy(heads[2 * i + c](f), y)
+                   for i, (f, (_, y)) in enumerate(zip(feats_per_source, parts, strict=True))
+                   for c in (0, 1))
+
+    def discrepancy(f):
+        return sum((F.softmax(heads[2 * i](f), 1) - F.softmax(heads[2 * i + 1](f), 1))
+                   .abs().mean() for i in range(ENVS))
+
+    g_params = list(g_net.parameters())
+    h_params = [p for h in heads for p in h.parameters()]
+    feats = [g_net(x) for x, _ in parts]
+    sgd(g_params + h_params, own_sources(feats) + weight * moments(feats + [g_net(xt)]))
+    with torch.no_grad():
+        feats, ft = [g_net(x) for x, _ in parts], g_net(xt)
+    sgd(h_params, own_sources(feats) - discrepancy(ft))
+    for _ in range(num_k):
+        sgd(g_params, discrepancy(g_net(xt)))
+    method.update(batch)
+    for a, b in zip([*method.model.backbone.parameters(), *method.model.bottleneck.parameters(),
+                     *[p for h in method.classifiers() for p in h.parameters()]],
+                    g_params + h_params, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    # the released code's variant: one pair shared by every source
+    shared = _method("m3sda-beta", pairs="shared")
+    assert len(shared.classifiers()) == 2
