@@ -213,6 +213,7 @@ def test_domain_generalization_feeds_no_target_data(tmp_path):
         assert set(samplers) == feeds and method.discriminator.outputs == outputs
 
 
+@pytest.mark.slow  # whole sweeps of several leave-one-out families
 def test_leave_one_source_out_reports_each_source_domains_effect(tmp_path):
     import pandas as pd
 
@@ -373,6 +374,7 @@ methods = ["erm"]
         assert abs(gap) < 8, (held, values["target_acc_last"], reference)
 
 
+@pytest.mark.slow  # whole sweeps of several leave-one-out families
 def test_a_resumed_domain_generalization_sweep_equals_an_uninterrupted_one(tmp_path):
     """Leave-one-domain-out with its validation runs and leave-one-source-out runs, packed:
     records lost mid-sweep are re-run in the same packs, and every derived row (the
