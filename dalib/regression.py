@@ -24,7 +24,7 @@ import torch
 
 from analysis.regression import REGRESSION_METRICS, mae, rmse
 from dalib.engine import predict_logits
-from dalib.selection import _subsample, density_ratio, dev_risk, pick
+from dalib.selection import subsample, density_ratio, dev_risk, pick
 from scenarios.suite import REGRESSION_CRITERIA
 from scenarios.transfer import TransferScenario
 
@@ -43,8 +43,8 @@ class RegressionScorer:
 
     def __init__(self, scenario: TransferScenario, seed: int, limit: int = 2000) -> None:
         rng = np.random.default_rng(seed)
-        self.source = scenario.source.subset(_subsample(len(scenario.source), limit, rng))
-        target = scenario.target_train.subset(_subsample(len(scenario.target_train), limit, rng))
+        self.source = scenario.source.subset(subsample(len(scenario.source), limit, rng))
+        target = scenario.target_train.subset(subsample(len(scenario.target_train), limit, rng))
         self.target = target.unlabelled()
         self._target_y = target.y  # for the transductive report only, never a criterion
         self.source_val = scenario.source_val

@@ -143,8 +143,13 @@ def check_task_free(sc, configs: list, entries: list) -> None:
 def check_regression(configs: list, entries: list) -> None:
     """In a regression scenario every method's losses apply to continuous targets (a
     method says so with ``regression = True``; an adaptation method when all its terms do),
-    and every method's selection criterion is one defined for them."""
-    for (j, m, _), entry in zip(configs, entries, strict=True):
+    every method's selection criterion is one defined for them, and no method searches
+    hyperparameters (the search ranks configurations by class predictions)."""
+    for (j, m, info), entry in zip(configs, entries, strict=True):
+        if info:
+            raise InputError(f"methods[{j}]", f"{m.name!r} searches hyperparameters in a "
+                             "regression scenario", expected="fixed hyperparameters (the "
+                             "search is defined for class predictions only)")
         if not entry.regression:
             able = sorted(name for name, e in REGISTRY.items()
                           if e.kind == "transfer" and e.regression)

@@ -121,7 +121,7 @@ def source_val_accuracy(errors: np.ndarray, env: torch.Tensor | None) -> float:
     return float(np.mean([100.0 * (1.0 - errors[env == e].mean()) for e in np.unique(env)]))
 
 
-def _subsample(n: int, limit: int, rng: np.random.Generator) -> np.ndarray:
+def subsample(n: int, limit: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(n, limit, replace=False)) if n > limit else np.arange(n)
 
 
@@ -133,8 +133,8 @@ class CheckpointScorer:
 
     def __init__(self, scenario: TransferScenario, seed: int, limit: int = 2000) -> None:
         rng = np.random.default_rng(seed)
-        self.source = scenario.source.subset(_subsample(len(scenario.source), limit, rng))
-        target = scenario.target_train.subset(_subsample(len(scenario.target_train), limit, rng))
+        self.source = scenario.source.subset(subsample(len(scenario.source), limit, rng))
+        target = scenario.target_train.subset(subsample(len(scenario.target_train), limit, rng))
         self.target = target.unlabelled()
         self._target_labels = target.y  # for the transductive report only, never a criterion
         self.source_val = scenario.source_val
