@@ -24,7 +24,7 @@ import torch
 
 from analysis.regression import REGRESSION_METRICS, mae, rmse
 from dalib.engine import predict_logits
-from dalib.selection import subsample, density_ratio, dev_risk, pick
+from dalib.selection import density_ratio, dev_risk, pick, subsample
 from scenarios.suite import REGRESSION_CRITERIA
 from scenarios.transfer import TransferScenario
 

@@ -51,7 +51,7 @@ def _run(tmp_path, capsys, methods='["source-only"]', extra="", seeds=1, steps=5
     ('["dann"]', 'selection = "bnm"', "selection: is 'bnm' in a regression scenario"),
     ('[{ name = "dann", selection = "entropy" }]', "", "is 'entropy' in a regression"),
     ('["dann"]', "open_set = true", "open_set: is true in a regression scenario"),
-    ('[{ name = "dann", lr = { log_uniform = [1e-4, 1e-2] } }]', "",
+    ('[{ name = "dann", lr = [1e-4, 1e-3] }]', "",
      "searches hyperparameters in a regression scenario"),
 ])
 def test_misuse_of_a_regression_scenario_is_refused_before_anything_runs(
