@@ -171,6 +171,22 @@ def task_curves(matrices: dict[str, np.ndarray], title: str):
     return fig
 
 
+def anytime_curves(curves: pd.DataFrame, colours: dict, title: str,
+                   upper: frozenset[str] | set[str] = frozenset()):
+    """Accuracy on what has been seen so far against the samples seen (``curves``: rows of
+    ``method, seed, step`` (samples seen), ``accuracy``), mean over seeds per method
+    (upper-bound references dashed): online continual learning's anytime evaluation."""
+    fig, axes = _grid(1, ncols=1, size=(6.0, 3.6))
+    _mean_lines(axes[0], curves, "accuracy", colours, upper, marker=".")
+    axes[0].set_ylim(0, 100)
+    axes[0].set_xlabel("training samples seen")
+    axes[0].set_ylabel("accuracy on the seen classes (%)")
+    axes[0].set_title(f"{title}: anytime accuracy (mean over seeds)")
+    axes[0].legend(fontsize=LEGEND)
+    fig.tight_layout()
+    return fig
+
+
 def training_curves(curves: pd.DataFrame, checkpoints: pd.DataFrame, colours: dict, title: str,
                     upper: frozenset[str] | set[str] = frozenset(), metric: str = "target_acc"):
     """Training loss per step and, where given, the target test ``metric`` (accuracy, or

@@ -96,6 +96,13 @@ def kind_figures(doc: Doc, kind: str, scenarios: list[str], agg: pd.DataFrame, c
                     f"{sc}: accuracy on each task (line) from the moment it is learned to the "
                     "end of the stream, one panel per method, mean over seeds; a falling line "
                     "is forgetting.")
+        anytime = _anytime(records, sc)
+        if not anytime.empty:
+            add(plots.anytime_curves(anytime, colours, sc, upper), f"{sc}-anytime",
+                f"{sc}: accuracy on the test samples of the tasks and classes seen so far, "
+                "evaluated during the single pass at the points the stream's anytime = N "
+                "sets, mean over seeds per method; the mean of each line is the method's "
+                "anytime_acc.")
         curves, checkpoints = _curves(records, sc)
         if not curves.empty:
             metric = checkpoints.columns[3]
@@ -151,6 +158,15 @@ def noise_levels(records: list[dict]) -> pd.DataFrame:
             rows[r["scenario"]] = (float(rate), f"k = {data.get('k', 0)}")
     return pd.DataFrame([(sc, lv, g) for sc, (lv, g) in rows.items()],
                         columns=["scenario", "level", "group"])
+
+
+def _anytime(records: list[dict], scenario: str) -> pd.DataFrame:
+    """``method, seed, step, accuracy``: the anytime evaluations of a task-free stream's
+    runs (``step``: the samples seen)."""
+    rows = [{"method": r["method"], "seed": r["seed"], "step": seen, "accuracy": acc}
+            for r in records if r.get("scenario") == scenario and r.get("status") == "ok"
+            for seen, acc in r.get("anytime_curve", [])]
+    return pd.DataFrame(rows, columns=["method", "seed", "step", "accuracy"])
 
 
 def _curves(records: list[dict], scenario: str) -> tuple[pd.DataFrame, pd.DataFrame]:

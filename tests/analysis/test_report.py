@@ -189,6 +189,7 @@ def test_records_add_matrices_curves_and_tsne(tmp_path):
             records.append({"run_id": f"s-{method}-{seed}", "scenario": "s", "method": method,
                             "seed": seed, "status": "ok", "accuracy_matrix": R.tolist(),
                             "curves": {"step": [0, 10], "loss": [2.0, 1.0]},
+                            "anytime_curve": [[64, 90.0], [128, a], [192, a / 2]],
                             "versions": {"torch": "x"}, "device": "cpu",
                             "timings": {"total_s": 6.0}})
             rows.append(("s", method, seed, "acc", float(R[3].mean())))
@@ -200,7 +201,7 @@ def test_records_add_matrices_curves_and_tsne(tmp_path):
     table = pd.DataFrame(rows, columns=["scenario", "method", "seed", "metric", "value"])
     files = build_report(table, tmp_path, records=records, features=feats)
     names = {p.stem for p in files["figures"]}
-    assert {"s-accuracy-matrix", "s-task-curves", "s-training", "t-tsne"} <= names
+    assert {"s-accuracy-matrix", "s-task-curves", "s-training", "s-anytime", "t-tsne"} <= names
     assert "compute time | 0.4 min" in files["markdown"].read_text()
 
 
