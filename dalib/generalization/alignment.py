@@ -176,13 +176,15 @@ class MomentMatching(DomainAlignment):
 
     Reference: the moment distance of Peng et al. (ICCV 2019,
     VisionLearningGroup/VisionLearningGroup.github.io
-    ``M3SDA/code_MSDA_digit/metric/msda.py``); the per-source classifier pairs are not part of
-    it.
+    ``M3SDA/code_MSDA_digit/metric/msda.py``) at the weight and order of the released
+    training code (``solver_MSDA.py``: 0.0005, moments up to the 5th); the per-source
+    classifier pairs are ``m3sda-beta``'s. At weight 1 and order 2 the moment term outweighs
+    the classification loss (12.6 points below ERM on ``multisource-digits``).
     """
 
     needs = ("source", "target")
 
-    def __init__(self, model, *, name: str, weight: float = 1.0, order: int = 2,
+    def __init__(self, model, *, name: str, weight: float = 0.0005, order: int = 5,
                  **optim) -> None:
         super().__init__(model, name=name, weight=weight, **optim)
         self.order = order

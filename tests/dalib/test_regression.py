@@ -150,10 +150,11 @@ def test_the_report_ranks_regression_methods_by_the_lowest_target_rmse_and_signs
 @pytest.mark.slow
 def test_adaptation_lowers_the_target_error_of_the_rotation_angle_over_seeds(tmp_path, capsys):
     code, err = _run(tmp_path, capsys, '["source-only", "dan", "target-oracle"]', seeds=3,
-                     steps=400)
+                     steps=200)
     assert code == 0, err
     t = pd.read_csv(tmp_path / "out" / "results.csv")
     rmse = t[t["metric"] == "target_rmse"].pivot(index="seed", columns="method", values="value")
     gain = rmse["source-only"] - rmse["dan"]
-    assert len(rmse) == 3 and (gain > 0).all() and gain.mean() > 2, rmse  # measured: 4-6
+    # measured at 200 steps: 2.5 to 6 degrees by seed, under the avx2 and default kernels
+    assert len(rmse) == 3 and (gain > 0).all() and gain.mean() > 2, rmse
     assert (rmse["target-oracle"] < rmse["dan"]).all(), rmse  # the labelled upper bound
