@@ -28,10 +28,10 @@ demo: $(STAMP)
 	$(BIN)/dalib run quick --out runs/quick
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -rs -n auto -m "not slow"
+	$(BIN)/python -m pytest -q -rs -n auto --dist worksteal -m "not slow"
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -rs -n auto
+	$(BIN)/python -m pytest -q -rs -n auto --dist worksteal --durations=15
 
 # the float-equivalence tests (packed against separate runs) again under every other CPU
 # kernel set torch offers here (ATEN_CPU_CAPABILITY; test-all ran them under the native one):
