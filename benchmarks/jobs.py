@@ -24,6 +24,29 @@ from pathlib import Path
 import pandas as pd
 from smoke import parse_args
 
+# --smoke: the quick suite's two scenarios at 20 steps and one epoch
+TINY = """name = "tiny"
+seeds = 1
+[budget]
+epochs = 1
+[[scenario]]
+name = "uci-rot30"
+kind = "transfer"
+source = { dataset = "uci-digits" }
+target = { dataset = "uci-digits", shifts = [{ name = "rotate", degrees = 30 }] }
+k = 5
+budget = { steps = 20 }
+methods = ["source-only", "target-only"]
+[[scenario]]
+name = "uci-split5-class-il"
+kind = "stream"
+data = { dataset = "uci-digits" }
+stream = "split"
+tasks = 5
+protocol = "class-il"
+methods = ["naive"]
+"""
+
 
 def timed_run(args: argparse.Namespace, out: Path, extra: list[str]) -> float:
     cmd = [sys.executable, "-m", "dalib.cli", "run", args.suite, "--seeds", str(args.seeds),
@@ -53,17 +76,20 @@ def main() -> None:
                    help="compare against --pack auto instead of --jobs N")
     p.add_argument("--keep", help="write both sweeps under this directory (plain/, other/) "
                                   "instead of a temporary one")
-    args = parse_args(p, seeds=1, methods="source-only,target-only,naive")
+    args = parse_args(p, seeds=1, methods="")
     other = ["--pack", "auto", "--jobs", "1"] if args.pack else \
         ["--jobs", str(args.jobs), "--pack", "off"]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep or tmp)
+        if args.smoke:
+            args.suite = str(Path(tmp) / "tiny.toml")
+            Path(args.suite).write_text(TINY)
         one = timed_run(args, root / "plain", ["--pack", "off", "--jobs", "1"])
         many = timed_run(args, root / "other", other)
         a, b = (pd.read_csv(root / d / "results.csv") for d in ("plain", "other"))
     acc = largest_difference(a, b, ["target_acc", "acc"])
     ntg = largest_difference(a, b, ["ntg"])
-    print(f"{args.suite}, {a['run_id'].nunique()} runs, {os.cpu_count()} cores: plain "
+    print(f"{Path(args.suite).stem}, {a['run_id'].nunique()} runs, {os.cpu_count()} cores: plain "
           f"{one:.1f} s, {' '.join(other)} {many:.1f} s, speed-up {one / many:.2f}x "
           f"(largest difference: accuracy {acc}, NTG {ntg} points)")
 
