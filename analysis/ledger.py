@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analysis.regression import REGRESSION_METRICS
 from analysis.report.cells import fmt
 from analysis.stats import detectable_effect, ok_rows, seeds_needed, t_interval
 
@@ -111,7 +112,8 @@ def outside_markdown(values: pd.DataFrame) -> list[str]:
     lines = []
     for _, r in values[values["inside"].eq(False)].iterrows():
         cause = r["cause"] or "not identified"
-        text = f"- {r['cell']} ({_num(r['difference'])} from the published value): {cause}"
+        text = (f"- {r['cell']} ({_num(r['difference'], _digits(r))} from the published "
+                f"value): {cause}")
         if not pd.isna(r["check"]):
             where = ("inside" if r["check_inside"] else "still outside") \
                 if not pd.isna(r["check_inside"]) else "not compared"
@@ -190,18 +192,25 @@ def verdict_cell(row) -> str:
                    else "; no practical number of seeds resolves the observed difference")
 
 
-def _num(x) -> str:
-    """A number as the report shows it (two decimals), a dash where there is none."""
-    return "–" if pd.isna(x) else fmt(x)
+def _num(x, digits: int = 2) -> str:
+    """A number as the report shows it (two decimals; ``digits``), a dash where there is
+    none."""
+    return "–" if pd.isna(x) else fmt(x) if digits == 2 else f"{x:.{digits}f}"
+
+
+def _digits(row) -> int:
+    """Decimals of a value row's numbers: three for regression errors (in the data's units,
+    often below 1), two for the rest (points)."""
+    return 3 if str(row.get("cell", "")).rsplit(" / ", 1)[-1] in REGRESSION_METRICS else 2
 
 
 def published_cell(row) -> str:
     """The published value as reported: ``value ± spread (sd|se)``, marked when unchecked."""
     if pd.isna(row["published"]):
         return "not given"
-    text = _num(row["published"])
+    text = _num(row["published"], _digits(row))
     if row["spread_kind"] != "none":
-        text += f" ± {_num(row['spread'])} ({row['spread_kind']})"
+        text += f" ± {_num(row['spread'], _digits(row))} ({row['spread_kind']})"
     return text if row["checked"] else f"{text} (quoted, unchecked)"
 
 
@@ -265,9 +274,10 @@ def entry_markdown(entry: dict) -> str:
         lines += ["| result | published | dalib mean [95% CI] | seeds | dalib − published | "
                   "published inside CI |", "|---|---|---|---|---|---|"]
         for _, r in values.iterrows():
-            lines.append(f"| {r['cell']} | {published_cell(r)} | {_num(r['mean'])} "
-                         f"[{_num(r['lo'])}, {_num(r['hi'])}] | {r['seeds']} | "
-                         f"{_num(r['difference'])} | {_inside(r)} |")
+            d = _digits(r)
+            lines.append(f"| {r['cell']} | {published_cell(r)} | {_num(r['mean'], d)} "
+                         f"[{_num(r['lo'], d)}, {_num(r['hi'], d)}] | {r['seeds']} | "
+                         f"{_num(r['difference'], d)} | {_inside(r)} |")
         lines += _notes(values, "cell")
         lines += outside_markdown(values)
     shapes = entry["shapes"]

@@ -34,11 +34,15 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | 
 def supervised_loss(out: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None,
                     ) -> torch.Tensor:
     """The supervised loss of a batch: :func:`cross_entropy` for class labels, the mean
-    squared error of the single output for continuous targets (a regression scenario's,
-    standardised: :mod:`scenarios.regression`), each optionally weighted per sample."""
+    squared error of the outputs for continuous targets (a regression scenario's,
+    standardised: :mod:`scenarios.regression`; one output, or one per factor averaged over
+    the factors as ``F.mse_loss``), each optionally weighted per sample."""
     if not y.is_floating_point():
         return cross_entropy(out, y, weight)
-    se = (out[..., 0].float() - y) ** 2
+    if out.shape[-1] > 1:  # several factors: y (..., B, d)
+        se = ((out.float() - y) ** 2).mean(-1)
+    else:
+        se = (out[..., 0].float() - y) ** 2
     return (se if weight is None else se * weight).mean(-1)
 
 

@@ -49,24 +49,30 @@ class RegressionScorer:
         self._target_y = target.y  # for the transductive report only, never a criterion
         self.source_val = scenario.source_val
         self._reports = {"target": scenario.target_test, "source": scenario.source_test}
-        self.scale = scenario.target_scale[1]
+        self.scale = np.asarray(scenario.target_scale[1])  # per factor: to the data's units
+        self.factors = scenario.num_classes  # the model's outputs: one per target factor
         self.checkpoints: list[dict] = []
 
     def _pred(self, method, domain) -> torch.Tensor:
-        out = predict_logits(method, domain)[:, 0]
+        out = predict_logits(method, domain)
+        out = out if self.factors > 1 else out[:, 0]
         if not torch.isfinite(out).all():
             raise FloatingPointError(f"the model's outputs on {domain.name!r} are NaN or "
                                      "infinite: the run diverged")
         return out
 
     def score(self, method, step: int) -> dict:
-        val_err = ((self._pred(method, self.source_val) - self.source_val.y) ** 2).numpy()
+        pred_v, y_v = self._pred(method, self.source_val).numpy(), self.source_val.y.numpy()
+        val_err = (pred_v - y_v) ** 2  # standardised units
+        if val_err.ndim == 2:  # several factors: a sample's loss is their mean
+            val_err = val_err.mean(1)
         env = self.source_val.env
         if env is None:
-            source_val = self.scale * float(np.sqrt(val_err.mean()))
+            source_val = rmse(self.scale * pred_v, self.scale * y_v)
         else:
             env = env.cpu().numpy()
-            source_val = float(np.mean([self.scale * np.sqrt(val_err[env == e].mean())
+            source_val = float(np.mean([rmse(self.scale * pred_v[env == e],
+                                             self.scale * y_v[env == e])
                                         for e in np.unique(env)]))
         w = density_ratio(*(_features(method, d) for d in (self.source, self.target,
                                                             self.source_val)))
@@ -74,11 +80,11 @@ class RegressionScorer:
                "source-val": source_val, "dev": dev_risk(w, val_err),
                "iwcv": float((w * val_err).mean())}
         pred_t = self._pred(method, self.target).numpy()
-        row["target_train_rmse"] = self.scale * rmse(pred_t, self._target_y.numpy())
+        row["target_train_rmse"] = rmse(self.scale * pred_t, self.scale * self._target_y.numpy())
         for name, domain in self._reports.items():
-            pred, y = self._pred(method, domain).numpy(), domain.y.numpy()
-            row[f"{name}_rmse"] = self.scale * rmse(pred, y)
-            row[f"{name}_mae"] = self.scale * mae(pred, y)
+            pred, y = self.scale * self._pred(method, domain).numpy(), self.scale * domain.y.numpy()
+            row[f"{name}_rmse"] = rmse(pred, y)
+            row[f"{name}_mae"] = mae(pred, y)
         self.checkpoints.append(row)
         return row
 

@@ -135,7 +135,8 @@ def from_arrays(x, y=None, *, name: str = "arrays", task=None, classes=None,
     N x C x L). Integer images (uint8) are scaled to [0, 1] by 255; float data and signals
     are kept as given. ``y``: N integers in [0, C), C at most ``MAX_CLASSES``, or N real
     numbers, continuous targets (floats that are not all non-negative integers; for
-    ``regression = true`` scenarios, :mod:`scenarios.regression`). ``task``: N
+    ``regression = true`` scenarios, :mod:`scenarios.regression`), or N x d real numbers,
+    d continuous factors per sample (``classes`` names them; ``y0``.. otherwise). ``task``: N
     non-negative integers. Errors name ``source`` (a file) and the field. ``lazy``: uint8
     N x H x W x C images stay as they are (:class:`~scenarios.pixels.Pixels`: a memory-mapped
     array is read a batch at a time).
@@ -191,7 +192,18 @@ def from_arrays(x, y=None, *, name: str = "arrays", task=None, classes=None,
         if not np.isfinite(np.asarray(y)).all():
             raise InputError("y", "has values that are not finite", expected="finite targets",
                              source=where)
-        yt, classes = torch.as_tensor(np.asarray(y, dtype=np.float32)), (TARGET,)
+        yt = torch.as_tensor(np.asarray(y, dtype=np.float32))
+        if yt.ndim == 2 and yt.shape[1] == 1:  # one factor: one target per sample
+            yt = yt[:, 0]
+        if yt.ndim == 1:
+            classes = (TARGET,)
+        elif classes is None:
+            classes = tuple(f"y{j}" for j in range(yt.shape[1]))
+        elif len(classes) != yt.shape[1]:
+            raise InputError("y", f"has {yt.shape[1]} factors but {len(classes)} names",
+                             expected="a name per factor", source=where)
+        else:
+            classes = tuple(classes)
     elif y is not None:
         yt = _int_field(y, "y", len(x), where)
         if int(yt.max()) >= MAX_CLASSES:
@@ -209,8 +221,11 @@ def from_arrays(x, y=None, *, name: str = "arrays", task=None, classes=None,
 
 
 def _continuous(y) -> bool:
-    """Whether labels are continuous targets: floats not all non-negative integers."""
+    """Whether labels are continuous targets: floats not all non-negative integers, or an
+    N x d array of floats (d factors per sample)."""
     arr = np.asarray(y)
+    if arr.dtype.kind == "f" and arr.ndim == 2:  # several factors per sample
+        return True
     return arr.dtype.kind == "f" and arr.ndim == 1 and not (
         np.isfinite(arr).all() and np.all(arr == np.round(arr)) and (arr >= 0).all())
 

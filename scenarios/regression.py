@@ -1,11 +1,14 @@
 """Continuous targets: the labels of a ``regression = true`` transfer scenario.
 
 A domain holds continuous labels when its ``y`` is a float tensor (an ``.npz`` file's
-non-integer ``y``, the ``angle`` shift's angles); in a regression scenario, class labels
+non-integer ``y``, the ``angle`` shift's angles, a regression image list's factors): one
+target per sample (``y`` of shape ``(n,)``, class name ``value``) or several (``(n, d)``,
+one class name per factor, one model output each). In a regression scenario, class labels
 whose names are numbers (a table's label column, digits "0".."9") become those numbers.
-Splits stratify by quantile bins of the target, and the targets are standardised with the
-source training part's mean and standard deviation (methods train on the standardised
-values; the error metrics are reported in the data's own units).
+Splits stratify by quantile bins of the target (of the first factor when there are
+several), and each factor is standardised with the source training part's mean and
+standard deviation (methods train on the standardised values; the error metrics are
+reported in the data's own units, averaged over the factors).
 """
 
 from __future__ import annotations
@@ -52,25 +55,32 @@ def require_classes(domain: Domain, role: str) -> None:
 
 
 def quantile_bins(y: np.ndarray, bins: int = BINS) -> np.ndarray:
-    """Each value's quantile bin (0 .. bins - 1): the strata of a stratified split."""
+    """Each value's quantile bin (0 .. bins - 1): the strata of a stratified split (of the
+    first factor's values when ``y`` holds several per sample)."""
+    if y.ndim == 2:
+        y = y[:, 0]
     if len(y) < 2 * bins:
         return np.zeros(len(y), dtype=np.int64)
     edges = np.quantile(y, np.linspace(0, 1, bins + 1)[1:-1])
     return np.searchsorted(edges, y, side="right")
 
 
-def target_scale(source: Domain) -> tuple[float, float]:
-    """The source training part's target mean and standard deviation (1 when constant)."""
+def target_scale(source: Domain) -> tuple:
+    """The source training part's target mean and standard deviation (1 when constant):
+    floats for one target, a tuple per factor for several."""
     y = source.y.double()
-    std = float(y.std()) if len(y) > 1 else 0.0
-    return float(y.mean()), std if std > 0 else 1.0
+    std = y.std(0) if len(y) > 1 else torch.zeros(y.shape[1:], dtype=y.dtype)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    if y.ndim == 1:
+        return float(y.mean()), float(std)
+    return tuple(y.mean(0).tolist()), tuple(std.tolist())
 
 
 def standardized_targets(domain: Domain | None, scale: tuple[float, float]) -> Domain | None:
     """``domain`` with its targets as ``(y - mean) / std``."""
     if domain is None:
         return None
-    mean, std = scale
+    mean, std = (torch.as_tensor(v, dtype=torch.float64) for v in scale)
     return domain.with_(y=((domain.y.double() - mean) / std).float())
 
 

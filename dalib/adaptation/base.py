@@ -111,7 +111,7 @@ class Adaptation(Method):
         else:
             feats = torch.cat([self.model.features(p) for p in parts], self.lead_dims)
         logits = self.model.head(feats)
-        n = s.y.shape[-1]
+        n = s.x.shape[self.lead_dims]
         m = n + t.x.shape[self.lead_dims]
         out = Outputs(s.y, parts[1], t.x, feats[..., :n, :], feats[..., n:m, :],
                       logits[..., :n, :], logits[..., n:m, :])

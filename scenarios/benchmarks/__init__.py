@@ -11,6 +11,7 @@ from scenarios.benchmarks.cifar import Cifar, CifarC
 from scenarios.benchmarks.core50 import CORe50
 from scenarios.benchmarks.domainbed import PACS, TERRA_INCOGNITA, VLCS
 from scenarios.benchmarks.domainnet import DOMAINNET
+from scenarios.benchmarks.factors import DSPRITES, MPI3D
 from scenarios.benchmarks.imagenet import ImageNetC, TinyImageNet
 from scenarios.benchmarks.office import OFFICE31, OFFICE_HOME
 from scenarios.benchmarks.tree import ImageBenchmark, Layout
@@ -21,4 +22,4 @@ __all__ = ["BENCHMARKS", "ImageBenchmark", "Layout"]
 BENCHMARKS = {b.name: b for b in (
     OFFICE31, OFFICE_HOME, VISDA2017, DOMAINNET, PACS, VLCS, TERRA_INCOGNITA,
     Cifar(10), Cifar(100), CifarC(10), CifarC(100), ImageNetC(), TinyImageNet(),
-    Camelyon17(), CORe50())}
+    Camelyon17(), CORe50(), DSPRITES, MPI3D)}
