@@ -10,6 +10,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DALIB_DATA ?= $(abspath ../shared/data)
 export DALIB_DATA
+# Bytecode caching on: where the environment turns it off (PYTHONDONTWRITEBYTECODE), every
+# process (test and sweep workers, benchmark runs) would compile torch and dalib anew.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: demo test test-all test-kernels lint docs reproduce setup clean
 

@@ -56,7 +56,8 @@ def register_builtins() -> None:
     register_term("dann", DANN, "adversarial: domain discriminator via gradient reversal")
     register_term("cdan", CDAN, "adversarial: discriminator on features x predictions")
     register_term("cdan-e", CDAN, "adversarial: CDAN with entropy conditioning", entropy=True)
-    register_term("mdd", MDD, "adversarial: margin disparity discrepancy")
+    register_term("mdd", MDD, "adversarial: margin disparity discrepancy (DD on continuous "
+                  "targets)")
     register_term("dan", MMD, "discrepancy: multi-kernel MMD")
     register_term("deep-coral", CORAL, "discrepancy: covariance alignment")
     register_term("rsd", RSD, "regression: representation subspace distance (principal angles "

@@ -90,25 +90,55 @@ class MDD(Term):
     """``mdd``: margin disparity discrepancy (Zhang et al., "Bridging Theory and Algorithm
     for Domain Adaptation", ICML 2019; TLlib's ``tllib/alignment/mdd.py``). An adversarial
     head, behind gradient reversal, learns to agree with the main head on source (weighted
-    by the margin ``margin``) and to disagree on target (``-log(1 - p)``); the features
-    learn the opposite."""
+    by the margin ``margin``) and to disagree on target; the features learn the opposite.
 
-    def __init__(self, method, weight: float | None = None, margin: float = 4.0,
+    Class labels: the disparities are the cross-entropy with the main head's predicted class
+    on source and ``-log(1 - p)`` on target, margin 4 (``ClassificationMarginDisparity
+    Discrepancy``). Continuous targets (TLlib's DD for image regression, ``Regression
+    MarginDisparityDiscrepancy`` and ``examples/domain_adaptation/image_regression/dd.py``):
+    the mean absolute difference between the adversarial and the (detached) main outputs,
+    margin 1. TLlib bounds the adversary with a sigmoid on labels in [0, 1]; here the
+    targets are standardised, so the sigmoid is stretched over each factor's range on the
+    source training part (the same bound when the labels are in [0, 1]), and the
+    disparities are in standardised units (each factor divided by its source deviation)."""
+
+    regression = True
+    per_run = ("weight", "low", "high")
+
+    def __init__(self, method, weight: float | None = None, margin: float | None = None,
                  grl_high: float = 0.1) -> None:
         super().__init__(method, weight)
         self.adversary = nn.Linear(method.model.feature_dim, method.model.head.out_features)
-        self.margin = margin
+        self.margin = margin  # None: 4 on class labels, 1 on continuous targets
         self.grl_high = grl_high
+        self.low: torch.Tensor | None = None  # continuous targets: the adversary's range
+        self.high: torch.Tensor | None = None
+
+    def prepare(self, feeds: dict) -> None:
+        y = feeds["source"].y
+        if y.is_floating_point():
+            y = y.reshape(len(y), -1)
+            self.low, self.high = y.min(0).values, y.max(0).values
 
     def forward(self, out: Outputs) -> torch.Tensor:
         coeff = grl_schedule(self.method.progress, high=self.grl_high)
         adv = self.adversary(reverse_grad(torch.cat([out.feat_s, out.feat_t], -2), coeff))
         n = out.feat_s.shape[-2]
+        if out.ys.is_floating_point():
+            return self._regression(adv[..., :n, :], adv[..., n:, :], out)
         pred_s, pred_t = out.logits_s.argmax(-1).detach(), out.logits_t.argmax(-1).detach()
         agree = cross_entropy(adv[..., :n, :], pred_s)
         p_t = F.softmax(adv[..., n:, :], -1).gather(-1, pred_t.unsqueeze(-1)).squeeze(-1)
         disagree = -torch.log((1.0 - p_t).clamp_min(1e-6)).mean(-1)
-        return self.margin * agree + disagree
+        return (4.0 if self.margin is None else self.margin) * agree + disagree
+
+    def _regression(self, adv_s: torch.Tensor, adv_t: torch.Tensor, out: Outputs
+                    ) -> torch.Tensor:
+        low, high = (b if b.ndim == 1 else b.unsqueeze(-2) for b in (self.low, self.high))
+        adv_s, adv_t = (low + (high - low) * torch.sigmoid(a) for a in (adv_s, adv_t))
+        agree = (adv_s - out.logits_s.detach()).abs().mean((-2, -1))
+        disagree = (adv_t - out.logits_t.detach()).abs().mean((-2, -1))
+        return (1.0 if self.margin is None else self.margin) * agree - disagree
 
 
 def classifier_discrepancy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

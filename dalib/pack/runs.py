@@ -33,7 +33,11 @@ def method_pack_reason(method) -> str | None:
 
 def per_run(values: list, device: torch.device) -> object:
     """One value when the runs agree (a separate run's exact value), else a tensor of one
-    value per run."""
+    value per run (of tensors: stacked, the runs first)."""
+    if isinstance(values[0], torch.Tensor):
+        if all(torch.equal(v, values[0]) for v in values):
+            return values[0]
+        return torch.stack(values).to(device)
     if all(v == values[0] for v in values):
         return values[0]
     return torch.tensor([float(v) for v in values], device=device)

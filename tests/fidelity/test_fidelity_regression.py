@@ -71,3 +71,40 @@ def test_supervised_baselines_on_continuous_targets_are_mse():
     total, _ = method.loss({"source": Batch(x, y, None)})
     torch.testing.assert_close(total, F.mse_loss(method.model(x)[:, 0], y), rtol=1e-5,
                                atol=1e-6)
+
+
+def tllib_regression_mdd(y_s, y_s_adv, y_t, y_t_adv, margin=1.0):
+    """TLlib's ``RegressionMarginDisparityDiscrepancy`` (``tllib/alignment/mdd.py``): the
+    L1 disparity ``F.l1_loss(y_adv, y.detach())`` per element, ``-margin`` x its source mean
+    plus its target mean; ``dd.py`` trains on ``mse_loss - trade_off x`` this."""
+    source = -margin * F.l1_loss(y_s_adv, y_s.detach(), reduction="none")
+    target = F.l1_loss(y_t_adv, y_t.detach(), reduction="none")
+    return source.mean() + target.mean()
+
+
+def test_mdd_on_continuous_targets_is_tllibs_regression_disparity_discrepancy():
+    """The adversary's outputs pass a sigmoid as TLlib's regressor heads end in one on labels
+    in [0, 1]; dalib stretches it over each factor's source range, which is [0, 1] here."""
+    from dalib.engine import Batch
+
+    g = torch.Generator().manual_seed(2)
+    torch.manual_seed(0)
+    method = build_method("mdd", build_model((D,), 3, hidden=(W,), batch_norm=False),
+                          augmentation="none", weight_decay=0.0)
+    term = method.terms["mdd"]
+    ys = torch.rand(N, 3, generator=g)
+    ys[0], ys[1] = 0.0, 1.0  # each factor's source range: [0, 1]
+    term.prepare({"source": Batch(torch.randn(N, D, generator=g), ys, None)})
+    f_s, f_t = torch.randn(N, W, generator=g), torch.randn(N, W, generator=g)
+    l_s, l_t = torch.rand(N, 3, generator=g), torch.rand(N, 3, generator=g)
+    got = term(Outputs(ys, None, None, f_s, f_t, l_s, l_t))
+    adv_s, adv_t = torch.sigmoid(term.adversary(f_s)), torch.sigmoid(term.adversary(f_t))
+    want = -tllib_regression_mdd(l_s, adv_s, l_t, adv_t)  # the loss adds -trade_off x mdd
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert term.weight == 1.0 and term.margin is None  # trade-off 1, margin 1 (dd.py)
+    # a wider source range stretches the bound; the margin weighs the source disparity
+    term.low, term.high, term.margin = torch.full((3,), -2.0), torch.full((3,), 3.0), 2.0
+    adv_s, adv_t = (-2 + 5 * torch.sigmoid(term.adversary(f)) for f in (f_s, f_t))
+    torch.testing.assert_close(term(Outputs(ys, None, None, f_s, f_t, l_s, l_t)),
+                               -tllib_regression_mdd(l_s, adv_s, l_t, adv_t, margin=2.0),
+                               rtol=1e-5, atol=1e-6)

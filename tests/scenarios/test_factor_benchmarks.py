@@ -95,7 +95,7 @@ def test_several_factors_train_on_tllibs_loss_and_report_its_mean_error():
 
 @pytest.mark.slow
 def test_a_dsprites_suite_learns_every_factor_and_reports_tllibs_error(tmp_path):
-    """Source-only and DANN from the colour digits to the noisy ones: the target's mean
+    """Source-only, DANN and DD (``mdd``) from the colour digits to the noisy ones: the target's mean
     absolute error over the three factors (in their units) falls well below the error of
     predicting each factor's source mean, over 2 seeds."""
     tests = write_dsprites(tmp_path / "data" / "dSprites")
@@ -111,7 +111,7 @@ kind = "transfer"
 regression = true
 source = { dataset = "dsprites", domain = "color", size = 8 }
 target = { dataset = "dsprites", domain = "noisy", size = 8 }
-methods = ["source-only", "dann"]
+methods = ["source-only", "dann", "mdd"]
 """)
     assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o"),
                  "--data-root", str(tmp_path / "data"), "--no-report"]) == 0
@@ -121,6 +121,6 @@ methods = ["source-only", "dann"]
                           data_root=tmp_path / "data")
     train = source.y[~source.test_mask].numpy()
     constant = mae(np.broadcast_to(train.mean(0), tests["noisy"].shape), tests["noisy"])
-    assert set(err.index) == {"source-only", "dann"}
+    assert set(err.index) == {"source-only", "dann", "mdd"}
     assert (err < 0.7 * constant).all(), (err.to_dict(), constant)
     assert (t[t.metric == "source_mae"].groupby("method")["value"].mean() < 0.5 * constant).all()
