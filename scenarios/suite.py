@@ -35,7 +35,7 @@ from scenarios.transfer import TransferScenario, build_transfer
 BUILTIN_DIR = Path(__file__).parent / "suites"
 
 SUITE_KEYS = {"name", "description", "seeds", "device", "budget", "model", "optim", "recipe",
-              "scenario", "plugins", "search", "reproduction", "keep_models"}
+              "methods", "scenario", "plugins", "search", "reproduction", "keep_models"}
 BUDGET_KEYS = {"epochs", "steps", "batch_size", "checkpoints", "log_every"}
 MAX_SEEDS = 10_000
 MAX_TASKS = 100  # each task of a permuted or rotated stream is a copy of the data
@@ -533,8 +533,8 @@ def _check_stream_options(table: dict, f: str) -> None:
 
 
 def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: dict,
-                    optim: dict, search: dict, suite_recipe: recipes.Recipe | None = None
-                    ) -> ScenarioSpec:
+                    optim: dict, search: dict, suite_recipe: recipes.Recipe | None = None,
+                    suite_methods: tuple[MethodSpec, ...] | None = None) -> ScenarioSpec:
     f = f"scenario[{i}]"
     _check_type(table, dict, f, "a [[scenario]] table")
     kind = table.get("kind")
@@ -623,9 +623,13 @@ def _check_scenario(table, i: int, base_dir: Path | None, budget: dict, model: d
         _check_stream_options(table, f)
     if "standardize" in table:
         checks.string(table["standardize"], f"{f}.standardize", STANDARDIZE_MODES)
-    if "methods" not in table:
-        raise InputError(f"{f}.methods", "missing", expected="a list of methods")
-    methods = _check_methods(table["methods"], f"{f}.methods")
+    if "methods" in table:
+        methods = _check_methods(table["methods"], f"{f}.methods")
+    elif suite_methods is not None:  # the suite's top-level list
+        methods = suite_methods
+    else:
+        raise InputError(f"{f}.methods", "missing", expected="a list of methods (in the "
+                         "scenario, or at the suite's top level for every scenario)")
     own_budget = _check_budget(table.get("budget", {}), f"{f}.budget")
     own_model = table.get("model", {})
     _check_type(own_model, dict, f"{f}.model", "a table of model options")
@@ -752,8 +756,9 @@ def parse_suite(raw: dict, path: Path, data_root: str | None = None) -> Suite:
     search = raw.get("search", {})
     _check_type(search, dict, "search", "a table of search settings")
     suite_recipe = recipes.recipe(raw["recipe"], "recipe") if "recipe" in raw else None
+    methods = _check_methods(raw["methods"], "methods") if "methods" in raw else None
     scenarios = tuple(replace(_check_scenario(t, i, base_dir, budget, model, optim, search,
-                                              suite_recipe),
+                                              suite_recipe, methods),
                               data_root=data_root) for i, t in _expand_families(tables, base_dir))
     names = [s.name for s in scenarios]
     dup = {n for n in names if names.count(n) > 1}

@@ -48,6 +48,24 @@ def test_optim_defaults_reach_every_method_and_scenarios_override_them(tmp_path)
     assert sc.optim == {"schedule": "cosine", "lr": 0.1}
 
 
+def test_a_top_level_method_list_serves_every_scenario_without_its_own(tmp_path):
+    text = GOOD.replace('[budget]', 'methods = ["source-only", "dann"]\n[budget]')
+    second = GOOD.split("[[scenario]]")[1].replace('name = "a"', 'name = "b"')
+    text = text.replace('methods = ["source-only", { name = "target-only", lr = 0.01 }]\n', '')
+    text += "[[scenario]]" + second  # b keeps its own list
+    s = load_suite(str(_write(tmp_path, text)))
+    assert [[m.label for m in sc.methods] for sc in s.scenarios] == [
+        ["source-only", "dann"], ["source-only", "target-only[lr=0.01]"]]
+    bad = text.replace('methods = ["source-only", "dann"]', 'methods = ["source-only", 3]')
+    with pytest.raises(InputError) as err:
+        load_suite(str(_write(tmp_path, bad)))
+    assert err.value.field == "methods[1]"
+    none = GOOD.replace('methods = ["source-only", { name = "target-only", lr = 0.01 }]\n', '')
+    with pytest.raises(InputError, match="suite's top level") as err:
+        load_suite(str(_write(tmp_path, none)))
+    assert err.value.field == "scenario[0].methods"
+
+
 @pytest.mark.parametrize("edit, field, expected", [
     (lambda t: t.replace('[budget]', 'optim = 3\n[budget]'), "optim", "a table"),
     (lambda t: t.replace('k = 2', 'k = 2\ncolour = 1'), "scenario[0].colour", "one of"),
