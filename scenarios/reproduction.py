@@ -4,7 +4,10 @@ An entry of the reproduction ledger is an ordinary suite (its scenarios run thro
 runner) whose ``[reproduction]`` table says what it reproduces: the citation, the table or
 figure, the protocol as published, how dalib's run differs from it (and the expected direction
 of each difference), the published values to compare with (``[[reproduction.value]]``), the
-published qualitative claims to test (``[[reproduction.shape]]``) and its sizes. The suite as
+published qualitative claims to test (``[[reproduction.shape]]``) and its sizes. A row of a
+published table (one method and metric over several scenarios, one cause and note for all)
+may be written once as a ``[[reproduction.row]]`` with ``published = { SCENARIO = VALUE, ...
+}``: it stands for one value per scenario, in that order. The suite as
 written is the entry's *reduced* size (a CPU runs it in minutes to hours); ``[reproduction.
 published]`` overrides it up to the paper's protocol (seeds, budget, model, scenario keys) and
 says what that needs (``requires``: a device, datasets with at least so many samples); the
@@ -27,7 +30,7 @@ from scenarios.errors import InputError, reject_unknown
 ENTRIES_DIR = Path(__file__).parent / "reproductions"
 
 HEADER_KEYS = {"citation", "source", "url", "protocol", "published_seeds", "differences",
-               "smoke", "published", "value", "shape", "check", "requires"}
+               "smoke", "published", "value", "row", "shape", "check", "requires"}
 SMOKE_KEYS = {"seeds", "budget", "scenario", "search"}
 PUBLISHED_KEYS = SMOKE_KEYS | {"model", "requires", "note", "unavailable"}
 CHECK_KEYS = SMOKE_KEYS | {"model", "name", "what", "scenarios", "methods"}
@@ -35,6 +38,7 @@ REQUIRES_KEYS = {"device", "samples"}
 SIZES = ("reduced", "published", "smoke")
 CELL_KEYS = {"scenario", "method", "metric"}
 VALUE_KEYS = CELL_KEYS | {"published", "spread", "spread_kind", "checked", "note", "cause"}
+ROW_KEYS = {"method", "metric", "published", "checked", "note", "cause"}
 SHAPE_KEYS = {"claim", "left", "relation", "right", "note"}
 SPREAD_KINDS = ("sd", "se", "none")
 RELATIONS = (">", "<")
@@ -63,6 +67,7 @@ class Value:
     checked: bool  # False: quoted from elsewhere, not checked against the paper
     note: str = ""
     cause: str = ""  # the likely cause should dalib's interval miss the published value
+    where: str = field(default="", compare=False)  # the field it is written in
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,8 @@ class Reproduction:
     def cells(self) -> list[tuple[str, Cell]]:
         """Every cell the entry reads, with the field it is written in: each value's, each
         claim's left side and its right side where that is a cell."""
-        out = [(f"reproduction.value[{i}]", v.cell) for i, v in enumerate(self.values)]
+        out = [(v.where or f"reproduction.value[{i}]", v.cell)
+               for i, v in enumerate(self.values)]
         for i, s in enumerate(self.shapes):
             out.append((f"reproduction.shape[{i}].left", s.left))
             if isinstance(s.right, Cell):
@@ -161,7 +167,22 @@ def _value(table, f: str) -> Value:
     return Value(cell, published, spread, kind,
                  checks.boolean(table.get("checked", True), f"{f}.checked"),
                  _text(note, f"{f}.note") if note else "",
-                 _text(cause, f"{f}.cause") if cause else "")
+                 _text(cause, f"{f}.cause") if cause else "", where=f)
+
+
+def _row(table, f: str) -> list[Value]:
+    """A ``[[reproduction.row]]``: one value per scenario of its ``published`` table, each
+    with the row's method, metric, ``checked``, ``note`` and ``cause``."""
+    if not isinstance(table, dict):
+        raise InputError(f, f"is {table!r}", expected="a [[reproduction.row]] table")
+    reject_unknown(table, ROW_KEYS, what="key", field=f)
+    published = table.get("published")
+    if not isinstance(published, dict) or not published:
+        raise InputError(f"{f}.published", f"is {published!r}", expected="a table of "
+                         "published values by scenario, { SCENARIO = VALUE, ... }")
+    shared = {k: v for k, v in table.items() if k != "published"}
+    return [_value({**shared, "scenario": name, "published": value},
+                   f"{f}[{name}]") for name, value in published.items()]
 
 
 def _check(table, f: str) -> Check:
@@ -249,13 +270,15 @@ def check_header(raw, f: str = "reproduction") -> Reproduction:
             raise InputError(f"{f}.{key}", "is missing", expected="the citation, the table "
                              "or figure reproduced and the protocol as published")
     values = raw.get("value", [])
+    rows = raw.get("row", [])
     shapes = raw.get("shape", [])
     found = raw.get("check", [])
-    for key, items in (("value", values), ("shape", shapes), ("check", found)):
+    for key, items in (("value", values), ("row", rows), ("shape", shapes), ("check", found)):
         if not isinstance(items, list):
             raise InputError(f"{f}.{key}", f"is {items!r}", expected=f"[[{f}.{key}]] tables")
-    if not values and not shapes:
-        raise InputError(f, "has no [[reproduction.value]] or [[reproduction.shape]]",
+    if not values and not rows and not shapes:
+        raise InputError(f, "has no [[reproduction.value]], [[reproduction.row]] or "
+                         "[[reproduction.shape]]",
                          expected="at least one published value or claim to compare with")
     seeds = raw.get("published_seeds")
     smoke = raw.get("smoke", {})
@@ -284,7 +307,8 @@ def check_header(raw, f: str = "reproduction") -> Reproduction:
         published_seeds=None if seeds is None else checks.integer(
             seeds, f"{f}.published_seeds", 1, 100_000),
         differences=_differences(raw.get("differences", []), f"{f}.differences"),
-        values=tuple(_value(v, f"{f}.value[{i}]") for i, v in enumerate(values)),
+        values=tuple(_value(v, f"{f}.value[{i}]") for i, v in enumerate(values))
+        + tuple(v for i, r in enumerate(rows) for v in _row(r, f"{f}.row[{i}]")),
         shapes=tuple(_shape(s, f"{f}.shape[{i}]") for i, s in enumerate(shapes)),
         smoke=smoke, published=published, checks=_checks(found, f), requires=requires)
 

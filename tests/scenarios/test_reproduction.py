@@ -47,6 +47,39 @@ def _write(tmp_path, text):
     return path
 
 
+def test_a_row_stands_for_one_value_per_scenario_with_its_shared_keys(tmp_path):
+    two = ENTRY.replace('[[scenario]]\nname = "split"',
+                        '[[scenario]]\nname = "split-b"\nkind = "stream"\ndata = { dataset = '
+                        '"uci-digits" }\nmethods = ["naive"]\n[[scenario]]\nname = "split"')
+    row = two.replace("[[scenario]]", """[[reproduction.row]]
+method = "naive"
+metric = "acc"
+published = { split = 21.0, split-b = 22.5 }
+cause = "shorter training"
+[[scenario]]""", 1)
+    values = load_suite(str(_write(tmp_path, row))).reproduction.values
+    one_by_one = two.replace("[[scenario]]", "".join(f"""[[reproduction.value]]
+scenario = "{name}"
+method = "naive"
+metric = "acc"
+published = {v}
+cause = "shorter training"
+""" for name, v in (("split", 21.0), ("split-b", 22.5))) + "[[scenario]]", 1)
+    assert values[1:] == load_suite(str(_write(tmp_path, one_by_one))).reproduction.values[1:]
+    assert [v.cell.scenarios for v in values[1:]] == [("split",), ("split-b",)]
+    for bad, field in ((row.replace("split-b = 22.5", 'split-b = "x"'),
+                        "reproduction.row[0][split-b].published"),
+                       (row.replace("split-b = 22.5", "split-c = 22.5"),
+                        "reproduction.row[0][split-c].scenario"),
+                       (row.replace('cause = "shorter training"', "spread = 1.0"),
+                        "reproduction.row[0].spread"),
+                       (row.replace("published = { split = 21.0, split-b = 22.5 }",
+                                    "published = 21.0"), "reproduction.row[0].published")):
+        with pytest.raises(InputError) as err:
+            load_suite(str(_write(tmp_path, bad)))
+        assert err.value.field == field, (field, str(err.value))
+
+
 def test_entry_loads_and_smoke_overrides(tmp_path):
     path = _write(tmp_path, ENTRY)
     full = load_suite(str(path))
