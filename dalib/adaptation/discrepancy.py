@@ -19,7 +19,7 @@ class MMD(Term):
     thuml/Transfer-Learning-Library.
     """
 
-    regression = True  # on a regression model's features and its one output
+    regression = True  # on a regression model's features and its outputs (one per factor)
 
     def forward(self, out: Outputs) -> torch.Tensor:
         return (multi_kernel_mmd(out.feat_s, out.feat_t)
@@ -35,7 +35,7 @@ class CORAL(Term):
     TLlib's and DomainBed's form is ``coral``).
     """
 
-    regression = True  # on a regression model's one output (its variance) or its features
+    regression = True  # on a regression model's outputs (their covariance) or its features
 
     def __init__(self, method, weight: float | None = None, layer: str = "logits") -> None:
         super().__init__(method, weight)
