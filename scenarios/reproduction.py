@@ -38,7 +38,8 @@ REQUIRES_KEYS = {"device", "samples"}
 SIZES = ("reduced", "published", "smoke")
 CELL_KEYS = {"scenario", "method", "metric"}
 VALUE_KEYS = CELL_KEYS | {"published", "spread", "spread_kind", "checked", "note", "cause"}
-ROW_KEYS = {"method", "metric", "published", "checked", "note", "cause"}
+ROW_KEYS = {"method", "metric", "published", "spread", "spread_kind", "checked", "note",
+            "cause"}
 SHAPE_KEYS = {"claim", "left", "relation", "right", "note"}
 SPREAD_KINDS = ("sd", "se", "none")
 RELATIONS = (">", "<")
@@ -172,7 +173,8 @@ def _value(table, f: str) -> Value:
 
 def _row(table, f: str) -> list[Value]:
     """A ``[[reproduction.row]]``: one value per scenario of its ``published`` table, each
-    with the row's method, metric, ``checked``, ``note`` and ``cause``."""
+    with the row's method, metric, ``checked``, ``note`` and ``cause``, and its spread from
+    the ``spread`` table (by scenario, of kind ``spread_kind``) where the row has one."""
     if not isinstance(table, dict):
         raise InputError(f, f"is {table!r}", expected="a [[reproduction.row]] table")
     reject_unknown(table, ROW_KEYS, what="key", field=f)
@@ -180,8 +182,13 @@ def _row(table, f: str) -> list[Value]:
     if not isinstance(published, dict) or not published:
         raise InputError(f"{f}.published", f"is {published!r}", expected="a table of "
                          "published values by scenario, { SCENARIO = VALUE, ... }")
-    shared = {k: v for k, v in table.items() if k != "published"}
-    return [_value({**shared, "scenario": name, "published": value},
+    spread = table.get("spread")
+    if spread is not None and (not isinstance(spread, dict) or set(spread) != set(published)):
+        raise InputError(f"{f}.spread", f"is {spread!r}", expected="a table of spreads for "
+                         "the same scenarios as published")
+    shared = {k: v for k, v in table.items() if k not in ("published", "spread")}
+    return [_value({**shared, "scenario": name, "published": value,
+                    **({"spread": spread[name]} if spread is not None else {})},
                    f"{f}[{name}]") for name, value in published.items()]
 
 

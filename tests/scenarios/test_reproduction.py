@@ -67,6 +67,10 @@ cause = "shorter training"
 """ for name, v in (("split", 21.0), ("split-b", 22.5))) + "[[scenario]]", 1)
     assert values[1:] == load_suite(str(_write(tmp_path, one_by_one))).reproduction.values[1:]
     assert [v.cell.scenarios for v in values[1:]] == [("split",), ("split-b",)]
+    spread = load_suite(str(_write(tmp_path, row.replace(
+        'cause = "shorter training"', 'spread = { split = 1.0, split-b = 0.5 }\n'
+        'spread_kind = "se"')))).reproduction.values
+    assert [(v.spread, v.spread_kind) for v in spread[1:]] == [(1.0, "se"), (0.5, "se")]
     for bad, field in ((row.replace("split-b = 22.5", 'split-b = "x"'),
                         "reproduction.row[0][split-b].published"),
                        (row.replace("split-b = 22.5", "split-c = 22.5"),
@@ -74,7 +78,12 @@ cause = "shorter training"
                        (row.replace('cause = "shorter training"', "spread = 1.0"),
                         "reproduction.row[0].spread"),
                        (row.replace("published = { split = 21.0, split-b = 22.5 }",
-                                    "published = 21.0"), "reproduction.row[0].published")):
+                                    "published = 21.0"), "reproduction.row[0].published"),
+                       (row.replace('cause = "shorter training"', "spread = { split = 1.0 }"),
+                        "reproduction.row[0].spread"),
+                       (row.replace('cause = "shorter training"',
+                                    'spread = { split = 1.0, split-b = 0.5 }\nspread_kind = "x"'),
+                        "reproduction.row[0][split].spread_kind")):
         with pytest.raises(InputError) as err:
             load_suite(str(_write(tmp_path, bad)))
         assert err.value.field == field, (field, str(err.value))
