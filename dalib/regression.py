@@ -13,7 +13,8 @@ lower-is-better, from the labelled source validation part and the unlabelled tar
 * ``last``: the final checkpoint.
 
 Target test errors are measured at every checkpoint for reporting only: ``target_rmse`` and
-``target_mae`` (and the source test part's) in the target's units; the best-on-test pick
+``target_mae`` (and the source test part's) in the target's units, with several factors the
+mean of each factor's error, and each factor's own as ``target_mae[FACTOR]``; the best-on-test pick
 is reported as ``target_rmse_oracle``, an upper bound.
 """
 
@@ -51,6 +52,7 @@ class RegressionScorer:
         self._reports = {"target": scenario.target_test, "source": scenario.source_test}
         self.scale = np.asarray(scenario.target_scale[1])  # per factor: to the data's units
         self.factors = scenario.num_classes  # the model's outputs: one per target factor
+        self.names = scenario.source.classes
         self.checkpoints: list[dict] = []
 
     def _pred(self, method, domain) -> torch.Tensor:
@@ -85,6 +87,9 @@ class RegressionScorer:
             pred, y = self.scale * self._pred(method, domain).numpy(), self.scale * domain.y.numpy()
             row[f"{name}_rmse"] = rmse(pred, y)
             row[f"{name}_mae"] = mae(pred, y)
+            if name == "target" and self.factors > 1:  # each factor's (TLlib prints them)
+                for j, factor in enumerate(self.names):
+                    row[f"target_mae[{factor}]"] = mae(pred[:, j], y[:, j])
         self.checkpoints.append(row)
         return row
 
@@ -96,6 +101,7 @@ def regression_metrics(checkpoints: list[dict], criterion: str) -> dict[str, flo
     never a result)."""
     chosen = pick(checkpoints, criterion, HIGHER_IS_BETTER, ORACLE)
     out = {k: chosen[k] for k in REGRESSION_METRICS}
+    out.update({k: v for k, v in chosen.items() if k.startswith("target_mae[")})
     out["selected_step"] = chosen["step"]
     for c in REGRESSION_CRITERIA:
         out[f"target_rmse_{c.replace('-', '_')}"] = pick(checkpoints, c, HIGHER_IS_BETTER,

@@ -143,17 +143,25 @@ def kinds(table: pd.DataFrame) -> dict[str, list[str]]:
     return {k: v for k, v in out.items() if v}
 
 
-def fmt(x: float) -> str:
-    return "" if pd.isna(x) else f"{x:.2f}"
+def fmt(x: float, digits: int = 2) -> str:
+    return "" if pd.isna(x) else f"{x:.{digits}f}"
+
+
+def is_error(metric) -> bool:
+    """A regression error (RMSE or MAE, in the data's units; their differences too)."""
+    return isinstance(metric, str) and ("rmse" in metric or "mae" in metric)
 
 
 def cell(row: pd.Series) -> str:
-    """``mean [ci_low, ci_high]`` (``mean (n = 1)`` for one seed)."""
+    """``mean [ci_low, ci_high]`` (``mean (n = 1)`` for one seed); regression errors
+    below 1 in size with three decimals (labels in [0, 1], as dSprites', err by hundredths)."""
+    digits = 3 if is_error(row.get("metric")) and abs(row["mean"]) < 1 else 2
     if row["n"] < 2:
-        return f"{fmt(row['mean'])} (n = 1)"
+        return f"{fmt(row['mean'], digits)} (n = 1)"
     if pd.isna(row["ci_low"]):
-        return fmt(row["mean"])
-    return f"{fmt(row['mean'])} [{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]"
+        return fmt(row["mean"], digits)
+    return (f"{fmt(row['mean'], digits)} [{fmt(row['ci_low'], digits)}, "
+            f"{fmt(row['ci_high'], digits)}]")
 
 
 def values_cell(values: np.ndarray) -> str:

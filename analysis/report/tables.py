@@ -37,6 +37,9 @@ def kind_tables(doc: Doc, table: pd.DataFrame, ok: pd.DataFrame, agg: pd.DataFra
     has no baseline)."""
     metrics = COLUMNS.get(kind) or list(dict.fromkeys(ok[ok["scenario"].isin(scenarios)]
                                                       ["metric"]))
+    if kind == "transfer":  # several regression factors: each one's error after the mean's
+        metrics = metrics + sorted(m for m in ok["metric"].unique()
+                                   if str(m).startswith("target_mae["))
     present = [m for m in metrics
                if ((table["metric"] == m) & table["scenario"].isin(scenarios)).any()]
     doc.heading(f"{kind.capitalize()} scenarios")

@@ -115,7 +115,8 @@ target = { dataset = "dsprites", domain = "noisy", size = 8 }
 methods = ["source-only", "dann", "mdd"]
 """)
     assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o"),
-                 "--data-root", str(tmp_path / "data"), "--no-report"]) == 0
+                 "--data-root", str(tmp_path / "data")]) == 0
+    assert "target_mae[scale]" in (tmp_path / "o" / "report.md").read_text()
     t = pd.read_csv(tmp_path / "o" / "results.csv")
     err = t[t.metric == "target_mae"].groupby("method")["value"].mean()
     source = load_dataset({"dataset": "dsprites", "domain": "color", "size": 8},
@@ -125,3 +126,10 @@ methods = ["source-only", "dann", "mdd"]
     assert set(err.index) == {"source-only", "dann", "mdd"}
     assert (err < 0.7 * constant).all(), (err.to_dict(), constant)
     assert (t[t.metric == "source_mae"].groupby("method")["value"].mean() < 0.5 * constant).all()
+    # each factor's error beside their mean, which it averages
+    per = t[t.metric.str.startswith("target_mae[")].pivot_table(
+        index="run_id", columns="metric", values="value")
+    assert list(per.columns) == [f"target_mae[{f}]" for f in ("position_x", "position_y",
+                                                                "scale")]
+    mean = t[t.metric == "target_mae"].set_index("run_id")["value"]
+    assert np.allclose(per.mean(axis=1), mean[per.index], rtol=1e-9)
