@@ -22,8 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.regression import REGRESSION_METRICS
-from analysis.report.cells import fmt
+from analysis.report.cells import fmt, is_error
 from analysis.stats import detectable_effect, ok_rows, seeds_needed, t_interval
 
 LEVEL = 0.95
@@ -195,13 +194,13 @@ def verdict_cell(row) -> str:
 def _num(x, digits: int = 2) -> str:
     """A number as the report shows it (two decimals; ``digits``), a dash where there is
     none."""
-    return "–" if pd.isna(x) else fmt(x) if digits == 2 else f"{x:.{digits}f}"
+    return "–" if pd.isna(x) else fmt(x, digits)
 
 
 def _digits(row) -> int:
     """Decimals of a value row's numbers: three for regression errors (in the data's units,
     often below 1), two for the rest (points)."""
-    return 3 if str(row.get("cell", "")).rsplit(" / ", 1)[-1] in REGRESSION_METRICS else 2
+    return 3 if is_error(str(row.get("cell", "")).rsplit(" / ", 1)[-1]) else 2
 
 
 def published_cell(row) -> str:

@@ -12,6 +12,16 @@ REGRESSION_METRICS = ("target_rmse", "target_mae", "source_rmse", "source_mae",
                       "target_train_rmse")
 
 
+def factor_mae(factor: str) -> str:
+    """The metric of one factor's target MAE, with several factors per sample."""
+    return f"target_mae[{factor}]"
+
+
+def is_factor_mae(metric) -> bool:
+    """Whether ``metric`` is one factor's target MAE (:func:`factor_mae`)."""
+    return str(metric).startswith("target_mae[")
+
+
 def rmse(pred: np.ndarray, y: np.ndarray) -> float:
     """sqrt(mean((pred - y)^2)), per factor and averaged over them."""
     return float(np.mean(np.sqrt(np.mean((np.asarray(pred, np.float64) - y) ** 2, axis=0))))

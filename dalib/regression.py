@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from analysis.regression import REGRESSION_METRICS, mae, rmse
+from analysis.regression import REGRESSION_METRICS, factor_mae, is_factor_mae, mae, rmse
 from dalib.engine import predict_logits
 from dalib.selection import density_ratio, dev_risk, pick, subsample
 from scenarios.suite import REGRESSION_CRITERIA
@@ -51,13 +51,12 @@ class RegressionScorer:
         self.source_val = scenario.source_val
         self._reports = {"target": scenario.target_test, "source": scenario.source_test}
         self.scale = np.asarray(scenario.target_scale[1])  # per factor: to the data's units
-        self.factors = scenario.num_classes  # the model's outputs: one per target factor
-        self.names = scenario.source.classes
+        self.factors = scenario.source.classes  # the model's outputs: one per target factor
         self.checkpoints: list[dict] = []
 
     def _pred(self, method, domain) -> torch.Tensor:
         out = predict_logits(method, domain)
-        out = out if self.factors > 1 else out[:, 0]
+        out = out if len(self.factors) > 1 else out[:, 0]
         if not torch.isfinite(out).all():
             raise FloatingPointError(f"the model's outputs on {domain.name!r} are NaN or "
                                      "infinite: the run diverged")
@@ -87,9 +86,9 @@ class RegressionScorer:
             pred, y = self.scale * self._pred(method, domain).numpy(), self.scale * domain.y.numpy()
             row[f"{name}_rmse"] = rmse(pred, y)
             row[f"{name}_mae"] = mae(pred, y)
-            if name == "target" and self.factors > 1:  # each factor's (TLlib prints them)
-                for j, factor in enumerate(self.names):
-                    row[f"target_mae[{factor}]"] = mae(pred[:, j], y[:, j])
+            if name == "target" and len(self.factors) > 1:  # each one's (TLlib prints them)
+                for j, factor in enumerate(self.factors):
+                    row[factor_mae(factor)] = mae(pred[:, j], y[:, j])
         self.checkpoints.append(row)
         return row
 
@@ -101,7 +100,7 @@ def regression_metrics(checkpoints: list[dict], criterion: str) -> dict[str, flo
     never a result)."""
     chosen = pick(checkpoints, criterion, HIGHER_IS_BETTER, ORACLE)
     out = {k: chosen[k] for k in REGRESSION_METRICS}
-    out.update({k: v for k, v in chosen.items() if k.startswith("target_mae[")})
+    out.update({k: v for k, v in chosen.items() if is_factor_mae(k)})
     out["selected_step"] = chosen["step"]
     for c in REGRESSION_CRITERIA:
         out[f"target_rmse_{c.replace('-', '_')}"] = pick(checkpoints, c, HIGHER_IS_BETTER,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.continual import FWT_UNDEFINED
+from analysis.regression import is_factor_mae
 from analysis.report.cells import (
     COLUMNS,
     DIFFERENCES,
@@ -38,8 +39,7 @@ def kind_tables(doc: Doc, table: pd.DataFrame, ok: pd.DataFrame, agg: pd.DataFra
     metrics = COLUMNS.get(kind) or list(dict.fromkeys(ok[ok["scenario"].isin(scenarios)]
                                                       ["metric"]))
     if kind == "transfer":  # several regression factors: each one's error after the mean's
-        metrics = metrics + sorted(m for m in ok["metric"].unique()
-                                   if str(m).startswith("target_mae["))
+        metrics = metrics + sorted(m for m in ok["metric"].unique() if is_factor_mae(m))
     present = [m for m in metrics
                if ((table["metric"] == m) & table["scenario"].isin(scenarios)).any()]
     doc.heading(f"{kind.capitalize()} scenarios")

@@ -18,6 +18,7 @@ import torch
 
 from scenarios import checks, formats
 from scenarios.benchmarks.copies import ROOTS_HELP, find, identity, pooled
+from scenarios.benchmarks.tree import CHECKS
 from scenarios.domain import Domain
 from scenarios.errors import InputError
 
@@ -55,7 +56,9 @@ class FactorImageList:
     def domain_names(self, **_) -> list[str]:
         return list(self.domain_dirs)
 
-    def _domains(self, domain: str | None) -> list[str]:
+    def _domains(self, domain: str | None, check: str) -> list[str]:
+        """The domains asked for (one, or every one), ``domain`` and ``check`` checked."""
+        checks.string(check, "check", CHECKS)
         if domain is not None:
             checks.string(domain, "domain", self.domain_dirs)
             return [domain]
@@ -101,23 +104,23 @@ class FactorImageList:
 
     def verify(self, data_root=None, domain: str | None = None, check: str = "counts", **_
                ) -> dict[str, int]:
-        checks.string(check, "check", ("counts", "layout"))
-        return {d: len(self._read(data_root, d, check)[1]) for d in self._domains(domain)}
+        return {d: len(self._read(data_root, d, check)[1])
+                for d in self._domains(domain, check)}
 
     def fingerprint(self, data_root=None, domain: str | None = None, **_) -> dict[str, str]:
-        try:
-            parts = [self._read(data_root, d, "counts") for d in self._domains(domain)]
+        try:  # identity stats every file: a missing one is an OSError there
+            parts = [self._read(data_root, d, "layout")
+                     for d in self._domains(domain, "layout")]
+            return identity(self.name, [(root, paths, [" ".join(map(str, v)) for v in values])
+                                        for root, paths, values, _ in parts])
         except (InputError, OSError):
             return {}
-        return identity(self.name, [(root, paths, [" ".join(map(str, v)) for v in values])
-                                    for root, paths, values, _ in parts])
 
     def __call__(self, data_root: str | Path | None = None, domain: str | None = None,
                  size: int | list[int] | None = None, check: str = "counts",
                  read: str = "cache") -> Domain:
         checks.string(read, "read", formats.READS)
-        checks.string(check, "check", ("counts", "layout"))
-        names = self._domains(domain)
+        names = self._domains(domain, check)
         parts = []
         for d in names:
             root, paths, values, test = self._read(data_root, d, check)
